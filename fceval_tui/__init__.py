@@ -1,0 +1,3 @@
+"""fceval-tui: operator console for AI-agent evaluation runs (local tmux or AWS)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from fceval_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""The contract every backend fulfils; the runner drives it, one thread per active job.
+
+Per attempt the runner calls: provision -> start -> observe (repeatedly) -> collect, and
+`cleanup` whatever happened. Methods block (they run in the runner's threads, never the UI's).
+Errors are `TransientError` (retried with backoff, `CapacityError` shows as `waiting_capacity`)
+or `PermanentError` (the job fails at once); anything else is a bug and fails the job with the
+traceback in the log.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from fceval_tui.config import Settings
+from fceval_tui.domain.models import Job
+from fceval_tui.domain.states import JobState
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Everything a backend needs to run one attempt of one job."""
+
+    job: Job
+    attempt: int
+    run_command: str
+    grade_command: str | None
+    artifact_prefix: str
+    work_dir: Path  # a private local directory for this job (scripts, logs, downloads)
+    expires_at: datetime  # the hard TTL, as put in the fceval:expires-at tag
+
+    @property
+    def tags(self) -> dict[str, str]:
+        from fceval_tui.domain.models import iso
+
+        return {
+            "ManagedBy": "fceval-tui",
+            "fceval:run-id": self.job.run_id,
+            "fceval:job-id": self.job.id,
+            "fceval:expires-at": iso(self.expires_at),
+        }
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the backend saw. `phase` is running, grading or uploading while the pipeline is busy;
+    `done` once the pipeline has finished (successfully or not) and `collect` may run."""
+
+    phase: JobState
+    done: bool = False
+    exit_code: int | None = None
+    detail: str = ""
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Result of `collect`: whether the job succeeded, and where its artifacts are."""
+
+    succeeded: bool
+    exit_code: int | None
+    artifacts: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A live piece of compute (or a leftover) as listed for the console and teardown."""
+
+    backend: str
+    kind: str
+    id: str
+    state: str
+    run_id: str | None = None
+    job_id: str | None = None
+    started_at: datetime | None = None
+    expires_at: datetime | None = None
+    cost_usd: float = 0.0
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TmuxTarget:
+    """Where a job's tmux session lives: tmux argv prefix (socket selection) and session name.
+    `transport` is None for this machine, else a transport object from fceval_tui.transports."""
+
+    tmux_args: tuple[str, ...]
+    session: str
+    transport: object | None = None
+
+
+class ResourceGone(Exception):
+    """The job's compute no longer exists (terminated, reaped, machine rebooted)."""
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+    # IAM actions the console's caller identity needs for this backend; audit and policy printer read them.
+    caller_actions: ClassVar[tuple[str, ...]] = ()
+    # IAM actions the compute's own role needs (instance profile / task role).
+    instance_actions: ClassVar[tuple[str, ...]] = ()
+    # First state of an attempt: `starting` for local work, `provisioning` for cloud compute.
+    first_state: ClassVar[JobState] = JobState.PROVISIONING
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def check_ready(self) -> None:
+        """Raise a UserError when the backend cannot work at all (missing tool, no credentials)."""
+
+    @abstractmethod
+    def provision(self, ctx: JobContext) -> str:
+        """Create (or find, for an idempotent retry) the compute; return its resource id."""
+
+    @abstractmethod
+    def start(self, ctx: JobContext, resource_id: str) -> None:
+        """Start the pipeline (run step, then grade step) on the compute."""
+
+    @abstractmethod
+    def observe(self, ctx: JobContext, resource_id: str) -> Observation:
+        """Look once at the pipeline. Raise ResourceGone when the compute vanished."""
+
+    @abstractmethod
+    def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
+        """After `done`: store and verify artifacts per the artifact layout, decide success."""
+
+    @abstractmethod
+    def cancel(self, ctx: JobContext, resource_id: str) -> None:
+        """Stop the pipeline now (cancel or timeout). Idempotent."""
+
+    @abstractmethod
+    def cleanup(self, ctx: JobContext, resource_id: str) -> None:
+        """Destroy everything this attempt created. Idempotent; also called after errors."""
+
+    def hourly_cost(self, ctx: JobContext) -> float:
+        """Approximate USD per hour of the compute, for cost so far."""
+        return 0.0
+
+    def list_resources(self) -> list[Resource]:
+        """Live resources carrying ManagedBy=fceval-tui, in O(1) API calls per refresh."""
+        return []
+
+    def destroy_resource(self, resource: Resource) -> None:
+        """Remove one listed resource (teardown)."""
+        raise NotImplementedError(f"{self.name} backend cannot destroy {resource.kind} resources")
+
+    def tmux_target(self, job: Job) -> TmuxTarget | None:
+        """Where the job's tmux session can be mirrored, or None (e.g. Batch has no tmux)."""
+        return None

@@ -1,0 +1,53 @@
+"""The transport interface: one-shot commands and bidirectional byte streams on some target."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class Stream(ABC):
+    """A running remote process with stdin/stdout as bytes (e.g. `tmux -C attach` over ECS Exec)."""
+
+    @abstractmethod
+    def read(self, size: int = 65536, timeout: float | None = None) -> bytes:
+        """Up to `size` bytes; b'' at end of stream; raises TimeoutError when `timeout` passes first."""
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool: ...
+
+
+class Transport(ABC):
+    """Where commands run. `argv` is a list of words, never a shell string built from user values."""
+
+    @abstractmethod
+    def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 60.0) -> CommandResult: ...
+
+    @abstractmethod
+    def open_stream(self, argv: Sequence[str]) -> Stream: ...
+
+    @property
+    def is_local(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        return type(self).__name__
