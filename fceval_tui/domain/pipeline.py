@@ -1,0 +1,115 @@
+"""The job pipeline as a POSIX sh script, identical on every backend.
+
+It runs the agent step, then (if that succeeded and a grade command is set) the grade step, packs
+the artifacts, runs the backend's upload lines, and leaves plain files in its work directory that
+any backend can read back, even through a transport that loses exit codes:
+
+    phase        running | grading | uploading | done   (replaced atomically)
+    run.exit     exit code of the agent step
+    grade.exit   exit code of the grade step (absent when it did not run)
+    done         the job's exit code, written last: its presence means the pipeline finished
+    out/run.tar.gz, out/grading_report.json.gz           what the backend stores per the layout
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from fceval_tui.domain.artifacts import GRADING_REPORT
+
+PHASE_FILE = "phase"
+RUN_EXIT = "run.exit"
+GRADE_EXIT = "grade.exit"
+DONE_FILE = "done"
+RUN_ARCHIVE = "out/run.tar.gz"
+REPORT_ARCHIVE = "out/grading_report.json.gz"
+SCRIPT_NAME = "pipeline.sh"
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    phase: str
+    run_exit: int | None
+    grade_exit: int | None
+    exit_code: int | None
+
+    @property
+    def done(self) -> bool:
+        return self.exit_code is not None
+
+
+def render(
+    work_dir: str,
+    artifacts_dir: str,
+    run_command: str,
+    grade_command: str | None,
+    upload: str = "",
+    banner: str = "",
+) -> str:
+    """`run_command`/`grade_command` are rendered templates (values already quoted); `upload` is
+    trusted shell built by a backend with shlex.quote."""
+    q = shlex.quote
+    grade = grade_command or ""
+    return f"""#!/bin/sh
+# {banner or 'fceval-tui pipeline'}
+cd {q(work_dir)} || exit 97
+mkdir -p {q(artifacts_dir)} out
+phase() {{ printf '%s\\n' "$1" > {PHASE_FILE}.tmp && mv {PHASE_FILE}.tmp {PHASE_FILE}; }}
+phase running
+( {run_command}
+)
+rc=$?
+printf '%s\\n' "$rc" > {RUN_EXIT}
+code=$rc
+if [ "$rc" -eq 0 ] && [ -n {q(grade)} ]; then
+  phase grading
+  ( {grade or ':'}
+  )
+  grc=$?
+  printf '%s\\n' "$grc" > {GRADE_EXIT}
+  code=$grc
+fi
+phase uploading
+tar -czf {RUN_ARCHIVE} -C {q(artifacts_dir)} . || echo 'fceval-tui: packing artifacts failed' >&2
+if [ -f {q(artifacts_dir + '/' + GRADING_REPORT)} ]; then
+  gzip -c {q(artifacts_dir + '/' + GRADING_REPORT)} > {REPORT_ARCHIVE}
+fi
+{upload}
+phase done
+printf '%s\\n' "$code" > {DONE_FILE}.tmp && mv {DONE_FILE}.tmp {DONE_FILE}
+echo "fceval-tui: pipeline finished with exit code $code"
+"""
+
+
+def parse_status(files: dict[str, str | None]) -> PipelineResult:
+    """Read back the status files (name -> content or None when absent)."""
+
+    def as_int(name: str) -> int | None:
+        text = (files.get(name) or "").strip()
+        return int(text) if text.lstrip("-").isdigit() else None
+
+    return PipelineResult(
+        phase=(files.get(PHASE_FILE) or "").strip() or "starting",
+        run_exit=as_int(RUN_EXIT),
+        grade_exit=as_int(GRADE_EXIT),
+        exit_code=as_int(DONE_FILE),
+    )
+
+
+STATUS_FILES = (PHASE_FILE, RUN_EXIT, GRADE_EXIT, DONE_FILE)
+
+
+def status_command(work_dir: str) -> str:
+    """One shell line printing every status file as `name=content` (for remote observation)."""
+    parts = [f"printf '{name}=%s\\n' \"$(cat {name} 2>/dev/null)\"" for name in STATUS_FILES]
+    return f"cd {shlex.quote(work_dir)} 2>/dev/null && {{ {'; '.join(parts)}; }}"
+
+
+def parse_status_output(text: str) -> PipelineResult:
+    files: dict[str, str | None] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name in STATUS_FILES:
+            files[name] = value or None
+    return parse_status(files)
