@@ -143,7 +143,8 @@ class Setting:
     group: str = "general"
 
     def default_value(self) -> Any:
-        return self.default() if callable(self.default) else self.default
+        # A computed default is raw text, parsed like any other source.
+        return self.parse(self.env, self.default()) if callable(self.default) else self.default
 
 
 _AZ = _pattern(r"[a-z]{2}(-[a-z]+)+-\d[a-z]", "an availability zone such as us-east-1a")

@@ -16,7 +16,7 @@ def utcnow() -> datetime:
 
 
 def iso(ts: datetime | None) -> str | None:
-    return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if ts else None
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if ts else None
 
 
 def parse_iso(text: str | None) -> datetime | None:

@@ -1,0 +1,225 @@
+"""Local backend: each job in its own tmux session on a tmux socket private to the state dir.
+
+The pipeline script (domain/pipeline.py) runs as the pane's command and leaves status files in the
+job's work directory; exit codes come from those files, never from scraping the screen. The
+pane's output is also piped to `console.log` so it survives the session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+from fceval_tui.backends.base import (
+    Backend,
+    JobContext,
+    Observation,
+    Outcome,
+    Resource,
+    ResourceGone,
+    TmuxTarget,
+)
+from fceval_tui.domain import pipeline
+from fceval_tui.domain.artifacts import join_prefix, keys_for
+from fceval_tui.domain.models import Job, utcnow
+from fceval_tui.domain.states import JobState
+from fceval_tui.errors import PermanentError, TransientError, UserError
+
+CONSOLE_LOG = "console.log"
+HISTORY_LIMIT = 50000
+_PHASES = {"running": JobState.RUNNING, "grading": JobState.GRADING, "uploading": JobState.UPLOADING,
+           "done": JobState.UPLOADING, "starting": JobState.RUNNING}
+
+
+def socket_name(state_dir: Path) -> str:
+    digest = hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:10]
+    return f"fceval-{digest}"
+
+
+def require_tmux() -> str:
+    path = shutil.which("tmux")
+    if path is None:
+        raise UserError(
+            "tmux is not installed or not on PATH (the local backend runs every job in a tmux session)",
+            "install it, e.g. `sudo apt-get install tmux` or `brew install tmux`",
+        )
+    return path
+
+
+class LocalBackend(Backend):
+    name = "local"
+    first_state = JobState.STARTING
+    poll_interval = 0.25
+
+    def __init__(self, settings) -> None:
+        super().__init__(settings)
+        self.socket = socket_name(settings.state_dir)
+        self._server = None
+
+    # -- tmux plumbing ------------------------------------------------------------------------
+
+    def check_ready(self) -> None:
+        require_tmux()
+
+    @property
+    def server(self):
+        if self._server is None:
+            import libtmux
+
+            require_tmux()
+            conf = self.settings.state_dir / "tmux.conf"
+            # Read when the private server starts: every job pane keeps a long history and stays
+            # visible after its command exits, so the final output can still be mirrored.
+            conf.write_text(f"set -g history-limit {HISTORY_LIMIT}\nset -g remain-on-exit on\nset -g status off\n")
+            self._server = libtmux.Server(socket_name=self.socket, config_file=str(conf))
+        return self._server
+
+    def tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [require_tmux(), "-L", self.socket, *args], capture_output=True, text=True, timeout=30
+        )
+        if check and proc.returncode != 0:
+            raise TransientError(f"tmux {args[0]} failed: {proc.stderr.strip() or proc.returncode}")
+        return proc
+
+    def _has_session(self, name: str) -> bool:
+        return self.tmux("has-session", "-t", f"={name}", check=False).returncode == 0
+
+    # -- the Backend contract -----------------------------------------------------------------
+
+    def provision(self, ctx: JobContext) -> str:
+        return ctx.job.id
+
+    def start(self, ctx: JobContext, resource_id: str) -> None:
+        work = ctx.work_dir
+        for name in (*pipeline.STATUS_FILES, CONSOLE_LOG):
+            (work / name).unlink(missing_ok=True)
+        shutil.rmtree(work / "out", ignore_errors=True)
+        artifacts = work / "artifacts"
+        shutil.rmtree(artifacts, ignore_errors=True)
+        script = pipeline.render(
+            str(work), str(artifacts), ctx.run_command, ctx.grade_command,
+            banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}",
+        )
+        (work / pipeline.SCRIPT_NAME).write_text(script)
+        if self._has_session(resource_id):
+            self.tmux("kill-session", "-t", f"={resource_id}", check=False)
+        from libtmux.exc import LibTmuxException
+
+        try:
+            # Start idle, attach the log pipe, then run the script: no output escapes console.log.
+            session = self.server.new_session(
+                session_name=resource_id, window_command="sleep 2147483647", start_directory=str(work),
+                x=200, y=50,
+            )
+        except LibTmuxException as exc:
+            raise TransientError(f"could not create tmux session {resource_id}: {exc}") from exc
+        pane = session.active_window.active_pane
+        target = pane.pane_id
+        self.tmux("pipe-pane", "-t", target, "-o", "cat >> " + _q(str(work / CONSOLE_LOG)))
+        self.tmux("respawn-pane", "-k", "-t", target, "sh " + _q(str(work / pipeline.SCRIPT_NAME)))
+
+    def observe(self, ctx: JobContext, resource_id: str) -> Observation:
+        status = self._status(ctx.work_dir)
+        if status.done:
+            return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
+        if not self._has_session(resource_id):
+            raise ResourceGone(f"tmux session {resource_id} is gone before the pipeline finished")
+        dead = self.tmux("display-message", "-p", "-t", f"={resource_id}:", "#{pane_dead}", check=False)
+        if dead.stdout.strip() == "1":
+            status = self._status(ctx.work_dir)  # it may have finished between the two reads
+            if status.done:
+                return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
+            raise ResourceGone(f"the pipeline in tmux session {resource_id} died before finishing")
+        return Observation(_PHASES.get(status.phase, JobState.RUNNING), exit_code=status.run_exit)
+
+    def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
+        status = self._status(ctx.work_dir)
+        succeeded = status.exit_code == 0
+        keys = keys_for(ctx.job, succeeded, utcnow())
+        stored: list[str] = []
+        for local, key in ((pipeline.RUN_ARCHIVE, keys.run_archive), (pipeline.REPORT_ARCHIVE, keys.grading_report)):
+            source = ctx.work_dir / local
+            if source.is_file():
+                stored.append(store_artifact(source, join_prefix(ctx.artifact_prefix, key)))
+        if not (ctx.work_dir / pipeline.RUN_ARCHIVE).is_file():
+            return Outcome(False, status.exit_code, tuple(stored), "the pipeline did not produce out/run.tar.gz")
+        error = None if succeeded else _step_error(status)
+        return Outcome(succeeded, status.exit_code, tuple(stored), error)
+
+    def cancel(self, ctx: JobContext, resource_id: str) -> None:
+        if self._has_session(resource_id):
+            self.tmux("kill-session", "-t", f"={resource_id}", check=False)
+
+    def cleanup(self, ctx: JobContext, resource_id: str) -> None:
+        if not self.settings.keep_sessions:
+            self.cancel(ctx, resource_id)
+
+    def list_resources(self) -> list[Resource]:
+        fmt = "#{session_name}\t#{session_created}\t#{pane_dead}\t#{pane_pid}"
+        proc = self.tmux("list-panes", "-a", "-F", fmt, check=False)
+        if proc.returncode != 0:
+            return []  # no server on our socket: nothing is running
+        from datetime import UTC, datetime
+
+        resources = []
+        for line in proc.stdout.splitlines():
+            name, created, dead, pid = (line.split("\t") + ["", "", "", ""])[:4]
+            run_id = name.rsplit("-", 1)[0] if "-" in name else None
+            resources.append(Resource(
+                backend=self.name, kind="tmux-session", id=name, state="exited" if dead == "1" else "running",
+                run_id=run_id, job_id=name,
+                started_at=datetime.fromtimestamp(int(created), UTC) if created.isdigit() else None,
+                detail={"socket": self.socket, "pid": pid},
+            ))
+        return resources
+
+    def destroy_resource(self, resource: Resource) -> None:
+        self.tmux("kill-session", "-t", f"={resource.id}", check=False)
+
+    def tmux_target(self, job: Job) -> TmuxTarget | None:
+        return TmuxTarget(("-L", self.socket), job.id)
+
+    @staticmethod
+    def _status(work: Path) -> pipeline.PipelineResult:
+        files = {}
+        for name in pipeline.STATUS_FILES:
+            try:
+                files[name] = (work / name).read_text()
+            except FileNotFoundError:
+                files[name] = None
+        return pipeline.parse_status(files)
+
+
+def _step_error(status: pipeline.PipelineResult) -> str:
+    if status.run_exit not in (None, 0):
+        return f"agent step exited with code {status.run_exit}"
+    if status.grade_exit not in (None, 0):
+        return f"grade step exited with code {status.grade_exit}"
+    return f"pipeline exited with code {status.exit_code}"
+
+
+def _q(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def store_artifact(source: Path, destination: str) -> str:
+    """Copy one packed artifact to a local path or an s3:// URL; return where it went."""
+    if destination.startswith("s3://"):
+        from fceval_tui.services.s3_artifacts import upload_file
+
+        upload_file(source, destination)
+        return destination
+    target = Path(destination)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    except OSError as exc:
+        raise PermanentError(
+            f"cannot store artifact at {target} ({exc.strerror})", "set FCEVAL_ARTIFACTS to a writable directory"
+        ) from None
+    return str(target)

@@ -1,0 +1,1 @@
+"""Orchestration with no Textual: runner, mirror, audit, teardown, cost."""

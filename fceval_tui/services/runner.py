@@ -1,0 +1,384 @@
+"""The runner: drives every non-final job of a run to a final state.
+
+At most `concurrency` jobs are active at once (one thread each). Per attempt the backend provisions,
+starts, is observed until done, collects, and always cleans up. Transient errors retry with
+exponential backoff and jitter (a new attempt, recorded); capacity errors wait in
+`waiting_capacity` without spending an attempt; permanent errors fail the job at once. The ledger
+is the only shared state: a `cancel` from another process is seen on the next observation, and a
+runner killed at any point is continued by `resume`, which re-attaches to compute that is still
+running instead of starting it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from fceval_tui.backends import make_backend
+from fceval_tui.backends.base import Backend, JobContext, Observation, ResourceGone
+from fceval_tui.config import Settings
+from fceval_tui.domain.models import Job, JobSpec, Run, utcnow
+from fceval_tui.domain.states import PIPELINE_ORDER, IllegalTransition, JobState
+from fceval_tui.errors import BackendError, CapacityError, PermanentError
+from fceval_tui.store import Store
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (JobState.STARTING, JobState.RUNNING, JobState.GRADING, JobState.UPLOADING)
+MAX_BACKOFF = 60.0
+# Consecutive failed observations before the compute is considered lost.
+OBSERVE_FAILURES = 5
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    counts: dict[str, int]
+    wall_seconds: float
+
+    @property
+    def all_succeeded(self) -> bool:
+        return all(state == JobState.SUCCEEDED for state, n in self.counts.items() if n)
+
+
+def work_dir(settings: Settings, job: Job) -> Path:
+    return settings.state_dir / "work" / job.run_id / job.id
+
+
+def template_values(job: Job, work: Path) -> dict[str, str]:
+    return {
+        "agent": job.agent, "task_id": job.task_id, "model": job.model, "dataset": job.dataset,
+        "run_id": job.run_id, "job_id": job.id, "artifacts_dir": str(work / "artifacts"),
+    }
+
+
+def backoff(attempt: int, base: float = 1.0) -> float:
+    """Exponential backoff with full jitter, capped."""
+    return random.uniform(0, min(MAX_BACKOFF, base * 2 ** max(0, attempt - 1)))
+
+
+class _Cancelled(Exception):
+    """The ledger says the job is final (cancelled elsewhere); stop driving it."""
+
+
+class Runner:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        backend: Backend | None = None,
+        backoff_base: float = 1.0,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.backend = backend
+        self.backoff_base = backoff_base
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        # Last attempt number each job may use in this drive: a user retry or a resume grants a
+        # fresh budget, while `attempts` in the ledger keeps counting every attempt ever made.
+        self._limits: dict[str, int] = {}
+
+    # -- creating and driving runs ------------------------------------------------------------
+
+    def create_run(self, specs: list[JobSpec], skip_preflight: bool = False) -> tuple[Run, list[Job]]:
+        snapshot = {
+            "run_command": self.settings.run_command.text,
+            "grade_command": self.settings.grade_command.text if self.settings.grade_command else None,
+            "artifacts": self.settings.artifact_prefix,
+            "job_timeout_minutes": self.settings.job_timeout_minutes,
+            "ttl_minutes": self.settings.ttl_minutes,
+            "max_attempts": self.settings.max_attempts,
+            "keep_sessions": self.settings.keep_sessions,
+        }
+        return self.store.create_run(
+            self.settings.backend, self.settings.concurrent, specs, settings=snapshot, skip_preflight=skip_preflight
+        )
+
+    def stop(self) -> None:
+        """Stop scheduling new work and return from `run` soon; active compute keeps running."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, run_id: str) -> RunTotals:
+        """Drive the run until every job is final (or `stop`). Safe to call again to resume."""
+        started = time.monotonic()
+        run = self.store.get_run(run_id)
+        backend = self.backend or make_backend(run.backend, self.settings)
+        self.backend = backend
+        backend.check_ready()
+        self.store.claim_run(run_id)
+        try:
+            pending = [j.id for j in self.store.jobs(run_id=run_id) if not j.state.is_final]
+            if pending:
+                self.store.record(run_id, None, "runner_started", jobs=len(pending), resumed=self._resumed(run_id))
+            with ThreadPoolExecutor(max_workers=run.concurrency, thread_name_prefix=f"job-{run_id}") as pool:
+                futures = [pool.submit(self._drive_safely, run, job_id) for job_id in pending]
+                for future in futures:
+                    future.result()
+        finally:
+            self.store.release_run(run_id)
+        counts: dict[str, int] = {}
+        for job in self.store.jobs(run_id=run_id):
+            counts[job.state.value] = counts.get(job.state.value, 0) + 1
+        return RunTotals(counts, time.monotonic() - started)
+
+    def _resumed(self, run_id: str) -> bool:
+        return any(e.kind == "runner_started" for e in self.store.events(run_id=run_id))
+
+    def _drive_safely(self, run: Run, job_id: str) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self._drive(run, job_id)
+        except _Cancelled:
+            return
+        except Exception as exc:  # a bug must fail the job visibly, not kill the run silently
+            log.exception("job %s: unexpected error", job_id)
+            self._finish(job_id, JobState.FAILED, error=f"internal error: {exc!r}")
+
+    # -- one job ------------------------------------------------------------------------------
+
+    def _context(self, run: Run, job: Job, attempt: int) -> JobContext:
+        work = work_dir(self.settings, job)
+        work.mkdir(parents=True, exist_ok=True)
+        values = template_values(job, work)
+        grade = self.settings.grade_command
+        return JobContext(
+            job=job,
+            attempt=attempt,
+            run_command=self.settings.run_command.render(values),
+            grade_command=grade.render(values) if grade else None,
+            artifact_prefix=run.settings.get("artifacts") or self.settings.artifact_prefix,
+            work_dir=work,
+            expires_at=utcnow() + timedelta(minutes=self.settings.ttl_minutes),
+        )
+
+    def _drive(self, run: Run, job_id: str) -> None:
+        job = self.store.get_job(job_id)
+        used = job.attempts if job.state == JobState.PENDING else max(0, job.attempts - 1)
+        self._limits[job.id] = used + self.settings.max_attempts
+        while not job.state.is_final and not self._stop.is_set():
+            if job.state in ACTIVE and job.resource_id:
+                # Resume: the compute may still be running; watch it instead of starting again.
+                ctx = self._context(run, job, job.attempts)
+                job = self._watch(ctx, job.resource_id)
+                continue
+            if job.state not in (JobState.PENDING, JobState.PROVISIONING, JobState.WAITING_CAPACITY, *ACTIVE):
+                return
+            job = self._attempt(run, job)
+
+    def _attempt(self, run: Run, job: Job) -> Job:
+        backend = self.backend
+        attempt = job.attempts + 1
+        if attempt > self._limits[job.id]:
+            return self._finish(job.id, JobState.FAILED, error=f"gave up after {job.attempts} attempts: {job.error}")
+        job = self._move(job, backend.first_state, attempts=attempt, started_at=utcnow(), ended_at=None,
+                         resource_id=None, exit_code=None, error=None)
+        ctx = self._context(run, job, attempt)
+        resource_id: str | None = None
+        waits = 0
+        try:
+            while True:
+                try:
+                    resource_id = backend.provision(ctx)
+                    break
+                except CapacityError as exc:
+                    waits += 1
+                    if job.state != JobState.WAITING_CAPACITY:
+                        job = self._move(job, JobState.WAITING_CAPACITY, reason=str(exc))
+                    self._check_timeout(job)
+                    delay = backoff(waits, self.backoff_base)
+                    self.store.record(job.run_id, job.id, "capacity_wait", error=str(exc), retry_in=round(delay, 2))
+                    self._sleep(delay)
+                    job = self._reload(job)
+                    job = self._move(job, backend.first_state, reason="retrying after capacity wait")
+            job = self.store.update(job.id, resource_id=resource_id)
+            if job.state != JobState.STARTING:
+                job = self._move(job, JobState.STARTING)
+            backend.start(ctx, resource_id)
+            job = self._move(job, JobState.RUNNING, resource_id=resource_id)
+        except _Cancelled:
+            self._cleanup(ctx, resource_id)
+            raise
+        except _TimedOut:
+            self._cleanup(ctx, resource_id)
+            return self._finish(job.id, JobState.TIMED_OUT, error="timed out waiting for capacity")
+        except BackendError as exc:
+            self._cleanup(ctx, resource_id)
+            return self._after_error(job, exc)
+        return self._watch(ctx, resource_id)
+
+    def _watch(self, ctx: JobContext, resource_id: str) -> Job:
+        backend = self.backend
+        job = self._reload(ctx.job)
+        failures = 0
+        interval = getattr(backend, "poll_interval", 2.0)
+        while True:
+            if self._stop.is_set():
+                return job
+            try:
+                self._check_timeout(job)
+            except _TimedOut:
+                backend.cancel(ctx, resource_id)
+                self._cleanup(ctx, resource_id)
+                return self._finish(job.id, JobState.TIMED_OUT, error=f"exceeded {self.settings.job_timeout_minutes} min")
+            try:
+                observation = backend.observe(ctx, resource_id)
+                failures = 0
+            except ResourceGone as exc:
+                self._cleanup(ctx, resource_id)
+                return self._after_error(job, _Lost(str(exc)))
+            except BackendError as exc:
+                if not exc.transient:
+                    self._cleanup(ctx, resource_id)
+                    return self._after_error(job, exc)
+                failures += 1
+                if failures >= OBSERVE_FAILURES:
+                    self._cleanup(ctx, resource_id)
+                    return self._after_error(job, _Lost(f"lost contact: {exc}"))
+                self._sleep(backoff(failures, self.backoff_base))
+                job = self._reload(job)
+                continue
+            job = self._advance(job, observation)
+            if observation.done:
+                return self._complete(ctx, job, resource_id, observation)
+            self._sleep(interval)
+            job = self._reload(job)
+
+    def _advance(self, job: Job, observation: Observation) -> Job:
+        """Walk forward along the pipeline up to the observed phase (never backwards)."""
+        if observation.cost_usd is not None:
+            job = self.store.update(job.id, cost_usd=observation.cost_usd)
+        elif job.started_at:
+            rate = self.backend.hourly_cost(self._bare_context(job))
+            if rate:
+                hours = (utcnow() - job.started_at).total_seconds() / 3600
+                job = self.store.update(job.id, cost_usd=round(rate * hours, 6))
+        order = PIPELINE_ORDER
+        if job.state == JobState.STARTING:
+            job = self._move(job, JobState.RUNNING)
+        while job.state in order and order.index(job.state) < order.index(observation.phase):
+            nxt = next(s for s in order[order.index(job.state) + 1:] if job.state.can_go(s))
+            job = self._move(job, nxt)
+        return job
+
+    def _complete(self, ctx: JobContext, job: Job, resource_id: str, observation: Observation) -> Job:
+        if job.state != JobState.UPLOADING:
+            job = self._move(job, JobState.UPLOADING)
+        try:
+            outcome = self.backend.collect(ctx, resource_id, observation)
+        except BackendError as exc:
+            self._cleanup(ctx, resource_id)
+            return self._after_error(job, exc)
+        self._cleanup(ctx, resource_id)
+        state = JobState.SUCCEEDED if outcome.succeeded else JobState.FAILED
+        return self._finish(job.id, state, exit_code=outcome.exit_code, artifacts=outcome.artifacts,
+                            error=outcome.error)
+
+    def _after_error(self, job: Job, exc: BackendError) -> Job:
+        job = self._reload(job)
+        fix = f" (fix: {exc.fix})" if getattr(exc, "fix", "") else ""
+        if not exc.transient or isinstance(exc, PermanentError):
+            return self._finish(job.id, JobState.FAILED, error=f"{exc}{fix}")
+        if job.attempts >= self._limits[job.id]:
+            return self._finish(job.id, JobState.FAILED, error=f"gave up after {job.attempts} attempts: {exc}")
+        delay = backoff(job.attempts, self.backoff_base)
+        job = self._move(job, JobState.PENDING, reason=f"retrying: {exc}", error=str(exc))
+        self.store.record(job.run_id, job.id, "retry_scheduled", error=str(exc), retry_in=round(delay, 2),
+                          next_attempt=job.attempts + 1)
+        self._sleep(delay)
+        return self._reload(job)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _bare_context(self, job: Job) -> JobContext:
+        return JobContext(job, job.attempts, "", None, "", Path("."), utcnow())
+
+    def _check_timeout(self, job: Job) -> None:
+        if job.started_at and utcnow() - job.started_at > timedelta(minutes=self.settings.job_timeout_minutes):
+            raise _TimedOut()
+
+    def _reload(self, job: Job) -> Job:
+        job = self.store.get_job(job.id)
+        if job.state.is_final:
+            raise _Cancelled()
+        return job
+
+    def _move(self, job: Job, target: JobState, reason: str = "", **fields) -> Job:
+        try:
+            return self.store.transition(job.id, target, expect=job.state, reason=reason, **fields)
+        except IllegalTransition:
+            current = self.store.get_job(job.id)
+            if current.state.is_final:
+                raise _Cancelled() from None
+            raise
+
+    def _finish(self, job_id: str, state: JobState, **fields) -> Job:
+        try:
+            return self.store.transition(job_id, state, ended_at=utcnow(), **fields)
+        except IllegalTransition:
+            return self.store.get_job(job_id)  # already final (cancelled elsewhere): keep that verdict
+
+    def _cleanup(self, ctx: JobContext, resource_id: str | None) -> None:
+        if resource_id is None:
+            return
+        try:
+            self.backend.cleanup(ctx, resource_id)
+        except BackendError as exc:
+            # Recorded so teardown can find it; the job's verdict stands.
+            self.store.record(ctx.job.run_id, ctx.job.id, "cleanup_failed", resource_id=resource_id, error=str(exc))
+
+
+class _TimedOut(Exception):
+    pass
+
+
+class _Lost(BackendError):
+    transient = True
+
+
+def cancel_jobs(store: Store, settings: Settings, job_ids: list[str], reason: str = "cancelled by user") -> list[Job]:
+    """Cancel jobs now, whether or not a runner is alive: the ledger first, then the compute."""
+    cancelled = []
+    backends: dict[str, Backend] = {}
+    for job_id in job_ids:
+        job = store.get_job(job_id)
+        if job.state.is_final:
+            continue
+        try:
+            job = store.transition(job.id, JobState.CANCELLED, expect=job.state, reason=reason, ended_at=utcnow())
+        except IllegalTransition:
+            continue
+        cancelled.append(job)
+        if job.resource_id:
+            backend = backends.get(job.backend) or make_backend(job.backend, settings)
+            backends[job.backend] = backend
+            ctx = JobContext(job, job.attempts, "", None, "", work_dir(settings, job), utcnow())
+            try:
+                backend.cancel(ctx, job.resource_id)
+                backend.cleanup(ctx, job.resource_id)
+            except BackendError as exc:
+                store.record(job.run_id, job.id, "cleanup_failed", resource_id=job.resource_id, error=str(exc))
+    return cancelled
+
+
+def retry_jobs(store: Store, job_ids: list[str]) -> list[Job]:
+    """Put final, unsuccessful jobs back to pending (a user decision); a runner then drives them."""
+    retried = []
+    for job_id in job_ids:
+        job = store.get_job(job_id)
+        if job.state in (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT):
+            retried.append(store.transition(job.id, JobState.PENDING, expect=job.state, reason="retry requested",
+                                            error=None, exit_code=None, ended_at=None))
+    return retried
