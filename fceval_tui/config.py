@@ -52,6 +52,10 @@ def _optional(parser: Parser) -> Parser:
     return lambda name, raw: parser(name, raw) if raw.strip() else None
 
 
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
 def _bool(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -161,26 +165,26 @@ SETTINGS: tuple[Setting, ...] = (
             "Attempts per job for transient errors (capacity, throttling, lost session).", "3"),
     Setting("FCEVAL_RUN_COMMAND", "run_command", _template, _default_run_command,
             "Agent step. Placeholders: {agent} {task_id} {model} {dataset} {run_id} {job_id} {artifacts_dir}; "
-            "values are shell-quoted. Default: the bundled example harness.",
+            "values are shell-quoted.",
             "fceval run --agent {agent} --task-id {task_id} --model {model} --output {artifacts_dir}"),
     Setting("FCEVAL_GRADE_COMMAND", "grade_command", _optional(_template), _default_grade_command,
             "Grading step, run after a successful agent step (same placeholders). Empty: no grading step.",
             "fceval grade --task-id {task_id} --run-dir {artifacts_dir}"),
-    Setting("FCEVAL_AGENT", "agent", str, "", "Agent used with --task-id when --agent is not given.", "aide"),
-    Setting("FCEVAL_MODEL", "model", str, "", "Model used when a job line has none.", "gpt-4o"),
-    Setting("FCEVAL_DATASET", "dataset", str, "", "Dataset passed to the harness as {dataset}.", "formulacode"),
+    Setting("FCEVAL_AGENT", "agent", _text, "", "Agent used with --task-id when --agent is not given.", "aide"),
+    Setting("FCEVAL_MODEL", "model", _text, "", "Model used when a job line has none.", "gpt-4o"),
+    Setting("FCEVAL_DATASET", "dataset", _text, "", "Dataset passed to the harness as {dataset}.", "formulacode"),
     Setting("FCEVAL_ARTIFACTS", "artifacts", _optional(_prefix), None,
-            "Artifact prefix: a local directory or s3://bucket/prefix. Default: <state dir>/artifacts.",
+            "Artifact prefix: a local directory or s3://bucket/prefix.",
             "s3://my-results/fceval"),
     Setting("FCEVAL_KEEP_SESSIONS", "keep_sessions", _bool, False,
             "Keep a job's tmux session after it ends (for inspection).", "false"),
-    Setting("FCEVAL_THEME", "theme", str, "fceval-dark", "Console theme name.", "fceval-light"),
+    Setting("FCEVAL_THEME", "theme", _text, "fceval-dark", "Console theme name.", "fceval-light"),
     Setting("FCEVAL_AWS_COMMAND_PREFIX", "aws_command_prefix", _command_prefix, (),
             "Words put before every `aws` CLI call (interactive sessions).", "aws-vault exec myprofile --"),
     # FC-Eval's names, kept as they are.
     Setting("AWS_REGION", "region", _pattern(r"[a-z]{2}(-[a-z]+)+-\d", "a region such as us-east-1"),
             "us-east-1", "AWS region.", "us-east-1", "aws"),
-    Setting("AWS_PROFILE", "profile", str, "", "AWS profile (SSO profiles work); empty: default chain.", "eval", "aws"),
+    Setting("AWS_PROFILE", "profile", _text, "", "AWS profile (SSO profiles work); empty: default chain.", "eval", "aws"),
     Setting("EC2_INSTANCE_TYPE", "ec2_instance_type",
             _pattern(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "an instance type such as c5ad.large"),
             "c5ad.large", "EC2 instance type.", "c5ad.large", "aws"),
@@ -205,8 +209,11 @@ SETTINGS: tuple[Setting, ...] = (
             "datasmith-batch-execution-role", "aws"),
     Setting("FCEVAL_EC2_SUBNET_ID", "ec2_subnet", _optional(_AWS_ID("subnet")), None,
             "Subnet for EC2 jobs; empty: the default VPC.", "subnet-0123456789abcdef0", "aws"),
-    Setting("FCEVAL_ECS_CLUSTER", "ecs_cluster", str, "fceval", "ECS cluster for Fargate jobs.", "fceval", "ecs"),
-    Setting("FCEVAL_ECS_IMAGE", "ecs_image", str, "",
+    Setting("FCEVAL_REMOTE_WORK_DIR", "remote_work_dir", _pattern(r"/[\w./-]*", "an absolute path such as /fceval"),
+            "/fceval", "Work directory on cloud compute (EC2 instance, ECS container, Batch job); jobs get a subdirectory.",
+            "/fceval", "aws"),
+    Setting("FCEVAL_ECS_CLUSTER", "ecs_cluster", _text, "fceval", "ECS cluster for Fargate jobs.", "fceval", "ecs"),
+    Setting("FCEVAL_ECS_IMAGE", "ecs_image", _text, "",
             "Container image template for Fargate jobs ({task_id} allowed).", "123456789012.dkr.ecr.us-east-1.amazonaws.com/tasks:{task_id}", "ecs"),
     Setting("FCEVAL_ECS_SUBNETS", "ecs_subnets", _list(_AWS_ID("subnet")), (), "Subnets for Fargate tasks.", "subnet-0123456789abcdef0", "ecs"),
     Setting("FCEVAL_ECS_SECURITY_GROUPS", "ecs_security_groups", _list(_AWS_ID("sg")), (),
@@ -214,17 +221,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FCEVAL_ECS_ASSIGN_PUBLIC_IP", "ecs_public_ip", _bool, False, "Give Fargate tasks a public IP.", "false", "ecs"),
     Setting("FCEVAL_ECS_CPU", "ecs_cpu", _int(256, 16384), 2048, "Fargate task CPU units.", "2048", "ecs"),
     Setting("FCEVAL_ECS_MEMORY", "ecs_memory", _int(512, 122880), 8192, "Fargate task memory (MiB).", "8192", "ecs"),
-    Setting("FCEVAL_ECS_TASK_ROLE_ARN", "ecs_task_role_arn", str, "", "Task role (needs ssmmessages:* for ECS Exec).",
+    Setting("FCEVAL_ECS_TASK_ROLE_ARN", "ecs_task_role_arn", _text, "", "Task role (needs ssmmessages:* for ECS Exec).",
             "arn:aws:iam::123456789012:role/fceval-task", "ecs"),
-    Setting("FCEVAL_ECS_EXECUTION_ROLE_ARN", "ecs_execution_role_arn", str, "", "Task execution role.",
+    Setting("FCEVAL_ECS_EXECUTION_ROLE_ARN", "ecs_execution_role_arn", _text, "", "Task execution role.",
             "arn:aws:iam::123456789012:role/ecsTaskExecutionRole", "ecs"),
-    Setting("FCEVAL_BATCH_QUEUE", "batch_queue", str, "", "AWS Batch job queue.", "fceval-queue", "batch"),
-    Setting("FCEVAL_BATCH_JOB_DEFINITION", "batch_job_definition", str, "", "AWS Batch job definition.", "fceval-job", "batch"),
+    Setting("FCEVAL_BATCH_QUEUE", "batch_queue", _text, "", "AWS Batch job queue.", "fceval-queue", "batch"),
+    Setting("FCEVAL_BATCH_JOB_DEFINITION", "batch_job_definition", _text, "", "AWS Batch job definition.", "fceval-job", "batch"),
     Setting("FCEVAL_BATCH_VCPU", "batch_vcpu", _int(1, 256), 2, "vCPUs per Batch job.", "2", "batch"),
     Setting("FCEVAL_BATCH_MEMORY", "batch_memory", _int(128, 1_000_000), 4096, "Memory per Batch job (MiB).", "4096", "batch"),
     Setting("FCEVAL_BATCH_GPUS", "batch_gpus", _int(0, 16), 0, "GPUs per Batch job.", "0", "batch"),
     Setting("FCEVAL_BATCH_RETRY_ATTEMPTS", "batch_retry_attempts", _int(1, 10), 1, "Batch-side retry attempts.", "1", "batch"),
-    Setting("FCEVAL_BATCH_LOG_GROUP", "batch_log_group", str, "/aws/batch/job", "CloudWatch log group of Batch jobs.",
+    Setting("FCEVAL_BATCH_LOG_GROUP", "batch_log_group", _text, "/aws/batch/job", "CloudWatch log group of Batch jobs.",
             "/aws/batch/job", "batch"),
 )
 BY_ENV = {s.env: s for s in SETTINGS}
@@ -328,7 +335,7 @@ def load_settings(
     for setting in SETTINGS:
         if setting.attr in cli:
             raw, source = cli[setting.attr], "command line"
-            if isinstance(raw, str) and setting.parse is not str:
+            if isinstance(raw, str):
                 raw = setting.parse(setting.env, raw)
             values[setting.attr] = raw
         elif setting.env in environ:
@@ -348,3 +355,51 @@ def load_settings(
         raw_dir = environ.get("FCEVAL_STATE_DIR") or file_values.get("FCEVAL_STATE_DIR")
         state_dir = Path(raw_dir) if raw_dir else default_state_dir()
     return Settings(values, sources, state_dir.expanduser(), env_file)
+
+
+_GROUP_TITLES = {
+    "general": "General",
+    "aws": "AWS (FC-Eval's names, kept as they are)",
+    "ecs": "ECS Fargate backend",
+    "batch": "AWS Batch backend",
+}
+_DEFAULT_TEXT = {
+    "run_command": "the bundled example harness (examples/harness.py agent ...)",
+    "grade_command": "the bundled example harness (examples/harness.py grade ...)",
+    "artifacts": "<state dir>/artifacts",
+}
+
+
+def render_env_template() -> str:
+    """The text of `.env.template`, generated from SETTINGS so the two cannot drift."""
+
+    def shown(setting: Setting) -> str:
+        default = setting.default
+        if setting.attr in _DEFAULT_TEXT:
+            return _DEFAULT_TEXT[setting.attr]
+        if isinstance(default, bool):
+            return str(default).lower()
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        return str(default) if default not in (None, "") else "(empty)"
+
+    lines = [
+        "# fceval-tui settings: copy to .env and uncomment what you change.",
+        "# Precedence: command line > environment > .env > defaults. Generated from fceval_tui/config.py.",
+        "",
+        "# Ledger, logs and job work files. Default: the platform's user state dir.",
+        "# FCEVAL_STATE_DIR=/data/fceval-state",
+    ]
+    for group, title in _GROUP_TITLES.items():
+        lines += ["", f"# --- {title} ---"]
+        for setting in (s for s in SETTINGS if s.group == group):
+            example = setting.example
+            if any(ch in example for ch in " {}#'\"$"):
+                example = "'" + example + "'"
+            lines.append(f"# {setting.doc} Default: {shown(setting)}.")
+            lines.append(f"# {setting.env}={example}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_env_template())

@@ -1,0 +1,104 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fceval_tui.domain import jobfile
+from fceval_tui.domain.artifacts import keys_for, safe_path
+from fceval_tui.domain.models import Job
+from fceval_tui.domain.states import FINAL_STATES, TRANSITIONS, JobState
+from fceval_tui.domain.template import CommandTemplate
+from fceval_tui.errors import ConfigError, JobFileError
+
+
+def test_final_states_are_the_contracts_four():
+    assert {s.value for s in FINAL_STATES} == {"succeeded", "failed", "cancelled", "timed_out"}
+    assert TRANSITIONS[JobState.SUCCEEDED] == frozenset()
+    # Final states leave only through an explicit retry back to pending.
+    for state in FINAL_STATES - {JobState.SUCCEEDED}:
+        assert TRANSITIONS[state] == {JobState.PENDING}
+
+
+def test_every_active_state_can_end():
+    for state in JobState:
+        if not state.is_final:
+            assert state.can_go(JobState.CANCELLED)
+            assert state.can_go(JobState.FAILED)
+
+
+def test_parse_header_comments_blank_and_models():
+    text = "# jobs\nagent,task_id,model\n\naide, t1 ,gpt\n biomni,hub/t2\n"
+    parsed = jobfile.parse_text(text, "jobs.csv", default_model="m0")
+    assert [(s.agent, s.task_id, s.model) for s in parsed.specs] == [("aide", "t1", "gpt"), ("biomni", "hub/t2", "m0")]
+    assert parsed.warnings == ()
+
+
+def test_missing_column_names_file_and_line():
+    with pytest.raises(JobFileError, match=r"jobs\.csv:3: expected 'agent,task_id\[,model\]'"):
+        jobfile.parse_text("a,t\n# c\nonlyagent\n", "jobs.csv")
+
+
+def test_empty_file_is_an_error():
+    with pytest.raises(JobFileError, match="no jobs found"):
+        jobfile.parse_text("# nothing\n\n", "empty.csv")
+
+
+def test_non_utf8_file_names_the_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"aide,t1\naide,t\xff2\n")
+    with pytest.raises(JobFileError, match=r"bad\.csv:2: not valid UTF-8"):
+        jobfile.parse_file(path)
+
+
+def test_duplicates_are_dropped_with_a_warning_naming_both_lines():
+    parsed = jobfile.parse_text("aide,t1\naide,t2\naide,t1\n", "j.csv")
+    assert len(parsed.specs) == 2
+    assert parsed.warnings == ("j.csv:3: duplicate of line 1 (aide,t1); skipped",)
+
+
+def test_newline_inside_quoted_field_is_refused():
+    with pytest.raises(JobFileError, match="control character"):
+        jobfile.parse_text('aide,"a\tb"\n', "j.csv")
+
+
+def test_too_many_columns():
+    with pytest.raises(JobFileError, match=r"j\.csv:1: expected at most 3 columns"):
+        jobfile.parse_text("a,b,c,d\n", "j.csv")
+
+
+def test_unknown_placeholder_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"FCEVAL_RUN_COMMAND=.*unknown placeholder \{task\}"):
+        CommandTemplate("FCEVAL_RUN_COMMAND", "run {task}")
+    with pytest.raises(ConfigError, match="no format"):
+        CommandTemplate("FCEVAL_RUN_COMMAND", "run {task_id!r}")
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_rendered_values_are_one_shell_word(value):
+    import shlex
+
+    rendered = CommandTemplate("X", "echo {task_id} {agent}").render({"task_id": value, "agent": "a"})
+    assert shlex.split(rendered) == ["echo", value, "a"]
+
+
+def _job(agent="aide", task="hub/t1", model=""):
+    return Job("r1-001", "r1", 1, agent, task, model, "", "local", JobState.SUCCEEDED)
+
+
+def test_artifact_layout():
+    from datetime import UTC, datetime
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    keys = keys_for(_job(), True, when)
+    assert keys.run_archive == "runs/aide/hub/t1/r1.tar.gz"
+    assert keys.grading_report == "grades/aide/hub/t1/20260102T030405Z_grading_report.json.gz"
+    failed = keys_for(_job(model="gpt-4o"), False, when)
+    assert failed.run_archive == "failed_runs/aide/hub/t1/r1_gpt-4o.tar.gz"
+    assert failed.grading_report.startswith("failed_grades/aide/hub/t1/")
+
+
+@given(st.text(max_size=60))
+def test_artifact_paths_never_escape_the_prefix(value):
+    path = safe_path(value)
+    assert not path.startswith("/")
+    assert ".." not in path.split("/")
+    assert "\n" not in path and "\x00" not in path

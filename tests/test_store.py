@@ -1,0 +1,102 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fceval_tui.domain.models import JobSpec
+from fceval_tui.domain.states import IllegalTransition, JobState
+from fceval_tui.store import SCHEMA_VERSION, Store
+
+
+def _run(store, n=2):
+    return store.create_run("local", 2, [JobSpec("aide", f"t{i}") for i in range(n)])
+
+
+def test_wal_schema_version_and_events(store):
+    run, jobs = _run(store)
+    assert store.schema_version == SCHEMA_VERSION
+    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    job = store.transition(jobs[0].id, JobState.STARTING, attempts=1)
+    assert job.state == JobState.STARTING and job.attempts == 1
+    kinds = [(e.kind, e.from_state, e.to_state) for e in store.events(job_id=jobs[0].id)]
+    assert kinds == [("job_created", None, "pending"), ("state", "pending", "starting")]
+
+
+def test_illegal_transitions_are_refused_and_not_written(store):
+    _, jobs = _run(store)
+    with pytest.raises(IllegalTransition):
+        store.transition(jobs[0].id, JobState.SUCCEEDED)
+    with pytest.raises(IllegalTransition):  # stale expectation: someone else moved it
+        store.transition(jobs[0].id, JobState.STARTING, expect=JobState.RUNNING)
+    assert store.get_job(jobs[0].id).state == JobState.PENDING
+    assert [e.kind for e in store.events(job_id=jobs[0].id)] == ["job_created"]
+
+
+def test_events_are_append_only(store):
+    _run(store)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        store._db.execute("DELETE FROM events")
+
+
+def test_incremental_change_cursor(store):
+    _, jobs = _run(store, 3)
+    _, cursor = store.jobs_changed_since(0)
+    store.transition(jobs[1].id, JobState.STARTING)
+    changed, cursor2 = store.jobs_changed_since(cursor)
+    assert [j.id for j in changed] == [jobs[1].id] and cursor2 > cursor
+    assert store.jobs_changed_since(cursor2)[0] == []
+
+
+def test_migration_from_an_empty_older_file(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    sqlite3.connect(path).close()  # version 0
+    s = Store(path)
+    assert s.schema_version == SCHEMA_VERSION
+    s.close()
+
+
+def test_newer_schema_is_refused(tmp_path):
+    from fceval_tui.errors import StateDirError
+
+    path = tmp_path / "ledger.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
+    db.close()
+    with pytest.raises(StateDirError, match="newer fceval-tui"):
+        Store(path)
+
+
+def test_kill_9_loses_no_reported_event(state_dir):
+    """A child writes transitions and reports each one after commit; we SIGKILL it mid-stream."""
+    code = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from fceval_tui.store import Store
+        from fceval_tui.domain.models import JobSpec
+        from fceval_tui.domain.states import JobState
+        s = Store.open(Path({str(state_dir)!r}))
+        run, jobs = s.create_run("local", 1, [JobSpec("a", f"t{{i}}") for i in range(2000)])
+        for job in jobs:
+            s.transition(job.id, JobState.STARTING)
+            print(job.id, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    reported = []
+    for line in proc.stdout:
+        reported.append(line.strip())
+        if len(reported) == 300:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    reported.extend(line.strip() for line in proc.stdout)
+    s = Store.open(state_dir)
+    started = {j.id for j in s.jobs(states=[JobState.STARTING])}
+    assert set(reported) <= started
+    events = {e.job_id for e in s.events() if e.kind == "state"}
+    assert events == started  # state and event always written together
+    s.close()
