@@ -1,0 +1,212 @@
+"""Shared AWS plumbing for the cloud backends: sessions, clients, error classification.
+
+One boto3 Session per (profile, region), built once under a lock (Sessions are not thread-safe),
+and one client per service built from it up front (clients are thread-safe and shared by the
+runner's threads). botocore does the retrying of throttled calls (`standard` mode); what is left
+over after its retries is classified here into the runner's error kinds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from fceval_tui.errors import CapacityError, PermanentError, TransientError, UserError
+
+RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10, read_timeout=70)
+
+_sessions: dict[tuple[str, str], boto3.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def session_for(region: str, profile: str = "") -> boto3.Session:
+    """The one Session for this profile and region (default credential chain when profile is empty)."""
+    key = (profile, region)
+    with _sessions_lock:
+        if key not in _sessions:
+            try:
+                _sessions[key] = boto3.Session(profile_name=profile or None, region_name=region)
+            except botocore.exceptions.ProfileNotFound:
+                raise UserError(
+                    f"AWS profile {profile!r} is not configured",
+                    "check --profile / AWS_PROFILE against ~/.aws/config, or run `aws configure sso`",
+                ) from None
+        return _sessions[key]
+
+
+class AwsClients:
+    """The clients one backend uses, built together from one Session."""
+
+    def __init__(self, region: str, profile: str, services: Iterable[str]) -> None:
+        self.region = region
+        self.profile = profile
+        self.session = session_for(region, profile)
+        # Built here, once: creating clients from a shared Session in worker threads is not safe.
+        with _sessions_lock:
+            self._clients = {name: self.session.client(name, config=RETRY_CONFIG) for name in services}
+
+    def __getattr__(self, service: str) -> Any:
+        try:
+            return self._clients[service]
+        except KeyError:
+            raise AttributeError(f"no {service} client was built for this backend") from None
+
+    def all(self) -> list[Any]:
+        return list(self._clients.values())
+
+    def check_credentials(self) -> None:
+        """Raise a UserError when the credential chain finds nothing (before any API call)."""
+        if self.session.get_credentials() is None:
+            where = f"profile {self.profile!r}" if self.profile else "the default credential chain"
+            raise UserError(
+                f"no AWS credentials found in {where}",
+                "run `aws sso login --profile NAME` and pass --profile NAME, or export "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a machine with an instance role",
+            )
+
+
+# Error codes that mean "no capacity or quota right now": the job waits and is retried.
+CAPACITY_CODES = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientHostCapacity",
+        "InsufficientReservedInstanceCapacity",
+        "InsufficientCapacity",
+        "VcpuLimitExceeded",
+        "InstanceLimitExceeded",
+        "MaxSpotInstanceCountExceeded",
+        "SpotMaxPriceTooLow",
+        "InsufficientFreeAddressesInSubnet",
+    }
+)
+# Errors botocore already retried; still worth another attempt later.
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalError",
+        "InternalFailure",
+        "ServerException",
+        "Unavailable",
+        "IncorrectInstanceState",
+        "InvalidInstanceId",  # SSM: agent not (yet) registered or briefly offline
+        "TargetNotConnectedException",
+    }
+)
+# Permanent errors and the fix to print with them.
+_GRANT = "grant the action to your identity; `fceval-tui audit --print-policy caller` prints the policy"
+_AMI = "set EC2_INSTANCE_AMI to an existing AMI id in this region, or leave it empty for Amazon Linux 2023"
+PERMANENT_FIXES: dict[str, str] = {
+    "UnauthorizedOperation": _GRANT,
+    "AccessDenied": _GRANT,
+    "AccessDeniedException": _GRANT,
+    "AuthFailure": "refresh your credentials (`aws sso login`) or check the clock of this machine",
+    "ExpiredToken": "refresh your credentials (`aws sso login`)",
+    "ExpiredTokenException": "refresh your credentials (`aws sso login`)",
+    "InvalidClientTokenId": "refresh your credentials (`aws sso login`)",
+    "InvalidAMIID.Malformed": _AMI,
+    "InvalidAMIID.NotFound": _AMI,
+    "InvalidAMIID.Unavailable": _AMI,
+    "InvalidSubnetID.NotFound": "set FCEVAL_EC2_SUBNET_ID / FCEVAL_ECS_SUBNETS to subnets of this region",
+    "InvalidGroup.NotFound": "set FCEVAL_ECS_SECURITY_GROUPS to security groups of this region",
+    "ClusterNotFoundException": "create the ECS cluster or set FCEVAL_ECS_CLUSTER to an existing one",
+    "NoSuchBucket": "create the bucket or set FC_EVAL_S3_BUCKET / FCEVAL_ARTIFACTS to an existing one",
+    "OptInRequired": "enable the service/region for this account",
+    "NoSuchEntity": "create the IAM role or instance profile named in the error, or fix FCEVAL_INSTANCE_PROFILE "
+    "/ FCEVAL_ECS_TASK_ROLE_ARN / FCEVAL_ECS_EXECUTION_ROLE_ARN",
+}
+
+
+def _code_and_message(exc: botocore.exceptions.ClientError) -> tuple[str, str]:
+    error = exc.response.get("Error", {})
+    return str(error.get("Code", "")), str(error.get("Message", ""))
+
+
+def classify(exc: Exception, doing: str) -> Exception:
+    """Turn a botocore exception into the runner's error kinds; `doing` names the action for the message.
+
+    Returns the exception to raise (callers write `raise classify(exc, ...) from exc`)."""
+    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
+        return UserError(
+            f"{doing}: no usable AWS credentials ({exc})",
+            "run `aws sso login --profile NAME` and pass --profile NAME, "
+            "or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+        )
+    if isinstance(exc, botocore.exceptions.TokenRetrievalError | botocore.exceptions.SSOTokenLoadError):
+        return UserError(f"{doing}: the SSO session has expired ({exc})", "run `aws sso login --profile NAME`")
+    if isinstance(exc, botocore.exceptions.ConnectionError | botocore.exceptions.ReadTimeoutError):
+        return TransientError(f"{doing}: cannot reach AWS ({exc})", "check the network; the job is retried")
+    if not isinstance(exc, botocore.exceptions.ClientError):
+        return exc
+    code, message = _code_and_message(exc)
+    text = f"{doing}: {code}: {message}"
+    if code in CAPACITY_CODES or "capacity is unavailable" in message.lower():
+        return CapacityError(text, "the job waits and is retried; other zones or instance types may have capacity")
+    if code in TRANSIENT_CODES or code.startswith("Throttl") or "rate exceeded" in message.lower():
+        return TransientError(text, "retried with backoff")
+    if code == "InvalidParameterValue" and "iaminstanceprofile" in message.lower().replace(" ", ""):
+        return PermanentError(
+            text,
+            "create the instance profile named by FCEVAL_INSTANCE_PROFILE (with the AmazonSSMManagedInstanceCore "
+            "policy and S3 access) or set FCEVAL_INSTANCE_PROFILE to an existing one",
+        )
+    if code in PERMANENT_FIXES:
+        return PermanentError(text, PERMANENT_FIXES[code])
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if isinstance(status, int) and status >= 500:
+        return TransientError(text, "AWS reported a server error; retried with backoff")
+    return PermanentError(text, "check the configuration named in the AWS error")
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a ClientError, '' for anything else."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return _code_and_message(exc)[0]
+    return ""
+
+
+def chunks(items: Sequence[str], size: int = 100) -> Iterator[Sequence[str]]:
+    """Batches for the describe calls that take at most `size` ids (ECS tasks, Batch jobs)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def tag_map(tags: Iterable[dict[str, str]] | None) -> dict[str, str]:
+    """EC2-style [{Key, Value}] or ECS-style [{key, value}] tag lists as a dict."""
+    result: dict[str, str] = {}
+    for tag in tags or ():
+        key = tag.get("Key", tag.get("key"))
+        if key is not None:
+            result[key] = tag.get("Value", tag.get("value", ""))
+    return result
+
+
+# What a boto3 call can raise that `classify` knows how to translate.
+AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+
+
+# API operations whose IAM action is not simply service:OperationName.
+_ACTION_OF_OPERATION = {
+    ("s3", "HeadObject"): "s3:GetObject",
+    ("s3", "ListObjectsV2"): "s3:ListBucket",
+    ("s3", "DeleteObjects"): "s3:DeleteObject",
+    ("logs", "GetLogEvents"): "logs:GetLogEvents",
+}
+
+
+def iam_action(service: str, operation: str) -> str:
+    """The IAM action that authorises one API operation (`service` is the signing name: ec2, s3, ecs...)."""
+    return _ACTION_OF_OPERATION.get((service, operation), f"{service}:{operation}")

@@ -1,0 +1,528 @@
+"""EC2 backend: one instance per job attempt, driven through SSM Run Command.
+
+provision  find-or-launch the instance (tag lookup + ClientToken: a retried launch never makes two),
+           zones tried in turn on capacity errors; user data schedules the TTL shutdown first
+           (the dead-man's switch, with InstanceInitiatedShutdownBehavior=terminate), installs tmux
+           and mounts the NVMe instance store when asked
+start      wait for running and for the SSM agent, stage the pipeline script and the manifest of
+           expected uploads in S3, start the pipeline in a tmux session named after the job
+observe    read the pipeline's status files through SSM
+collect    verify in S3 every upload the manifest expects
+cancel / cleanup   terminate the instance (whatever happened) and delete the staging objects
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+import threading
+import time
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from fceval_tui.backends import remote
+from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, classify, error_code, tag_map
+from fceval_tui.backends.base import (
+    Backend,
+    JobContext,
+    Observation,
+    Outcome,
+    Resource,
+    ResourceGone,
+    TmuxTarget,
+)
+from fceval_tui.backends.ssm_commands import SsmCommands
+from fceval_tui.config import Settings
+from fceval_tui.domain import pipeline
+from fceval_tui.domain.models import Job, parse_iso, utcnow
+from fceval_tui.domain.states import JobState
+from fceval_tui.errors import CapacityError, PermanentError, TransientError
+from fceval_tui.services.cost import cost_so_far, ec2_hourly
+
+AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
+SECURITY_GROUP_NAME = "fceval-tui-egress-only"
+ATTEMPT_TAG = "fceval:attempt"
+LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
+GONE_STATES = ("shutting-down", "terminated", "stopping", "stopped")
+CONSOLE_LOG = "console.log"
+HISTORY_LIMIT = 50000
+_PHASES = {"running": JobState.RUNNING, "grading": JobState.GRADING, "uploading": JobState.UPLOADING,
+           "done": JobState.UPLOADING, "starting": JobState.RUNNING}
+# Graviton families have a 'g' after the generation digit (c7g, m6gd, t4g); g4dn/g5 are x86 GPUs.
+_ARM_FAMILY = re.compile(r"[a-z]+\d+[a-z]*g[a-z]*")
+
+
+def architecture(instance_type: str) -> str:
+    family = instance_type.split(".", 1)[0]
+    return "arm64" if _ARM_FAMILY.fullmatch(family) else "x86_64"
+
+
+def ttl_minutes(ctx: JobContext) -> int:
+    return max(1, math.ceil((ctx.expires_at - utcnow()).total_seconds() / 60))
+
+
+def user_data(ctx: JobContext, work_root: str, use_nvme: bool) -> str:
+    """First-boot script. The TTL shutdown comes first so it holds even if the rest fails."""
+    q = shlex.quote
+    lines = [
+        "#!/bin/bash",
+        f"# fceval-tui job {ctx.job.id} attempt {ctx.attempt}",
+        f"shutdown -h +{ttl_minutes(ctx)} 'fceval-tui TTL reached'",
+        "dnf install -y tmux || yum install -y tmux || (apt-get update && apt-get install -y tmux)",
+        f"mkdir -p {q(work_root)}",
+    ]
+    if use_nvme:
+        # Instance store disks show up as NVMe devices with this model name; use the first one.
+        lines += [
+            "disk=$(ls /dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_* 2>/dev/null"
+            " | grep -v -- -part | head -n 1)",
+            'if [ -n "$disk" ]; then',
+            f'  mkfs.xfs -f "$disk" && mount -o noatime "$disk" {q(work_root)}',
+            "fi",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def launch_script(work: str, script_url: str, session: str) -> str:
+    """Run through SSM: fetch the staged pipeline and start it in tmux, unless it already runs."""
+    q = shlex.quote
+    target = f"={session}"
+    script = q(f"{work}/{pipeline.SCRIPT_NAME}")
+    conf = q(f"{work}/tmux.conf")
+    return "\n".join(
+        [
+            # User data may still be installing tmux when the SSM agent comes online.
+            "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1; fi",
+            f"mkdir -p {q(work)} || exit 2",
+            "command -v tmux >/dev/null 2>&1 || { echo 'tmux is not installed on the instance' >&2; exit 4; }",
+            f"if tmux has-session -t {q(target)} 2>/dev/null; then exit 0; fi",
+            f"aws s3 cp --only-show-errors {q(script_url)} {script} || exit 3",
+            # Read when the (per-instance) tmux server starts: long history for the mirror, and
+            # the pane stays after the pipeline exits so its last screen can still be seen.
+            f"printf 'set -g history-limit {HISTORY_LIMIT}\\nset -g remain-on-exit on\\n' > {conf}",
+            shlex.join(["tmux", "-f", f"{work}/tmux.conf", "new-session", "-d", "-s", session, "-x", "200", "-y", "50",
+                        "-c", work, "sleep 2147483647"]),
+            shlex.join(["tmux", "pipe-pane", "-o", "-t", target + ":", "cat >> " + q(f"{work}/{CONSOLE_LOG}")]),
+            shlex.join(["tmux", "respawn-pane", "-k", "-t", target + ":", "sh " + script]),
+        ]
+    )
+
+
+def status_script(work: str, session: str) -> str:
+    """The pane state first, then the status files: a dead pane without `done` means the pipeline died."""
+    q = shlex.quote
+    pane = f"tmux display-message -p -t {q('=' + session + ':')} '#{{pane_dead}}' 2>/dev/null || echo gone"
+    return f'printf "pane=%s\\n" "$({pane})"\n{pipeline.status_command(work)}'
+
+
+class Ec2Backend(Backend):
+    name = "ec2"
+    first_state = JobState.PROVISIONING
+    poll_interval = 5.0
+    agent_timeout = 900.0  # first boot + SSM agent registration; slow AMIs take several minutes
+
+    caller_actions: ClassVar[tuple[str, ...]] = (
+        "ec2:DescribeImages",
+        "ec2:DescribeVpcs",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeSecurityGroups",
+        "ec2:CreateSecurityGroup",
+        "ec2:DeleteSecurityGroup",
+        "ec2:DescribeInstances",
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+        "ec2:TerminateInstances",
+        "iam:PassRole",
+        "ssm:GetParameter",
+        "ssm:DescribeInstanceInformation",
+        "ssm:SendCommand",
+        "ssm:GetCommandInvocation",
+        "s3:PutObject",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:DeleteObject",
+    )
+    instance_actions: ClassVar[tuple[str, ...]] = (
+        # AmazonSSMManagedInstanceCore (the agent) plus the pipeline's staging and uploads.
+        "ssm:UpdateInstanceInformation",
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenControlChannel",
+        "ssmmessages:OpenDataChannel",
+        "ec2messages:GetMessages",
+        "ec2messages:AcknowledgeMessage",
+        "ec2messages:SendReply",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:GetEncryptionConfiguration",
+    )
+
+    def __init__(self, settings: Settings, clients: AwsClients | None = None) -> None:
+        super().__init__(settings)
+        self.aws = clients or AwsClients(settings.region, settings.profile, ("ec2", "ssm", "s3"))
+        self._lock = threading.Lock()
+        self._ami: str | None = None
+        self._root_device: dict[str, str] = {}
+        self._network: tuple[str, str | None] | None = None
+        self._security_groups: dict[str, str] = {}
+
+    # -- the Backend contract -----------------------------------------------------------------
+
+    def check_ready(self) -> None:
+        self.aws.check_credentials()
+        remote.require_staging_bucket(self.settings, self.name)
+
+    def provision(self, ctx: JobContext) -> str:
+        existing = self._instances_of(ctx)
+        if existing:
+            return existing[0]["InstanceId"]  # a retry after a lost RunInstances response
+        params = self._launch_params(ctx)
+        subnet = params.get("SubnetId")
+        zones: tuple[str | None, ...] = () if subnet else self.settings.ec2_zones
+        last: Exception | None = None
+        for index, zone in enumerate(zones or (None,)):
+            attempt_params = dict(params)
+            # One token per (job, attempt, zone): AWS rejects a token reused with other parameters.
+            attempt_params["ClientToken"] = f"fceval-{ctx.job.id}-a{ctx.attempt}-z{index}"[:64]
+            if zone:
+                attempt_params["Placement"] = {"AvailabilityZone": zone}
+            try:
+                reply = self.aws.ec2.run_instances(**attempt_params)
+                return reply["Instances"][0]["InstanceId"]
+            except AWS_ERRORS as exc:
+                where = f" in {zone}" if zone else ""
+                error = classify(exc, f"ec2:RunInstances {self.settings.ec2_instance_type}{where}")
+                if not isinstance(error, CapacityError) and error_code(exc) != "Unsupported":
+                    raise error from exc
+                last = error
+        if isinstance(last, CapacityError):
+            raise last
+        raise PermanentError(
+            f"{self.settings.ec2_instance_type} is not offered in zones {', '.join(zones)}: {last}",
+            "choose other EC2_AVAILABILITY_ZONES or another EC2_INSTANCE_TYPE",
+        )
+
+    def start(self, ctx: JobContext, resource_id: str) -> None:
+        self._wait_running(resource_id)
+        self._wait_agent(resource_id)
+        s3 = self.aws.s3
+        work = remote.remote_work_dir(self.settings, ctx.job.id)
+        staging = self._staging(ctx)
+        manifest = remote.Manifest.for_job(ctx, remote.artifact_prefix(ctx, self.settings))
+        run_command, grade_command = remote.remote_commands(ctx, f"{work}/artifacts")
+        script = pipeline.render(
+            work, f"{work}/artifacts", run_command, grade_command, upload=manifest.upload_shell(),
+            banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt} on {resource_id}",
+        )
+        staging.put(s3, remote.MANIFEST, manifest.to_json())
+        staging.put(s3, pipeline.SCRIPT_NAME, script)
+        result = self._commands(ctx).run(
+            resource_id, launch_script(work, staging.url(pipeline.SCRIPT_NAME), ctx.job.id),
+            timeout=600, comment=f"fceval-tui start {ctx.job.id}",
+        )
+        if result.exit_code == 4:
+            raise PermanentError(
+                f"tmux is not installed on {resource_id}: {result.stderr.strip()}",
+                "use an AMI with tmux, or give the subnet access to the package repositories",
+            )
+        if not result.ok:
+            detail = result.stderr.strip()[-300:]
+            raise TransientError(f"starting the pipeline on {resource_id} failed (exit {result.exit_code}): {detail}")
+
+    def observe(self, ctx: JobContext, resource_id: str) -> Observation:
+        work = remote.remote_work_dir(self.settings, ctx.job.id)
+        try:
+            result = self._commands(ctx).run(resource_id, status_script(work, ctx.job.id), timeout=60,
+                                              comment=f"fceval-tui status {ctx.job.id}")
+        except TransientError:
+            self._raise_if_gone(resource_id)
+            raise
+        status = pipeline.parse_status_output(result.stdout)
+        if status.done:
+            return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
+        pane = next((line[5:] for line in result.stdout.splitlines() if line.startswith("pane=")), "")
+        if pane in ("1", "gone"):
+            self._raise_if_gone(resource_id)
+            raise ResourceGone(f"the pipeline on {resource_id} ended without finishing (tmux pane: {pane})")
+        return Observation(_PHASES.get(status.phase, JobState.RUNNING), exit_code=status.run_exit)
+
+    def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
+        manifest = remote.load_manifest(self.aws.s3, self._staging(ctx), ctx, self.settings)
+        return remote.verify_uploads(self.aws.s3, manifest, observation.exit_code)
+
+    def cancel(self, ctx: JobContext, resource_id: str) -> None:
+        self._terminate([resource_id])
+
+    def cleanup(self, ctx: JobContext, resource_id: str) -> None:
+        # Also whatever carries this attempt's tags: a launch whose reply was lost is found here.
+        ids = {resource_id} | {item["InstanceId"] for item in self._instances_of(ctx)}
+        self._terminate(sorted(i for i in ids if i.startswith("i-")))
+        if self.settings.staging_bucket:
+            self._staging(ctx).delete_all(self.aws.s3)
+
+    def hourly_cost(self, ctx: JobContext) -> float:
+        return ec2_hourly(self.settings.ec2_instance_type, self.settings.spot_price) or 0.0
+
+    def list_resources(self) -> list[Resource]:
+        now = datetime.now(UTC)
+        resources: list[Resource] = []
+        try:
+            pages = self.aws.ec2.get_paginator("describe_instances").paginate(
+                Filters=[
+                    {"Name": "tag:ManagedBy", "Values": ["fceval-tui"]},
+                    {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
+                ],
+                PaginationConfig={"PageSize": 1000},
+            )
+            for page in pages:
+                for reservation in page["Reservations"]:
+                    resources.extend(self._instance_resource(item, now) for item in reservation["Instances"])
+            groups = self.aws.ec2.describe_security_groups(
+                Filters=[{"Name": "tag:ManagedBy", "Values": ["fceval-tui"]}]
+            )["SecurityGroups"]
+        except AWS_ERRORS as exc:
+            raise classify(exc, "listing fceval-tui EC2 resources") from exc
+        for group in groups:
+            tags = tag_map(group.get("Tags"))
+            resources.append(Resource(
+                backend=self.name, kind="security-group", id=group["GroupId"], state="available",
+                run_id=tags.get("fceval:run-id"), job_id=tags.get("fceval:job-id"),
+                expires_at=parse_iso(tags.get("fceval:expires-at")),
+                detail={"name": group.get("GroupName"), "vpc": group.get("VpcId")},
+            ))
+        return resources
+
+    def destroy_resource(self, resource: Resource) -> None:
+        if resource.kind == "instance":
+            self._terminate([resource.id])
+        elif resource.kind == "security-group":
+            try:
+                self.aws.ec2.delete_security_group(GroupId=resource.id)
+            except AWS_ERRORS as exc:
+                if error_code(exc) == "InvalidGroup.NotFound":
+                    return
+                if error_code(exc) == "DependencyViolation":
+                    raise TransientError(
+                        f"security group {resource.id} is still used by instances that are shutting down",
+                        "run teardown again in a minute",
+                    ) from exc
+                raise classify(exc, f"ec2:DeleteSecurityGroup {resource.id}") from exc
+            with self._lock:
+                self._security_groups = {k: v for k, v in self._security_groups.items() if v != resource.id}
+        else:
+            super().destroy_resource(resource)
+
+    def tmux_target(self, job: Job) -> TmuxTarget | None:
+        if not job.resource_id:
+            return None
+        from fceval_tui.transports.ssm import SsmTransport
+
+        return TmuxTarget((), job.id, SsmTransport.for_instance(self.aws, job.resource_id, self.settings))
+
+    # -- launching ------------------------------------------------------------------------------
+
+    def _launch_params(self, ctx: JobContext) -> dict:
+        settings = self.settings
+        ami = settings.ec2_ami or self._default_ami()
+        vpc, subnet = self._vpc_and_subnet()
+        tags = [{"Key": k, "Value": v} for k, v in {**ctx.tags, ATTEMPT_TAG: str(ctx.attempt)}.items()]
+        params: dict = {
+            "ImageId": ami,
+            "InstanceType": settings.ec2_instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "IamInstanceProfile": {"Name": settings.instance_profile},
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "UserData": user_data(ctx, settings.remote_work_dir, settings.ec2_use_nvme),
+            "BlockDeviceMappings": [{
+                "DeviceName": self._root_device_of(ami),
+                "Ebs": {"VolumeSize": settings.ec2_root_volume_gb, "VolumeType": "gp3", "DeleteOnTermination": True},
+            }],
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+            "SecurityGroupIds": [self._security_group(vpc, ctx)],
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
+            ],
+        }
+        if subnet:
+            params["SubnetId"] = subnet
+        if settings.spot_price is not None:
+            params["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {
+                    "MaxPrice": f"{settings.spot_price:g}",
+                    "SpotInstanceType": "one-time",
+                    "InstanceInterruptionBehavior": "terminate",
+                },
+            }
+            params["TagSpecifications"].append({"ResourceType": "spot-instances-request", "Tags": tags})
+        return params
+
+    def _default_ami(self) -> str:
+        with self._lock:
+            if self._ami:
+                return self._ami
+        name = AL2023_PARAMETER.format(arch=architecture(self.settings.ec2_instance_type))
+        try:
+            ami = self.aws.ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        except AWS_ERRORS as exc:
+            raise classify(exc, f"ssm:GetParameter {name} (latest Amazon Linux 2023 AMI)") from exc
+        with self._lock:
+            self._ami = ami
+        return ami
+
+    def _root_device_of(self, ami: str) -> str:
+        with self._lock:
+            if ami in self._root_device:
+                return self._root_device[ami]
+        try:
+            images = self.aws.ec2.describe_images(ImageIds=[ami])["Images"]
+        except AWS_ERRORS as exc:
+            raise classify(exc, f"ec2:DescribeImages {ami}") from exc
+        if not images:
+            raise PermanentError(f"AMI {ami} does not exist in {self.settings.region}",
+                                 "set EC2_INSTANCE_AMI to an AMI of this region, or leave it empty")
+        device = images[0].get("RootDeviceName") or "/dev/xvda"
+        with self._lock:
+            self._root_device[ami] = device
+        return device
+
+    def _vpc_and_subnet(self) -> tuple[str, str | None]:
+        with self._lock:
+            if self._network:
+                return self._network
+        subnet = self.settings.ec2_subnet
+        try:
+            if subnet:
+                found = self.aws.ec2.describe_subnets(SubnetIds=[subnet])["Subnets"]
+                vpc = found[0]["VpcId"]
+            else:
+                vpcs = self.aws.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+                if not vpcs:
+                    raise PermanentError(f"there is no default VPC in {self.settings.region}",
+                                         "set FCEVAL_EC2_SUBNET_ID to a subnet with a route to S3 and SSM")
+                vpc = vpcs[0]["VpcId"]
+        except AWS_ERRORS as exc:
+            raise classify(exc, "finding the VPC for EC2 jobs") from exc
+        with self._lock:
+            self._network = (vpc, subnet)
+        return self._network
+
+    def _security_group(self, vpc: str, ctx: JobContext) -> str:
+        """The shared egress-only group of this VPC (a new group has no inbound rules), created once."""
+        with self._lock:
+            if vpc in self._security_groups:
+                return self._security_groups[vpc]
+        filters = [{"Name": "group-name", "Values": [SECURITY_GROUP_NAME]}, {"Name": "vpc-id", "Values": [vpc]}]
+        try:
+            found = self.aws.ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
+            if found:
+                group = found[0]["GroupId"]
+            else:
+                try:
+                    group = self.aws.ec2.create_security_group(
+                        GroupName=SECURITY_GROUP_NAME, VpcId=vpc,
+                        Description="fceval-tui job instances: no inbound access, outbound only",
+                        TagSpecifications=[{"ResourceType": "security-group",
+                                            "Tags": [{"Key": k, "Value": v} for k, v in ctx.tags.items()]}],
+                    )["GroupId"]
+                except AWS_ERRORS as exc:
+                    if error_code(exc) != "InvalidGroup.Duplicate":
+                        raise
+                    # Another console thread or process created it first.
+                    group = self.aws.ec2.describe_security_groups(Filters=filters)["SecurityGroups"][0]["GroupId"]
+        except AWS_ERRORS as exc:
+            raise classify(exc, f"preparing security group {SECURITY_GROUP_NAME} in {vpc}") from exc
+        with self._lock:
+            self._security_groups[vpc] = group
+        return group
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def _instances_of(self, ctx: JobContext) -> list[dict]:
+        filters = [
+            {"Name": "tag:fceval:job-id", "Values": [ctx.job.id]},
+            {"Name": f"tag:{ATTEMPT_TAG}", "Values": [str(ctx.attempt)]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+        try:
+            reservations = self.aws.ec2.describe_instances(Filters=filters)["Reservations"]
+        except AWS_ERRORS as exc:
+            raise classify(exc, f"looking up the instance of {ctx.job.id}") from exc
+        return [item for r in reservations for item in r["Instances"]]
+
+    def _wait_running(self, instance_id: str) -> None:
+        delay = max(1, int(self.poll_interval))
+        waiter = self.aws.ec2.get_waiter("instance_running")
+        try:
+            waiter.wait(InstanceIds=[instance_id], WaiterConfig={"Delay": delay, "MaxAttempts": int(600 / delay) + 1})
+        except AWS_ERRORS as exc:
+            self._raise_if_gone(instance_id)
+            raise TransientError(f"{instance_id} did not reach running: {exc}") from exc
+
+    def _wait_agent(self, instance_id: str) -> None:
+        deadline = time.monotonic() + self.agent_timeout
+        while True:
+            try:
+                info = self.aws.ssm.describe_instance_information(
+                    Filters=[{"Key": "InstanceIds", "Values": [instance_id]}]
+                )["InstanceInformationList"]
+            except AWS_ERRORS as exc:
+                raise classify(exc, f"ssm:DescribeInstanceInformation {instance_id}") from exc
+            if info and info[0].get("PingStatus") == "Online":
+                return
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"the SSM agent on {instance_id} did not come online within {int(self.agent_timeout)} s",
+                    "check that FCEVAL_INSTANCE_PROFILE has AmazonSSMManagedInstanceCore and the subnet reaches SSM",
+                )
+            self._raise_if_gone(instance_id)
+            time.sleep(self.poll_interval)
+
+    def _raise_if_gone(self, instance_id: str) -> None:
+        try:
+            reservations = self.aws.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "InvalidInstanceID.NotFound":
+                raise ResourceGone(f"instance {instance_id} no longer exists") from exc
+            raise classify(exc, f"ec2:DescribeInstances {instance_id}") from exc
+        instances = [item for r in reservations for item in r["Instances"]]
+        if not instances:
+            raise ResourceGone(f"instance {instance_id} no longer exists")
+        state = instances[0]["State"]["Name"]
+        if state in GONE_STATES:
+            reason = instances[0].get("StateReason", {}).get("Message", "")
+            raise ResourceGone(f"instance {instance_id} is {state}" + (f" ({reason})" if reason else ""))
+
+    def _terminate(self, instance_ids: list[str]) -> None:
+        if not instance_ids:
+            return
+        try:
+            self.aws.ec2.terminate_instances(InstanceIds=instance_ids)
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "InvalidInstanceID.NotFound" and len(instance_ids) == 1:
+                return  # already gone
+            raise classify(exc, f"ec2:TerminateInstances {', '.join(instance_ids)}") from exc
+
+    def _staging(self, ctx: JobContext) -> remote.Staging:
+        return remote.Staging.for_attempt(remote.require_staging_bucket(self.settings, self.name), ctx)
+
+    def _commands(self, ctx: JobContext) -> SsmCommands:
+        staging = self._staging(ctx)
+        return SsmCommands(self.aws.ssm, self.aws.s3, staging.bucket, staging.key("ssm-output"),
+                           poll_interval=min(1.0, self.poll_interval))
+
+    def _instance_resource(self, item: dict, now: datetime) -> Resource:
+        tags = tag_map(item.get("Tags"))
+        spot = self.settings.spot_price if item.get("InstanceLifecycle") == "spot" else None
+        launched = item.get("LaunchTime")
+        return Resource(
+            backend=self.name, kind="instance", id=item["InstanceId"], state=item["State"]["Name"],
+            run_id=tags.get("fceval:run-id"), job_id=tags.get("fceval:job-id"), started_at=launched,
+            expires_at=parse_iso(tags.get("fceval:expires-at")),
+            cost_usd=cost_so_far(ec2_hourly(item["InstanceType"], spot), launched, now),
+            detail={"type": item["InstanceType"], "zone": item.get("Placement", {}).get("AvailabilityZone"),
+                    "lifecycle": item.get("InstanceLifecycle", "on-demand")},
+        )

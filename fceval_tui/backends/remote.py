@@ -1,0 +1,196 @@
+"""What the three AWS backends share about running the pipeline on remote compute.
+
+- where the job works remotely, and the run/grade commands re-pointed there;
+- the staging area in S3 (pipeline script and a manifest of the expected artifact keys);
+- the upload step (`aws s3 cp` to the artifact layout) and its verification in `collect`.
+
+The manifest is written to S3 before the pipeline starts, so a console that was killed and
+resumed verifies exactly the keys the pipeline was told to upload (the grading report's name
+carries a timestamp that only the starting console knew).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+from fceval_tui.backends.aws import AWS_ERRORS, classify, error_code
+from fceval_tui.backends.base import JobContext, Outcome
+from fceval_tui.config import Settings
+from fceval_tui.domain import pipeline
+from fceval_tui.domain.artifacts import join_prefix, keys_for
+from fceval_tui.domain.models import utcnow
+from fceval_tui.errors import ConfigError, PermanentError
+
+STAGING_ROOT = "fceval-tui/staging"
+MANIFEST = "manifest.json"
+
+
+def split_s3(url: str) -> tuple[str, str]:
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def remote_work_dir(settings: Settings, job_id: str) -> str:
+    return settings.remote_work_dir.rstrip("/") + "/" + job_id
+
+
+def remote_commands(ctx: JobContext, remote_artifacts: str) -> tuple[str, str | None]:
+    """The runner renders {artifacts_dir} as a path on this machine; point it at the remote one.
+
+    Template values are inserted shell-quoted, so the quoted local path is an exact token to swap."""
+    local = shlex.quote(str(ctx.work_dir / "artifacts"))
+    remote = shlex.quote(remote_artifacts)
+    grade = ctx.grade_command.replace(local, remote) if ctx.grade_command else None
+    return ctx.run_command.replace(local, remote), grade
+
+
+def require_staging_bucket(settings: Settings, backend: str) -> str:
+    if not settings.staging_bucket:
+        raise ConfigError(
+            f"the {backend} backend needs an S3 staging bucket and FC_EVAL_S3_BUCKET is empty",
+            "set FC_EVAL_S3_BUCKET=my-fceval-staging in .env (the compute's role needs read/write on it)",
+        )
+    return settings.staging_bucket
+
+
+def artifact_prefix(ctx: JobContext, settings: Settings) -> str:
+    """Cloud compute writes artifacts straight to S3; a local prefix is only the unset default."""
+    if ctx.artifact_prefix.startswith("s3://"):
+        return ctx.artifact_prefix
+    if settings.values.get("artifacts"):
+        raise PermanentError(
+            f"FCEVAL_ARTIFACTS={ctx.artifact_prefix} is a local directory, which cloud compute cannot write to",
+            "set FCEVAL_ARTIFACTS=s3://bucket/prefix",
+        )
+    bucket = settings.results_bucket or settings.staging_bucket
+    return f"s3://{bucket}/fceval-tui/artifacts"
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Per-attempt staging prefix in the staging bucket."""
+
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def for_attempt(cls, bucket: str, ctx: JobContext) -> Staging:
+        job = ctx.job
+        return cls(bucket, f"{STAGING_ROOT}/{job.run_id}/{job.id}/a{ctx.attempt}")
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    def url(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self.key(name)}"
+
+    def put(self, s3, name: str, body: str) -> None:
+        try:
+            s3.put_object(Bucket=self.bucket, Key=self.key(name), Body=body.encode())
+        except AWS_ERRORS as exc:
+            raise classify(exc, f"staging {self.url(name)}") from exc
+
+    def get(self, s3, name: str) -> str | None:
+        try:
+            return s3.get_object(Bucket=self.bucket, Key=self.key(name))["Body"].read().decode()
+        except AWS_ERRORS as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise classify(exc, f"reading {self.url(name)}") from exc
+
+    def delete_all(self, s3) -> None:
+        try:
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + "/")
+            for page in pages:
+                objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if objects:
+                    s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+        except AWS_ERRORS as exc:
+            raise classify(exc, f"deleting staging objects under s3://{self.bucket}/{self.prefix}") from exc
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The artifact URLs the pipeline uploads to, for either verdict."""
+
+    succeeded_run: str
+    succeeded_report: str
+    failed_run: str
+    failed_report: str
+    grade: bool
+
+    @classmethod
+    def for_job(cls, ctx: JobContext, prefix: str) -> Manifest:
+        when = utcnow()
+        good, bad = keys_for(ctx.job, True, when), keys_for(ctx.job, False, when)
+        return cls(
+            join_prefix(prefix, good.run_archive),
+            join_prefix(prefix, good.grading_report),
+            join_prefix(prefix, bad.run_archive),
+            join_prefix(prefix, bad.grading_report),
+            bool(ctx.grade_command),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        return cls(**json.loads(text))
+
+    def urls(self, succeeded: bool) -> tuple[str, str]:
+        return (self.succeeded_run, self.succeeded_report) if succeeded else (self.failed_run, self.failed_report)
+
+    def upload_shell(self) -> str:
+        """Shell run by the pipeline after packing (`$code` is the job's exit code): copy to S3."""
+        q = shlex.quote
+        copy = "aws s3 cp --only-show-errors"
+        warn = "|| echo 'fceval-tui: upload failed:'"
+        return "\n".join(
+            [
+                f'if [ "$code" -eq 0 ]; then run_url={q(self.succeeded_run)}; report_url={q(self.succeeded_report)}',
+                f"else run_url={q(self.failed_run)}; report_url={q(self.failed_report)}; fi",
+                f'{copy} {pipeline.RUN_ARCHIVE} "$run_url" {warn} "$run_url" >&2',
+                f"if [ -f {pipeline.REPORT_ARCHIVE} ]; then",
+                f'  {copy} {pipeline.REPORT_ARCHIVE} "$report_url" {warn} "$report_url" >&2',
+                "fi",
+            ]
+        )
+
+
+def verify_uploads(s3, manifest: Manifest, exit_code: int | None) -> Outcome:
+    """Success needs exit code 0 and every expected upload present in S3; never trust the script alone."""
+    succeeded = exit_code == 0
+    run_url, report_url = manifest.urls(succeeded)
+    expected = [run_url] + ([report_url] if succeeded and manifest.grade else [])
+    present: list[str] = []
+    missing: list[str] = []
+    for url in expected:
+        (present if _exists(s3, url) else missing).append(url)
+    if not succeeded and _exists(s3, report_url):
+        present.append(report_url)  # a failed grade may still have left a report
+    if missing:
+        return Outcome(False, exit_code, tuple(present), f"expected upload {missing[0]} is missing")
+    error = None if succeeded else f"the pipeline exited with code {exit_code}"
+    return Outcome(succeeded, exit_code, tuple(present), error)
+
+
+def _exists(s3, url: str) -> bool:
+    bucket, key = split_s3(url)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except AWS_ERRORS as exc:
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise classify(exc, f"checking {url}") from exc
+
+
+def load_manifest(s3, staging: Staging, ctx: JobContext, settings: Settings) -> Manifest:
+    text = staging.get(s3, MANIFEST)
+    if text is None:
+        # Start never got as far as staging; nothing can have been uploaded under these names.
+        return Manifest.for_job(ctx, artifact_prefix(ctx, settings))
+    return Manifest.from_json(text)
