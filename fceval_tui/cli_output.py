@@ -6,21 +6,18 @@ import sys
 import threading
 from collections import Counter
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from fceval_tui.config import Settings
-from fceval_tui.domain.models import Job, utcnow
+from fceval_tui.domain.models import Job
 from fceval_tui.domain.states import FINAL_STATES, JobState
+from fceval_tui.presentation import STATE_ICON, STATE_STYLE, elapsed, money
 from fceval_tui.services.runner import Runner, RunTotals
 from fceval_tui.store import RunSummary, Store
 
-STATE_STYLE = {
-    "pending": "dim", "provisioning": "cyan", "waiting_capacity": "yellow", "starting": "cyan",
-    "running": "blue", "grading": "magenta", "uploading": "cyan", "succeeded": "green",
-    "failed": "red", "cancelled": "dim", "timed_out": "red",
-}
-FINAL_MARK = {"succeeded": "✓", "failed": "✗", "cancelled": "∅", "timed_out": "⌛"}
+FINAL_MARK = {s: STATE_ICON[s] for s in ("succeeded", "failed", "cancelled", "timed_out")}
 REFRESH = 0.5
 
 
@@ -30,30 +27,29 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 250)
 
 
-def elapsed(job: Job) -> str:
-    if not job.started_at:
-        return ""
-    end = job.ended_at or utcnow()
-    seconds = int((end - job.started_at).total_seconds())
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+def render_plan(plan: dict) -> Group:
+    """The dry-run plan as one renderable (the CLI prints it; the console's launch form shows it)."""
+    parts: list = [Text.from_markup(
+        f"[bold]dry run[/] (nothing is created): run {plan['run_id']} (provisional id) on "
+        f"[bold]{plan['backend']}[/], {plan['concurrency']} at a time, timeout {plan['job_timeout_minutes']} min, "
+        f"up to {plan['max_attempts']} attempts, {len(plan['jobs'])} job(s)")]
+    cost = plan.get("estimated_cost_usd")
+    if cost is not None:
+        parts.append(Text(f"estimated cost at most ${cost:.2f} (every job running to its timeout)"))
+    for job in plan["jobs"]:
+        model = f" / {job['model']}" if job["model"] else ""
+        parts.append(Text.from_markup(f"\n[bold]{job['job_id']}[/]  ") + Text(f"{job['agent']} / {job['task_id']}{model}"))
+        if job["tmux"]:
+            parts.append(Text("  session: " + " ".join(job["tmux"])))
+        parts.append(Text("  run:     " + job["run_command"]))
+        if job["grade_command"]:
+            parts.append(Text("  grade:   " + job["grade_command"]))
+        parts.append(Text("  stores:  " + ", ".join(job["artifacts"])))
+    return Group(*parts)
 
 
 def print_plan(plan: dict) -> None:
-    out = _console()
-    out.print(f"[bold]dry run[/] (nothing is created): run {plan['run_id']} (provisional id) on "
-              f"[bold]{plan['backend']}[/], {plan['concurrency']} at a time, timeout {plan['job_timeout_minutes']} min, "
-              f"up to {plan['max_attempts']} attempts")
-    cost = plan.get("estimated_cost_usd")
-    if cost is not None:
-        out.print(f"estimated cost at most ${cost:.2f}")
-    for job in plan["jobs"]:
-        out.print(f"\n[bold]{job['job_id']}[/]  {job['agent']} / {job['task_id']}" + (f" / {job['model']}" if job["model"] else ""))
-        if job["tmux"]:
-            out.print("  session: " + " ".join(job["tmux"]), markup=False)
-        out.print("  run:     " + job["run_command"], markup=False)
-        if job["grade_command"]:
-            out.print("  grade:   " + job["grade_command"], markup=False)
-        out.print("  stores:  " + ", ".join(job["artifacts"]), markup=False)
+    _console().print(render_plan(plan))
 
 
 def print_jobs(jobs: list[Job]) -> None:
@@ -64,7 +60,7 @@ def print_jobs(jobs: list[Job]) -> None:
         style = STATE_STYLE.get(job.state.value, "")
         table.add_row(job.id, job.agent, job.task_id, job.model, job.backend, f"[{style}]{job.state}[/]",
                       str(job.attempts), "" if job.exit_code is None else str(job.exit_code), elapsed(job),
-                      f"${job.cost_usd:.2f}")
+                      money(job.cost_usd))
     _console().print(table)
     errors = [j for j in jobs if j.error and j.state in FINAL_STATES and j.state != JobState.SUCCEEDED]
     for job in errors:
@@ -106,7 +102,7 @@ def run_with_progress(runner: Runner, store: Store, run_id: str, quiet: bool = F
 
         live = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[counts]}"), console=out, transient=True)
-        task = live.add_task(run_id, total=len(store.jobs(run_id=run_id)), counts="")
+        live.add_task(run_id, total=len(store.jobs(run_id=run_id)), counts="")
         live.start()
     try:
         while thread.is_alive():

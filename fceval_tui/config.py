@@ -256,6 +256,10 @@ class Settings:
     def artifact_prefix(self) -> str:
         return self.values["artifacts"] or str(self.state_dir / "artifacts")
 
+    def with_raw(self, raw: Mapping[str, str]) -> Settings:
+        """Apply user-typed values (attr -> text), parsed and checked exactly as on the command line."""
+        return self.replace(**{attr: BY_ATTR[attr].parse(BY_ATTR[attr].env, text) for attr, text in raw.items()})
+
     def replace(self, **overrides: Any) -> Settings:
         values = dict(self.values)
         sources = dict(self.sources)

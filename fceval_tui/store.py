@@ -145,8 +145,9 @@ class RunSummary:
 class Store:
     """Thread-safe handle on the ledger; one connection guarded by a lock (SQLite serialises anyway)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock=utcnow) -> None:
         self.path = path
+        self._clock = clock  # injectable so tests and snapshots get fixed timestamps
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
@@ -162,8 +163,8 @@ class Store:
             ) from None
 
     @classmethod
-    def open(cls, state_dir: Path) -> Store:
-        return cls(state_dir / LEDGER_FILE)
+    def open(cls, state_dir: Path, clock=utcnow) -> Store:
+        return cls(state_dir / LEDGER_FILE, clock=clock)
 
     def close(self) -> None:
         with self._lock:
@@ -203,7 +204,7 @@ class Store:
     def _event(self, db, run_id, job_id, kind, from_state=None, to_state=None, detail=None) -> int:
         cur = db.execute(
             "INSERT INTO events(ts, run_id, job_id, kind, from_state, to_state, detail) VALUES (?,?,?,?,?,?,?)",
-            (iso(utcnow()), run_id, job_id, kind, from_state, to_state, json.dumps(detail or {}, default=str)),
+            (iso(self._clock()), run_id, job_id, kind, from_state, to_state, json.dumps(detail or {}, default=str)),
         )
         return cur.lastrowid
 
@@ -220,7 +221,7 @@ class Store:
         run_id: str | None = None,
     ) -> tuple[Run, list[Job]]:
         specs = list(specs)
-        now = utcnow()
+        now = self._clock()
         with self._tx() as db:
             run_id = run_id or new_run_id()
             while db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone():
@@ -270,7 +271,7 @@ class Store:
             if (expect is not None and current != expect) or not current.can_go(target):
                 raise IllegalTransition(job_id, current, target)
             sets = {name: _encode(name, value) for name, value in fields.items()}
-            sets.update(state=target.value, updated_at=iso(utcnow()), change_seq=self._next_change(db))
+            sets.update(state=target.value, updated_at=iso(self._clock()), change_seq=self._next_change(db))
             db.execute(
                 f"UPDATE jobs SET {', '.join(f'{k}=?' for k in sets)} WHERE id=?",
                 (*sets.values(), job_id),
@@ -288,7 +289,7 @@ class Store:
             raise TypeError(f"unknown job fields {sorted(unknown)}")
         with self._tx() as db:
             sets = {name: _encode(name, value) for name, value in fields.items()}
-            sets.update(updated_at=iso(utcnow()), change_seq=self._next_change(db))
+            sets.update(updated_at=iso(self._clock()), change_seq=self._next_change(db))
             db.execute(f"UPDATE jobs SET {', '.join(f'{k}=?' for k in sets)} WHERE id=?", (*sets.values(), job_id))
             row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None:

@@ -12,6 +12,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import libtmux
+from libtmux.exc import LibTmuxException
+
 from fceval_tui.backends.base import (
     Backend,
     JobContext,
@@ -66,8 +69,6 @@ class LocalBackend(Backend):
     @property
     def server(self):
         if self._server is None:
-            import libtmux
-
             require_tmux()
             conf = self.settings.state_dir / "tmux.conf"
             # Read when the private server starts: every job pane keeps a long history and stays
@@ -106,8 +107,6 @@ class LocalBackend(Backend):
         (work / pipeline.SCRIPT_NAME).write_text(script)
         if self._has_session(resource_id):
             self.tmux("kill-session", "-t", f"={resource_id}", check=False)
-        from libtmux.exc import LibTmuxException
-
         try:
             # Start idle, attach the log pipe, then run the script: no output escapes console.log.
             session = self.server.new_session(

@@ -1,0 +1,323 @@
+"""The console application and its factory (used by the CLI and the tests alike)."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+# libtmux reads sys.stdout.encoding when imported, and Textual swaps sys.stdout while it runs:
+# import the local backend before the app starts, not later from a runner thread.
+import fceval_tui.backends.local  # noqa: F401
+from fceval_tui.backends import make_backend
+from fceval_tui.backends.base import Resource
+from fceval_tui.config import Settings
+from fceval_tui.domain.models import Job, JobSpec, utcnow
+from fceval_tui.errors import BackendError, UserError
+from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs
+from fceval_tui.store import Store
+from fceval_tui.ui.screens.events import EventsScreen
+from fceval_tui.ui.screens.jobs import JobsScreen
+from fceval_tui.ui.screens.launch import LaunchScreen
+from fceval_tui.ui.screens.modals import ConfirmScreen, HelpScreen, JumpScreen
+from fceval_tui.ui.screens.resources import ResourcesScreen
+from fceval_tui.ui.themes import DEFAULT_THEME, load_themes
+
+MUTATING_ACTIONS = {"launch", "teardown"}
+
+
+def keymap_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("fceval-tui", appauthor=False)) / "keymap.toml"
+
+
+def read_keymap(path: Path) -> tuple[dict[str, str], str | None]:
+    """`[keys]` table of binding id -> key(s). Returns (keymap, problem)."""
+    if not path.is_file():
+        return {}, None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return {}, f"{path}: not valid TOML ({exc}); default keys apply"
+    keys = data.get("keys", {})
+    if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
+        return {}, f"{path}: expected a [keys] table of \"binding.id\" = \"key\"; default keys apply"
+    return keys, None
+
+
+class FcevalApp(App):
+    TITLE = "fceval-tui"
+    MODES = {"jobs": JobsScreen, "resources": ResourcesScreen, "events": EventsScreen}
+    DEFAULT_MODE = "jobs"
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("colon", "jump", "Jump", show=False, id="app.jump"),
+        Binding("1", "switch_mode('jobs')", "Jobs", show=False, id="app.view_jobs"),
+        Binding("2", "switch_mode('resources')", "Resources", show=False, id="app.view_resources"),
+        Binding("3", "switch_mode('events')", "Events", show=False, id="app.view_events"),
+        Binding("n", "launch", "New", id="app.launch"),
+        Binding("p", "preflight", "Preflight", id="app.preflight"),
+        Binding("T", "teardown", "Teardown", show=False, id="app.teardown"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        readonly: bool = False,
+        theme: str | None = None,
+        demo_specs: Iterable[JobSpec] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        keymap: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.store = store
+        self.readonly = readonly
+        self.requested_theme = theme or settings.theme
+        self.demo_specs = tuple(demo_specs or ())
+        self.clock = clock
+        self.polling_enabled = True
+        self.runners: dict[str, Runner] = {}
+        self._keymap = keymap or {}
+        self._keymap_problem: str | None = None
+        self.sub_title = f"{settings.backend} · {settings.state_dir}" + (" · READ-ONLY" if readonly else "")
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._install_themes()
+        if self._keymap:
+            self.set_keymap(self._keymap)
+        if self._keymap_problem:
+            self.notify(self._keymap_problem, title="Keymap", severity="warning")
+        if self.demo_specs and not self.readonly:
+            run_id = self.launch(self.settings, self.demo_specs)
+            self.notify(f"demo run {run_id}: {len(self.demo_specs)} example jobs on this machine", title="Demo")
+        self._check_orphans()
+
+    def _install_themes(self) -> None:
+        themes, problems = load_themes()
+        for theme in themes:
+            self.register_theme(theme)
+        for problem in problems:
+            self.notify(str(problem) + "; skipped", title="Theme", severity="warning", timeout=10)
+        wanted = self.requested_theme
+        if wanted not in self.available_themes:
+            if wanted != DEFAULT_THEME:
+                self.notify(f"theme {wanted!r} not found; using {DEFAULT_THEME}", title="Theme", severity="warning")
+            wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        self.theme = wanted
+
+    @work(thread=True, group="orphans", exit_on_error=False)
+    def _check_orphans(self) -> None:
+        try:
+            from fceval_tui.services.teardown import find_orphans
+        except ModuleNotFoundError:
+            return
+        orphans = find_orphans(self.settings, self.store)
+        if orphans:
+            self.call_from_thread(
+                self.notify,
+                f"{len(orphans)} resource(s) left over from earlier runs may still cost money. Press T to review.",
+                title="Orphans", severity="warning", timeout=15,
+            )
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def launch(self, settings: Settings, specs: Iterable[JobSpec]) -> str:
+        runner = Runner(self.store, settings)
+        run, _jobs = runner.create_run(list(specs))
+        self.runners[run.id] = runner
+        self._drive(runner, run.id)
+        return run.id
+
+    def _drive(self, runner: Runner, run_id: str) -> None:
+        self.run_worker(partial(runner.run, run_id), name=f"runner-{run_id}", group="runner", thread=True,
+                        exit_on_error=False)
+
+    def retry(self, jobs: list[Job]) -> None:
+        if self.readonly or not jobs:
+            return
+        retried = retry_jobs(self.store, [j.id for j in jobs])
+        if not retried:
+            self.notify("only failed, timed-out or cancelled jobs can be retried", severity="warning")
+            return
+        for run_id in {j.run_id for j in retried}:
+            runner = self.runners.get(run_id)
+            if runner is None or not self._driving(run_id):
+                runner = Runner(self.store, self.settings)
+                self.runners[run_id] = runner
+                self._drive(runner, run_id)
+        self.notify(f"retrying {len(retried)} job(s)")
+
+    def _driving(self, run_id: str) -> bool:
+        return any(w.group == "runner" and w.is_running and w.name == f"runner-{run_id}" for w in self.workers)
+
+    def confirm_cancel(self, job_ids: list[str], question: str) -> None:
+        if self.readonly:
+            return
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self._cancel(job_ids)
+
+        self.push_screen(ConfirmScreen(question, "Cancel jobs"), done)
+
+    @work(thread=True, group="cancel", exit_on_error=False)
+    def _cancel(self, job_ids: list[str]) -> None:
+        cancelled = cancel_jobs(self.store, self.settings, job_ids)
+        self.call_from_thread(self.notify, f"cancelled {len(cancelled)} job(s)")
+
+    def list_resources(self) -> tuple[list[Resource], list[str]]:
+        """Every backend's live resources (called from a worker thread)."""
+        names = {"local", self.settings.backend} | {r.backend for r in self.store.runs()}
+        resources: list[Resource] = []
+        errors: list[str] = []
+        for name in sorted(names):
+            try:
+                resources.extend(make_backend(name, self.settings).list_resources())
+            except (UserError, BackendError) as exc:
+                errors.append(f"{name}: {exc}")
+        return resources, errors
+
+    def open_attach(self, job: Job) -> None:
+        from fceval_tui.ui.screens.attach import AttachScreen
+
+        self.push_screen(AttachScreen(job))
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        return not (self.readonly and action in MUTATING_ACTIONS)
+
+    def action_help(self) -> None:
+        rows = []
+        seen = set()
+        for binding_id_source in (self.screen, self):
+            for binding in binding_id_source.BINDINGS:
+                if isinstance(binding, Binding) and binding.id not in seen:
+                    seen.add(binding.id)
+                    rows.append((binding.key, binding.description or binding.action, binding.id or ""))
+        self.push_screen(HelpScreen(rows, str(keymap_path())))
+
+    def action_jump(self) -> None:
+        def go(view: str | None) -> None:
+            if view in self.MODES:
+                self.switch_mode(view)
+            elif view:
+                getattr(self, f"action_{view}")()
+
+        self.push_screen(JumpScreen(), go)
+
+    def action_launch(self, jobs_file: str = "") -> None:
+        def launched(run_id: str | None) -> None:
+            if run_id:
+                self.notify(f"run {run_id} launched", title="Launch")
+                self.switch_mode("jobs")
+
+        self.push_screen(LaunchScreen(self.settings, jobs_file), launched)
+
+    def action_preflight(self) -> None:
+        try:
+            from fceval_tui.ui.screens.preflight import PreflightScreen
+        except ModuleNotFoundError:
+            self.notify("the preflight audit is not available in this build", severity="warning")
+            return
+        self.push_screen(PreflightScreen())
+
+    def action_teardown(self) -> None:
+        try:
+            from fceval_tui.ui.screens.teardown import TeardownScreen
+        except ModuleNotFoundError:
+            self.notify("teardown is not available in this build; use `fceval-tui teardown`", severity="warning")
+            return
+        self.push_screen(TeardownScreen())
+
+    async def action_quit(self) -> None:
+        active = [run_id for run_id in self.runners if self._driving(run_id)]
+        if not active:
+            self.exit()
+            return
+
+        def answer(ok: bool | None) -> None:
+            if ok:
+                for run_id in active:
+                    self.runners[run_id].stop()
+                self.exit(message=_detached_message(active))
+
+        self.push_screen(ConfirmScreen(
+            f"{len(active)} run(s) are being driven by this console. Quit anyway? Running tmux sessions go on; "
+            f"pending jobs wait until you `fceval-tui resume` the run.", "Quit"), answer)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Jobs view", "All jobs with state, attempts, cost (1)", lambda: self.switch_mode("jobs"))
+        yield SystemCommand("Resources view", "Live compute behind jobs, orphans (2)",
+                            lambda: self.switch_mode("resources"))
+        yield SystemCommand("Events view", "What the runner did and why (3)", lambda: self.switch_mode("events"))
+        yield SystemCommand("Preflight audit", "IAM, S3, network and quota checks (p)", self.action_preflight)
+        yield SystemCommand("Help", "Every key binding and its id (?)", self.action_help)
+        if not self.readonly:
+            yield SystemCommand("Launch jobs", "Open the launch form (n)", self.action_launch)
+            yield SystemCommand("Launch the example jobs", "Fill the launch form with examples/jobs.csv",
+                                self._launch_examples)
+            yield SystemCommand("Teardown", "Remove leftover resources (T)", self.action_teardown)
+        if isinstance(screen, JobsScreen):
+            for binding in screen.BINDINGS:
+                if screen.check_action(binding.action, ()):
+                    yield SystemCommand(f"Job: {binding.description}", f"key {binding.key}",
+                                        lambda action=binding.action: screen.run_action(action))
+
+    def _launch_examples(self) -> None:
+        from fceval_tui.resources import example_jobs
+
+        self.action_launch(str(example_jobs()))
+
+    # -- errors from every worker, in one place -------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        if isinstance(error, UserError):
+            self.notify(str(error), title="Error", severity="error", timeout=10)
+        else:
+            self.log.error(f"worker {event.worker.name} failed: {error!r}")
+            self.notify(f"{event.worker.group or 'background task'} failed: {error!r}", title="Error",
+                        severity="error", timeout=10)
+        if event.worker.group.endswith("-poll"):
+            # Keep polling after a failure (e.g. the ledger briefly locked): re-arm instead of going stale.
+            screen = event.worker.node
+            if hasattr(screen, "poll_done"):
+                screen.poll_done()
+
+
+def _detached_message(run_ids: list[str]) -> str:
+    lines = [f"left run {r} running: continue with `fceval-tui resume {r}`" for r in run_ids]
+    return "\n".join(lines)
+
+
+def make_app(
+    settings: Settings,
+    store: Store,
+    readonly: bool = False,
+    theme: str | None = None,
+    demo_specs: Iterable[JobSpec] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> FcevalApp:
+    keymap, problem = read_keymap(keymap_path())
+    app = FcevalApp(settings, store, readonly=readonly, theme=theme, demo_specs=demo_specs, clock=clock,
+                    keymap=keymap)
+    app._keymap_problem = problem
+    return app

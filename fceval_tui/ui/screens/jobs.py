@@ -1,0 +1,228 @@
+"""The jobs view: progress per run, the jobs table with filter and sort, the selected job's detail."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, Header, Input
+
+from fceval_tui.domain.models import Event, Job
+from fceval_tui.domain.states import JobState
+from fceval_tui.services.runner import work_dir
+from fceval_tui.store import RunSummary
+from fceval_tui.ui import filters
+from fceval_tui.ui.polling import PollingScreen
+from fceval_tui.ui.widgets.job_detail import JobDetail
+from fceval_tui.ui.widgets.jobs_table import COLUMNS, JobsTable
+from fceval_tui.ui.widgets.run_progress import RunProgress
+
+OUTPUT_LINES = 12
+SORTABLE = [key for key, _, _ in COLUMNS]
+
+
+class JobsScreen(PollingScreen):
+    DEFAULT_CSS = """
+    JobsScreen #filter { display: none; dock: top; margin: 0 1; }
+    JobsScreen #filter.visible { display: block; }
+    JobsScreen #body { height: 1fr; }
+    JobsScreen JobsTable { width: 1fr; }
+    JobsScreen #detail-scroll { width: 44; border-left: solid $panel; }
+    JobsScreen #detail-scroll.hidden { display: none; }
+    """
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", id="jobs.filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="jobs.clear_filter"),
+        Binding("s", "sort", "Sort", id="jobs.sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False, id="jobs.reverse_sort"),
+        Binding("enter,a", "attach", "Attach", id="jobs.attach"),
+        Binding("c", "cancel_job", "Cancel", id="jobs.cancel"),
+        Binding("C", "cancel_run", "Cancel run", show=False, id="jobs.cancel_run"),
+        Binding("r", "retry_job", "Retry", id="jobs.retry"),
+        Binding("R", "retry_failed", "Retry failed", show=False, id="jobs.retry_failed"),
+        Binding("y", "copy_id", "Copy id", id="jobs.copy_id"),
+        Binding("d", "toggle_detail", "Detail", id="jobs.toggle_detail"),
+    ]
+    # Below this width the detail panel starts hidden so that every table column fits.
+    DETAIL_MIN_WIDTH = 150
+
+    class Loaded(Message):
+        def __init__(self, jobs: list[Job], cursor: int, summaries: list[RunSummary]) -> None:
+            super().__init__()
+            self.jobs = jobs
+            self.cursor = cursor
+            self.summaries = summaries
+
+    class DetailLoaded(Message):
+        def __init__(self, job: Job, events: list[Event], output: list[str]) -> None:
+            super().__init__()
+            self.job = job
+            self.events = events
+            self.output = output
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cursor = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield RunProgress(id="runs")
+        yield Input(placeholder="filter: state:failed agent:aide task:x !state:succeeded  (enter applies, esc clears)",
+                    id="filter", disabled=True)
+        with Horizontal(id="body"):
+            yield JobsTable(clock=self.app.clock, id="jobs")
+            with VerticalScroll(id="detail-scroll"):
+                yield JobDetail(id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(JobDetail).show(None)
+        self.query_one("#detail-scroll").set_class(self.app.size.width < self.DETAIL_MIN_WIDTH, "hidden")
+        self.table.focus()
+        self.set_interval(1.0, self.query_one(JobsTable).tick)
+
+    @property
+    def table(self) -> JobsTable:
+        return self.query_one(JobsTable)
+
+    # -- polling --------------------------------------------------------------------------------
+
+    def start_poll(self) -> None:
+        self._load(self._cursor)
+
+    @work(thread=True, exclusive=True, group="jobs-poll", exit_on_error=False)
+    def _load(self, cursor: int) -> None:
+        store = self.app.store
+        jobs, new_cursor = store.jobs_changed_since(cursor)
+        self.post_message(self.Loaded(jobs, new_cursor, store.run_summaries()))
+
+    def on_jobs_screen_loaded(self, message: Loaded) -> None:
+        self._cursor = message.cursor
+        self.query_one(RunProgress).show(message.summaries)
+        if message.jobs:
+            self.table.apply(message.jobs)
+        selected = self.table.selected
+        if selected is not None and (not selected.state.is_final or any(j.id == selected.id for j in message.jobs)):
+            self._load_detail(selected)  # its timeline and output are still growing
+        self.sub_title = self._subtitle()
+        self.poll_done()
+
+    def _subtitle(self) -> str:
+        table = self.table
+        shown = f"{table.row_count} of {len(table.jobs)} jobs" if table.job_filter.active else f"{len(table.jobs)} jobs"
+        flt = f"  filter: {table.job_filter.text}" if table.job_filter.active else ""
+        return f"{shown}  sort: {table.sort_column}{' ↓' if table.sort_reverse else ''}{flt}"
+
+    # -- detail ---------------------------------------------------------------------------------
+
+    def on_jobs_table_job_highlighted(self, message: JobsTable.JobHighlighted) -> None:
+        if message.job is None:
+            self.query_one(JobDetail).show(None)
+        else:
+            self._load_detail(message.job)
+
+    @work(thread=True, exclusive=True, group="jobs-detail", exit_on_error=False)
+    def _load_detail(self, job: Job) -> None:
+        events = [e for e in self.app.store.events(job_id=job.id) if e.kind != "job_created"]
+        self.post_message(self.DetailLoaded(job, events, self._output_tail(job)))
+
+    def _output_tail(self, job: Job) -> list[str]:
+        log = work_dir(self.app.settings, job) / "console.log"
+        try:
+            with open(log, encoding="utf-8", errors="replace") as fh:
+                return [line.rstrip("\r\n").rsplit("\r", 1)[-1] for line in deque(fh, maxlen=OUTPUT_LINES)]
+        except FileNotFoundError:
+            return []
+
+    def on_jobs_screen_detail_loaded(self, message: DetailLoaded) -> None:
+        selected = self.table.selected
+        if selected is not None and selected.id == message.job.id:
+            self.query_one(JobDetail).show(selected, message.events, message.output)
+
+    # -- filter and sort ------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.disabled = False
+        box.add_class("visible")
+        box.focus()
+
+    @on(Input.Submitted, "#filter")
+    def _apply_filter(self, event: Input.Submitted) -> None:
+        try:
+            job_filter = filters.parse(event.value)
+        except filters.FilterError as exc:
+            self.notify(str(exc), title="Filter", severity="error")
+            return
+        self.table.set_filter(job_filter)
+        if not job_filter.active:
+            event.input.remove_class("visible")
+            event.input.disabled = True
+        self.table.focus()
+        self.sub_title = self._subtitle()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.remove_class("visible")
+        box.disabled = True
+        self.table.set_filter(filters.JobFilter())
+        self.table.focus()
+        self.sub_title = self._subtitle()
+
+    def action_sort(self) -> None:
+        current = SORTABLE.index(self.table.sort_column)
+        self.table.sort_by(SORTABLE[(current + 1) % len(SORTABLE)], reverse=False)
+        self.sub_title = self._subtitle()
+
+    def action_reverse_sort(self) -> None:
+        self.table.sort_by(self.table.sort_column)
+        self.sub_title = self._subtitle()
+
+    # -- actions on jobs --------------------------------------------------------------------------
+
+    def action_attach(self) -> None:
+        job = self.table.selected
+        if job is not None:
+            self.app.open_attach(job)
+
+    def action_toggle_detail(self) -> None:
+        self.query_one("#detail-scroll").toggle_class("hidden")
+
+    def action_copy_id(self) -> None:
+        job = self.table.selected
+        if job is not None:
+            self.app.copy_to_clipboard(job.id)
+            self.notify(f"copied {job.id}")
+
+    def action_cancel_job(self) -> None:
+        job = self.table.selected
+        if job is not None and not job.state.is_final:
+            self.app.confirm_cancel([job.id], f"Cancel job {job.id} ({job.agent} / {job.task_id})?")
+
+    def action_cancel_run(self) -> None:
+        job = self.table.selected
+        if job is None:
+            return
+        active = [j.id for j in self.table.jobs.values() if j.run_id == job.run_id and not j.state.is_final]
+        if active:
+            self.app.confirm_cancel(active, f"Cancel {len(active)} unfinished job(s) of run {job.run_id}?")
+
+    def action_retry_job(self) -> None:
+        job = self.table.selected
+        if job is not None:
+            self.app.retry([job])
+
+    def action_retry_failed(self) -> None:
+        job = self.table.selected
+        if job is not None:
+            retry = [j for j in self.table.jobs.values()
+                     if j.run_id == job.run_id and j.state in (JobState.FAILED, JobState.TIMED_OUT)]
+            self.app.retry(retry)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        return not (self.app.readonly and action in ("cancel_job", "cancel_run", "retry_job", "retry_failed"))

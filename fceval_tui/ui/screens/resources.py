@@ -1,0 +1,82 @@
+"""The live compute behind jobs, per backend, with an orphan marker for what the ledger does not know."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header
+
+from fceval_tui.backends.base import Resource
+from fceval_tui.domain.models import utcnow
+from fceval_tui.presentation import duration, money
+from fceval_tui.ui.polling import PollingScreen
+
+
+def is_orphan(resource: Resource, known: dict[str, bool]) -> bool:
+    """Unknown to the ledger, or its job already ended: nothing will ever clean it up by itself."""
+    if resource.job_id is None or resource.job_id not in known:
+        return True
+    return known[resource.job_id]
+
+
+class ResourcesScreen(PollingScreen):
+    poll_interval = 3.0
+    BINDINGS = [Binding("ctrl+r", "refresh", "Refresh", id="resources.refresh")]
+
+    class Loaded(Message):
+        def __init__(self, resources: list[Resource], orphans: set[str], errors: list[str]) -> None:
+            super().__init__()
+            self.resources = resources
+            self.orphans = orphans
+            self.errors = errors
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DataTable(cursor_type="row", zebra_stripes=True, id="resources")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label in (("backend", "Backend"), ("kind", "Kind"), ("id", "Resource"), ("state", "State"),
+                           ("job", "Job"), ("uptime", "Uptime"), ("cost", "Cost so far"), ("orphan", "")):
+            table.add_column(label, key=key)
+
+    def action_refresh(self) -> None:
+        self.poll_now()
+
+    def start_poll(self) -> None:
+        self._load()
+
+    @work(thread=True, exclusive=True, group="resources-poll", exit_on_error=False)
+    def _load(self) -> None:
+        resources, errors = self.app.list_resources()
+        known = {j.id: j.state.is_final for j in self.app.store.jobs()}
+        orphans = {r.id for r in resources if is_orphan(r, known)}
+        self.post_message(self.Loaded(resources, orphans, errors))
+
+    def on_resources_screen_loaded(self, message: Loaded) -> None:
+        table = self.query_one(DataTable)
+        now = utcnow()
+        seen = set()
+        for r in message.resources:
+            key = f"{r.backend}:{r.id}"
+            seen.add(key)
+            uptime = duration((now - r.started_at).total_seconds()) if r.started_at else ""
+            orphan = Text("ORPHAN", style="bold red") if r.id in message.orphans else Text("")
+            cells = (r.backend, r.kind, r.id, r.state, r.job_id or "", uptime, money(r.cost_usd), orphan)
+            if key in table.rows:
+                for column, value in zip(("backend", "kind", "id", "state", "job", "uptime", "cost", "orphan"),
+                                         cells, strict=True):
+                    table.update_cell(key, column, value)
+            else:
+                table.add_row(*cells, key=key)
+        for key in [k.value for k in table.rows if k.value not in seen]:
+            table.remove_row(key)
+        count = len(message.resources)
+        self.sub_title = f"{count} live resource(s), {len(message.orphans)} orphan(s)"
+        for error in message.errors:
+            self.notify(error, title="Resources", severity="warning")
+        self.poll_done()
