@@ -91,7 +91,7 @@ class FcevalApp(App):
         self.runners: dict[str, Runner] = {}
         self._keymap = keymap or {}
         self._keymap_problem: str | None = None
-        self.sub_title = f"{settings.backend} · {settings.state_dir}" + (" · READ-ONLY" if readonly else "")
+        self.sub_title = "READ-ONLY" if readonly else ""
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -208,7 +208,8 @@ class FcevalApp(App):
             for binding in binding_id_source.BINDINGS:
                 if isinstance(binding, Binding) and binding.id not in seen:
                     seen.add(binding.id)
-                    rows.append((binding.key, binding.description or binding.action, binding.id or ""))
+                    keys = ", ".join(self.get_key_display(Binding(k, "")) for k in binding.key.split(","))
+                    rows.append((keys, binding.description or binding.action, binding.id or ""))
         self.push_screen(HelpScreen(rows, str(keymap_path())))
 
     def action_jump(self) -> None:

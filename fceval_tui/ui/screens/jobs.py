@@ -72,7 +72,7 @@ class JobsScreen(PollingScreen):
         yield Header()
         yield RunProgress(id="runs")
         yield Input(placeholder="filter: state:failed agent:aide task:x !state:succeeded  (enter applies, esc clears)",
-                    id="filter", disabled=True)
+                    id="filter", disabled=True, compact=True)
         with Horizontal(id="body"):
             yield JobsTable(clock=self.app.clock, id="jobs")
             with VerticalScroll(id="detail-scroll"):
@@ -115,7 +115,8 @@ class JobsScreen(PollingScreen):
         table = self.table
         shown = f"{table.row_count} of {len(table.jobs)} jobs" if table.job_filter.active else f"{len(table.jobs)} jobs"
         flt = f"  filter: {table.job_filter.text}" if table.job_filter.active else ""
-        return f"{shown}  sort: {table.sort_column}{' ↓' if table.sort_reverse else ''}{flt}"
+        readonly = "  READ-ONLY" if self.app.readonly else ""
+        return f"{shown}  sort: {table.sort_column}{' ↓' if table.sort_reverse else ''}{flt}{readonly}"
 
     # -- detail ---------------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ class LaunchScreen(ModalScreen[str | None]):
     LaunchScreen > Vertical { width: 110; height: 90%; border: thick $primary; background: $surface; }
     LaunchScreen #form { height: auto; grid-size: 4; grid-columns: 14 1fr 14 1fr; grid-rows: auto; grid-gutter: 0 1;
                          padding: 0 1; }
-    LaunchScreen #form Label { padding-top: 1; }
+    LaunchScreen #form { margin: 1 0; }
     LaunchScreen .error { color: $error; column-span: 4; height: auto; padding: 0 1; }
     LaunchScreen #preview-scroll { height: 1fr; border-top: solid $panel; padding: 0 1; }
     LaunchScreen #buttons { height: auto; align-horizontal: right; padding: 0 1; }
@@ -62,7 +62,7 @@ class LaunchScreen(ModalScreen[str | None]):
     """
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Close", id="launch.close"),
-        Binding("ctrl+d", "preview", "Preview", id="launch.preview"),
+        Binding("ctrl+r", "preview", "Preview", id="launch.preview"),
     ]
 
     class Previewed(Message):
@@ -79,15 +79,16 @@ class LaunchScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static("[b]Launch jobs[/b]  fill in, Preview (ctrl+d) shows exactly what will run, then Launch",
+            yield Static("[b]Launch jobs[/b]  fill in, Preview (ctrl+r) shows exactly what will run, then Launch",
                          id="title")
             with Grid(id="form"):
                 for fid, label, attr, placeholder in FIELDS:
                     yield Label(label)
                     value = self.jobs_file if fid == "jobs" else _initial(self.base, attr)
-                    yield Input(value=value, placeholder=placeholder, id=fid)
+                    yield Input(value=value, placeholder=placeholder, id=fid, compact=True)
                 yield Label("Backend")
-                yield Select([(b, b) for b in BACKENDS], value=self.base.backend, allow_blank=False, id="backend")
+                yield Select([(b, b) for b in BACKENDS], value=self.base.backend, allow_blank=False, id="backend",
+                             compact=True)
             yield Label("", id="errors", classes="error")
             with VerticalScroll(id="preview-scroll"):
                 yield Static("", id="preview")

@@ -10,7 +10,6 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header
 
 from fceval_tui.backends.base import Resource
-from fceval_tui.domain.models import utcnow
 from fceval_tui.presentation import duration, money
 from fceval_tui.ui.polling import PollingScreen
 
@@ -59,7 +58,7 @@ class ResourcesScreen(PollingScreen):
 
     def on_resources_screen_loaded(self, message: Loaded) -> None:
         table = self.query_one(DataTable)
-        now = utcnow()
+        now = self.app.clock()
         seen = set()
         for r in message.resources:
             key = f"{r.backend}:{r.id}"

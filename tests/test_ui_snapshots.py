@@ -1,0 +1,103 @@
+"""Snapshots of every view at 120x36 with a fixed clock and fixed data (pytest-textual-snapshot)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.widgets import Input
+
+from fceval_tui.backends.base import Resource
+from fceval_tui.store import Store
+from fceval_tui.ui.app import make_app
+from ui_fixtures import SIZE, T0, Clock, fixed, seed
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+@pytest.fixture
+def app(state_dir, settings_factory, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")  # no user themes or keymap, a fixed path
+    store = Store.open(state_dir, clock=Clock())
+    seed(store)
+    application = make_app(settings_factory(), store, clock=fixed())
+    application.polling_enabled = False  # one load, then a still picture
+    return application
+
+
+async def _settle(pilot) -> None:
+    for widget in pilot.app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.pause(0.3)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.1)
+
+
+def test_jobs_view(app, snap_compare):
+    async def before(pilot):
+        await _settle(pilot)
+        await pilot.press("down", "down", "down")  # the failed job: detail shows error and timeline
+        await _settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_jobs_view_with_detail_and_filter(app, snap_compare):
+    async def before(pilot):
+        await _settle(pilot)
+        await pilot.press("d", "slash", *"state:failed,timed", "enter")
+        await _settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_resources_view(app, snap_compare):
+    from datetime import timedelta
+
+    fake = [
+        Resource("local", "tmux-session", "r0demo01-002", "running", "r0demo01", "r0demo01-002",
+                 started_at=T0 + timedelta(seconds=10)),
+        Resource("ec2", "instance", "i-0abc123def4567890", "running", "r0old", "r0old-001",
+                 started_at=T0 - timedelta(hours=3), cost_usd=0.52),
+    ]
+    app.list_resources = lambda: (fake, [])
+
+    async def before(pilot):
+        await pilot.press("2")
+        await _settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_events_view(app, snap_compare):
+    async def before(pilot):
+        await pilot.press("3")
+        await _settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_launch_form_with_a_validation_error(app, snap_compare):
+    async def before(pilot):
+        await pilot.press("n")
+        await _settle(pilot)
+        pilot.app.screen.query_one("#task_ids", Input).value = "t1 t2"
+        pilot.app.screen.query_one("#agent", Input).value = "aide"
+        pilot.app.screen.query_one("#concurrent", Input).value = "-1"
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_help_screen(app, snap_compare):
+    async def before(pilot):
+        await _settle(pilot)
+        await pilot.press("question_mark")
+        await _settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)

@@ -1,0 +1,57 @@
+"""Deterministic console fixtures: a fixed clock, a ledger seeded with fixed data, fixed terminal size."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fceval_tui.domain.models import JobSpec
+from fceval_tui.domain.states import JobState as S
+from fceval_tui.store import Store
+
+T0 = datetime(2026, 11, 22, 9, 30, 0, tzinfo=UTC)
+SIZE = (120, 36)
+
+
+class Clock:
+    """Advances one second per call from T0, so event timestamps are distinct but fixed."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def fixed(at: datetime = T0 + timedelta(minutes=5)):
+    return lambda: at
+
+
+def seed(store: Store) -> str:
+    """A run with jobs in every interesting state; returns the run id."""
+    specs = [JobSpec("aide", "polarishub/tdcommons-caco2-wang", "gpt-4o"), JobSpec("aide", "shapely_2032", "gpt-4o"),
+             JobSpec("biomni", "proteingym-dms/A0A1I9", "claude"), JobSpec("biomni", "always-fail-demo", "claude"),
+             JobSpec("dummy", "hello-world"), JobSpec("dummy", "slow-task"), JobSpec("aide", "capacity-task")]
+    run, jobs = store.create_run("local", 3, specs, run_id="r0demo01")
+    started = T0 + timedelta(seconds=10)
+
+    def go(job, *path, **fields):
+        for state in path[:-1]:
+            store.transition(job.id, state)
+        return store.transition(job.id, path[-1], **fields)
+
+    go(jobs[0], S.STARTING, S.RUNNING, S.GRADING, S.UPLOADING, S.SUCCEEDED, attempts=1, exit_code=0,
+       started_at=started, ended_at=started + timedelta(seconds=95), resource_id=jobs[0].id,
+       artifacts=("/data/artifacts/runs/aide/polarishub/tdcommons-caco2-wang/r0demo01_gpt-4o.tar.gz",))
+    go(jobs[1], S.STARTING, S.RUNNING, attempts=1, started_at=started, resource_id=jobs[1].id)
+    go(jobs[2], S.STARTING, S.RUNNING, S.GRADING, attempts=1, started_at=started + timedelta(seconds=30),
+       resource_id=jobs[2].id)
+    store.transition(jobs[3].id, S.STARTING, attempts=1, started_at=started)
+    store.transition(jobs[3].id, S.RUNNING)
+    store.transition(jobs[3].id, S.FAILED, exit_code=3, ended_at=started + timedelta(seconds=40),
+                     error="agent step exited with code 3")
+    store.transition(jobs[5].id, S.STARTING, attempts=1, started_at=started)
+    store.transition(jobs[5].id, S.TIMED_OUT, ended_at=started + timedelta(minutes=2), error="exceeded 2 min")
+    store.transition(jobs[6].id, S.WAITING_CAPACITY, reason="InsufficientInstanceCapacity in us-east-1a")
+    store.record(run.id, jobs[6].id, "capacity_wait", error="InsufficientInstanceCapacity", retry_in=4.2)
+    return run.id
