@@ -1,0 +1,172 @@
+"""The console driven like a user would, against real tmux and a real ledger."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO
+from textual.widgets import Button, Input
+
+from fceval_tui.domain.states import JobState
+from fceval_tui.store import Store
+from fceval_tui.ui.app import make_app
+from fceval_tui.ui.widgets.jobs_table import JobsTable
+
+
+@pytest.fixture
+def console(state_dir, settings_factory, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    store = Store.open(state_dir)
+
+    def make(**kwargs):
+        return make_app(settings_factory(FCEVAL_CONCURRENT=4), store, **kwargs)
+
+    yield make
+    store.close()
+
+
+async def wait_for(pilot, predicate, timeout=30.0):
+    for _ in range(int(timeout / 0.1)):
+        if predicate():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_launch_example_jobs_from_the_form_and_watch_them_finish(console):
+    app = console()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("n")
+        form = app.screen
+        form.query_one("#jobs", Input).value = str(REPO / "examples" / "jobs.csv")
+        await pilot.click("#preview-btn")
+        await wait_for(pilot, lambda: not form.query_one("#launch", Button).disabled)
+        await pilot.click("#launch")
+        table = app.screen.query_one(JobsTable)
+        await wait_for(pilot, lambda: len(table.jobs) == 5)
+        await wait_for(pilot, lambda: all(j.state.is_final for j in table.jobs.values()), timeout=60)
+        states = {j.task_id: j.state for j in table.jobs.values()}
+        assert states["always-fail-demo"] == JobState.FAILED
+        assert states["hello-world"] == JobState.SUCCEEDED
+        assert table.row_count == 5
+
+
+async def test_form_refuses_bad_input_with_the_cli_message(console):
+    app = console()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("n")
+        form = app.screen
+        form.query_one("#jobs", Input).value = "/nonexistent/jobs.csv"
+        await pilot.click("#preview-btn")
+        await wait_for(pilot, lambda: "job file not found" in str(form.query_one("#errors").render()))
+        assert form.query_one("#launch", Button).disabled
+        assert form.query_one("#jobs", Input).has_class("-invalid")
+
+
+async def test_cancel_a_running_job(console, settings_factory, state_dir):
+    app = console()
+    async with app.run_test(size=(140, 40)) as pilot:
+        settings = settings_factory(FCEVAL_RUN_COMMAND="sleep 30 # {task_id}", FCEVAL_GRADE_COMMAND="")
+        from fceval_tui.domain.models import JobSpec
+
+        app.launch(settings, [JobSpec("a", "long")])
+        table = app.screen.query_one(JobsTable)
+        await wait_for(pilot, lambda: any(j.state == JobState.RUNNING for j in table.jobs.values()))
+        table.focus()
+        await pilot.press("c")
+        await pilot.click("#yes")
+        await wait_for(pilot, lambda: all(j.state == JobState.CANCELLED for j in table.jobs.values()))
+
+
+async def test_readonly_hides_and_refuses_changes(console):
+    app = console(readonly=True)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("n")
+        assert app.screen.id != "launch" and not app.screen.query("#launch")
+        assert not app.screen.check_action("cancel_job", ())
+        assert "READ-ONLY" in app.screen.sub_title
+
+
+async def test_switch_theme_and_broken_theme_file_falls_back(console, tmp_path):
+    themes = tmp_path / "config" / "fceval-tui" / "themes"
+    themes.mkdir(parents=True)
+    (themes / "broken.toml").write_text("name = 'broken'\nprimary = 'not-a-colour'\n")
+    (themes / "mine.toml").write_text("name = 'mine'\nprimary = '#ff00ff'\ndark = false\n")
+    app = console(theme="broken")
+    notes = []
+    app.notify = lambda message, **kw: notes.append(message)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause(0.2)
+        assert app.theme == "fceval-dark"  # fallback, not a crash
+        assert any("broken.toml" in n and "not a colour" in n for n in notes)
+        assert any("theme 'broken' not found" in n for n in notes)
+        for name in ("fceval-light", "fceval-high-contrast", "mine"):
+            app.theme = name
+            await pilot.pause(0.05)
+            assert app.current_theme.name == name
+
+
+async def test_filter_and_sort(console, store):
+    from fceval_tui.domain.models import JobSpec
+
+    store.create_run("local", 2, [JobSpec("aide", "t1"), JobSpec("biomni", "t2"), JobSpec("aide", "t3")])
+    app = console()
+    async with app.run_test(size=(140, 40)) as pilot:
+        table = app.screen.query_one(JobsTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        await pilot.press("slash", *"agent:aide", "enter")
+        assert table.row_count == 2
+        await pilot.press("slash", *"!t1", "enter")
+        assert table.row_count == 2  # the filter replaces the previous one
+        await pilot.press("escape")
+        assert table.row_count == 3
+        await pilot.press("slash", *"bogus:x", "enter")
+        assert table.row_count == 3  # an invalid filter changes nothing
+
+
+async def test_incremental_updates_touch_only_changed_rows(console, store):
+    from fceval_tui.domain.models import JobSpec
+
+    _, jobs = store.create_run("local", 2, [JobSpec("a", f"t{i}") for i in range(50)])
+    app = console()
+    async with app.run_test(size=(140, 40)) as pilot:
+        table = app.screen.query_one(JobsTable)
+        await wait_for(pilot, lambda: table.row_count == 50)
+        updated = []
+        original = table.update_cell
+        table.update_cell = lambda *a, **k: (updated.append(a[0]), original(*a, **k))
+        store.transition(jobs[7].id, JobState.STARTING, attempts=1)
+        await wait_for(pilot, lambda: table.jobs[jobs[7].id].state == JobState.STARTING)
+        assert set(updated) == {jobs[7].id}
+
+
+def test_no_module_below_ui_imports_textual():
+    import ast
+    import pathlib
+
+    package = REPO / "fceval_tui"
+    offenders = []
+    for path in package.rglob("*.py"):
+        if "ui" in path.relative_to(package).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "textual" or n.startswith("textual.") for n in names):
+                offenders.append(str(pathlib.Path(path).relative_to(REPO)))
+    assert offenders == []
+
+
+def test_domain_does_no_io():
+    import ast
+
+    forbidden = {"boto3", "botocore", "sqlite3", "subprocess", "libtmux", "textual", "os", "socket"}
+    for path in (REPO / "fceval_tui" / "domain").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not {a.name.split(".")[0] for a in node.names} & forbidden, path
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[0] not in forbidden, path
+
+
