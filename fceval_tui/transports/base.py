@@ -40,7 +40,8 @@ class Transport(ABC):
     """Where commands run. `argv` is a list of words, never a shell string built from user values."""
 
     @abstractmethod
-    def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 60.0) -> CommandResult: ...
+    def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 60.0) -> CommandResult:
+        """Run once; raises TimeoutError when `timeout` passes, BackendError when the target is unreachable."""
 
     @abstractmethod
     def open_stream(self, argv: Sequence[str]) -> Stream: ...
@@ -51,3 +52,16 @@ class Transport(ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+    @property
+    def max_stdin_bytes(self) -> int | None:
+        """Largest `stdin` that `run` accepts, None for no limit (remote transports embed it in the command)."""
+        return None
+
+    def can_stream(self) -> bool:
+        """Whether `open_stream` can work from here (e.g. session-manager-plugin is installed)."""
+        return True
+
+    def interactive_argv(self, argv: Sequence[str]) -> list[str]:
+        """The local argv that runs `argv` on the target with this terminal attached (for `attach`)."""
+        return list(argv)
