@@ -170,3 +170,35 @@ def test_domain_does_no_io():
                 assert node.module.split(".")[0] not in forbidden, path
 
 
+
+
+async def test_attach_shows_live_output_and_control_sends_keys(console, settings_factory):
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.ui.screens.attach import AttachScreen
+    from fceval_tui.ui.widgets.pane_view import PaneView
+
+    app = console()
+    async with app.run_test(size=(140, 40)) as pilot:
+        command = "echo ready-{task_id}; read answer; echo got-$answer; sleep 1"
+        app.launch(settings_factory(FCEVAL_RUN_COMMAND=command, FCEVAL_GRADE_COMMAND=""), [JobSpec("a", "t")])
+        table = app.screen.query_one(JobsTable)
+        await wait_for(pilot, lambda: any(j.state == JobState.RUNNING for j in table.jobs.values()))
+        table.focus()
+        await pilot.press("enter")
+        assert isinstance(app.screen, AttachScreen)
+        log = app.screen.query_one(PaneView).query_one("#scrollback")
+
+        def text():
+            return "\n".join(strip.text for strip in log.lines)
+
+        await wait_for(pilot, lambda: "ready-t" in text())
+        await pilot.press("q")  # read-only: q is the app's quit binding, but with a running run it asks first
+        await pilot.press("escape")
+        assert isinstance(app.screen, AttachScreen)
+        await pilot.press("ctrl+t")
+        assert app.screen.control and app.screen.has_class("control")
+        await pilot.press(*"yes", "q", "enter")  # in control mode q is just a key for the pane
+        await wait_for(pilot, lambda: "got-yesq" in text())
+        await pilot.press("ctrl+t")
+        assert not app.screen.control
+        await wait_for(pilot, lambda: [j.state for j in app.store.jobs()] == [JobState.SUCCEEDED])

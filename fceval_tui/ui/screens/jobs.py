@@ -39,7 +39,7 @@ class JobsScreen(PollingScreen):
         Binding("escape", "clear_filter", "Clear filter", show=False, id="jobs.clear_filter"),
         Binding("s", "sort", "Sort", id="jobs.sort"),
         Binding("S", "reverse_sort", "Reverse", show=False, id="jobs.reverse_sort"),
-        Binding("enter,a", "attach", "Attach", id="jobs.attach"),
+        Binding("a", "attach", "Attach", id="jobs.attach"),
         Binding("c", "cancel_job", "Cancel", id="jobs.cancel"),
         Binding("C", "cancel_run", "Cancel run", show=False, id="jobs.cancel_run"),
         Binding("r", "retry_job", "Retry", id="jobs.retry"),
@@ -185,6 +185,11 @@ class JobsScreen(PollingScreen):
         self.sub_title = self._subtitle()
 
     # -- actions on jobs --------------------------------------------------------------------------
+
+    def on_data_table_row_selected(self, event) -> None:
+        # Enter on a row (the table's own binding) attaches, like k9s' enter-to-drill-down.
+        event.stop()
+        self.action_attach()
 
     def action_attach(self) -> None:
         job = self.table.selected

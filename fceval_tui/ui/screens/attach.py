@@ -1,0 +1,205 @@
+"""Attach view: the job's tmux pane mirrored live, read-only until the user takes control."""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+
+from rich.text import Text
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+from textual.worker import get_current_worker
+
+from fceval_tui.backends import make_backend
+from fceval_tui.backends.base import TmuxTarget
+from fceval_tui.domain.models import Job
+from fceval_tui.errors import BackendError, UserError
+from fceval_tui.ui.widgets.pane_view import PaneView
+
+# Textual key name -> tmux key name, for keys that are not plain characters.
+TMUX_KEYS = {
+    "enter": "Enter", "tab": "Tab", "backspace": "BSpace", "delete": "DC", "escape": "Escape",
+    "up": "Up", "down": "Down", "left": "Left", "right": "Right", "home": "Home", "end": "End",
+    "pageup": "PPage", "pagedown": "NPage", "space": "Space",
+}
+CONTROL_TOGGLE = "ctrl+t"
+
+
+def tmux_key(event: events.Key) -> tuple[str, bool] | None:
+    """(key, literal) for tmux send-keys, or None when the key has no tmux meaning."""
+    if event.key in TMUX_KEYS:
+        return TMUX_KEYS[event.key], False
+    if event.key.startswith("ctrl+") and len(event.key) == 6:
+        return "C-" + event.key[-1], False
+    if event.character and event.is_printable:
+        return event.character, True
+    return None
+
+
+class AttachScreen(Screen):
+    DEFAULT_CSS = """
+    AttachScreen #status { height: 1; padding: 0 1; background: $panel; }
+    AttachScreen.control #status { background: $error; color: $text; text-style: bold; }
+    """
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="attach.back"),
+        Binding(CONTROL_TOGGLE, "toggle_control", "Take control", id="attach.control", priority=True),
+        Binding("f", "full_screen", "Screen only", id="attach.full"),
+        Binding("A", "interactive", "Interactive attach", id="attach.interactive"),
+    ]
+
+    class Update(Message):
+        def __init__(self, lines: list[str], notice: str | None, screen: list[str] | None, ended: bool,
+                     reconnecting: bool) -> None:
+            super().__init__()
+            self.lines = lines
+            self.notice = notice
+            self.screen = screen
+            self.ended = ended
+            self.reconnecting = reconnecting
+
+    def __init__(self, job: Job) -> None:
+        super().__init__()
+        self.job = job
+        self.target: TmuxTarget | None = None
+        self.mirror = None
+        self.control = False
+        self.state_text = "connecting…"
+        # One sender thread drains this queue so keystrokes reach the pane in the order typed.
+        self._input: queue.Queue[tuple[str, str, bool] | None] = queue.Queue()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="status")
+        yield PaneView()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{self.job.id}  {self.job.agent} / {self.job.task_id}"
+        self._status()
+        self.target = make_backend(self.job.backend, self.app.settings).tmux_target(self.job)
+        if self.target is None:
+            self.query_one(PaneView).add_notice(
+                f"{self.job.backend} jobs have no tmux session to attach to; their logs are shown instead",
+                style="bold cyan")
+            self._follow_logs()
+        else:
+            self._follow()
+
+    def on_unmount(self) -> None:
+        self._input.put(None)
+        if self.mirror is not None:
+            self.mirror.close()
+
+    @work(thread=True, exclusive=True, group="attach", exit_on_error=False)
+    def _follow(self) -> None:
+        from fceval_tui.services.mirror import Mirror
+
+        worker = get_current_worker()
+        self.mirror = Mirror(self.target.transport, self.target.tmux_args, self.target.session, from_start=True)
+        try:
+            with self.mirror as mirror:
+                for update in mirror:
+                    if worker.is_cancelled:
+                        break
+                    self.post_message(self.Update(update.lines, update.gap_text(), update.screen, update.ended,
+                                                  update.reconnecting))
+        except UserError as exc:
+            self.post_message(self.Update([], f"cannot attach: {exc}", None, True, False))
+
+    @work(thread=True, exclusive=True, group="attach", exit_on_error=False)
+    def _follow_logs(self) -> None:
+        backend = make_backend(self.job.backend, self.app.settings)
+        reader = getattr(backend, "log_lines", None)
+        if reader is None:
+            self.post_message(self.Update([], "this backend exposes no logs", None, True, False))
+            return
+        try:
+            lines = reader(self.job)
+        except (UserError, BackendError) as exc:
+            self.post_message(self.Update([], f"cannot read logs: {exc}", None, True, False))
+            return
+        self.post_message(self.Update(list(lines), None, None, True, False))
+
+    def on_attach_screen_update(self, message: Update) -> None:
+        view = self.query_one(PaneView)
+        if message.notice:
+            view.add_notice(message.notice)
+        if message.lines:
+            view.add_lines(message.lines)
+        if message.screen is not None:
+            view.show_screen(message.screen)
+        if message.ended:
+            self.state_text = "ended: the pane's process exited or the session is gone"
+        elif message.reconnecting:
+            self.state_text = "reconnecting…"
+        else:
+            self.state_text = "live"
+        self._status()
+
+    def _status(self) -> None:
+        mode = (f"CONTROL: keys go to the pane ({CONTROL_TOGGLE} to give back)" if self.control
+                else f"READ-ONLY ({CONTROL_TOGGLE} to take control)")
+        self.query_one("#status", Static).update(Text(f"{mode}   {self.state_text}"))
+        self.set_class(self.control, "control")
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_full_screen(self) -> None:
+        self.query_one(PaneView).toggle_full()
+
+    def action_toggle_control(self) -> None:
+        if self.app.readonly:
+            self.notify("read-only console: taking control is disabled", severity="warning")
+            return
+        if self.target is None or self.mirror is None:
+            return
+        self.control = not self.control
+        if self.control:
+            self._sender()
+        self._status()
+
+    def action_interactive(self) -> None:
+        if self.target is None:
+            return
+        from fceval_tui.services.tail import attach_argv
+
+        argv = attach_argv(self.target, self.app.settings)
+        with self.app.suspend():
+            subprocess.run(argv, check=False)
+        self.refresh()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        return not (self.app.readonly and action in ("toggle_control", "interactive"))
+
+    async def on_key(self, event: events.Key) -> None:
+        # In control mode every key belongs to the pane (except the toggle, a priority binding).
+        if not self.control or self.mirror is None:
+            return
+        key = tmux_key(event)
+        if key is not None:
+            event.stop()
+            event.prevent_default()
+            self._input.put(("key", *key))
+
+    @on(events.Paste)
+    def _paste(self, event: events.Paste) -> None:
+        if self.control and self.mirror is not None:
+            event.stop()
+            self._input.put(("paste", event.text, False))
+
+    @work(thread=True, exclusive=True, group="attach-input", exit_on_error=False)
+    def _sender(self) -> None:
+        while (item := self._input.get()) is not None:
+            kind, data, literal = item
+            if kind == "paste":
+                self.mirror.paste(data)
+            else:
+                self.mirror.send_keys(data, literal=literal)
