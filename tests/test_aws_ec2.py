@@ -4,22 +4,16 @@ in a local directory and tmux, and the pipeline's `aws s3 cp` uploading to moto.
 from __future__ import annotations
 
 import base64
-import secrets
 
 import pytest
-from aws_fixtures import RESULTS, STAGING, client_error, make_context, record_calls, spec
+from aws_helpers import RESULTS, STAGING, client_error, declared, make_context, new_run_id, record_calls, s3_keys, spec
 
-from fceval_tui.backends.aws import iam_action
 from fceval_tui.backends.base import ResourceGone
 from fceval_tui.backends.ec2 import Ec2Backend
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError, TransientError, UserError
 
 pytest_plugins = ("aws_fixtures",)
-
-
-def new_run_id() -> str:
-    return "r" + secrets.token_hex(4)
 
 
 def fast(backend: Ec2Backend) -> Ec2Backend:
@@ -33,11 +27,6 @@ def instances_of_run(world, run_id: str, states=("pending", "running", "stopping
         {"Name": "instance-state-name", "Values": list(states)},
     ])["Reservations"]
     return [i for r in reservations for i in r["Instances"]]
-
-
-def s3_keys(world, bucket: str, prefix: str) -> list[str]:
-    reply = world.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
-    return [item["Key"] for item in reply.get("Contents", [])]
 
 
 def test_runner_drives_jobs_end_to_end_through_ssm(aws_settings, ssm_agent, aws_env, tmp_path):
@@ -72,8 +61,8 @@ def test_runner_drives_jobs_end_to_end_through_ssm(aws_settings, ssm_agent, aws_
     assert instances_of_run(aws_env, run.id) == []
     assert s3_keys(aws_env, STAGING, f"fceval-tui/staging/{run.id}/") == []
     # Every AWS operation called is one the backend declares (what audit and the policy printer use).
-    called = {iam_action(service, op) for service, op in calls.operations()}
-    assert called <= set(Ec2Backend.caller_actions), called - set(Ec2Backend.caller_actions)
+    called, undeclared = declared(Ec2Backend, calls)
+    assert not undeclared, undeclared
     assert {"ec2:RunInstances", "ssm:SendCommand", "ssm:DescribeInstanceInformation"} <= called
 
 

@@ -32,23 +32,20 @@ from fceval_tui.backends.base import (
     ResourceGone,
     TmuxTarget,
 )
-from fceval_tui.backends.ssm_commands import SsmCommands
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Job, parse_iso, utcnow
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
 from fceval_tui.services.cost import cost_so_far, ec2_hourly
+from fceval_tui.transports.remote import RetryPolicy
+from fceval_tui.transports.ssm import SsmTransport
 
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 SECURITY_GROUP_NAME = "fceval-tui-egress-only"
 ATTEMPT_TAG = "fceval:attempt"
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 GONE_STATES = ("shutting-down", "terminated", "stopping", "stopped")
-CONSOLE_LOG = "console.log"
-HISTORY_LIMIT = 50000
-_PHASES = {"running": JobState.RUNNING, "grading": JobState.GRADING, "uploading": JobState.UPLOADING,
-           "done": JobState.UPLOADING, "starting": JobState.RUNNING}
 # Graviton families have a 'g' after the generation digit (c7g, m6gd, t4g); g4dn/g5 are x86 GPUs.
 _ARM_FAMILY = re.compile(r"[a-z]+\d+[a-z]*g[a-z]*")
 
@@ -82,38 +79,6 @@ def user_data(ctx: JobContext, work_root: str, use_nvme: bool) -> str:
             "fi",
         ]
     return "\n".join(lines) + "\n"
-
-
-def launch_script(work: str, script_url: str, session: str) -> str:
-    """Run through SSM: fetch the staged pipeline and start it in tmux, unless it already runs."""
-    q = shlex.quote
-    target = f"={session}"
-    script = q(f"{work}/{pipeline.SCRIPT_NAME}")
-    conf = q(f"{work}/tmux.conf")
-    return "\n".join(
-        [
-            # User data may still be installing tmux when the SSM agent comes online.
-            "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1; fi",
-            f"mkdir -p {q(work)} || exit 2",
-            "command -v tmux >/dev/null 2>&1 || { echo 'tmux is not installed on the instance' >&2; exit 4; }",
-            f"if tmux has-session -t {q(target)} 2>/dev/null; then exit 0; fi",
-            f"aws s3 cp --only-show-errors {q(script_url)} {script} || exit 3",
-            # Read when the (per-instance) tmux server starts: long history for the mirror, and
-            # the pane stays after the pipeline exits so its last screen can still be seen.
-            f"printf 'set -g history-limit {HISTORY_LIMIT}\\nset -g remain-on-exit on\\n' > {conf}",
-            shlex.join(["tmux", "-f", f"{work}/tmux.conf", "new-session", "-d", "-s", session, "-x", "200", "-y", "50",
-                        "-c", work, "sleep 2147483647"]),
-            shlex.join(["tmux", "pipe-pane", "-o", "-t", target + ":", "cat >> " + q(f"{work}/{CONSOLE_LOG}")]),
-            shlex.join(["tmux", "respawn-pane", "-k", "-t", target + ":", "sh " + script]),
-        ]
-    )
-
-
-def status_script(work: str, session: str) -> str:
-    """The pane state first, then the status files: a dead pane without `done` means the pipeline died."""
-    q = shlex.quote
-    pane = f"tmux display-message -p -t {q('=' + session + ':')} '#{{pane_dead}}' 2>/dev/null || echo gone"
-    return f'printf "pane=%s\\n" "$({pane})"\n{pipeline.status_command(work)}'
 
 
 class Ec2Backend(Backend):
@@ -217,11 +182,13 @@ class Ec2Backend(Backend):
         )
         staging.put(s3, remote.MANIFEST, manifest.to_json())
         staging.put(s3, pipeline.SCRIPT_NAME, script)
-        result = self._commands(ctx).run(
-            resource_id, launch_script(work, staging.url(pipeline.SCRIPT_NAME), ctx.job.id),
-            timeout=600, comment=f"fceval-tui start {ctx.job.id}",
-        )
-        if result.exit_code == 4:
+        fetch = f"aws s3 cp --only-show-errors {shlex.quote(staging.url(pipeline.SCRIPT_NAME))}"
+        launch = remote.launch_script(work, ctx.job.id, fetch + " {path}")
+        try:
+            result = self._transport(ctx.job, ctx.attempt, resource_id).run(["sh", "-c", launch], timeout=600)
+        except TimeoutError as exc:
+            raise TransientError(f"starting the pipeline on {resource_id} timed out: {exc}") from exc
+        if result.exit_code == remote.EXIT_NO_TMUX:
             raise PermanentError(
                 f"tmux is not installed on {resource_id}: {result.stderr.strip()}",
                 "use an AMI with tmux, or give the subnet access to the package repositories",
@@ -232,20 +199,24 @@ class Ec2Backend(Backend):
 
     def observe(self, ctx: JobContext, resource_id: str) -> Observation:
         work = remote.remote_work_dir(self.settings, ctx.job.id)
+        # One try per look: the runner already retries a failed observation, and a terminated
+        # instance should be noticed at once rather than after the transport's own backoff.
+        transport = self._transport(ctx.job, ctx.attempt, resource_id, RetryPolicy(attempts=1))
         try:
-            result = self._commands(ctx).run(resource_id, status_script(work, ctx.job.id), timeout=60,
-                                              comment=f"fceval-tui status {ctx.job.id}")
-        except TransientError:
+            result = transport.run(["sh", "-c", remote.status_script(work, ctx.job.id)], timeout=60)
+        except (TransientError, TimeoutError) as exc:
             self._raise_if_gone(resource_id)
+            if isinstance(exc, TimeoutError):
+                raise TransientError(f"reading the status on {resource_id} timed out: {exc}") from exc
             raise
         status = pipeline.parse_status_output(result.stdout)
         if status.done:
             return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
-        pane = next((line[5:] for line in result.stdout.splitlines() if line.startswith("pane=")), "")
+        pane = remote.pane_state(result.stdout)
         if pane in ("1", "gone"):
             self._raise_if_gone(resource_id)
             raise ResourceGone(f"the pipeline on {resource_id} ended without finishing (tmux pane: {pane})")
-        return Observation(_PHASES.get(status.phase, JobState.RUNNING), exit_code=status.run_exit)
+        return Observation(remote.phase_of(status), exit_code=status.run_exit)
 
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
         manifest = remote.load_manifest(self.aws.s3, self._staging(ctx), ctx, self.settings)
@@ -316,9 +287,7 @@ class Ec2Backend(Backend):
     def tmux_target(self, job: Job) -> TmuxTarget | None:
         if not job.resource_id:
             return None
-        from fceval_tui.transports.ssm import SsmTransport
-
-        return TmuxTarget((), job.id, SsmTransport.for_instance(self.aws, job.resource_id, self.settings))
+        return TmuxTarget((), job.id, self._transport(job, job.attempts, job.resource_id))
 
     # -- launching ------------------------------------------------------------------------------
 
@@ -507,12 +476,17 @@ class Ec2Backend(Backend):
             raise classify(exc, f"ec2:TerminateInstances {', '.join(instance_ids)}") from exc
 
     def _staging(self, ctx: JobContext) -> remote.Staging:
-        return remote.Staging.for_attempt(remote.require_staging_bucket(self.settings, self.name), ctx)
+        return remote.Staging.for_job(remote.require_staging_bucket(self.settings, self.name), ctx.job, ctx.attempt)
 
-    def _commands(self, ctx: JobContext) -> SsmCommands:
-        staging = self._staging(ctx)
-        return SsmCommands(self.aws.ssm, self.aws.s3, staging.bucket, staging.key("ssm-output"),
-                           poll_interval=min(1.0, self.poll_interval))
+    def _transport(self, job: Job, attempt: int, instance_id: str, policy: RetryPolicy | None = None) -> SsmTransport:
+        # Full outputs land under the attempt's staging prefix, deleted with it in cleanup.
+        staging = remote.Staging.for_job(remote.require_staging_bucket(self.settings, self.name), job, attempt)
+        return SsmTransport(
+            self.aws.ssm, instance_id, s3_client=self.aws.s3, output_bucket=staging.bucket,
+            output_prefix=staging.key("ssm-output"), region=self.settings.region,
+            profile=self.settings.profile or None, command_prefix=self.settings.aws_command_prefix,
+            retry_policy=policy, poll_interval=min(1.0, self.poll_interval),
+        )
 
     def _instance_resource(self, item: dict, now: datetime) -> Resource:
         tags = tag_map(item.get("Tags"))

@@ -20,7 +20,8 @@ from fceval_tui.backends.base import JobContext, Outcome
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.artifacts import join_prefix, keys_for
-from fceval_tui.domain.models import utcnow
+from fceval_tui.domain.models import Job, utcnow
+from fceval_tui.domain.states import JobState
 from fceval_tui.errors import ConfigError, PermanentError
 
 STAGING_ROOT = "fceval-tui/staging"
@@ -76,9 +77,8 @@ class Staging:
     prefix: str
 
     @classmethod
-    def for_attempt(cls, bucket: str, ctx: JobContext) -> Staging:
-        job = ctx.job
-        return cls(bucket, f"{STAGING_ROOT}/{job.run_id}/{job.id}/a{ctx.attempt}")
+    def for_job(cls, bucket: str, job: Job, attempt: int) -> Staging:
+        return cls(bucket, f"{STAGING_ROOT}/{job.run_id}/{job.id}/a{attempt}")
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}"
@@ -194,3 +194,56 @@ def load_manifest(s3, staging: Staging, ctx: JobContext, settings: Settings) -> 
         # Start never got as far as staging; nothing can have been uploaded under these names.
         return Manifest.for_job(ctx, artifact_prefix(ctx, settings))
     return Manifest.from_json(text)
+
+
+# -- the pipeline in tmux on the remote side (EC2 through SSM, ECS through ECS Exec) -----------
+
+CONSOLE_LOG = "console.log"
+HISTORY_LIMIT = 50000
+EXIT_NO_TMUX = 4
+EXIT_NO_SCRIPT = 3
+_PHASES = {"running": JobState.RUNNING, "grading": JobState.GRADING, "uploading": JobState.UPLOADING,
+           "done": JobState.UPLOADING, "starting": JobState.RUNNING}
+
+
+def phase_of(status: pipeline.PipelineResult) -> JobState:
+    return _PHASES.get(status.phase, JobState.RUNNING)
+
+
+def launch_script(work: str, session: str, fetch: str) -> str:
+    """Shell that fetches the staged pipeline and starts it in tmux, unless it already runs there.
+
+    `fetch` is trusted shell (built with shlex.quote) with a `{path}` placeholder for the target file.
+    Exit codes: 4 tmux missing, 3 the script could not be fetched."""
+    q = shlex.quote
+    target = f"={session}"
+    script = f"{work}/{pipeline.SCRIPT_NAME}"
+    conf = f"{work}/tmux.conf"
+    return "\n".join(
+        [
+            # On EC2, user data may still be installing tmux when the SSM agent comes online.
+            "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1; fi",
+            f"mkdir -p {q(work)} || exit 2",
+            f"command -v tmux >/dev/null 2>&1 || {{ echo 'tmux is not installed' >&2; exit {EXIT_NO_TMUX}; }}",
+            f"if tmux has-session -t {q(target)} 2>/dev/null; then exit 0; fi",
+            fetch.replace("{path}", q(script)) + f" || exit {EXIT_NO_SCRIPT}",
+            # Read when the (per-machine) tmux server starts: long history for the mirror, and
+            # the pane stays after the pipeline exits so its last screen can still be seen.
+            f"printf 'set -g history-limit {HISTORY_LIMIT}\\nset -g remain-on-exit on\\n' > {q(conf)}",
+            shlex.join(["tmux", "-f", conf, "new-session", "-d", "-s", session, "-x", "200", "-y", "50",
+                        "-c", work, "sleep 2147483647"]),
+            shlex.join(["tmux", "pipe-pane", "-o", "-t", target + ":", "cat >> " + q(f"{work}/{CONSOLE_LOG}")]),
+            shlex.join(["tmux", "respawn-pane", "-k", "-t", target + ":", "sh " + q(script)]),
+        ]
+    )
+
+
+def status_script(work: str, session: str) -> str:
+    """The pane state first, then the status files: a dead pane without `done` means the pipeline died."""
+    q = shlex.quote
+    pane = f"tmux display-message -p -t {q('=' + session + ':')} '#{{pane_dead}}' 2>/dev/null || echo gone"
+    return f'printf "pane=%s\\n" "$({pane})"\n{pipeline.status_command(work)}'
+
+
+def pane_state(stdout: str) -> str:
+    return next((line[5:] for line in stdout.splitlines() if line.startswith("pane=")), "")
