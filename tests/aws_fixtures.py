@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -50,7 +51,7 @@ def moto_server() -> Iterator[MotoWorld]:
     from moto.moto_api._internal.models import moto_api_backend
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     moto_api_backend.set_config({"batch": {"use_docker": False}})
@@ -208,11 +209,12 @@ def batch_compute(aws_env, monkeypatch, local_machine) -> LocalMachine:
 
     def run_container(job) -> None:
         command = (job.container_overrides or {}).get("command") or ["true"]
-        proc = subprocess.Popen(command, cwd=local_machine.root, env=local_machine.env,
+        # Its own process group, so TerminateJob kills the whole pipeline like a container stop would.
+        proc = subprocess.Popen(command, cwd=local_machine.root, env=local_machine.env, start_new_session=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         while proc.poll() is None:
             if job.stop:  # TerminateJob
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
             try:
                 proc.wait(timeout=0.05)
             except subprocess.TimeoutExpired:
@@ -225,6 +227,7 @@ def batch_compute(aws_env, monkeypatch, local_machine) -> LocalMachine:
         if events:
             job._log_backend.put_log_events(job._log_group, job.log_stream_name, events)
         job.exit_code = proc.returncode
+        job.latest_attempt["container"]["exitCode"] = proc.returncode  # where DescribeJobs shows it
         job._mark_stopped(success=proc.returncode == 0 and not job.stop)
 
     def start_job(self, include_start_attempt: bool, job) -> None:
