@@ -4,6 +4,7 @@ in a local directory and tmux, and the pipeline's `aws s3 cp` uploading to moto.
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import pytest
 from aws_helpers import RESULTS, STAGING, client_error, declared, make_context, new_run_id, record_calls, s3_keys, spec
@@ -237,6 +238,10 @@ def test_cancel_terminates_and_the_job_is_then_gone(aws_settings, ssm_agent, aws
     observation = backend.observe(ctx, instance_id)
     assert observation.phase == JobState.RUNNING and not observation.done
     assert ctx.job.id in ssm_agent.sessions()
+    # The mirror reaches the job's tmux session through SSM.
+    target = backend.tmux_target(dataclasses.replace(ctx.job, resource_id=instance_id))
+    assert target.session == ctx.job.id
+    assert target.transport.run(["tmux", "has-session", "-t", f"={ctx.job.id}"]).ok
     backend.cancel(ctx, instance_id)
     backend.cancel(ctx, instance_id)  # idempotent
     with pytest.raises(ResourceGone):

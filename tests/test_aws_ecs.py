@@ -3,6 +3,8 @@ on this machine, so the pipeline really runs in tmux and its artifacts go throug
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from aws_helpers import (
     RESULTS,
@@ -124,6 +126,8 @@ def test_cancel_stops_the_task_and_observe_reports_it_gone(aws_settings, ecs_exe
     backend.start(ctx, task)
     assert backend.observe(ctx, task).phase == JobState.RUNNING
     assert ctx.job.id in ecs_exec.machine.sessions()
+    target = backend.tmux_target(dataclasses.replace(ctx.job, resource_id=task))
+    assert target.session == ctx.job.id and target.transport is ecs_exec.containers[task]
     backend.cancel(ctx, task)
     with pytest.raises(ResourceGone):
         backend.observe(ctx, task)
