@@ -95,6 +95,7 @@ def test_capacity_unavailable_is_a_capacity_error_and_the_retry_runs_one_task(aw
     # moto did start a task on that call: the retry must find it instead of starting a second one.
     first = backend.provision(ctx)
     assert backend.provision(ctx) == first
+    assert len(active_definitions(aws_env, ctx.job.run_id)) == 1  # one definition for the attempt
     assert [t["taskArn"] for t in live_tasks(aws_env, ctx.job.run_id)] == [first]
     backend.cleanup(ctx, first)
     assert live_tasks(aws_env, ctx.job.run_id) == [] and active_definitions(aws_env, ctx.job.run_id) == []

@@ -128,7 +128,10 @@ class EcsBackend(Backend):
         existing = self._tasks_of(family)
         if existing:
             return existing[0]  # a retry after a lost RunTask response
-        definition = self._register(ctx, family)
+        # Reuse this attempt's definition if a previous try registered it: a RunTask retried with
+        # the same clientToken must carry the same parameters to be recognised as the same call.
+        registered = self._definitions(family)
+        definition = registered[-1] if registered else self._register(ctx, family)
         s = self.settings
         try:
             reply = self.aws.ecs.run_task(
