@@ -157,6 +157,30 @@ def check_ecs_cluster(ctx: AuditContext, f: Findings) -> None:
                 f"aws ecs create-cluster --cluster-name {shlex.quote(name)}")
         return
     f.ok("ecs.cluster", f"ECS cluster {name} is active", clusters[0].get("clusterArn", ""))
+    _ecs_platform(ctx, f, name)
+
+
+def _ecs_platform(ctx: AuditContext, f: Findings, cluster: str) -> None:
+    """ECS Exec needs Fargate platform 1.4.0 or later. The backend pins none (so LATEST, 1.4.0 on
+    Linux); tasks it already runs show what was actually used."""
+    from fceval_tui.backends.ecs import STARTED_BY
+
+    ecs = ctx.client("ecs")
+    arns = ecs.list_tasks(cluster=cluster, startedBy=STARTED_BY, maxResults=100).get("taskArns", [])
+    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
+    old = sorted({t["platformVersion"] for t in tasks
+                  if t.get("platformVersion", "LATEST") != "LATEST" and _version_tuple(t["platformVersion"]) < (1, 4)})
+    if old:
+        f.error("ecs.platform", f"fceval-tui tasks in {cluster} run on Fargate platform {', '.join(old)}",
+                "ECS Exec (start, watch, attach) needs platform version 1.4.0 or later",
+                "stop those tasks (`fceval-tui teardown --orphans`) and check the cluster's capacity providers")
+        return
+    f.ok("ecs.platform", "Fargate platform LATEST (1.4.0 or later), which ECS Exec needs",
+         f"tasks are started without a pinned platform version; {len(tasks)} running task(s) checked")
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
 def check_batch_queue(ctx: AuditContext, f: Findings) -> None:

@@ -18,8 +18,6 @@ from fceval_tui.services.audit_checks.base import AuditContext, Findings
 from fceval_tui.services.policy import Decision, Statement
 
 TRUST = {"ec2": "ec2.amazonaws.com", "ecs": "ecs-tasks.amazonaws.com"}
-ECS_EXEC_ACTIONS = ("ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
-                    "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel")
 
 
 def _trust_doc(service: str) -> str:
@@ -111,10 +109,12 @@ def _ssm_policy(ctx: AuditContext, f: Findings, role: dict) -> None:
 
 
 def _role_s3(ctx: AuditContext, f: Findings, id: str, role: dict) -> None:
+    s3_actions = [a for a in ctx.backend_class.instance_actions if a.startswith("s3:")]
+    if not s3_actions:
+        return  # this backend's compute does not call S3 itself
     if not ctx.settings.staging_bucket:
         f.unknown(id, "no staging bucket configured to check access to", "see s3.staging.exists")
         return
-    s3_actions = [a for a in ctx.backend_class.instance_actions if a.startswith("s3:")]
     statements = policy.statements_for(ctx.backend, s3_actions, ctx.settings)
     _role_access(ctx, f, id, role, statements, "the S3 access the pipeline needs")
 
@@ -126,16 +126,14 @@ def check_task_role(ctx: AuditContext, f: Findings) -> None:
         f.error("ecs.task-role", "no task role configured (FCEVAL_ECS_TASK_ROLE_ARN is empty)",
                 "ECS Exec, which the console uses to start and watch the pipeline, needs a task role",
                 "create a role trusted by ecs-tasks.amazonaws.com and set FCEVAL_ECS_TASK_ROLE_ARN to its ARN")
-        for id in ("ecs.task-role.trust", "ecs.task-role.exec", "ecs.task-role.s3"):
-            f.unknown(id, "no task role to check", "see ecs.task-role")
+        _no_task_role(ctx, f)
         return
     role = aws.role_by_arn(ctx, arn)
     if role is None:
         f.error("ecs.task-role", f"task role {arn} does not exist", "set in FCEVAL_ECS_TASK_ROLE_ARN",
                 f"aws iam create-role --role-name {shlex.quote(arn.rsplit('/', 1)[-1])} "
                 f"--assume-role-policy-document {shlex.quote(_trust_doc(TRUST['ecs']))}")
-        for id in ("ecs.task-role.trust", "ecs.task-role.exec", "ecs.task-role.s3"):
-            f.unknown(id, "no task role to check", "see ecs.task-role")
+        _no_task_role(ctx, f)
         return
     f.ok("ecs.task-role", f"task role {role['RoleName']} exists", role["Arn"])
     if policy.trusts_service(role.get("AssumeRolePolicyDocument"), TRUST["ecs"]):
@@ -145,9 +143,18 @@ def check_task_role(ctx: AuditContext, f: Findings) -> None:
                 "tasks cannot assume it",
                 f"aws iam update-assume-role-policy --role-name {shlex.quote(role['RoleName'])} "
                 f"--policy-document {shlex.quote(_trust_doc(TRUST['ecs']))}")
-    exec_statement = [Statement("FcevalTuiEcsExec", ECS_EXEC_ACTIONS, ("*",))]
+    exec_actions = tuple(a for a in ctx.backend_class.instance_actions if a.startswith("ssmmessages:"))
+    exec_statement = [Statement("FcevalTuiEcsExec", exec_actions, ("*",))]
     _role_access(ctx, f, "ecs.task-role.exec", role, exec_statement, "ECS Exec (ssmmessages)")
     _role_s3(ctx, f, "ecs.task-role.s3", role)
+
+
+def _no_task_role(ctx: AuditContext, f: Findings) -> None:
+    ids = ["ecs.task-role.trust", "ecs.task-role.exec"]
+    if any(a.startswith("s3:") for a in ctx.backend_class.instance_actions):
+        ids.append("ecs.task-role.s3")
+    for id in ids:
+        f.unknown(id, "no task role to check", "see ecs.task-role")
 
 
 # -- the caller ---------------------------------------------------------------------------------

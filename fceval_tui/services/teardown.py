@@ -1,0 +1,492 @@
+"""Teardown: find everything the console left running or stored, reconcile it with the ledger,
+remove what is in scope, and check that nothing is left.
+
+    plan = make_plan(settings, store, Scope.orphans())       # lists; changes nothing
+    result = execute(settings, store, plan)                   # cancels jobs, destroys, lists again
+
+Resources come from two sides: each backend's `list_resources` (by the ManagedBy tag, or the
+private tmux socket) plus the S3 staging prefixes, and the ledger (jobs with a resource id). A
+resource is an orphan when no live process owns it: its run is unknown to this ledger, its job is
+final, or its run's runner is dead (a console killed with SIGKILL). A ledger entry whose resource
+is gone, in a run nobody drives, is marked cancelled. Everything blocks: call from a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fceval_tui.backends.base import Resource
+from fceval_tui.config import Settings
+from fceval_tui.domain.models import Job, iso
+from fceval_tui.errors import BackendError, TransientError, UserError
+from fceval_tui.services import staging_objects
+from fceval_tui.store import Store
+
+log = logging.getLogger(__name__)
+
+DESTROY, CANCEL, KEEP = "destroy", "mark-cancelled", "keep"
+LEDGER_KIND = "ledger-entry"
+# Per-VPC groups shared by every run's instances: removable only once no compute of theirs is left.
+SHARED_KINDS = frozenset({"security-group"})
+# States of a resource on its way out (terminate accepted); not counted as left behind.
+GOING_STATES = frozenset({"shutting-down", "terminated", "stopping", "deprovisioning", "stopped", "deleting"})
+SETTLE_SECONDS = 120.0  # how long transient destroy errors (a group still in use) are retried
+RETRY_PAUSE = 5.0
+
+
+@dataclass(frozen=True)
+class Scope:
+    kind: str  # "run", "orphans" or "all"
+    run_id: str | None = None
+
+    @classmethod
+    def run(cls, run_id: str) -> Scope:
+        return cls("run", run_id)
+
+    @classmethod
+    def orphans(cls) -> Scope:
+        return cls("orphans")
+
+    @classmethod
+    def all(cls) -> Scope:
+        return cls("all")
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}" if self.kind == "run" else self.kind
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    resource: Resource
+    action: str  # destroy, mark-cancelled (a ledger entry), keep (shown, not touched)
+    reason: str
+    job_state: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.resource.backend, self.resource.kind, self.resource.id)
+
+    def age_seconds(self, now: datetime) -> float | None:
+        started = self.resource.started_at
+        return max(0.0, (now - started).total_seconds()) if started else None
+
+    def to_json(self, now: datetime) -> dict:
+        r = self.resource
+        return {"backend": r.backend, "kind": r.kind, "id": r.id, "state": r.state, "run_id": r.run_id,
+                "job_id": r.job_id, "job_state": self.job_state, "action": self.action, "reason": self.reason,
+                "started_at": iso(r.started_at), "age_seconds": self.age_seconds(now),
+                "cost_usd": round(r.cost_usd, 4)}
+
+
+@dataclass
+class Listing:
+    backends: list[str] = field(default_factory=list)  # asked for (S3 staging comes with the cloud ones)
+    resources: list[Resource] = field(default_factory=list)
+    listed: list[str] = field(default_factory=list)
+    unlisted: dict[str, str] = field(default_factory=dict)  # backend -> why it could not be listed
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    scope: Scope
+    items: list[PlanItem]
+    kept: list[PlanItem]
+    cancel_job_ids: list[str]
+    listing: Listing
+    created_at: datetime
+
+    @property
+    def actionable(self) -> bool:
+        return bool(self.items or self.cancel_job_ids)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(i.resource.cost_usd for i in self.items)
+
+    def to_json(self) -> dict:
+        now = self.created_at
+        return {"scope": str(self.scope), "listed": self.listing.listed, "unlisted": self.listing.unlisted,
+                "notes": self.listing.notes, "plan": [i.to_json(now) for i in self.items],
+                "kept": [i.to_json(now) for i in self.kept], "cancel_jobs": self.cancel_job_ids,
+                "cost_usd": round(self.cost_usd, 4)}
+
+
+@dataclass
+class Result:
+    plan: Plan
+    cancelled: list[str] = field(default_factory=list)
+    destroyed: list[PlanItem] = field(default_factory=list)
+    failed: list[tuple[PlanItem, str]] = field(default_factory=list)
+    left: list[Resource] = field(default_factory=list)
+    unlisted_after: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.failed or self.left or self.unlisted_after or self.plan.listing.unlisted)
+
+    def to_json(self) -> dict:
+        data = self.plan.to_json()
+        data.update({
+            "cancelled_jobs": self.cancelled,
+            "destroyed": [i.resource.id for i in self.destroyed],
+            "failed": [{"id": i.resource.id, "error": error} for i, error in self.failed],
+            "left": [{"backend": r.backend, "kind": r.kind, "id": r.id, "state": r.state} for r in self.left],
+            "unlisted_after": self.unlisted_after,
+            "clean": self.clean,
+        })
+        return data
+
+
+# -- listing -----------------------------------------------------------------------------------
+
+
+def backends_to_list(settings: Settings, store: Store, scope: Scope) -> list[str]:
+    """This machine's tmux always; a cloud backend when configured or used by a run in the ledger."""
+    if scope.kind == "run":
+        used = {store.get_run(scope.run_id).backend}
+    else:
+        used = {run.backend for run in store.runs()} | {settings.backend}
+    return ["local"] + sorted(used - {"local"})
+
+
+def list_everything(settings: Settings, backends: Iterable[str]) -> Listing:
+    from fceval_tui.backends import make_backend
+
+    backends = list(backends)
+    listing = Listing(backends)
+    for name in backends:
+        if name == "local" and shutil.which("tmux") is None:
+            listing.notes.append("tmux is not installed, so this machine runs no job sessions")
+            listing.listed.append(name)
+            continue
+        try:
+            listing.resources.extend(make_backend(name, settings).list_resources())
+        except (UserError, BackendError) as exc:
+            listing.unlisted[name] = str(exc)
+            continue
+        listing.listed.append(name)
+    if any(b != "local" for b in backends):
+        if settings.staging_bucket:
+            try:
+                listing.resources.extend(staging_objects.list_staging(settings))
+                listing.listed.append(staging_objects.BACKEND)
+            except (UserError, BackendError) as exc:
+                listing.unlisted[staging_objects.BACKEND] = str(exc)
+        else:
+            listing.notes.append("FC_EVAL_S3_BUCKET is empty, so there are no staging objects to look for")
+    return listing
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+class _Ledger:
+    """What the ledger knows, read once per plan."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.runs = {run.id: run for run in store.runs()}
+        self.jobs = {job.id: job for job in store.jobs()}
+        self._owners: dict[str, int | None] = {}
+
+    def owner(self, run_id: str) -> int | None:
+        if run_id not in self._owners:
+            self._owners[run_id] = self.store.run_owner(run_id)
+        return self._owners[run_id]
+
+    def active_jobs(self, run_id: str | None = None) -> list[Job]:
+        return [j for j in self.jobs.values() if not j.state.is_final and (run_id is None or j.run_id == run_id)]
+
+
+def _orphan_reason(resource: Resource, ledger: _Ledger) -> str | None:
+    """Why nobody owns this resource, or None while a live runner drives it."""
+    run_id = resource.run_id
+    if not run_id or run_id not in ledger.runs:
+        return "not in this ledger" + (f" (run {run_id})" if run_id else "")
+    if resource.job_id:
+        job = ledger.jobs.get(resource.job_id)
+        if job is None:
+            return f"job {resource.job_id} is not in this ledger"
+        if job.state.is_final:
+            return f"its job is {job.state.value}"
+    elif not ledger.active_jobs(run_id):
+        return f"run {run_id} has finished"
+    if ledger.owner(run_id) is None:
+        return f"run {run_id} has no live runner (its console was stopped or killed)"
+    return None
+
+
+def _job_state(resource: Resource, ledger: _Ledger) -> str | None:
+    job = ledger.jobs.get(resource.job_id) if resource.job_id else None
+    return job.state.value if job else None
+
+
+def make_plan(settings: Settings, store: Store, scope: Scope, listing: Listing | None = None) -> Plan:
+    """List (unless given a listing) and decide, per resource, what teardown would do. Changes nothing."""
+    if scope.kind == "run":
+        store.get_run(scope.run_id)  # NotFoundError names the run
+    listing = listing or list_everything(settings, backends_to_list(settings, store, scope))
+    ledger = _Ledger(store)
+    items: list[PlanItem] = []
+    kept: list[PlanItem] = []
+    for resource in listing.resources:
+        if resource.kind in SHARED_KINDS:
+            continue  # decided below, once the compute's fate is known
+        state = _job_state(resource, ledger)
+        if scope.kind == "all":
+            items.append(PlanItem(resource, DESTROY, "--all", state))
+        elif scope.kind == "run":
+            if resource.run_id == scope.run_id:
+                items.append(PlanItem(resource, DESTROY, f"in run {scope.run_id}", state))
+        else:
+            reason = _orphan_reason(resource, ledger)
+            if reason:
+                items.append(PlanItem(resource, DESTROY, reason, state))
+            else:
+                kept.append(PlanItem(resource, KEEP, f"run {resource.run_id} is driven by process "
+                                                      f"{ledger.owner(resource.run_id)}", state))
+    _plan_shared(listing, items, kept)
+    cancel = _jobs_to_cancel(scope, ledger, items)
+    items.extend(_stale_entries(scope, ledger, listing, cancel))
+    return Plan(scope, items, kept, cancel, listing, datetime.now(UTC))
+
+
+def _plan_shared(listing: Listing, items: list[PlanItem], kept: list[PlanItem]) -> None:
+    going = {i.key for i in items}
+    for resource in listing.resources:
+        if resource.kind not in SHARED_KINDS:
+            continue
+        users = [r for r in listing.resources if r.backend == resource.backend and r.kind not in SHARED_KINDS
+                 and r.kind != "task-definition" and (r.backend, r.kind, r.id) not in going]
+        if users:
+            why = f"shared, still used by {len(users)} live {resource.backend} resource(s)"
+            kept.append(PlanItem(resource, KEEP, why))
+        else:
+            items.append(PlanItem(resource, DESTROY, "shared by fceval-tui compute, and none is left"))
+
+
+def _jobs_to_cancel(scope: Scope, ledger: _Ledger, items: list[PlanItem]) -> list[str]:
+    """Active jobs whose compute goes away: the ledger first, so no runner retries them."""
+    if scope.kind == "all":
+        return [j.id for j in ledger.active_jobs()]
+    if scope.kind == "run":
+        return [j.id for j in ledger.active_jobs(scope.run_id)]
+    ids = {i.resource.job_id for i in items if i.resource.job_id}
+    return [j.id for j in ledger.active_jobs() if j.id in ids]
+
+
+def _stale_entries(scope: Scope, ledger: _Ledger, listing: Listing, cancel: list[str]) -> list[PlanItem]:
+    """Ledger entries claiming compute that is gone (checked only on backends that were listed)."""
+    present = {(r.backend, r.id) for r in listing.resources}
+    stale = []
+    for job in ledger.active_jobs():
+        if not job.resource_id or job.backend not in listing.listed or (job.backend, job.resource_id) in present:
+            continue
+        in_scope = job.id in cancel or (scope.kind == "orphans" and ledger.owner(job.run_id) is None)
+        if not in_scope:
+            continue
+        if job.id not in cancel:
+            cancel.append(job.id)
+        entry = Resource(backend=job.backend, kind=LEDGER_KIND, id=job.id, state=job.state.value,
+                         run_id=job.run_id, job_id=job.id, started_at=job.started_at, cost_usd=job.cost_usd,
+                         detail={"resource_id": job.resource_id})
+        stale.append(PlanItem(entry, CANCEL, f"the ledger says {job.state.value} but {job.resource_id} is gone",
+                              job.state.value))
+    return stale
+
+
+# -- executing ---------------------------------------------------------------------------------
+
+
+def _destroy(settings: Settings, resource: Resource, backends: dict) -> None:
+    if resource.backend == staging_objects.BACKEND:
+        staging_objects.delete_prefix(settings, resource)
+        return
+    from fceval_tui.backends import make_backend
+
+    backend = backends.get(resource.backend)
+    if backend is None:
+        backend = backends[resource.backend] = make_backend(resource.backend, settings)
+    backend.destroy_resource(resource)
+
+
+def execute(settings: Settings, store: Store, plan: Plan, on_progress: Callable[[str], None] | None = None,
+            settle_seconds: float = SETTLE_SECONDS) -> Result:
+    """Cancel the plan's jobs in the ledger, destroy its resources, then list again. Idempotent."""
+    from fceval_tui.services.runner import cancel_jobs
+
+    say = on_progress or (lambda message: None)
+    result = Result(plan)
+    for job_id in plan.cancel_job_ids:
+        try:
+            result.cancelled.extend(j.id for j in cancel_jobs(store, settings, [job_id], reason="teardown"))
+        except UserError as exc:  # e.g. no credentials to stop its compute: the destroy step reports it too
+            job = store.get_job(job_id)
+            store.record(job.run_id, job.id, "teardown_failed", action="cancel", error=str(exc))
+            say(f"could not cancel {job_id}: {exc}")
+    say(f"cancelled {len(result.cancelled)} job(s) in the ledger")
+    for item in plan.items:
+        if item.action == CANCEL:  # a ledger entry whose compute is gone: done once its job is final
+            if store.get_job(item.resource.id).state.is_final:
+                result.destroyed.append(item)
+            else:
+                result.failed.append((item, "the job could not be cancelled in the ledger"))
+    pending = [i for i in plan.items if i.action == DESTROY]
+    backends: dict = {}
+    deadline = time.monotonic() + settle_seconds
+    while pending:
+        # Shared groups go last: AWS refuses to delete them while instances still use them.
+        compute_left = any(i.resource.kind not in SHARED_KINDS for i in pending)
+        batch = [i for i in pending if not (compute_left and i.resource.kind in SHARED_KINDS)]
+        retry = _destroy_batch(settings, store, batch, backends, result, say)
+        pending = [i for i in pending if i not in batch] + retry
+        if retry and time.monotonic() >= deadline:
+            result.failed.extend((i, "still refused after waiting; run teardown again later") for i in retry)
+            break
+        if retry:
+            time.sleep(RETRY_PAUSE)
+    _verify(settings, store, result)
+    return result
+
+
+def _destroy_batch(settings, store, batch, backends, result, say) -> list[PlanItem]:
+    """Destroy concurrently; return the items that hit a transient error (to retry)."""
+    def one(item: PlanItem) -> tuple[PlanItem, Exception | None]:
+        r = item.resource
+        store.record(r.run_id or "", r.job_id, "teardown_destroy", backend=r.backend, resource_kind=r.kind,
+                     resource=r.id, reason=item.reason)
+        try:
+            _destroy(settings, r, backends)
+        except (UserError, BackendError, NotImplementedError) as exc:
+            return item, exc
+        return item, None
+
+    retry = []
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="teardown") as pool:
+        for item, exc in pool.map(one, batch):
+            r = item.resource
+            if exc is None:
+                result.destroyed.append(item)
+                say(f"removed {r.kind} {r.id}")
+            elif isinstance(exc, TransientError):
+                retry.append(item)
+                say(f"{r.kind} {r.id}: {exc} (retrying)")
+            else:
+                result.failed.append((item, str(exc)))
+                store.record(r.run_id or "", r.job_id, "teardown_failed", backend=r.backend, resource_kind=r.kind,
+                             resource=r.id, error=str(exc))
+                say(f"could not remove {r.kind} {r.id}: {exc}")
+    return retry
+
+
+def _verify(settings: Settings, store: Store, result: Result) -> None:
+    listing = list_everything(settings, result.plan.listing.backends)
+    result.unlisted_after = listing.unlisted
+    present = {(r.backend, r.kind, r.id): r for r in listing.resources}
+    for item in result.plan.items:
+        if item.action != DESTROY:
+            continue
+        now = present.get(item.key)
+        if now is not None and now.state.lower() not in GOING_STATES:
+            result.left.append(now)
+    for item in result.destroyed:
+        r = item.resource
+        left = any((x.backend, x.kind, x.id) == item.key for x in result.left)
+        store.record(r.run_id or "", r.job_id, "teardown_done", backend=r.backend, resource_kind=r.kind,
+                     resource=r.id, left=left)
+
+
+def find_orphans(settings: Settings, store: Store) -> list[Resource]:
+    """Orphaned resources, for the console's start-up notice. Backends that cannot be listed are logged."""
+    plan = make_plan(settings, store, Scope.orphans())
+    for backend, why in plan.listing.unlisted.items():
+        log.warning("could not look for orphans on %s: %s", backend, why)
+    return [i.resource for i in plan.items if i.action == DESTROY]
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def format_plan(plan: Plan) -> str:
+    now = plan.created_at
+    lines = [f"teardown ({plan.scope}): looked at {', '.join(plan.listing.listed) or 'nothing'}"]
+    for backend, why in plan.listing.unlisted.items():
+        lines.append(f"  could not list {backend}: {why}")
+    lines.extend(f"  note: {note}" for note in plan.listing.notes)
+    if plan.items:
+        lines.append(f"{'ACTION':<15} {'BACKEND':<7} {'KIND':<16} {'ID':<40} {'AGE':>6} {'COST':>8}  REASON")
+        for item in plan.items:
+            r = item.resource
+            lines.append(f"{item.action:<15} {r.backend:<7} {r.kind:<16} {r.id:<40} "
+                         f"{_age(item.age_seconds(now)):>6} {r.cost_usd:>8.2f}  {item.reason}")
+    cancel_only = [j for j in plan.cancel_job_ids if j not in {i.resource.job_id for i in plan.items}]
+    if cancel_only:
+        lines.append(f"jobs cancelled in the ledger (no compute yet): {', '.join(cancel_only)}")
+    for item in plan.kept:
+        lines.append(f"kept: {item.resource.kind} {item.resource.id} ({item.reason})")
+    if not plan.actionable:
+        lines.append("nothing to tear down")
+    else:
+        lines.append(f"{len([i for i in plan.items if i.action == DESTROY])} resource(s) to remove, "
+                     f"{len(plan.cancel_job_ids)} job(s) to cancel; cost so far ${plan.cost_usd:.2f}")
+    return "\n".join(lines)
+
+
+def _scope(args) -> Scope:
+    if args.run:
+        return Scope.run(args.run)
+    return Scope.all() if args.all else Scope.orphans()
+
+
+def _confirmed(plan: Plan) -> bool:
+    wanted = plan.scope.run_id if plan.scope.kind == "run" else "yes"
+    prompt = f"type the run id ({wanted}) to confirm: " if plan.scope.kind == "run" else "type 'yes' to confirm: "
+    try:
+        answer = input(prompt)
+    except EOFError:
+        return False
+    return answer.strip() == wanted
+
+
+def cli_main(args, settings: Settings, store: Store) -> int:
+    plan = make_plan(settings, store, _scope(args))
+    if args.dry_run or not plan.actionable:
+        if args.json:
+            print(json.dumps({**plan.to_json(), "dry_run": bool(args.dry_run)}, indent=2))
+        else:
+            print(format_plan(plan) + ("\ndry run: nothing was changed" if args.dry_run and plan.actionable else ""))
+        return 1 if plan.listing.unlisted else 0
+    if not args.json:
+        print(format_plan(plan))
+    if not args.yes and not _confirmed(plan):
+        print("not confirmed: nothing was changed", file=sys.stderr)
+        return 1
+    say = None if args.json else (lambda message: print(message, flush=True))
+    result = execute(settings, store, plan, on_progress=say)
+    if args.json:
+        print(json.dumps({**result.to_json(), "dry_run": False}, indent=2))
+    else:
+        for item, error in result.failed:
+            print(f"failed: {item.resource.kind} {item.resource.id}: {error}")
+        for resource in result.left:
+            print(f"still there: {resource.backend} {resource.kind} {resource.id} ({resource.state})")
+        for backend, why in result.unlisted_after.items():
+            print(f"could not check {backend} afterwards: {why}")
+        print("nothing is left" if result.clean else "something is left: see above, then run teardown again")
+    return 0 if result.clean else 1
