@@ -296,3 +296,56 @@ def test_cli_json_and_exit_codes(audit_world):
     local = run_cli("audit", "--backend", "local", "--json", state_dir=state)
     assert local.code == 0, local.err
     assert [f["id"] for f in json.loads(local.out)] == ["local.tmux", "local.state-dir"]
+
+
+def _ecs_task_role(audit_world, actions: list[str]) -> str:
+    iam = audit_world.client("iam")
+    name = f"{audit_world.role}-task"
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]}
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="exec", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    return arn
+
+
+def _ecs_settings(audit_world, role_arn: str):
+    from aws_helpers import ECS_CLUSTER
+
+    return audit_world.settings(FCEVAL_BACKEND="ecs", FCEVAL_ECS_CLUSTER=ECS_CLUSTER,
+                                FCEVAL_ECS_SUBNETS=audit_world.network.public_subnet,
+                                FCEVAL_ECS_ASSIGN_PUBLIC_IP="true", FCEVAL_ECS_TASK_ROLE_ARN=role_arn,
+                                FCEVAL_ECS_IMAGE="busybox")
+
+
+def test_ecs_setup_and_a_task_role_without_ecs_exec(audit_world):
+    good = _ecs_task_role(audit_world, ["ssmmessages:*"])
+    report = run(_ecs_settings(audit_world, good), backend="ecs")
+    assert errors(report) == {}
+    ok = {f.id for f in report.findings if f.severity is Severity.OK}
+    assert {"ecs.cluster", "ecs.platform", "ecs.task-role", "ecs.task-role.trust", "ecs.task-role.exec",
+            "network.route", "iam.caller.passrole"} <= ok
+    audit_world.client("iam").put_role_policy(RoleName=good.rsplit("/", 1)[1], PolicyName="exec", PolicyDocument=(
+        json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["ssmmessages:CreateControlChannel"], "Resource": "*"}]})))
+    finding = only_error(run(_ecs_settings(audit_world, good), backend="ecs"), "ecs.task-role.exec")
+    assert "ssmmessages:OpenDataChannel" in finding.detail and "aws iam put-role-policy" in finding.fix
+
+
+def test_batch_queue_must_be_valid_and_enabled(audit_world):
+    from aws_helpers import BATCH_DEFINITION
+
+    batch = audit_world.client("batch")
+    env = batch.describe_compute_environments()["computeEnvironments"][0]["computeEnvironmentArn"]
+    queue = f"{audit_world.bucket}-queue"
+    batch.create_job_queue(jobQueueName=queue, state="ENABLED", priority=1,
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}])
+    settings = audit_world.settings(FCEVAL_BACKEND="batch", FCEVAL_BATCH_QUEUE=queue,
+                                    FCEVAL_BATCH_JOB_DEFINITION=BATCH_DEFINITION)
+    report = run(settings, backend="batch")
+    assert errors(report) == {}
+    assert {f.id: f.severity for f in report.findings}["batch.queue"] is Severity.OK
+    batch.update_job_queue(jobQueue=queue, state="DISABLED")
+    finding = only_error(run(settings, backend="batch"), "batch.queue")
+    assert "DISABLED" in finding.summary
+    assert finding.fix == f"aws batch update-job-queue --job-queue {queue} --state ENABLED"

@@ -133,6 +133,11 @@ def _verdict(ctx: AuditContext, subnet: dict) -> Verdict:
 def check_network(ctx: AuditContext, f: Findings) -> None:
     subnets, source = _subnets(ctx)
     needs = "/".join(ENDPOINTS[ctx.backend])
+    if not subnets and ctx.backend == "batch":
+        f.unknown("network.route", f"no subnets listed by {source}",
+                  "unmanaged compute environments choose their own network; it cannot be checked from here",
+                  "make sure its instances reach " + needs.replace("/", ", "))
+        return
     if not subnets:
         fix = {"ec2": "set FCEVAL_EC2_SUBNET_ID, or create a default VPC: `aws ec2 create-default-vpc`",
                "ecs": "set FCEVAL_ECS_SUBNETS=subnet-...",
