@@ -112,6 +112,16 @@ class Plan:
     def cost_usd(self) -> float:
         return sum(i.resource.cost_usd for i in self.items)
 
+    def subset(self, keys: Iterable[tuple[str, str, str]]) -> Plan:
+        """The plan cut down to the chosen items (the console's selection), with their jobs to cancel."""
+        keys = set(keys)
+        chosen = [i for i in self.items if i.key in keys]
+        if len(chosen) == len(self.items):
+            return self
+        jobs = {i.resource.job_id for i in chosen if i.resource.job_id}
+        cancel = [j for j in self.cancel_job_ids if j in jobs]
+        return Plan(self.scope, chosen, self.kept, cancel, self.listing, self.created_at)
+
     def to_json(self) -> dict:
         now = self.created_at
         return {"scope": str(self.scope), "listed": self.listing.listed, "unlisted": self.listing.unlisted,

@@ -1,0 +1,173 @@
+"""Preflight: run the audit's checks concurrently with live progress per check, then show every
+finding with what was found and the exact fix; export the findings as JSON."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from fceval_tui.domain.models import BACKENDS
+from fceval_tui.services.audit import AuditReport, CheckEvent, list_checks, run_audit
+from fceval_tui.services.audit_checks import Finding, Severity
+
+SEVERITY_STYLE = {
+    Severity.OK: "green", Severity.INFO: "cyan", Severity.WARNING: "bold yellow", Severity.ERROR: "bold red",
+    Severity.UNKNOWN: "magenta",
+}
+
+
+def severity_text(severity: Severity) -> Text:
+    return Text(severity.value.upper() if severity in (Severity.ERROR, Severity.WARNING) else severity.value,
+                style=SEVERITY_STYLE[severity])
+
+
+def worst(findings: tuple[Finding, ...]) -> Severity:
+    return max((f.severity for f in findings), key=lambda s: s.rank, default=Severity.OK)
+
+
+class PreflightScreen(Screen):
+    DEFAULT_CSS = """
+    PreflightScreen #panes { height: 1fr; }
+    PreflightScreen #checks { width: 46; border: round $primary; }
+    PreflightScreen #findings { width: 1fr; border: round $primary; }
+    PreflightScreen #detail { height: 9; border: round $secondary; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="preflight.back"),
+        Binding("r", "rerun", "Run again", id="preflight.rerun"),
+        Binding("b", "next_backend", "Backend", id="preflight.backend"),
+        Binding("e", "export", "Export JSON", id="preflight.export"),
+    ]
+
+    class Progress(Message):
+        def __init__(self, event: CheckEvent) -> None:
+            super().__init__()
+            self.event = event
+
+    class Finished(Message):
+        def __init__(self, report: AuditReport) -> None:
+            super().__init__()
+            self.report = report
+
+    class Exported(Message):
+        def __init__(self, path: str) -> None:
+            super().__init__()
+            self.path = path
+
+    def __init__(self, backend: str | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.report: AuditReport | None = None
+        self._findings: list[Finding] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="panes"):
+            yield DataTable(cursor_type="row", id="checks")
+            with Vertical(id="findings"):
+                yield DataTable(cursor_type="row", zebra_stripes=True, id="finding-table")
+        yield Static("", id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.backend = self.backend or self.app.settings.backend
+        checks = self.query_one("#checks", DataTable)
+        checks.add_column("Check", key="title")
+        checks.add_column("Status", key="status")
+        findings = self.query_one("#finding-table", DataTable)
+        for key, label in (("severity", "Severity"), ("area", "Area"), ("id", "Finding"), ("summary", "Summary")):
+            findings.add_column(label, key=key)
+        self.action_rerun()
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def action_rerun(self) -> None:
+        self.report = None
+        self._findings = []
+        checks = self.query_one("#checks", DataTable)
+        checks.clear()
+        for check in list_checks(self.backend):
+            checks.add_row(check.title, Text("waiting", style="dim"), key=check.id)
+        self.query_one("#finding-table", DataTable).clear()
+        self.query_one("#detail", Static).update("")
+        self.sub_title = f"{self.backend} backend: running {checks.row_count} checks"
+        self._audit(self.backend)
+
+    def action_next_backend(self) -> None:
+        self.backend = BACKENDS[(BACKENDS.index(self.backend) + 1) % len(BACKENDS)]
+        self.action_rerun()
+
+    @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
+    def _audit(self, backend: str) -> None:
+        def progress(event: CheckEvent) -> None:  # called from the audit's pool threads
+            self.post_message(self.Progress(event))
+
+        report = run_audit(self.app.settings, backend, on_progress=progress)
+        self.post_message(self.Finished(report))
+
+    def on_preflight_screen_progress(self, message: Progress) -> None:
+        event = message.event
+        checks = self.query_one("#checks", DataTable)
+        if event.check.id not in checks.rows:
+            return  # a late message from a run that was replaced by a newer one
+        if not event.finished:
+            checks.update_cell(event.check.id, "status", Text("running…", style="bold"))
+            return
+        checks.update_cell(event.check.id, "status", severity_text(worst(event.findings)))
+
+    def on_preflight_screen_finished(self, message: Finished) -> None:
+        if message.report.backend != self.backend:
+            return
+        self.report = message.report
+        ordered = sorted(message.report.findings, key=lambda f: -f.severity.rank)  # problems first
+        self._findings = ordered
+        table = self.query_one("#finding-table", DataTable)
+        table.clear()
+        for index, finding in enumerate(ordered):
+            table.add_row(severity_text(finding.severity), finding.area, finding.id, finding.summary, key=str(index))
+        counts = message.report.counts()
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        verdict = "errors block cloud launches" if message.report.has_errors else "no errors"
+        self.sub_title = f"{self.backend} backend: {summary} ({verdict})"
+        if ordered:
+            self._show(ordered[0])
+
+    @on(DataTable.RowHighlighted, "#finding-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is not None and int(event.row_key.value) < len(self._findings):
+            self._show(self._findings[int(event.row_key.value)])
+
+    def _show(self, finding: Finding) -> None:
+        text = Text()
+        text.append(f"{finding.id}  ", style="bold")
+        text.append_text(severity_text(finding.severity))
+        text.append(f"\n{finding.summary}\n")
+        if finding.detail:
+            text.append(finding.detail + "\n", style="dim")
+        if finding.fix:
+            text.append("fix: ", style="bold")
+            text.append(finding.fix)
+        self.query_one("#detail", Static).update(text)
+
+    # -- export --------------------------------------------------------------------------------
+
+    def action_export(self) -> None:
+        if self.report is None:
+            self.notify("the audit is still running", severity="warning")
+            return
+        stamp = self.app.clock().strftime("%Y%m%dT%H%M%SZ")
+        self._export(self.report, self.app.settings.state_dir / f"preflight-{self.backend}-{stamp}.json")
+
+    @work(thread=True, group="preflight-export", exit_on_error=False)
+    def _export(self, report: AuditReport, path) -> None:
+        self.post_message(self.Exported(str(report.export(path))))
+
+    def on_preflight_screen_exported(self, message: Exported) -> None:
+        self.notify(f"findings written to {message.path}", title="Preflight")
+
