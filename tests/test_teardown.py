@@ -160,3 +160,43 @@ def test_interactive_confirmation_needs_the_typed_run_id(state_dir, settings_fac
 def test_cli_refuses_without_confirmation_in_scripts(state_dir):
     res = run_cli("teardown", "--orphans", state_dir=state_dir)
     assert res.code == 2 and "--yes" in res.err
+
+
+def test_ledger_entry_whose_session_is_gone_is_marked_cancelled(state_dir, settings_factory, store):
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+
+    run, jobs = store.create_run("local", 2, [JobSpec("aide", "gone"), JobSpec("aide", "never-started")])
+    store.transition(jobs[0].id, JobState.STARTING, resource_id=jobs[0].id, attempts=1)
+    store.transition(jobs[0].id, JobState.RUNNING)  # the ledger says running; no tmux session exists
+    settings = settings_factory()
+    plan = teardown.make_plan(settings, store, teardown.Scope.orphans())
+    assert [(i.action, i.resource.kind, i.resource.id) for i in plan.items] == [
+        ("mark-cancelled", "ledger-entry", jobs[0].id)]
+    assert f"{jobs[0].id} is gone" in plan.items[0].reason
+    assert plan.cancel_job_ids == [jobs[0].id]  # a job that never got compute is left for `resume`
+    result = teardown.execute(settings, store, plan)
+    assert result.clean and result.cancelled == [jobs[0].id]
+    assert store.get_job(jobs[0].id).state is JobState.CANCELLED
+    assert store.get_job(jobs[1].id).state is JobState.PENDING
+    assert not teardown.make_plan(settings, store, teardown.Scope.orphans()).actionable
+
+
+def test_a_selection_cancels_only_the_jobs_of_what_is_chosen(state_dir, settings_factory, store):
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+
+    run, jobs = store.create_run("local", 2, [JobSpec("aide", "a"), JobSpec("aide", "b")])
+    for job in jobs:
+        store.transition(job.id, JobState.STARTING, resource_id=job.id, attempts=1)
+        subprocess.run(["tmux", "-L", socket_name(state_dir), "new-session", "-d", "-s", job.id, "sleep 300"],
+                       check=True)
+    settings = settings_factory()
+    plan = teardown.make_plan(settings, store, teardown.Scope.orphans())
+    assert sorted(plan.cancel_job_ids) == [j.id for j in jobs]
+    first = next(i for i in plan.items if i.resource.id == jobs[0].id)
+    chosen = plan.subset([first.key])
+    assert [i.resource.id for i in chosen.items] == [jobs[0].id] and chosen.cancel_job_ids == [jobs[0].id]
+    assert teardown.execute(settings, store, chosen).clean
+    assert sessions(state_dir) == [jobs[1].id]
+    assert store.get_job(jobs[1].id).state is JobState.STARTING

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from fceval_tui.backends.base import Resource
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, iso
+from fceval_tui.domain.states import JobState
 from fceval_tui.errors import BackendError, TransientError, UserError
 from fceval_tui.services import staging_objects
 from fceval_tui.store import Store
@@ -138,10 +139,12 @@ class Result:
     failed: list[tuple[PlanItem, str]] = field(default_factory=list)
     left: list[Resource] = field(default_factory=list)
     unlisted_after: dict[str, str] = field(default_factory=dict)
+    still_active: list[str] = field(default_factory=list)  # jobs the ledger could not cancel
 
     @property
     def clean(self) -> bool:
-        return not (self.failed or self.left or self.unlisted_after or self.plan.listing.unlisted)
+        return not (self.failed or self.left or self.unlisted_after or self.plan.listing.unlisted
+                    or self.still_active)
 
     def to_json(self) -> dict:
         data = self.plan.to_json()
@@ -151,6 +154,7 @@ class Result:
             "failed": [{"id": i.resource.id, "error": error} for i, error in self.failed],
             "left": [{"backend": r.backend, "kind": r.kind, "id": r.id, "state": r.state} for r in self.left],
             "unlisted_after": self.unlisted_after,
+            "still_active": self.still_active,
             "clean": self.clean,
         })
         return data
@@ -336,13 +340,23 @@ def execute(settings: Settings, store: Store, plan: Plan, on_progress: Callable[
 
     say = on_progress or (lambda message: None)
     result = Result(plan)
-    for job_id in plan.cancel_job_ids:
+    pending_jobs = list(plan.cancel_job_ids)
+    while pending_jobs:
         try:
-            result.cancelled.extend(j.id for j in cancel_jobs(store, settings, [job_id], reason="teardown"))
-        except UserError as exc:  # e.g. no credentials to stop its compute: the destroy step reports it too
-            job = store.get_job(job_id)
-            store.record(job.run_id, job.id, "teardown_failed", action="cancel", error=str(exc))
-            say(f"could not cancel {job_id}: {exc}")
+            cancel_jobs(store, settings, pending_jobs, reason="teardown")
+            break
+        except UserError as exc:
+            # A job's compute could not be stopped (e.g. no credentials). Its ledger entry is cancelled
+            # already and the destroy step below tries (and reports) its resource; go on with the rest.
+            say(f"could not stop a cancelled job's compute: {exc}")
+        still = [j for j in pending_jobs if not store.get_job(j).state.is_final]
+        if len(still) == len(pending_jobs):
+            break  # no progress; the jobs left active are reported below
+        pending_jobs = still
+    result.still_active = [j for j in plan.cancel_job_ids if not store.get_job(j).state.is_final]
+    if result.still_active:
+        say(f"still active in the ledger: {', '.join(result.still_active)}")
+    result.cancelled = [j for j in plan.cancel_job_ids if store.get_job(j).state is JobState.CANCELLED]
     say(f"cancelled {len(result.cancelled)} job(s) in the ledger")
     for item in plan.items:
         if item.action == CANCEL:  # a ledger entry whose compute is gone: done once its job is final
@@ -498,5 +512,7 @@ def cli_main(args, settings: Settings, store: Store) -> int:
             print(f"still there: {resource.backend} {resource.kind} {resource.id} ({resource.state})")
         for backend, why in result.unlisted_after.items():
             print(f"could not check {backend} afterwards: {why}")
+        if result.still_active:
+            print(f"jobs still active in the ledger: {', '.join(result.still_active)}")
         print("nothing is left" if result.clean else "something is left: see above, then run teardown again")
     return 0 if result.clean else 1
