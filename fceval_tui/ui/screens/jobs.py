@@ -22,7 +22,8 @@ from fceval_tui.ui.widgets.jobs_table import COLUMNS, JobsTable
 from fceval_tui.ui.widgets.run_progress import RunProgress
 
 OUTPUT_LINES = 12
-SORTABLE = [key for key, _, _ in COLUMNS]
+DETAIL_DELAY = 0.08
+SORTABLE = [column.key for column in COLUMNS]
 
 
 class JobsScreen(PollingScreen):
@@ -67,6 +68,7 @@ class JobsScreen(PollingScreen):
     def __init__(self) -> None:
         super().__init__()
         self._cursor = 0
+        self._detail_timer = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -123,11 +125,19 @@ class JobsScreen(PollingScreen):
     def on_jobs_table_job_highlighted(self, message: JobsTable.JobHighlighted) -> None:
         if message.job is None:
             self.query_one(JobDetail).show(None)
-        else:
-            self._load_detail(message.job)
+            return
+        # Holding a key down moves the cursor many rows a second: load the detail once it rests.
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        job = message.job
+        self._detail_timer = self.set_timer(DETAIL_DELAY, lambda: self._load_detail(job))
+
+    def _load_detail(self, job: Job) -> None:
+        if self.query_one("#detail-scroll").display:
+            self._read_detail(job)
 
     @work(thread=True, exclusive=True, group="jobs-detail", exit_on_error=False)
-    def _load_detail(self, job: Job) -> None:
+    def _read_detail(self, job: Job) -> None:
         events = [e for e in self.app.store.events(job_id=job.id) if e.kind != "job_created"]
         self.post_message(self.DetailLoaded(job, events, self._output_tail(job)))
 
@@ -186,10 +196,10 @@ class JobsScreen(PollingScreen):
 
     # -- actions on jobs --------------------------------------------------------------------------
 
-    def on_data_table_row_selected(self, event) -> None:
-        # Enter on a row (the table's own binding) attaches, like k9s' enter-to-drill-down.
+    def on_jobs_table_job_selected(self, event: JobsTable.JobSelected) -> None:
+        # Enter (or a double click) on a row attaches, like k9s' enter-to-drill-down.
         event.stop()
-        self.action_attach()
+        self.app.open_attach(event.job)
 
     def action_attach(self) -> None:
         job = self.table.selected

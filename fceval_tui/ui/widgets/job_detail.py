@@ -16,7 +16,13 @@ class JobDetail(Static):
     JobDetail { padding: 0 1; }
     """
 
+    _shown: tuple | None = None
+
     def show(self, job: Job | None, events: list[Event] | None = None, output: list[str] | None = None) -> None:
+        key = (job, tuple(e.id for e in events or ()), tuple(output or ()))
+        if key == self._shown:
+            return  # an update re-lays out the screen: skip it when nothing changed
+        self._shown = key
         if job is None:
             self.update(Text("No job selected. Launch some with n, or run `fceval-tui demo`.", style="dim"))
             return

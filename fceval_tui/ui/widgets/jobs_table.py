@@ -1,131 +1,162 @@
-"""The jobs table: rows change in place (changed cells only), never a rebuild of the whole table."""
+"""The jobs table: a Line-API view that renders only the rows on screen.
+
+Every known job is held in memory; the visible order is a list of ids (filtered, sorted). A change
+to a job re-renders only that job's line, and only if it is on screen; nothing is measured or
+rebuilt per row, so 10,000 jobs cost what 50 do. (Textual's DataTable measures every cell of
+every new row, which takes seconds at this size.)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Size
 from textual.message import Message
-from textual.widgets import DataTable
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from fceval_tui.domain.models import Job, utcnow
 from fceval_tui.presentation import STATE_ICON, STATE_STYLE, elapsed, money
 from fceval_tui.ui.filters import JobFilter
 
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int  # 0: takes the remaining width
+    sort_key: Callable[[Job], object]
+    right: bool = False
+
+
 COLUMNS = (
-    ("id", "Job", 13),
-    ("agent", "Agent", 8),
-    ("task", "Task", 24),
-    ("model", "Model", 10),
-    ("backend", "Backend", 7),
-    ("state", "State", 18),
-    ("attempts", "Att", 3),
-    ("elapsed", "Elapsed", 7),
-    ("cost", "Cost", 7),
+    Column("id", "Job", 13, lambda j: (j.run_id, j.seq)),
+    Column("agent", "Agent", 10, lambda j: j.agent),
+    Column("task", "Task", 0, lambda j: j.task_id),
+    Column("model", "Model", 12, lambda j: j.model),
+    Column("backend", "Backend", 7, lambda j: j.backend),
+    Column("state", "State", 18, lambda j: j.state.value),
+    Column("attempts", "Att", 3, lambda j: j.attempts, right=True),
+    Column("elapsed", "Elapsed", 8, lambda j: j.started_at.timestamp() if j.started_at else 0, right=True),
+    Column("cost", "Cost", 8, lambda j: j.cost_usd, right=True),
 )
-SORT_KEYS: dict[str, Callable[[Job], object]] = {
-    "id": lambda j: (j.run_id, j.seq),
-    "agent": lambda j: j.agent,
-    "task": lambda j: j.task_id,
-    "model": lambda j: j.model,
-    "backend": lambda j: j.backend,
-    "state": lambda j: j.state.value,
-    "attempts": lambda j: j.attempts,
-    "elapsed": lambda j: j.started_at.timestamp() if j.started_at else 0,
-    "cost": lambda j: j.cost_usd,
-}
+BY_KEY = {c.key: c for c in COLUMNS}
+GAP = 1
+MIN_TASK = 12
 
 
-def _cells(job: Job, now: datetime) -> dict[str, object]:
-    state = job.state.value
-    return {
-        "id": job.id,
-        "agent": job.agent,
-        "task": job.task_id,
-        "model": job.model,
-        "backend": job.backend,
-        "state": Text(f"{STATE_ICON[state]} {state}", style=STATE_STYLE[state]),
-        "attempts": str(job.attempts),
-        "elapsed": elapsed(job, now),
-        "cost": money(job.cost_usd),
-    }
+def cell_text(column: str, job: Job, now: datetime) -> Text:
+    if column == "state":
+        state = job.state.value
+        return Text(f"{STATE_ICON[state]} {state}", style=STATE_STYLE[state])
+    value = {
+        "id": job.id, "agent": job.agent, "task": job.task_id, "model": job.model, "backend": job.backend,
+        "attempts": str(job.attempts), "elapsed": elapsed(job, now), "cost": money(job.cost_usd),
+    }[column]
+    return Text(value)
 
 
-class JobsTable(DataTable):
-    """Holds every known job; shows those passing the filter, in the chosen order."""
+class JobsTable(ScrollView, can_focus=True):
+    DEFAULT_CSS = """
+    JobsTable { height: 1fr; }
+    JobsTable > .jobs-table--header { text-style: bold; background: $panel; }
+    JobsTable > .jobs-table--cursor { background: $primary 40%; }
+    JobsTable:focus > .jobs-table--cursor { background: $primary 70%; }
+    JobsTable > .jobs-table--even { background: $surface; }
+    """
+    COMPONENT_CLASSES = {"jobs-table--header", "jobs-table--cursor", "jobs-table--even"}
+    BINDINGS = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home,g", "jump(0)", "First", show=False),
+        Binding("end,G", "jump(-1)", "Last", show=False),
+        Binding("enter", "select", "Select", show=False),
+    ]
 
     class JobHighlighted(Message):
         def __init__(self, job: Job | None) -> None:
             super().__init__()
             self.job = job
 
+    class JobSelected(Message):
+        def __init__(self, job: Job) -> None:
+            super().__init__()
+            self.job = job
+
     def __init__(self, clock: Callable[[], datetime] = utcnow, **kwargs) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        super().__init__(**kwargs)
         self.clock = clock
         self.jobs: dict[str, Job] = {}
-        self._shown: dict[str, dict[str, object]] = {}
+        self._order: list[str] = []
+        self._index: dict[str, int] = {}
+        self.cursor = 0
         self.job_filter = JobFilter()
         self.sort_column = "id"
         self.sort_reverse = False
+        self.lines_refreshed = 0  # rows re-rendered because their job changed (tests check incrementality)
 
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+    # -- data -----------------------------------------------------------------------------------
+
+    @property
+    def row_count(self) -> int:
+        return len(self._order)
+
+    @property
+    def visible_ids(self) -> list[str]:
+        return list(self._order)
 
     @property
     def selected(self) -> Job | None:
-        if not self.row_count:
-            return None
-        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        return self.jobs.get(row_key.value)
+        return self.jobs[self._order[self.cursor]] if self._order else None
 
     def apply(self, jobs: Iterable[Job]) -> int:
-        """Merge changed jobs; update only the cells that differ. Returns the number of rows touched."""
-        now = self.clock()
-        touched = added = 0
+        """Merge changed jobs; re-render only their lines. Returns the number of rows touched."""
+        jobs = list(jobs)
+        if not jobs:
+            return 0
+        sort_key = BY_KEY[self.sort_column].sort_key
+        reorder = False
+        touched = []
         for job in jobs:
+            old = self.jobs.get(job.id)
             self.jobs[job.id] = job
             visible = self.job_filter(job)
-            if job.id in self._shown:
-                if not visible:
-                    self._remove(job.id)
-                    touched += 1
-                    continue
-                touched += self._update(job, now)
-            elif visible:
-                cells = _cells(job, now)
-                self.add_row(*cells.values(), key=job.id)
-                self._shown[job.id] = cells
-                added += 1
-        if added:
-            self._sort()
-        if touched or added:
+            shown = job.id in self._index
+            if visible != shown or (shown and sort_key(old) != sort_key(job)):
+                reorder = True
+            elif shown:
+                touched.append(job.id)
+        selected_id = self._order[self.cursor] if self._order else None
+        if reorder:
+            self._rebuild_order(selected_id)
+        else:
+            for job_id in touched:
+                self._refresh_job(job_id)
+        self.lines_refreshed += len(touched)
+        if selected_id is None or selected_id in {j.id for j in jobs} or reorder:
             self._announce()
-        return touched + added
+        return len(jobs)
 
     def tick(self) -> None:
-        """Refresh the elapsed column of active jobs (the only cells that change with time)."""
-        now = self.clock()
-        for job_id, cells in self._shown.items():
-            job = self.jobs[job_id]
+        """Re-render visible active jobs: their elapsed time is the only thing that changes by itself."""
+        top = int(self.scroll_y)
+        for row in range(top, min(top + self.size.height, len(self._order))):
+            job = self.jobs[self._order[row]]
             if job.started_at and not job.state.is_final:
-                value = elapsed(job, now)
-                if cells["elapsed"] != value:
-                    cells["elapsed"] = value
-                    self.update_cell(job_id, "elapsed", value)
+                self._refresh_row(row)
 
     def set_filter(self, job_filter: JobFilter) -> None:
         self.job_filter = job_filter
-        for job_id in [j for j in self._shown if not job_filter(self.jobs[j])]:
-            self._remove(job_id)
-        now = self.clock()
-        for job in self.jobs.values():
-            if job.id not in self._shown and job_filter(job):
-                cells = _cells(job, now)
-                self.add_row(*cells.values(), key=job.id)
-                self._shown[job.id] = cells
-        self._sort()
+        self._rebuild_order(self._order[self.cursor] if self._order else None)
         self._announce()
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
@@ -134,33 +165,120 @@ class JobsTable(DataTable):
         else:
             self.sort_column = column
             self.sort_reverse = bool(reverse)
-        self._sort()
+        self._rebuild_order(self._order[self.cursor] if self._order else None)
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        event.stop()
-        self.sort_by(event.column_key.value)
+    def _rebuild_order(self, keep: str | None) -> None:
+        key = BY_KEY[self.sort_column].sort_key
+        ids = [j.id for j in self.jobs.values() if self.job_filter(j)]
+        ids.sort(key=lambda job_id: key(self.jobs[job_id]), reverse=self.sort_reverse)
+        self._order = ids
+        self._index = {job_id: i for i, job_id in enumerate(ids)}
+        self.cursor = self._index.get(keep, min(self.cursor, max(0, len(ids) - 1)))
+        self.virtual_size = Size(self.size.width, len(ids) + 1)
+        self.refresh()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        event.stop()
+    # -- rendering ------------------------------------------------------------------------------
+
+    def _widths(self) -> list[int]:
+        fixed = sum(c.width for c in COLUMNS) + GAP * (len(COLUMNS) + 1)
+        flexible = max(MIN_TASK, self.size.width - fixed)
+        return [c.width or flexible for c in COLUMNS]
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y == 0:
+            style = self.get_component_rich_style("jobs-table--header")
+            return self._strip([self._header_text(c) for c in COLUMNS], style, width)
+        row = int(self.scroll_y) + y - 1
+        if row >= len(self._order):
+            return Strip.blank(width, self.rich_style)
+        job = self.jobs[self._order[row]]
+        if row == self.cursor:
+            style = self.get_component_rich_style("jobs-table--cursor")
+        elif row % 2:
+            style = self.get_component_rich_style("jobs-table--even")
+        else:
+            style = self.rich_style
+        now = self.clock()
+        return self._strip([cell_text(c.key, job, now) for c in COLUMNS], style, width)
+
+    def _header_text(self, column: Column) -> Text:
+        arrow = (" ▼" if self.sort_reverse else " ▲") if column.key == self.sort_column else ""
+        return Text(column.label + arrow)
+
+    def _strip(self, cells: list[Text], base: Style, width: int) -> Strip:
+        segments = [Segment(" " * GAP, base)]
+        for column, text, cell_width in zip(COLUMNS, cells, self._widths(), strict=True):
+            text.truncate(cell_width, overflow="ellipsis", pad=False)
+            pad = " " * (cell_width - text.cell_len)
+            if column.right:
+                segments.append(Segment(pad, base))
+            segments.extend(text.render(self.app.console) if text.spans or text.style else [Segment(text.plain)])
+            if not column.right:
+                segments.append(Segment(pad, base))
+            segments.append(Segment(" " * GAP, base))
+        strip = Strip(Segment.apply_style(segments, base))
+        return strip.adjust_cell_length(width, base)
+
+    def _refresh_job(self, job_id: str) -> None:
+        row = self._index.get(job_id)
+        if row is not None:
+            self._refresh_row(row)
+
+    def _refresh_row(self, row: int) -> None:
+        y = row - int(self.scroll_y) + 1
+        if 1 <= y < self.size.height:
+            self.refresh_line(y)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.virtual_size = Size(event.size.width, len(self._order) + 1)
+
+    # -- cursor and mouse -----------------------------------------------------------------------
+
+    def _move(self, row: int) -> None:
+        if not self._order:
+            return
+        row = max(0, min(len(self._order) - 1, row))
+        if row == self.cursor:
+            return
+        old, self.cursor = self.cursor, row
+        self._refresh_row(old)
+        visible_rows = max(1, self.size.height - 1)
+        top = int(self.scroll_y)
+        if row < top:
+            self.scroll_to(y=row, animate=False)
+        elif row >= top + visible_rows:
+            self.scroll_to(y=row - visible_rows + 1, animate=False)
+        self._refresh_row(row)
         self._announce()
 
-    def _sort(self) -> None:
-        key = SORT_KEYS[self.sort_column]
-        jobs = self.jobs
-        self.sort("id", key=lambda job_id: key(jobs[job_id]), reverse=self.sort_reverse)
+    def action_cursor(self, delta: int) -> None:
+        self._move(self.cursor + delta)
 
-    def _update(self, job: Job, now: datetime) -> int:
-        old = self._shown[job.id]
-        new = _cells(job, now)
-        changed = [k for k, v in new.items() if old.get(k) != v]
-        for column in changed:
-            self.update_cell(job.id, column, new[column])
-        self._shown[job.id] = new
-        return 1 if changed else 0
+    def action_page(self, direction: int) -> None:
+        self._move(self.cursor + direction * max(1, self.size.height - 2))
 
-    def _remove(self, job_id: str) -> None:
-        self.remove_row(job_id)
-        del self._shown[job_id]
+    def action_jump(self, row: int) -> None:
+        self._move(row if row >= 0 else len(self._order) - 1)
+
+    def action_select(self) -> None:
+        if self.selected is not None:
+            self.post_message(self.JobSelected(self.selected))
+
+    def on_click(self, event: events.Click) -> None:
+        if event.y == 0:
+            x = GAP
+            for column, width in zip(COLUMNS, self._widths(), strict=True):
+                if x <= event.x < x + width + GAP:
+                    self.sort_by(column.key)
+                    return
+                x += width + GAP
+            return
+        row = int(self.scroll_y) + event.y - 1
+        if row < len(self._order):
+            self._move(row)
+            if event.chain == 2:
+                self.action_select()
 
     def _announce(self) -> None:
         self.post_message(self.JobHighlighted(self.selected))

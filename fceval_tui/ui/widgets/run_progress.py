@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from fceval_tui.domain.states import JobState
 from fceval_tui.store import RunSummary
@@ -13,15 +13,29 @@ from fceval_tui.store import RunSummary
 MAX_RUNS = 4
 
 
-class RunProgress(Static):
+class RunProgress(Widget):
+    """Re-rendered in place on every poll; the layout is redone only when the number of runs shown changes
+    (a full layout pass on every poll would cost the whole screen a repaint)."""
+
     DEFAULT_CSS = """
-    RunProgress { height: auto; max-height: 5; padding: 0 1; }
+    RunProgress { height: 1; padding: 0 1; }
     """
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._summaries: list[RunSummary] = []
+
     def show(self, summaries: list[RunSummary]) -> None:
+        rows = max(1, min(MAX_RUNS, len(summaries)))
+        self._summaries = summaries
+        if self.styles.height is None or self.styles.height.value != rows:
+            self.styles.height = rows
+        self.refresh()
+
+    def render(self):
+        summaries = self._summaries
         if not summaries:
-            self.update(Text("no runs yet: press n to launch jobs", style="dim"))
-            return
+            return Text("no runs yet: press n to launch jobs", style="dim")
         grid = Table.grid(padding=(0, 2), expand=True)
         grid.add_column(no_wrap=True)
         grid.add_column(ratio=1)
@@ -40,4 +54,4 @@ class RunProgress(Static):
             grid.add_row(Text(f"{summary.run.id} {summary.run.backend}", style="bold"),
                          ProgressBar(total=max(summary.total, 1), completed=summary.done),
                          detail)
-        self.update(grid)
+        return grid
