@@ -28,7 +28,7 @@ SORTABLE = [column.key for column in COLUMNS]
 
 class JobsScreen(PollingScreen):
     DEFAULT_CSS = """
-    JobsScreen #filter { display: none; dock: top; margin: 0 1; }
+    JobsScreen #filter { display: none; margin: 0 1; }
     JobsScreen #filter.visible { display: block; }
     JobsScreen #body { height: 1fr; }
     JobsScreen JobsTable { width: 1fr; }
