@@ -100,7 +100,7 @@ class MirrorUpdate:
         if self.gap:
             return f"at least {self.gap} lines not captured"
         if not self.gap_exact:
-            return "the pane was cleared; lines printed just before the clear may not have been captured"
+            return "the pane was cleared or its history trimmed; some earlier lines may not have been captured"
         return None
 
     def __bool__(self) -> bool:
@@ -133,6 +133,9 @@ class PaneInfo:
     @classmethod
     def parse(cls, text: str) -> PaneInfo:
         f = text.split()
+        if not f:
+            # tmux expands the formats of a pane it cannot find to nothing rather than failing.
+            raise PaneGone("the pane no longer exists")
         if len(f) != 10:
             raise TransientError(f"unexpected tmux display-message output: {text!r}")
         return cls(*map(int, f[:6]), f[6] == "1", f[7] == "1", f[8], f[9])
@@ -291,7 +294,9 @@ class Tracker:
     def _locate(self, snap: Snapshot) -> tuple[int, int, bool] | int:
         fr, info = self.frontier, snap.info
         if fr is None:
-            return (0, 0, True) if snap.top == 0 else 0
+            # From the start of the history; if tmux has trimmed it, earlier lines are gone.
+            trimmed = info.hsize > info.hlimit - max(1, info.hlimit // 10)
+            return (0, 0, not trimmed) if snap.top == 0 else 0
         if info.width != fr.width or info.hlimit != fr.hlimit:
             return self._search(snap)
         trim = max(1, fr.hlimit // 10)
@@ -311,7 +316,8 @@ class Tracker:
             if f - a < snap.top:
                 return f - a
             if snap.row_texts(f - a, f) == fr.anchor[len(fr.anchor) - a :]:
-                return (f, 0, True)
+                # With nothing above the frontier to compare, a trim cannot be ruled out.
+                return (f, 0, a > 0 or not trimmed_possible)
         # Rows above the frontier changed or vanished without trimming: the pane was cleared.
         return (0, 0, False) if snap.top == 0 else 0
 
@@ -493,6 +499,7 @@ class Mirror:
         self._last_screen_read = 0.0
         self._reconnects = 0
         self._old_link_bytes = 0
+        self._saw_exit = False  # tmux said goodbye: all output before it has been delivered
         # polling state
         self._growth = 16
         self._next_poll = 0.0
@@ -522,6 +529,7 @@ class Mirror:
         self._started = True
         if self.mode == "stream":
             self._connect(baseline_full=self.from_start)
+            self._await_baseline()
         elif not self.from_start:
             self.tracker.reset_to(self._poll_snapshot(0))
 
@@ -533,6 +541,16 @@ class Mirror:
     @property
     def ended(self) -> bool:
         return self._ended
+
+    @property
+    def in_sync(self) -> bool:
+        """Streaming: attached and caught up (False while connecting or reconnecting). Polling: True."""
+        return self.mode == "poll" or (self._started and not self._discard)
+
+    @property
+    def reconnects(self) -> int:
+        """How many times a dropped stream has been re-opened."""
+        return self._reconnects
 
     @property
     def bytes_read(self) -> int:
@@ -618,9 +636,25 @@ class Mirror:
             self._old_link_bytes += self._link.bytes_read
         self._link = _ControlLink(self.transport.open_stream(argv))
         self._discard = True
+        self._saw_exit = False
         rows = FULL if baseline_full else ANCHOR_ROWS + 8
         self._link.send(window_commands(self.pane_id, rows), self._on_baseline)
         self._last_sync = time.monotonic()
+
+    def _await_baseline(self) -> None:
+        """Block until the control client is attached and its first snapshot read, so that
+        everything the pane prints after start() returns is captured."""
+        deadline = time.monotonic() + self.tmux.timeout
+        while self._discard and not self._ended:
+            if time.monotonic() > deadline:
+                raise TransientError(f"tmux control mode on {self.transport.describe()} did not answer")
+            assert self._link is not None
+            events = self._link.read(0.05)
+            if events is None:
+                self._on_stream_end()
+                continue
+            for event in events:
+                self._on_event(event)
 
     def _on_baseline(self, blocks: list[Block]) -> None:
         snap = self._snap_from(blocks)
@@ -731,6 +765,8 @@ class Mirror:
         elif event.name in ("%window-close", "%unlinked-window-close", "%layout-change", "%session-changed"):
             self._dirty = True
             self._last_sync = 0.0  # look now: the pane may be gone or resized
+        elif event.name == "%exit":
+            self._saw_exit = True
         elif event.name == "text":
             log.debug("control stream: %s", event.rest[:200].decode("utf-8", "replace"))
 
@@ -754,6 +790,9 @@ class Mirror:
         try:
             info = PaneInfo.parse(self.tmux.run("display-message", "-p", "-t", self.pane_id, _INFO))
         except PaneGone:
+            if not self._saw_exit or self._discard:
+                # The stream broke off (no %exit) and the pane is gone: its last output is unknown.
+                self._acc.gap_exact = False
             self._finish_stream()
             return
         if info.dead or info.pane_id != self.pane_id:

@@ -33,6 +33,7 @@ class ProcessStream(Stream):
     def __init__(self, argv: Sequence[str], *, use_pty: bool = False, env: Mapping[str, str] | None = None) -> None:
         self._lock = threading.Lock()
         self._closed = False
+        self._eof = False
         try:
             if use_pty:
                 master, slave = pty.openpty()
@@ -79,12 +80,14 @@ class ProcessStream(Stream):
         if not ready:
             raise TimeoutError(f"no output within {timeout}s")
         try:
-            return os.read(self._rfd, size)
+            data = os.read(self._rfd, size)
         except OSError as exc:
             # A pty master reports EIO once the child side is gone: that is the end of the stream.
-            if exc.errno in (errno.EIO, errno.EBADF):
-                return b""
-            raise
+            if exc.errno not in (errno.EIO, errno.EBADF):
+                raise
+            data = b""
+        self._eof = not data
+        return data
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -118,14 +121,8 @@ class ProcessStream(Stream):
 
     @property
     def closed(self) -> bool:
-        return self._closed or (self._proc.poll() is not None and not self._readable())
-
-    def _readable(self) -> bool:
-        try:
-            ready, _, _ = select.select([self._rfd], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return bool(ready)
+        """Closed by us, or the end of the stream has been read."""
+        return self._closed or self._eof
 
 
 class LocalTransport(Transport):

@@ -103,11 +103,8 @@ def parse_marked(text: str, markers: Markers) -> MarkedOutput:
         inside, outside = lines[begin + 1 :], lines[:begin]
     else:
         inside, outside = lines[begin + 1 : rc_at], lines[:begin] + lines[rc_at + 1 :]
+    # Joining the lines between the markers drops exactly the newline printed before the rc marker.
     payload = "\n".join(inside)
-    if rc_at is not None and payload.endswith("\n"):
-        payload = payload[:-1]  # the newline wrap_command printed before the rc marker
-    elif rc_at is not None and not inside:
-        payload = ""
     other = "\n".join(line for line in outside if line.strip() and not is_chatter(line))
     return MarkedOutput(begin is not None, exit_code, payload, other)
 
