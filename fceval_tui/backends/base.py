@@ -135,6 +135,10 @@ class Backend(ABC):
     def cleanup(self, ctx: JobContext, resource_id: str) -> None:
         """Destroy everything this attempt created. Idempotent; also called after errors."""
 
+    def artifacts_dir(self, job: Job, local_work: Path) -> str:
+        """Where the pipeline writes artifacts, as seen by the compute ({artifacts_dir} in templates)."""
+        return str(local_work / "artifacts")
+
     def hourly_cost(self, ctx: JobContext) -> float:
         """Approximate USD per hour of the compute, for cost so far."""
         return 0.0

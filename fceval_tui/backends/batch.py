@@ -23,7 +23,7 @@ from typing import ClassVar
 
 from fceval_tui.backends import remote
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, chunks, classify, error_code
-from fceval_tui.backends.base import Backend, JobContext, Observation, Outcome, Resource, ResourceGone, TmuxTarget
+from fceval_tui.backends.base import JobContext, Observation, Outcome, Resource, ResourceGone, TmuxTarget
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Job, parse_iso
@@ -76,7 +76,7 @@ class _StatusBoard:
         self._at = time.monotonic()
 
 
-class BatchBackend(Backend):
+class BatchBackend(remote.RemoteBackend):
     name = "batch"
     first_state = JobState.PROVISIONING
     poll_interval = 10.0
@@ -124,8 +124,7 @@ class BatchBackend(Backend):
         s = self.settings
         work = remote.remote_work_dir(s, ctx.job.id)
         manifest = remote.Manifest.for_job(ctx, remote.artifact_prefix(ctx, s))
-        run_command, grade_command = remote.remote_commands(ctx, f"{work}/artifacts")
-        script = pipeline.render(work, f"{work}/artifacts", run_command, grade_command,
+        script = pipeline.render(work, f"{work}/artifacts", ctx.run_command, ctx.grade_command,
                                  upload=manifest.upload_shell(),
                                  banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}")
         # The job's exit code is the pipeline's verdict, so Batch shows agent failures as FAILED.

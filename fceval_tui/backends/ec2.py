@@ -24,7 +24,6 @@ from typing import ClassVar
 from fceval_tui.backends import remote
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, classify, error_code, tag_map
 from fceval_tui.backends.base import (
-    Backend,
     JobContext,
     Observation,
     Outcome,
@@ -81,7 +80,7 @@ def user_data(ctx: JobContext, work_root: str, use_nvme: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Ec2Backend(Backend):
+class Ec2Backend(remote.RemoteBackend):
     name = "ec2"
     first_state = JobState.PROVISIONING
     poll_interval = 5.0
@@ -175,9 +174,8 @@ class Ec2Backend(Backend):
         work = remote.remote_work_dir(self.settings, ctx.job.id)
         staging = self._staging(ctx)
         manifest = remote.Manifest.for_job(ctx, remote.artifact_prefix(ctx, self.settings))
-        run_command, grade_command = remote.remote_commands(ctx, f"{work}/artifacts")
         script = pipeline.render(
-            work, f"{work}/artifacts", run_command, grade_command, upload=manifest.upload_shell(),
+            work, f"{work}/artifacts", ctx.run_command, ctx.grade_command, upload=manifest.upload_shell(),
             banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt} on {resource_id}",
         )
         staging.put(s3, remote.MANIFEST, manifest.to_json())

@@ -23,7 +23,6 @@ from typing import ClassVar
 from fceval_tui.backends import remote
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, chunks, classify, error_code, tag_map
 from fceval_tui.backends.base import (
-    Backend,
     JobContext,
     Observation,
     Outcome,
@@ -73,7 +72,7 @@ def image_for(template: str, task_id: str) -> str:
     return template.replace("{task_id}", _IMAGE_TAG_UNSAFE.sub("-", task_id)[:128])
 
 
-class EcsBackend(Backend):
+class EcsBackend(remote.RemoteBackend):
     name = "ecs"
     first_state = JobState.PROVISIONING
     poll_interval = 5.0
@@ -164,9 +163,8 @@ class EcsBackend(Backend):
         work = remote.remote_work_dir(self.settings, ctx.job.id)
         staging = self._staging(ctx.job, ctx.attempt)
         manifest = remote.Manifest.for_job(ctx, remote.artifact_prefix(ctx, self.settings))
-        run_command, grade_command = remote.remote_commands(ctx, f"{work}/artifacts")
         script = pipeline.render(
-            work, f"{work}/artifacts", run_command, grade_command,
+            work, f"{work}/artifacts", ctx.run_command, ctx.grade_command,
             banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt} in {resource_id}",
         )
         s3 = self.aws.s3

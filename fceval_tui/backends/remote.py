@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 from fceval_tui.backends.aws import AWS_ERRORS, classify, error_code
-from fceval_tui.backends.base import JobContext, Outcome
+from fceval_tui.backends.base import Backend, JobContext, Outcome
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.artifacts import join_prefix, keys_for
@@ -37,14 +38,11 @@ def remote_work_dir(settings: Settings, job_id: str) -> str:
     return settings.remote_work_dir.rstrip("/") + "/" + job_id
 
 
-def remote_commands(ctx: JobContext, remote_artifacts: str) -> tuple[str, str | None]:
-    """The runner renders {artifacts_dir} as a path on this machine; point it at the remote one.
+class RemoteBackend(Backend):
+    """A backend whose pipeline runs on remote compute, under FCEVAL_REMOTE_WORK_DIR/<job id>."""
 
-    Template values are inserted shell-quoted, so the quoted local path is an exact token to swap."""
-    local = shlex.quote(str(ctx.work_dir / "artifacts"))
-    remote = shlex.quote(remote_artifacts)
-    grade = ctx.grade_command.replace(local, remote) if ctx.grade_command else None
-    return ctx.run_command.replace(local, remote), grade
+    def artifacts_dir(self, job: Job, local_work: Path) -> str:
+        return remote_work_dir(self.settings, job.id) + "/artifacts"
 
 
 def require_staging_bucket(settings: Settings, backend: str) -> str:

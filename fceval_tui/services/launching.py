@@ -64,7 +64,7 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
         job = Job(job_id_for(run_id, seq), run_id, seq, spec.agent, spec.task_id, spec.model, spec.dataset,
                   settings.backend, JobState.PENDING)
         work = work_dir(settings, job)
-        values = template_values(job, work)
+        values = template_values(job, backend.artifacts_dir(job, work))
         keys = keys_for(job, True, utcnow())
         target = backend.tmux_target(job)
         jobs.append({

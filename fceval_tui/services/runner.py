@@ -51,10 +51,10 @@ def work_dir(settings: Settings, job: Job) -> Path:
     return settings.state_dir / "work" / job.run_id / job.id
 
 
-def template_values(job: Job, work: Path) -> dict[str, str]:
+def template_values(job: Job, artifacts_dir: str) -> dict[str, str]:
     return {
         "agent": job.agent, "task_id": job.task_id, "model": job.model, "dataset": job.dataset,
-        "run_id": job.run_id, "job_id": job.id, "artifacts_dir": str(work / "artifacts"),
+        "run_id": job.run_id, "job_id": job.id, "artifacts_dir": artifacts_dir,
     }
 
 
@@ -152,7 +152,7 @@ class Runner:
     def _context(self, run: Run, job: Job, attempt: int) -> JobContext:
         work = work_dir(self.settings, job)
         work.mkdir(parents=True, exist_ok=True)
-        values = template_values(job, work)
+        values = template_values(job, self.backend.artifacts_dir(job, work))
         grade = self.settings.grade_command
         return JobContext(
             job=job,
