@@ -64,7 +64,7 @@ def test_resources_view(app, snap_compare):
         Resource("ec2", "instance", "i-0abc123def4567890", "running", "r0old", "r0old-001",
                  started_at=T0 - timedelta(hours=3), cost_usd=0.52),
     ]
-    app.list_resources = lambda: (fake, [])
+    app.resource_listing = lambda: (fake, {"i-0abc123def4567890": "not in this ledger (run r0old)"}, [])
 
     async def before(pilot):
         await pilot.press("2")

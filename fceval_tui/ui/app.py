@@ -17,11 +17,10 @@ from textual.worker import Worker, WorkerState
 # libtmux reads sys.stdout.encoding when imported, and Textual swaps sys.stdout while it runs:
 # import the local backend before the app starts, not later from a runner thread.
 import fceval_tui.backends.local  # noqa: F401
-from fceval_tui.backends import make_backend
 from fceval_tui.backends.base import Resource
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, JobSpec, utcnow
-from fceval_tui.errors import BackendError, UserError
+from fceval_tui.errors import UserError
 from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs
 from fceval_tui.store import Store
 from fceval_tui.ui.screens.events import EventsScreen
@@ -179,17 +178,18 @@ class FcevalApp(App):
         cancelled = cancel_jobs(self.store, self.settings, job_ids)
         self.call_from_thread(self.notify, f"cancelled {len(cancelled)} job(s)")
 
-    def list_resources(self) -> tuple[list[Resource], list[str]]:
-        """Every backend's live resources (called from a worker thread)."""
-        names = {"local", self.settings.backend} | {r.backend for r in self.store.runs()}
-        resources: list[Resource] = []
-        errors: list[str] = []
-        for name in sorted(names):
-            try:
-                resources.extend(make_backend(name, self.settings).list_resources())
-            except (UserError, BackendError) as exc:
-                errors.append(f"{name}: {exc}")
-        return resources, errors
+    def resource_listing(self) -> tuple[list[Resource], dict[str, str], list[str]]:
+        """Every backend's live resources, why each orphan is one, and what could not be listed.
+
+        The same listing and orphan rules as `fceval-tui teardown` (called from a worker thread)."""
+        from fceval_tui.services import teardown
+
+        listing = teardown.list_everything(
+            self.settings, teardown.backends_to_list(self.settings, self.store, teardown.Scope.orphans()))
+        plan = teardown.make_plan(self.settings, self.store, teardown.Scope.orphans(), listing)
+        orphans = {item.resource.id: item.reason for item in plan.items if item.action == teardown.DESTROY}
+        errors = [f"{name}: {why}" for name, why in listing.unlisted.items()]
+        return listing.resources, orphans, errors
 
     def open_attach(self, job: Job) -> None:
         from fceval_tui.ui.screens.attach import AttachScreen

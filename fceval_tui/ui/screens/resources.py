@@ -14,19 +14,12 @@ from fceval_tui.presentation import duration, money
 from fceval_tui.ui.polling import PollingScreen
 
 
-def is_orphan(resource: Resource, known: dict[str, bool]) -> bool:
-    """Unknown to the ledger, or its job already ended: nothing will ever clean it up by itself."""
-    if resource.job_id is None or resource.job_id not in known:
-        return True
-    return known[resource.job_id]
-
-
 class ResourcesScreen(PollingScreen):
     poll_interval = 3.0
     BINDINGS = [Binding("ctrl+r", "refresh", "Refresh", id="resources.refresh")]
 
     class Loaded(Message):
-        def __init__(self, resources: list[Resource], orphans: set[str], errors: list[str]) -> None:
+        def __init__(self, resources: list[Resource], orphans: dict[str, str], errors: list[str]) -> None:
             super().__init__()
             self.resources = resources
             self.orphans = orphans
@@ -40,7 +33,7 @@ class ResourcesScreen(PollingScreen):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for key, label in (("backend", "Backend"), ("kind", "Kind"), ("id", "Resource"), ("state", "State"),
-                           ("job", "Job"), ("uptime", "Uptime"), ("cost", "Cost so far"), ("orphan", "")):
+                           ("job", "Job"), ("uptime", "Uptime"), ("cost", "Cost so far"), ("orphan", "Orphan")):
             table.add_column(label, key=key)
 
     def action_refresh(self) -> None:
@@ -51,10 +44,7 @@ class ResourcesScreen(PollingScreen):
 
     @work(thread=True, exclusive=True, group="resources-poll", exit_on_error=False)
     def _load(self) -> None:
-        resources, errors = self.app.list_resources()
-        known = {j.id: j.state.is_final for j in self.app.store.jobs()}
-        orphans = {r.id for r in resources if is_orphan(r, known)}
-        self.post_message(self.Loaded(resources, orphans, errors))
+        self.post_message(self.Loaded(*self.app.resource_listing()))
 
     def on_resources_screen_loaded(self, message: Loaded) -> None:
         table = self.query_one(DataTable)
@@ -64,7 +54,8 @@ class ResourcesScreen(PollingScreen):
             key = f"{r.backend}:{r.id}"
             seen.add(key)
             uptime = duration((now - r.started_at).total_seconds()) if r.started_at else ""
-            orphan = Text("ORPHAN", style="bold red") if r.id in message.orphans else Text("")
+            reason = message.orphans.get(r.id)
+            orphan = Text(f"ORPHAN: {reason}", style="bold red") if reason else Text("")
             cells = (r.backend, r.kind, r.id, r.state, r.job_id or "", uptime, money(r.cost_usd), orphan)
             if key in table.rows:
                 for column, value in zip(("backend", "kind", "id", "state", "job", "uptime", "cost", "orphan"),
