@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from aws_helpers import GRADE, PROFILE, RESULTS, STAGING, s3_keys
+from aws_helpers import GRADE, PROFILE, RESULTS, RUN, STAGING, s3_keys
 from conftest import run_cli
 
 pytest_plugins = ("aws_fixtures",)
@@ -46,6 +46,7 @@ def test_sigkilled_console_resumes_and_leaves_nothing_behind(aws_env, ssm_agent,
         "FCEVAL_ARTIFACTS": f"s3://{RESULTS}/evals",
         "FCEVAL_INSTANCE_PROFILE": PROFILE,
         "FCEVAL_REMOTE_WORK_DIR": str(tmp_path / "remote"),
+        "FCEVAL_RUN_COMMAND": RUN,
         "FCEVAL_GRADE_COMMAND": GRADE,
         "FCEVAL_EXAMPLE_SECONDS": "3",
         "FCEVAL_EXAMPLE_TRACE": str(trace),

@@ -139,8 +139,12 @@ class Backend(ABC):
         """Where the pipeline writes artifacts, as seen by the compute ({artifacts_dir} in templates)."""
         return str(local_work / "artifacts")
 
-    def hourly_cost(self, ctx: JobContext) -> float:
-        """Approximate USD per hour of the compute, for cost so far."""
+    def artifact_prefix(self) -> str:
+        """Where this backend stores artifacts (a directory or s3://...); a ConfigError when it cannot."""
+        return self.settings.artifact_prefix
+
+    def hourly_cost(self) -> float:
+        """Approximate USD per hour of one job's compute (cost so far, dry-run estimates)."""
         return 0.0
 
     def list_resources(self) -> list[Resource]:

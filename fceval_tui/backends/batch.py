@@ -105,8 +105,7 @@ class BatchBackend(remote.RemoteBackend):
         self._board = _StatusBoard(self.aws.batch, max_age=self.poll_interval / 2)
 
     def check_ready(self) -> None:
-        self.aws.check_credentials()
-        remote.require_staging_bucket(self.settings, self.name)
+        super().check_ready()
         missing = [env for env, value in (("FCEVAL_BATCH_QUEUE", self.settings.batch_queue),
                                           ("FCEVAL_BATCH_JOB_DEFINITION", self.settings.batch_job_definition))
                    if not value]
@@ -123,7 +122,7 @@ class BatchBackend(remote.RemoteBackend):
             return existing[0]  # a retry after a lost SubmitJob response
         s = self.settings
         work = remote.remote_work_dir(s, ctx.job.id)
-        manifest = remote.Manifest.for_job(ctx, remote.artifact_prefix(ctx, s))
+        manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
         script = pipeline.render(work, f"{work}/artifacts", ctx.run_command, ctx.grade_command,
                                  upload=manifest.upload_shell(),
                                  banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}")
@@ -191,7 +190,7 @@ class BatchBackend(remote.RemoteBackend):
         if self.settings.staging_bucket:
             self._staging(ctx.job, ctx.attempt).delete_all(self.aws.s3)
 
-    def hourly_cost(self, ctx: JobContext) -> float:
+    def hourly_cost(self) -> float:
         return batch_hourly(self.settings.batch_vcpu, self.settings.batch_memory)
 
     def list_resources(self) -> list[Resource]:

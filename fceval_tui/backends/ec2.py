@@ -133,10 +133,6 @@ class Ec2Backend(remote.RemoteBackend):
 
     # -- the Backend contract -----------------------------------------------------------------
 
-    def check_ready(self) -> None:
-        self.aws.check_credentials()
-        remote.require_staging_bucket(self.settings, self.name)
-
     def provision(self, ctx: JobContext) -> str:
         existing = self._instances_of(ctx)
         if existing:
@@ -173,7 +169,7 @@ class Ec2Backend(remote.RemoteBackend):
         s3 = self.aws.s3
         work = remote.remote_work_dir(self.settings, ctx.job.id)
         staging = self._staging(ctx)
-        manifest = remote.Manifest.for_job(ctx, remote.artifact_prefix(ctx, self.settings))
+        manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
         script = pipeline.render(
             work, f"{work}/artifacts", ctx.run_command, ctx.grade_command, upload=manifest.upload_shell(),
             banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt} on {resource_id}",
@@ -230,7 +226,7 @@ class Ec2Backend(remote.RemoteBackend):
         if self.settings.staging_bucket:
             self._staging(ctx).delete_all(self.aws.s3)
 
-    def hourly_cost(self, ctx: JobContext) -> float:
+    def hourly_cost(self) -> float:
         return ec2_hourly(self.settings.ec2_instance_type, self.settings.spot_price) or 0.0
 
     def list_resources(self) -> list[Resource]:

@@ -112,8 +112,7 @@ class EcsBackend(remote.RemoteBackend):
         self._transport_for = transport_for or self._ecs_exec
 
     def check_ready(self) -> None:
-        self.aws.check_credentials()
-        remote.require_staging_bucket(self.settings, self.name)
+        super().check_ready()
         missing = [env for env, value in (("FCEVAL_ECS_IMAGE", self.settings.ecs_image),
                                           ("FCEVAL_ECS_SUBNETS", self.settings.ecs_subnets)) if not value]
         if missing:
@@ -162,7 +161,7 @@ class EcsBackend(remote.RemoteBackend):
         self._wait_running(resource_id)
         work = remote.remote_work_dir(self.settings, ctx.job.id)
         staging = self._staging(ctx.job, ctx.attempt)
-        manifest = remote.Manifest.for_job(ctx, remote.artifact_prefix(ctx, self.settings))
+        manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
         script = pipeline.render(
             work, f"{work}/artifacts", ctx.run_command, ctx.grade_command,
             banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt} in {resource_id}",
@@ -219,7 +218,7 @@ class EcsBackend(remote.RemoteBackend):
         if self.settings.staging_bucket:
             self._staging(ctx.job, ctx.attempt).delete_all(self.aws.s3)
 
-    def hourly_cost(self, ctx: JobContext) -> float:
+    def hourly_cost(self) -> float:
         return fargate_hourly(self.settings.ecs_cpu, self.settings.ecs_memory)
 
     def list_resources(self) -> list[Resource]:

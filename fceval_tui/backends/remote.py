@@ -23,7 +23,7 @@ from fceval_tui.domain import pipeline
 from fceval_tui.domain.artifacts import join_prefix, keys_for
 from fceval_tui.domain.models import Job, utcnow
 from fceval_tui.domain.states import JobState
-from fceval_tui.errors import ConfigError, PermanentError
+from fceval_tui.errors import ConfigError
 
 STAGING_ROOT = "fceval-tui/staging"
 MANIFEST = "manifest.json"
@@ -41,8 +41,31 @@ def remote_work_dir(settings: Settings, job_id: str) -> str:
 class RemoteBackend(Backend):
     """A backend whose pipeline runs on remote compute, under FCEVAL_REMOTE_WORK_DIR/<job id>."""
 
+    aws: object  # AwsClients, built by each subclass
+
+    def check_ready(self) -> None:
+        self.aws.check_credentials()
+        require_staging_bucket(self.settings, self.name)
+        if self.settings.sources.get("run_command") == "default":
+            raise ConfigError(
+                f"FCEVAL_RUN_COMMAND is not set, and the bundled example harness exists only on this machine, "
+                f"not on {self.name} compute",
+                "set FCEVAL_RUN_COMMAND (and FCEVAL_GRADE_COMMAND) to the harness command available on your image",
+            )
+
     def artifacts_dir(self, job: Job, local_work: Path) -> str:
         return remote_work_dir(self.settings, job.id) + "/artifacts"
+
+    def artifact_prefix(self) -> str:
+        prefix = cloud_artifact_prefix(self.settings)
+        if prefix is not None:
+            return prefix
+        if self.settings.values.get("artifacts"):
+            raise ConfigError(
+                f"FCEVAL_ARTIFACTS={self.settings.artifacts} is a local directory, which {self.name} compute "
+                "cannot write to", "set FCEVAL_ARTIFACTS=s3://bucket/prefix")
+        raise ConfigError(f"the {self.name} backend needs somewhere in S3 for artifacts",
+                          "set FCEVAL_ARTIFACTS=s3://bucket/prefix, S3_BUCKET_NAME or FC_EVAL_S3_BUCKET")
 
 
 def require_staging_bucket(settings: Settings, backend: str) -> str:
@@ -54,17 +77,17 @@ def require_staging_bucket(settings: Settings, backend: str) -> str:
     return settings.staging_bucket
 
 
-def artifact_prefix(ctx: JobContext, settings: Settings) -> str:
-    """Cloud compute writes artifacts straight to S3; a local prefix is only the unset default."""
-    if ctx.artifact_prefix.startswith("s3://"):
-        return ctx.artifact_prefix
-    if settings.values.get("artifacts"):
-        raise PermanentError(
-            f"FCEVAL_ARTIFACTS={ctx.artifact_prefix} is a local directory, which cloud compute cannot write to",
-            "set FCEVAL_ARTIFACTS=s3://bucket/prefix",
-        )
+def cloud_artifact_prefix(settings: Settings) -> str | None:
+    """The s3:// prefix cloud compute writes artifacts to; None when FCEVAL_ARTIFACTS is a local directory.
+
+    Unset, it defaults to the results bucket (or the staging bucket) under fceval-tui/artifacts."""
+    artifacts = settings.values.get("artifacts") or ""
+    if artifacts.startswith("s3://"):
+        return artifacts
+    if artifacts:
+        return None
     bucket = settings.results_bucket or settings.staging_bucket
-    return f"s3://{bucket}/fceval-tui/artifacts"
+    return f"s3://{bucket}/fceval-tui/artifacts" if bucket else None
 
 
 @dataclass(frozen=True)
@@ -190,7 +213,7 @@ def load_manifest(s3, staging: Staging, ctx: JobContext, settings: Settings) -> 
     text = staging.get(s3, MANIFEST)
     if text is None:
         # Start never got as far as staging; nothing can have been uploaded under these names.
-        return Manifest.for_job(ctx, artifact_prefix(ctx, settings))
+        return Manifest.for_job(ctx, ctx.artifact_prefix)
     return Manifest.from_json(text)
 
 

@@ -59,6 +59,7 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
     """Exactly what `launch` would create and run, with a provisional run id; writes nothing."""
     run_id = new_run_id()
     backend = backend_class(settings.backend)(settings)
+    prefix = backend.artifact_prefix()
     jobs = []
     for seq, spec in enumerate(specs, start=1):
         job = Job(job_id_for(run_id, seq), run_id, seq, spec.agent, spec.task_id, spec.model, spec.dataset,
@@ -76,8 +77,7 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
             "grade_command": settings.grade_command.render(values) if settings.grade_command else None,
             "work_dir": str(work),
             "tmux": (["tmux", *target.tmux_args, "new-session", "-s", target.session] if target else None),
-            "artifacts": [join_prefix(settings.artifact_prefix, keys.run_archive),
-                          join_prefix(settings.artifact_prefix, keys.grading_report)],
+            "artifacts": [join_prefix(prefix, keys.run_archive), join_prefix(prefix, keys.grading_report)],
         })
     return {
         "run_id": run_id,
@@ -87,21 +87,16 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
         "job_timeout_minutes": settings.job_timeout_minutes,
         "ttl_minutes": settings.ttl_minutes,
         "max_attempts": settings.max_attempts,
-        "artifact_prefix": settings.artifact_prefix,
-        "estimated_cost_usd": estimate_cost(settings, len(specs)),
+        "artifact_prefix": prefix,
+        "estimated_cost_usd": round(estimate_cost(settings, backend.hourly_cost(), len(specs)), 2),
         "jobs": jobs,
     }
 
 
-def estimate_cost(settings: Settings, jobs: int) -> float | None:
-    """Upper bound: every job runs until its timeout. None when the backend has no price."""
-    if settings.backend == "local":
-        return 0.0
-    try:
-        from fceval_tui.services import cost
-    except ModuleNotFoundError:
-        return None
-    return cost.estimate_run(settings, jobs)
+def estimate_cost(settings: Settings, hourly: float, jobs: int) -> float:
+    """Upper bound: every job's compute lives until its timeout (or the TTL, if shorter)."""
+    hours = min(settings.job_timeout_minutes, settings.ttl_minutes) / 60
+    return hourly * hours * jobs
 
 
 def spawn_background_runner(settings: Settings, run_id: str, env_file: Path | None) -> int:

@@ -109,15 +109,14 @@ def _is_object_action(action: str) -> bool:
 
 
 def _artifact_location(settings: Settings) -> tuple[str | None, str]:
-    """(bucket, key prefix) where cloud compute writes artifacts; mirrors remote.artifact_prefix."""
-    artifacts = settings.values.get("artifacts") or ""
-    if artifacts.startswith("s3://"):
-        bucket, _, prefix = artifacts[5:].partition("/")
-        return bucket, (prefix.rstrip("/") + "/") if prefix else ""
-    if artifacts:
-        return None, ""  # a local directory: cloud compute cannot write there (the audit reports it)
-    bucket = settings.results_bucket or settings.staging_bucket
-    return bucket, "fceval-tui/artifacts/"
+    """(bucket, key prefix) where cloud compute writes artifacts (None: a local directory, which the audit reports)."""
+    from fceval_tui.backends.remote import cloud_artifact_prefix
+
+    url = cloud_artifact_prefix(settings)
+    if url is None:
+        return None, ""
+    bucket, _, prefix = url[5:].partition("/")
+    return bucket, (prefix.rstrip("/") + "/") if prefix else ""
 
 
 def s3_targets(settings: Settings, placeholder: bool = False) -> tuple[list[str], list[str]]:

@@ -89,10 +89,11 @@ class Runner:
     # -- creating and driving runs ------------------------------------------------------------
 
     def create_run(self, specs: list[JobSpec], skip_preflight: bool = False) -> tuple[Run, list[Job]]:
+        backend = self.backend or make_backend(self.settings.backend, self.settings)
         snapshot = {
             "run_command": self.settings.run_command.text,
             "grade_command": self.settings.grade_command.text if self.settings.grade_command else None,
-            "artifacts": self.settings.artifact_prefix,
+            "artifacts": backend.artifact_prefix(),
             "job_timeout_minutes": self.settings.job_timeout_minutes,
             "ttl_minutes": self.settings.ttl_minutes,
             "max_attempts": self.settings.max_attempts,
@@ -261,7 +262,7 @@ class Runner:
         if observation.cost_usd is not None:
             job = self.store.update(job.id, cost_usd=observation.cost_usd)
         elif job.started_at:
-            rate = self.backend.hourly_cost(self._bare_context(job))
+            rate = self.backend.hourly_cost()
             if rate:
                 hours = (utcnow() - job.started_at).total_seconds() / 3600
                 job = self.store.update(job.id, cost_usd=round(rate * hours, 6))
@@ -301,9 +302,6 @@ class Runner:
         return self._reload(job)
 
     # -- helpers --------------------------------------------------------------------------------
-
-    def _bare_context(self, job: Job) -> JobContext:
-        return JobContext(job, job.attempts, "", None, "", Path("."), utcnow())
 
     def _check_timeout(self, job: Job) -> None:
         if job.started_at and utcnow() - job.started_at > timedelta(minutes=self.settings.job_timeout_minutes):
