@@ -34,7 +34,7 @@ def render_plan(plan: dict) -> Group:
         f"[bold]{plan['backend']}[/], {plan['concurrency']} at a time, timeout {plan['job_timeout_minutes']} min, "
         f"up to {plan['max_attempts']} attempts, {len(plan['jobs'])} job(s)")]
     cost = plan.get("estimated_cost_usd")
-    if cost is not None:
+    if cost and plan["backend"] != "local":
         parts.append(Text(f"estimated cost at most ${cost:.2f} (every job running to its timeout)"))
     for job in plan["jobs"]:
         model = f" / {job['model']}" if job["model"] else ""

@@ -25,9 +25,18 @@ def parse_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def new_run_id() -> str:
-    # Short enough to type, random enough that two consoles never collide.
-    return "r" + secrets.token_hex(4)
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """`r` + the time in base 36 + 2 random bytes: short to type, sorts by creation, never collides
+    in practice (the ledger still checks)."""
+    seconds = int((now or utcnow()).timestamp())
+    stamp = ""
+    while seconds:
+        seconds, digit = divmod(seconds, 36)
+        stamp = _B36[digit] + stamp
+    return "r" + stamp + secrets.token_hex(2)
 
 
 def job_id_for(run_id: str, seq: int) -> str:

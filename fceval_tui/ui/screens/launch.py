@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from fceval_tui.cli_output import render_plan
 from fceval_tui.config import BY_ATTR, Settings
@@ -96,6 +96,14 @@ class LaunchScreen(ModalScreen[str | None]):
                 yield Button("Close", id="close")
                 yield Button("Preview", id="preview-btn", variant="primary")
                 yield Button("Launch", id="launch", variant="success", disabled=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#jobs" if not self.jobs_file else "#preview-btn").focus()
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_preview()  # enter in any field: check it and show the plan
 
     def _raw(self) -> dict[str, str]:
         return {fid: self.query_one(f"#{fid}", Input).value.strip() for fid, *_ in FIELDS}

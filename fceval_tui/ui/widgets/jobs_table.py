@@ -37,8 +37,8 @@ class Column:
 
 
 COLUMNS = (
-    Column("id", "Job", 13, lambda j: (j.run_id, j.seq)),
-    Column("agent", "Agent", 10, lambda j: j.agent),
+    Column("id", "Job", 15, lambda j: (j.run_id, j.seq)),
+    Column("agent", "Agent", 9, lambda j: j.agent),
     Column("task", "Task", 0, lambda j: j.task_id),
     Column("model", "Model", 12, lambda j: j.model),
     Column("backend", "Backend", 7, lambda j: j.backend),
