@@ -9,7 +9,10 @@ from fceval_tui.errors import PermanentError, TransientError
 from fceval_tui.services.mirror import Mirror
 from fceval_tui.transports.ecs_exec import EcsExecTransport
 from fceval_tui.transports.remote import RetryPolicy
-from tests.tmux_fixtures import fake_aws, tmux_server  # noqa: F401
+from tests import tmux_fixtures
+
+fake_aws = tmux_fixtures.fake_aws  # fixtures shared with other test modules
+tmux_server = tmux_fixtures.tmux_server
 
 TASK = "arn:aws:ecs:us-east-1:123456789012:task/eval/0123abcd"
 
@@ -88,7 +91,7 @@ def test_oversized_stdin_is_refused_with_a_fix(fake_aws):
 
 
 @pytest.mark.parametrize("mode", ["poll", "stream"])
-def test_mirror_over_ecs_exec(fake_aws, tmux_server, mode):  # noqa: F811
+def test_mirror_over_ecs_exec(fake_aws, tmux_server, mode):
     pane = tmux_server.new_driven_pane()
     try:
         mirror = Mirror(_transport(fake_aws), tmux_server.args, pane.session, mode=mode, poll_interval=0)

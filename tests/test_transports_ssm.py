@@ -15,7 +15,10 @@ from fceval_tui.errors import PermanentError, TransientError
 from fceval_tui.services.mirror import Mirror
 from fceval_tui.transports.remote import RetryPolicy
 from fceval_tui.transports.ssm import STDOUT_LIMIT, SsmTransport
-from tests.tmux_fixtures import fake_aws, tmux_server  # noqa: F401
+from tests import tmux_fixtures
+
+fake_aws = tmux_fixtures.fake_aws  # fixtures shared with other test modules
+tmux_server = tmux_fixtures.tmux_server
 
 INSTANCE = "i-0123456789abcdef0"
 CMD = "0b1e2c3d-4f50-6172-8394-a5b6c7d8e9f0"
@@ -184,7 +187,7 @@ class LocalSsmAgent:
         return self.results[CommandId]
 
 
-def test_mirror_streams_through_an_ssm_session(fake_aws, tmux_server):  # noqa: F811
+def test_mirror_streams_through_an_ssm_session(fake_aws, tmux_server):
     pane = tmux_server.new_driven_pane()
     try:
         transport = SsmTransport(

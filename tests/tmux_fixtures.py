@@ -108,7 +108,9 @@ class DrivenPane:
             except OSError as exc:  # ENXIO: no reader yet
                 if time.monotonic() > deadline:
                     alive = self.server.tmux("list-panes", "-t", self.session, check=False)
-                    raise AssertionError(f"pane driver not reading its FIFO: {exc}; {alive.stdout}{alive.stderr}")
+                    raise AssertionError(
+                        f"pane driver not reading its FIFO: {exc}; {alive.stdout}{alive.stderr}"
+                    ) from exc
                 time.sleep(0.002)
         try:
             os.write(fd, line.encode())

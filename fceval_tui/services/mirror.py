@@ -74,11 +74,15 @@ log = logging.getLogger(__name__)
 
 FULL = 10**9  # "-S -FULL": tmux clamps to the start of the history
 ANCHOR_ROWS = 3
+SYNC_LINES = 100
 _INFO = (
     "#{history_size} #{history_limit} #{cursor_x} #{cursor_y} #{pane_height} #{pane_width} "
     "#{pane_dead} #{alternate_on} #{pane_id} #{session_id}"
 )
-_GONE = re.compile(r"can't find|no server running|session not found|error connecting|no such (pane|session)", re.I)
+_DEAD_NOTICE = re.compile(r"Pane is dead \((status|signal) ")
+_GONE = re.compile(
+    r"can't find|no server running|session not found|error connecting|no such (pane|session)|server exited", re.I
+)
 
 Uploader = Callable[[bytes], str]
 """Stores bytes somewhere the target can fetch them and returns a GET URL valid for <= 15 minutes."""
@@ -148,6 +152,8 @@ def window_commands(pane: str, rows_above: int) -> list[list[str]]:
         ["display-message", "-p", "-t", pane, _INFO],
         ["capture-pane", "-p", "-e", "-N", "-t", pane, "-S", start, "-E", "-"],
         ["capture-pane", "-p", "-J", "-t", pane, "-S", start, "-E", "-"],
+        # The oldest row (tmux clamps both ends to it): it changes only when history is trimmed or cleared.
+        ["capture-pane", "-p", "-t", pane, "-S", "-", "-E", str(-FULL)],
     ]
 
 
@@ -162,6 +168,7 @@ class Snapshot:
     rows: list[str]  # text of each row, colour codes removed
     colored: list[str]  # the same rows with colour codes
     spans: list[tuple[int, int]]  # (first row, last row) of each logical line, absolute
+    oldest: str  # text of absolute row 0
 
     @classmethod
     def parse(cls, outputs: Sequence[str]) -> Snapshot:
@@ -189,7 +196,7 @@ class Snapshot:
             spans.append((top + first, top + j - 1))
         if j != len(rows):
             raise Inconsistent(f"{len(rows) - j} rows left over after joining")
-        return cls(info, top, rows, colored, spans)
+        return cls(info, top, rows, colored, spans, outputs[3].rstrip("\n"))
 
     @property
     def cursor_row(self) -> int:
@@ -221,6 +228,18 @@ class Snapshot:
         return tuple(r.rstrip() for r in self.rows[first - self.top : last - self.top])
 
 
+def _content_end(snap: Snapshot) -> int:
+    """The row where completed lines end: the cursor line, or for a pane kept after its process
+    died (remain-on-exit), the row after the program's last text, above tmux's "Pane is dead"."""
+    end = snap.cursor_line_start()
+    if not (snap.info.dead and _DEAD_NOTICE.match(snap.text(end, snap.cursor_row))):
+        return end
+    for row in range(end - 1, snap.top - 1, -1):
+        if snap.rows[row - snap.top].strip():
+            return snap.spans[snap.line_at(row)][1] + 1
+    return snap.top
+
+
 def _rows(output: str) -> list[str]:
     rows = output.split("\n")
     if rows and rows[-1] == "":
@@ -238,6 +257,7 @@ class Frontier:
     width: int
     cursor_row: int
     anchor: tuple[str, ...]  # the rows just above `row`, trimmed
+    oldest: str  # the oldest row then: if it changed, history was trimmed (or cleared)
 
 
 @dataclass(frozen=True)
@@ -266,7 +286,8 @@ class Tracker:
         """A window size likely to cover the frontier, its anchor and `growth` new rows."""
         if self.frontier is None:
             return FULL
-        return max(0, self.frontier.hsize - self.frontier.row + ANCHOR_ROWS) + growth
+        fr = self.frontier
+        return max(0, fr.hsize - fr.row + len(fr.anchor)) + growth
 
     def advance(self, snap: Snapshot) -> Step | int:
         """New lines since the frontier, or the absolute row the window must reach back to."""
@@ -276,7 +297,7 @@ class Tracker:
         if isinstance(located, int):
             return located
         start, gap, exact = located
-        end = snap.cursor_line_start()
+        end = _content_end(snap)
         lines: list[str] = []
         for first, last in snap.spans:
             if last < start or first >= end:
@@ -287,9 +308,11 @@ class Tracker:
         return Step(lines, gap, exact)
 
     def _set(self, snap: Snapshot, row: int) -> None:
-        lo = max(snap.top, row - ANCHOR_ROWS)
+        # The anchor is every visible row above the frontier (they are captured anyway), and at
+        # least ANCHOR_ROWS: a clear followed by new output must change some of them to go unseen.
+        lo = max(snap.top, min(row - ANCHOR_ROWS, snap.info.hsize))
         i = snap.info
-        self.frontier = Frontier(row, i.hsize, i.hlimit, i.width, snap.cursor_row, snap.row_texts(lo, row))
+        self.frontier = Frontier(row, i.hsize, i.hlimit, i.width, snap.cursor_row, snap.row_texts(lo, row), snap.oldest)
 
     def _locate(self, snap: Snapshot) -> tuple[int, int, bool] | int:
         fr, info = self.frontier, snap.info
@@ -301,7 +324,10 @@ class Tracker:
             return self._search(snap)
         trim = max(1, fr.hlimit // 10)
         trimmed_possible = info.hsize > info.hlimit - trim
-        ks = [0] if info.hsize >= fr.hsize else []
+        # No trim is possible only if history did not shrink and its oldest row is the same.
+        # (The oldest row is only final once delivered: before that it may still be written to.)
+        same_oldest = snap.oldest == fr.oldest or fr.row == 0 or not trimmed_possible
+        ks = [0] if info.hsize >= fr.hsize and same_oldest else []
         if trimmed_possible:
             ks += range(1, fr.row // trim + 2)
         cursor_start = snap.cursor_line_start()
@@ -401,8 +427,9 @@ class _ControlLink:
         self._pending.append((len(commands), [], callback))
         self.stream.write(line.encode())
 
-    def read(self, timeout: float) -> list[Output | Notice] | None:
-        """Events other than replies (replies go to their callbacks in order); None at end of stream."""
+    def read(self, timeout: float) -> list[Output | Notice | Block] | None:
+        """The next events in stream order; None at end of stream. Pass replies to `route`, in order
+        with the other events: a reply describes the pane as of its place in the stream."""
         try:
             data = self.stream.read(65536, timeout=timeout)
         except TimeoutError:
@@ -410,18 +437,16 @@ class _ControlLink:
         if not data:
             return None
         self.bytes_read += len(data)
-        events: list[Output | Notice] = []
-        for event in self.parser.feed(data):
-            if isinstance(event, Block):
-                if event.from_client and self._pending:
-                    count, blocks, callback = self._pending[0]
-                    blocks.append(event)
-                    if len(blocks) == count or not event.ok:  # tmux stops a list at the first error
-                        self._pending.popleft()
-                        callback(blocks)
-            else:
-                events.append(event)
-        return events
+        return self.parser.feed(data)
+
+    def route(self, block: Block) -> None:
+        if not block.from_client or not self._pending:
+            return  # the reply to attach-session itself
+        count, blocks, callback = self._pending[0]
+        blocks.append(block)
+        if len(blocks) == count or not block.ok:  # tmux stops a command list at the first error
+            self._pending.popleft()
+            callback(blocks)
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,12 +518,15 @@ class Mirror:
         self._link: _ControlLink | None = None
         self._assembler = LineAssembler()
         self._discard = True  # output already reflected in the baseline snapshot
-        self._since_sync: list[str] = []  # lines streamed since the tracker's frontier was fixed
+        # Lines streamed since the tracker's frontier was last fixed (skipped once after a reconnect).
+        self._since_sync: deque[str] = deque(maxlen=100_000)
         self._dirty = False
         self._last_sync = 0.0
         self._last_screen_read = 0.0
         self._reconnects = 0
         self._old_link_bytes = 0
+        self._baseline_rows = ANCHOR_ROWS + 8
+        self._baseline_sent = False
         self._saw_exit = False  # tmux said goodbye: all output before it has been delivered
         # polling state
         self._growth = 16
@@ -558,16 +586,18 @@ class Mirror:
         return self.tmux.bytes_read + (self._link.bytes_read if self._link else 0) + self._old_link_bytes
 
     def __iter__(self) -> Iterator[MirrorUpdate]:
-        while not self._ended and not self._closing.is_set():
+        while not self._closing.is_set():
             update = self.poll(timeout=1.0)
             if update:
                 yield update
+            if update.ended:
+                return
 
     def poll(self, timeout: float | None = None) -> MirrorUpdate:
         """Wait up to `timeout` seconds (None: until something happens) for the next update."""
         self.start()
         if self._ended:
-            return MirrorUpdate(ended=True)
+            return self._acc.take()  # what was read before the end (then just ended=True)
         if self.mode == "stream":
             self._stream_poll(timeout)
         else:
@@ -616,7 +646,8 @@ class Mirror:
         self._offer_screen(snap.screen())
         if snap.info.dead:
             text, _ = snap.partial()
-            if text.rstrip():
+            # With remain-on-exit, tmux writes its own "Pane is dead (...)" line: not the program's.
+            if text.rstrip() and not _DEAD_NOTICE.match(text):
                 self._acc.lines.append(text.rstrip())
             self._end()
 
@@ -637,8 +668,11 @@ class Mirror:
         self._link = _ControlLink(self.transport.open_stream(argv))
         self._discard = True
         self._saw_exit = False
-        rows = FULL if baseline_full else ANCHOR_ROWS + 8
-        self._link.send(window_commands(self.pane_id, rows), self._on_baseline)
+        # The baseline is sent once tmux reports the client attached (%session-changed): tmux may
+        # run commands read from stdin before the attach completes, and output in between would
+        # be in neither the baseline nor the stream.
+        self._baseline_rows = FULL if baseline_full else ANCHOR_ROWS + 8
+        self._baseline_sent = False
         self._last_sync = time.monotonic()
 
     def _await_baseline(self) -> None:
@@ -658,7 +692,10 @@ class Mirror:
 
     def _on_baseline(self, blocks: list[Block]) -> None:
         snap = self._snap_from(blocks)
+        log.debug("baseline for %s: %s", self.pane_id, snap and (snap.info, len(snap.spans)))
         if snap is None:
+            if not self._ended and self._link is not None:  # an unusable snapshot: read it again
+                self._link.send(window_commands(self.pane_id, FULL), self._on_baseline)
             return
         if self.tracker.frontier is None and not self.from_start:
             self.tracker.reset_to(snap)
@@ -668,17 +705,13 @@ class Mirror:
                 log.warning("baseline window too small; resyncing at the cursor")
                 self.tracker.reset_to(snap)
                 step = Step([], 0, False)
-            lines = step.lines
-            # Lines streamed after the last position fix were already delivered: skip them once.
-            seen = self._since_sync
-            if step.gap == 0 and step.exact and lines[: len(seen)] == seen:
-                lines = lines[len(seen) :]
-            elif seen:
-                log.warning("after reconnecting, %d streamed lines could not be matched", len(seen))
+            lines = step.lines[_overlap(list(self._since_sync), step.lines, step.gap == 0 and step.exact) :]
             self._acc.add(Step(lines, step.gap, step.exact))
-        self._since_sync = []
+        self._since_sync.clear()
         text, col = snap.partial()
         self._assembler.width = snap.info.width
+        if snap.info.dead and _DEAD_NOTICE.match(text):
+            text, col = "", 0  # the cursor is on tmux's "Pane is dead" line, not the program's
         self._assembler.set_line(text, col)
         self._discard = False
         self._offer_screen(snap.screen())
@@ -690,17 +723,17 @@ class Mirror:
             return
         # Replies are ordered with %output: everything streamed so far is in this snapshot.
         self.tracker.reset_to(snap)
-        self._since_sync = []
+        self._since_sync.clear()
         self._assembler.width = snap.info.width
         text, _ = snap.partial()
-        if text.rstrip() != self._assembler.partial():
+        if not snap.info.dead and text.rstrip() != self._assembler.partial():
             log.debug("line model and pane differ on the cursor line; taking the pane's")
             self._assembler.set_line(text, snap.partial()[1])
         self._offer_screen(snap.screen())
         self._check_dead(snap)
 
     def _snap_from(self, blocks: list[Block]) -> Snapshot | None:
-        if len(blocks) != 3 or not all(b.ok for b in blocks):
+        if len(blocks) != len(window_commands("", 0)) or not all(b.ok for b in blocks):
             message = b" ".join(line for b in blocks for line in b.lines).decode("utf-8", "replace")
             log.info("pane %s is gone: %s", self.pane_id, message)
             self._finish_stream()
@@ -752,9 +785,19 @@ class Mirror:
             if deadline is not None and time.monotonic() >= deadline and not events:
                 return
 
-    def _on_event(self, event: Output | Notice) -> None:
-        if isinstance(event, Output):
+    def _on_event(self, event: Output | Notice | Block) -> None:
+        if isinstance(event, Block):
+            if self._link is not None:
+                self._link.route(event)
+        elif isinstance(event, Output):
             if event.pane != self.pane_id or self._discard:
+                log.debug(
+                    "skip %d bytes of %s output (ours: %s, before baseline: %s)",
+                    len(event.data),
+                    event.pane,
+                    self.pane_id,
+                    self._discard,
+                )
                 return
             lines = self._assembler.feed(event.data)
             self._dirty = True
@@ -762,9 +805,13 @@ class Mirror:
                 self._acc.lines.extend(lines)
                 self._since_sync.extend(lines)
                 self.tracker.remember(lines)
-        elif event.name in ("%window-close", "%unlinked-window-close", "%layout-change", "%session-changed"):
+        elif event.name in ("%window-close", "%unlinked-window-close", "%layout-change"):
             self._dirty = True
             self._last_sync = 0.0  # look now: the pane may be gone or resized
+        elif event.name == "%session-changed" and event.rest.split(b" ")[:1] == [self.session_id.encode()]:
+            if self._discard and not self._baseline_sent and self._link is not None:
+                self._baseline_sent = True
+                self._link.send(window_commands(self.pane_id, self._baseline_rows), self._on_baseline)
         elif event.name == "%exit":
             self._saw_exit = True
         elif event.name == "text":
@@ -772,10 +819,11 @@ class Mirror:
 
     def _maybe_sync(self, now: float) -> None:
         link = self._link
-        if link is None or link.busy:
+        if link is None or link.busy or self._discard:
             return
         interval = self.screen_interval if (self._dirty and self.want_screen) else self.check_interval
-        if now - self._last_sync < interval:
+        # Also fix the position after a lot of output, so a reconnect finds it still in the history.
+        if now - self._last_sync < interval and len(self._since_sync) < SYNC_LINES:
             return
         self._last_sync = now
         self._dirty = False
@@ -865,6 +913,18 @@ class Mirror:
                 timeout=self.tmux.timeout,
             )
         self.tmux.run("paste-buffer", "-d", "-p", "-b", buffer, "-t", self.pane_id)
+
+
+def _overlap(seen: list[str], lines: list[str], exact: bool) -> int:
+    """How many of `lines` (read back after a reconnect) the stream had already delivered as `seen`."""
+    if exact:
+        return len(seen) if lines[: len(seen)] == seen else 0
+    # History was trimmed or cleared: the largest overlap of the end of `seen` with the start of
+    # `lines` (whose first line may have lost its beginning to the trim).
+    for k in range(min(len(seen), len(lines)), 0, -1):
+        if lines[1:k] == seen[len(seen) - k + 1 :] and seen[len(seen) - k].endswith(lines[0]):
+            return k
+    return 0
 
 
 # $1 is the URL; the rest is the tmux load-buffer argv, completed with the downloaded file.
