@@ -33,21 +33,26 @@ may be missing). A gap is never silent.
 Two modes
 ---------
 * streaming (default when the transport can open a stream): one `tmux -C attach` control client;
-  `%output` notifications run through a line model (services.tmux_control.LineAssembler), so
-  every byte is seen and the mode is exact, whatever the history limit. The screen and a
-  position fix are read through the same control channel, whose replies are ordered with the
-  output. A dropped stream reconnects and resumes after the last line delivered, without
-  duplicates (a gap only if more output than the history holds arrived while disconnected).
+  `%output` notifications run through a line model (services.tmux_control.LineAssembler), so every
+  byte is seen and the mode is exact, whatever the history limit. The screen and a position fix
+  are read through the same control channel, whose replies are ordered with the output; the first
+  read is sent only once tmux reports the client attached (`%session-changed`), since tmux may run
+  commands from the client's stdin before attach-session has completed. A dropped stream
+  reconnects and resumes after the last line delivered, without duplicates; what happened while
+  disconnected is read back the polling way below, with its limits.
 * polling (transports that only run one-shot commands, e.g. SSM SendCommand): each poll is one
-  atomic tmux command list: `display-message` (history size and limit, cursor, size) and two
-  captures of the rows from the last position to the bottom (`-e -N` per row, and `-J` joined, to
-  know which rows wrapped). The last position is an absolute row, corrected for history trimming
-  (tmux drops a tenth of the limit at a time) and verified against the rows seen just above it,
-  never found by searching for text, so repeated output cannot mislead it. Polling is exact while
-  fewer rows than the history holds arrive between polls and the pane is not cleared. Otherwise it
-  reports a gap: how many rows tmux dropped is only known modulo a tenth of the history limit, so
-  such a gap is a lower bound (`gap_exact` False). Identical output that reproduces exactly the same
-  rows at the same positions after a trim or clear is indistinguishable from no output at all.
+  atomic tmux command list: `display-message` (history size and limit, cursor, size), two captures
+  of the rows from the last position to the bottom (`-e -N` per row, and `-J` joined, to know
+  which rows wrapped) and one of the oldest row. The last position is an absolute row, corrected
+  for history trimming (tmux drops a tenth of the limit at a time) and verified against the rows
+  seen just above it, never found by searching for text, so repeated output cannot mislead it; the
+  oldest row tells whether history was trimmed at all. Polling is exact while fewer rows than the
+  history holds arrive between polls and the pane is not cleared. Otherwise it reports a gap: how
+  many rows tmux dropped is only known modulo a tenth of the history limit, so such a gap is a
+  lower bound (`gap_exact` False). What no poller can see is said here rather than hidden: lines
+  printed and cleared between two polls; a clear followed by the very rows that stood there
+  before; and, with a full history, output repeating with a period that divides a tenth of the
+  limit (k and k+1 trims then read the same). Use streaming where the exact line log matters.
 
 `screen` is the visible pane, one string per row, with SGR colour codes (`capture-pane -e`).
 """
