@@ -42,7 +42,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     settings, store = load_context(args)
     _job, target = _job_target(settings, store, args.job)
-    argv = attach_argv(target, settings)
+    argv = attach_argv(target.tmux_args, target.session, target.transport)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
     return EXIT_OK  # not reached: exec replaces this process

@@ -149,3 +149,23 @@ def _wait(predicate, timeout=30.0):
             return
         time.sleep(0.1)
     pytest.fail("condition not reached in time")
+
+
+def test_tail_a_job_prints_its_lines_once_and_exits_when_it_ends(state_dir, fast_env):
+    env = dict(fast_env, FCEVAL_RUN_COMMAND="for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done # {task_id}",
+               FCEVAL_GRADE_COMMAND="", FCEVAL_KEEP_SESSIONS="true")
+    res = run_cli("launch", "--task-id", "t", "--agent", "a", "--detach", "--json", state_dir=state_dir, env=env)
+    run_id = json.loads(res.out)["run_id"]
+    _wait(lambda: _status(state_dir, run_id)[0]["state"] in ("running", "succeeded"))
+    job_id = _status(state_dir, run_id)[0]["id"]
+    res = run_cli("tail", job_id, "--from-start", state_dir=state_dir, timeout=60)
+    assert res.code == 0, res.err
+    lines = [line for line in res.out.splitlines() if line.startswith("line-")]
+    assert lines == [f"line-{i}" for i in range(1, 6)]
+
+
+def test_tail_of_a_missing_target_is_a_usage_error(state_dir):
+    res = run_cli("tail", "-L", "fceval-no-such-socket", "-t", "nothing", state_dir=state_dir)
+    assert res.code == 2 and "no tmux pane 'nothing'" in res.err and "Traceback" not in res.err
+    res = run_cli("attach", "r0-nope", state_dir=state_dir)
+    assert res.code == 2 and "no job 'r0-nope'" in res.err

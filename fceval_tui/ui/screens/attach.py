@@ -171,7 +171,7 @@ class AttachScreen(Screen):
             return
         from fceval_tui.services.tail import attach_argv
 
-        argv = attach_argv(self.target, self.app.settings)
+        argv = attach_argv(self.target.tmux_args, self.target.session, self.target.transport)
         with self.app.suspend():
             subprocess.run(argv, check=False)
         self.refresh()
