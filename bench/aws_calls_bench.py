@@ -94,19 +94,35 @@ class _World:
         boto3.client("ecs").create_cluster(clusterName="bench")
         batch = boto3.client("batch")
         role = boto3.client("iam").create_role(RoleName="bench", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        env = batch.create_compute_environment(computeEnvironmentName="bench", type="UNMANAGED", state="ENABLED",
-                                         serviceRole=role)
-        batch.create_job_queue(jobQueueName="bench", state="ENABLED", priority=1, computeEnvironmentOrder=[
-            {"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
-        batch.register_job_definition(jobDefinitionName="bench", type="container",
-                                      containerProperties={"image": "busybox", "vcpus": 1, "memory": 512})
+        env = batch.create_compute_environment(
+            computeEnvironmentName="bench", type="UNMANAGED", state="ENABLED", serviceRole=role
+        )
+        batch.create_job_queue(
+            jobQueueName="bench",
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
+        )
+        batch.register_job_definition(
+            jobDefinitionName="bench",
+            type="container",
+            containerProperties={"image": "busybox", "vcpus": 1, "memory": 512},
+        )
         self.state = Path(tempfile.mkdtemp(prefix="fceval-bench-"))
-        self.settings = load_settings(environ={
-            "FC_EVAL_S3_BUCKET": "bench-staging", "FCEVAL_ARTIFACTS": "s3://bench-staging/out",
-            "FCEVAL_INSTANCE_PROFILE": "bench", "FCEVAL_ECS_CLUSTER": "bench", "FCEVAL_ECS_IMAGE": "busybox",
-            "FCEVAL_ECS_SUBNETS": subnet, "FCEVAL_ECS_SECURITY_GROUPS": group,
-            "FCEVAL_BATCH_QUEUE": "bench", "FCEVAL_BATCH_JOB_DEFINITION": "bench",
-        }, state_dir=self.state)
+        self.settings = load_settings(
+            environ={
+                "FC_EVAL_S3_BUCKET": "bench-staging",
+                "FCEVAL_ARTIFACTS": "s3://bench-staging/out",
+                "FCEVAL_INSTANCE_PROFILE": "bench",
+                "FCEVAL_ECS_CLUSTER": "bench",
+                "FCEVAL_ECS_IMAGE": "busybox",
+                "FCEVAL_ECS_SUBNETS": subnet,
+                "FCEVAL_ECS_SECURITY_GROUPS": group,
+                "FCEVAL_BATCH_QUEUE": "bench",
+                "FCEVAL_BATCH_JOB_DEFINITION": "bench",
+            },
+            state_dir=self.state,
+        )
         region, profile = self.settings.region, self.settings.profile
         self.backends = {
             "ec2": Ec2Backend(self.settings, AwsClients(region, profile, ("ec2", "ssm", "s3"))),
@@ -137,10 +153,19 @@ class _World:
         from fceval_tui.domain.models import Job, utcnow
         from fceval_tui.domain.states import JobState
 
-        job = Job(id=f"rbench-{self.seq:04d}", run_id="rbench", seq=self.seq, agent="a", task_id="t", model="",
-                  dataset="", backend=name, state=JobState.PROVISIONING, attempts=1)
-        return JobContext(job, 1, "true", None, "s3://bench-staging/out", self.state,
-                          utcnow() + timedelta(minutes=60))
+        job = Job(
+            id=f"rbench-{self.seq:04d}",
+            run_id="rbench",
+            seq=self.seq,
+            agent="a",
+            task_id="t",
+            model="",
+            dataset="",
+            backend=name,
+            state=JobState.PROVISIONING,
+            attempts=1,
+        )
+        return JobContext(job, 1, "true", None, "s3://bench-staging/out", self.state, utcnow() + timedelta(minutes=60))
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import resource
 import statistics
 import tempfile
-import multiprocessing
 import time
 from pathlib import Path
 
@@ -114,10 +114,14 @@ def main() -> None:
             elapsed = time.perf_counter() - began
             stop.set()
             proc.join()
-            print(f"state changes written during the key test: {written.value} in {elapsed:.1f}s "
-                  f"({written.value / elapsed:.0f}/s)")
-            print(f"key to repaint: median {statistics.median(latencies):.1f} ms, "
-                  f"p95 {percentile(latencies, 0.95):.1f} ms, max {max(latencies):.1f} ms ({len(latencies)} presses)")
+            print(
+                f"state changes written during the key test: {written.value} in {elapsed:.1f}s "
+                f"({written.value / elapsed:.0f}/s)"
+            )
+            print(
+                f"key to repaint: median {statistics.median(latencies):.1f} ms, "
+                f"p95 {percentile(latencies, 0.95):.1f} ms, max {max(latencies):.1f} ms ({len(latencies)} presses)"
+            )
             await pilot.pause(1.0)
             shown = sum(1 for j in table.jobs.values() if j.state != JobState.PENDING)
             print(f"table caught up: {shown} jobs shown past pending")

@@ -32,8 +32,12 @@ class _Parser(argparse.ArgumentParser):
 def _globals() -> argparse.ArgumentParser:
     # SUPPRESS lets the global options appear before or after the subcommand.
     g = argparse.ArgumentParser(add_help=False)
-    g.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
-                   help="ledger, logs and work files (env FCEVAL_STATE_DIR; default: the user state dir)")
+    g.add_argument(
+        "--state-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="ledger, logs and work files (env FCEVAL_STATE_DIR; default: the user state dir)",
+    )
     g.add_argument("--env-file", type=Path, default=argparse.SUPPRESS, help="settings file (default ./.env)")
     g.add_argument("--region", default=argparse.SUPPRESS, help="AWS region (env AWS_REGION)")
     g.add_argument("--profile", default=argparse.SUPPRESS, help="AWS profile (env AWS_PROFILE)")
@@ -73,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--keep-sessions", action="store_true", default=None, help="keep tmux sessions after jobs end")
     launch.add_argument("--skip-preflight", action="store_true", help="launch cloud jobs despite audit errors")
     launch.add_argument("--dry-run", action="store_true", help="print exactly what would run; change nothing")
-    launch.add_argument("--detach", action="store_true", help="return once jobs are submitted; a background runner drives them")
+    launch.add_argument(
+        "--detach", action="store_true", help="return once jobs are submitted; a background runner drives them"
+    )
     launch.add_argument("--json", action="store_true", help="machine-readable output")
 
     status = sub.add_parser("status", parents=[common], help="runs and jobs with state, attempts, cost")
@@ -131,8 +137,9 @@ def load_context(args: argparse.Namespace, overrides: dict | None = None) -> tup
         cli["profile"] = args.profile
     explicit = hasattr(args, "env_file")
     env_file = args.env_file if explicit else Path(".env")
-    settings = load_settings(cli=cli, env_file=env_file, state_dir=getattr(args, "state_dir", None),
-                             explicit_env_file=explicit)
+    settings = load_settings(
+        cli=cli, env_file=env_file, state_dir=getattr(args, "state_dir", None), explicit_env_file=explicit
+    )
     ensure_state_dir(settings.state_dir)
     _setup_logging(settings.state_dir)
     return settings, Store.open(settings.state_dir)
@@ -144,7 +151,9 @@ def _setup_logging(state_dir: Path) -> None:
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
     handler = logging.FileHandler(logs / "fceval-tui.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger("fceval_tui")
     root.setLevel(logging.INFO)
     root.addHandler(handler)
@@ -157,9 +166,15 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from fceval_tui.services import launching
 
     overrides = {
-        "backend": args.backend, "concurrent": args.concurrent, "ttl_minutes": args.ttl,
-        "job_timeout_minutes": args.timeout, "agent": args.agent, "model": args.model, "dataset": args.dataset,
-        "artifacts": args.artifacts, "keep_sessions": args.keep_sessions,
+        "backend": args.backend,
+        "concurrent": args.concurrent,
+        "ttl_minutes": args.ttl,
+        "job_timeout_minutes": args.timeout,
+        "agent": args.agent,
+        "model": args.model,
+        "dataset": args.dataset,
+        "artifacts": args.artifacts,
+        "keep_sessions": args.keep_sessions,
     }
     settings, store = load_context(args, overrides)
     parsed = launching.parse_jobs(settings, jobs_file=args.jobs, task_ids=args.task_id)
@@ -282,8 +297,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _console(args: argparse.Namespace, settings: Settings, store: Store, demo_specs=None) -> int:
     if not sys.stdout.isatty() or not sys.stdin.isatty():
-        raise UserError("the console needs an interactive terminal",
-                        "run it in a terminal, or use the headless subcommands (`fceval-tui --help`)")
+        raise UserError(
+            "the console needs an interactive terminal",
+            "run it in a terminal, or use the headless subcommands (`fceval-tui --help`)",
+        )
     from fceval_tui.ui.app import make_app
 
     app = make_app(settings, store, readonly=args.readonly, theme=args.theme, demo_specs=demo_specs)

@@ -16,8 +16,10 @@ def _job_target(settings, store, job_id: str):
     job = store.get_job(job_id)
     target = make_backend(job.backend, settings).tmux_target(job)
     if target is None:
-        raise UserError(f"job {job.id} runs on {job.backend}, which has no tmux session",
-                        f"see its logs with `fceval-tui status {job.run_id}` or in the console")
+        raise UserError(
+            f"job {job.id} runs on {job.backend}, which has no tmux session",
+            f"see its logs with `fceval-tui status {job.run_id}` or in the console",
+        )
     return job, target
 
 
@@ -31,8 +33,10 @@ def cmd_tail(args: argparse.Namespace) -> int:
         _job, target = _job_target(settings, store, args.job)
         return tail(target.transport, target.tmux_args, target.session, args.from_start, sys.stdout)
     if not args.target or not (args.socket_name or args.socket_path):
-        raise UserError("tail needs JOB, or a socket (-L NAME or -S PATH) and a target (-t TARGET)",
-                        "e.g. `fceval-tui tail -L default -t mysession`")
+        raise UserError(
+            "tail needs JOB, or a socket (-L NAME or -S PATH) and a target (-t TARGET)",
+            "e.g. `fceval-tui tail -L default -t mysession`",
+        )
     tmux_args = ("-L", args.socket_name) if args.socket_name else ("-S", args.socket_path)
     return tail(None, tmux_args, args.target, args.from_start, sys.stdout)
 
@@ -60,7 +64,9 @@ def cmd_teardown(args: argparse.Namespace) -> int:
 
     settings, store = load_context(args)
     if not args.yes and not args.dry_run and not sys.stdin.isatty():
-        print("fceval-tui: error: teardown needs confirmation (fix: pass --yes in scripts, or --dry-run to look)",
-              file=sys.stderr)
+        print(
+            "fceval-tui: error: teardown needs confirmation (fix: pass --yes in scripts, or --dry-run to look)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return teardown.cli_main(args, settings, store)

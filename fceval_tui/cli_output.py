@@ -29,16 +29,21 @@ def _console(stderr: bool = False) -> Console:
 
 def render_plan(plan: dict) -> Group:
     """The dry-run plan as one renderable (the CLI prints it; the console's launch form shows it)."""
-    parts: list = [Text.from_markup(
-        f"[bold]dry run[/] (nothing is created): run {plan['run_id']} (provisional id) on "
-        f"[bold]{plan['backend']}[/], {plan['concurrency']} at a time, timeout {plan['job_timeout_minutes']} min, "
-        f"up to {plan['max_attempts']} attempts, {len(plan['jobs'])} job(s)")]
+    parts: list = [
+        Text.from_markup(
+            f"[bold]dry run[/] (nothing is created): run {plan['run_id']} (provisional id) on "
+            f"[bold]{plan['backend']}[/], {plan['concurrency']} at a time, timeout {plan['job_timeout_minutes']} min, "
+            f"up to {plan['max_attempts']} attempts, {len(plan['jobs'])} job(s)"
+        )
+    ]
     cost = plan.get("estimated_cost_usd")
     if cost and plan["backend"] != "local":
         parts.append(Text(f"estimated cost at most ${cost:.2f} (every job running to its timeout)"))
     for job in plan["jobs"]:
         model = f" / {job['model']}" if job["model"] else ""
-        parts.append(Text.from_markup(f"\n[bold]{job['job_id']}[/]  ") + Text(f"{job['agent']} / {job['task_id']}{model}"))
+        parts.append(
+            Text.from_markup(f"\n[bold]{job['job_id']}[/]  ") + Text(f"{job['agent']} / {job['task_id']}{model}")
+        )
         if job["tmux"]:
             parts.append(Text("  session: " + " ".join(job["tmux"])))
         parts.append(Text("  run:     " + job["run_command"]))
@@ -58,9 +63,18 @@ def print_jobs(jobs: list[Job]) -> None:
         table.add_column(col, no_wrap=col in ("job", "state"))
     for job in jobs:
         style = STATE_STYLE.get(job.state.value, "")
-        table.add_row(job.id, job.agent, job.task_id, job.model, job.backend, f"[{style}]{job.state}[/]",
-                      str(job.attempts), "" if job.exit_code is None else str(job.exit_code), elapsed(job),
-                      money(job.cost_usd))
+        table.add_row(
+            job.id,
+            job.agent,
+            job.task_id,
+            job.model,
+            job.backend,
+            f"[{style}]{job.state}[/]",
+            str(job.attempts),
+            "" if job.exit_code is None else str(job.exit_code),
+            elapsed(job),
+            money(job.cost_usd),
+        )
     _console().print(table)
     errors = [j for j in jobs if j.error and j.state in FINAL_STATES and j.state != JobState.SUCCEEDED]
     for job in errors:
@@ -77,8 +91,16 @@ def print_runs(summaries: list[RunSummary]) -> None:
     for s in summaries:
         active = sum(n for st, n in s.counts.items() if not JobState(st).is_final)
         failed = s.counts.get("failed", 0) + s.counts.get("timed_out", 0)
-        table.add_row(s.run.id, s.run.created_at.strftime("%Y-%m-%d %H:%M"), s.run.backend, str(s.total),
-                      str(s.done), str(s.counts.get("succeeded", 0)), str(failed), str(active))
+        table.add_row(
+            s.run.id,
+            s.run.created_at.strftime("%Y-%m-%d %H:%M"),
+            s.run.backend,
+            str(s.total),
+            str(s.done),
+            str(s.counts.get("succeeded", 0)),
+            str(failed),
+            str(active),
+        )
     _console().print(table)
 
 
@@ -100,8 +122,15 @@ def run_with_progress(runner: Runner, store: Store, run_id: str, quiet: bool = F
     if not quiet and sys.stdout.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        live = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[counts]}"), console=out, transient=True)
+        live = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[counts]}"),
+            console=out,
+            transient=True,
+        )
         live.add_task(run_id, total=len(store.jobs(run_id=run_id)), counts="")
         live.start()
     try:
@@ -114,9 +143,11 @@ def run_with_progress(runner: Runner, store: Store, run_id: str, quiet: bool = F
             live.stop()
         thread.join(30)
         active = [j for j in store.jobs(run_id=run_id) if not j.state.is_final]
-        print(f"\nstopped watching run {run_id}: {len(active)} job(s) not final; running tmux sessions go on.\n"
-              f"  continue: fceval-tui resume {run_id}\n  stop:     fceval-tui cancel --run {run_id}",
-              file=sys.stderr)
+        print(
+            f"\nstopped watching run {run_id}: {len(active)} job(s) not final; running tmux sessions go on.\n"
+            f"  continue: fceval-tui resume {run_id}\n  stop:     fceval-tui cancel --run {run_id}",
+            file=sys.stderr,
+        )
         return None
     finally:
         if live and live.live.is_started:
@@ -136,8 +167,11 @@ def _report(store: Store, run_id: str, cursor: int, out: Console | None, live) -
             job = store.get_job(event.job_id)
             style = STATE_STYLE[event.to_state]
             detail = f" ({job.error})" if job.error and event.to_state != "succeeded" else ""
-            out.print(f"[{style}]{FINAL_MARK[event.to_state]} {event.to_state:<9}[/] {job.id}  {job.agent}/{job.task_id}"
-                      f"  {elapsed(job)}{detail}", highlight=False)
+            out.print(
+                f"[{style}]{FINAL_MARK[event.to_state]} {event.to_state:<9}[/] {job.id}  {job.agent}/{job.task_id}"
+                f"  {elapsed(job)}{detail}",
+                highlight=False,
+            )
         elif event.to_state == "pending" and event.from_state not in (None, "pending"):
             out.print(f"[yellow]↻ retry[/]     {event.job_id}  {event.detail.get('reason', '')}")
     if live is not None:

@@ -7,13 +7,30 @@ from datetime import datetime
 from fceval_tui.domain.models import Job, utcnow
 
 STATE_STYLE = {
-    "pending": "dim", "provisioning": "cyan", "waiting_capacity": "yellow", "starting": "cyan",
-    "running": "bold blue", "grading": "magenta", "uploading": "cyan", "succeeded": "green",
-    "failed": "bold red", "cancelled": "dim", "timed_out": "red",
+    "pending": "dim",
+    "provisioning": "cyan",
+    "waiting_capacity": "yellow",
+    "starting": "cyan",
+    "running": "bold blue",
+    "grading": "magenta",
+    "uploading": "cyan",
+    "succeeded": "green",
+    "failed": "bold red",
+    "cancelled": "dim",
+    "timed_out": "red",
 }
 STATE_ICON = {
-    "pending": "·", "provisioning": "◌", "waiting_capacity": "⧗", "starting": "◔", "running": "▶",
-    "grading": "◑", "uploading": "⇡", "succeeded": "✓", "failed": "✗", "cancelled": "∅", "timed_out": "⌛",
+    "pending": "·",
+    "provisioning": "◌",
+    "waiting_capacity": "⧗",
+    "starting": "◔",
+    "running": "▶",
+    "grading": "◑",
+    "uploading": "⇡",
+    "succeeded": "✓",
+    "failed": "✗",
+    "cancelled": "∅",
+    "timed_out": "⌛",
 }
 
 

@@ -230,14 +230,30 @@ class Store:
                 "INSERT INTO runs(id, created_at, backend, concurrency, settings, skip_preflight) VALUES (?,?,?,?,?,?)",
                 (run_id, iso(now), backend, concurrency, json.dumps(settings or {}, default=str), int(skip_preflight)),
             )
-            self._event(db, run_id, None, "run_created", detail={"jobs": len(specs), "backend": backend,
-                                                                 "concurrency": concurrency})
+            self._event(
+                db,
+                run_id,
+                None,
+                "run_created",
+                detail={"jobs": len(specs), "backend": backend, "concurrency": concurrency},
+            )
             if skip_preflight:
                 self._event(db, run_id, None, "preflight_skipped", detail={"by": "--skip-preflight"})
             change = self._next_change(db)
             rows = [
-                (job_id_for(run_id, i), run_id, i, s.agent, s.task_id, s.model, s.dataset, backend,
-                 JobState.PENDING.value, iso(now), change)
+                (
+                    job_id_for(run_id, i),
+                    run_id,
+                    i,
+                    s.agent,
+                    s.task_id,
+                    s.model,
+                    s.dataset,
+                    backend,
+                    JobState.PENDING.value,
+                    iso(now),
+                    change,
+                )
                 for i, s in enumerate(specs, start=1)
             ]
             db.executemany(
@@ -314,7 +330,9 @@ class Store:
                     f"run {run_id} is already being driven by process {pid}",
                     f"watch it with `fceval-tui status {run_id}`, or stop that process first",
                 )
-            db.execute("UPDATE runs SET owner_pid=?, owner_host=? WHERE id=?", (os.getpid(), socket.gethostname(), run_id))
+            db.execute(
+                "UPDATE runs SET owner_pid=?, owner_host=? WHERE id=?", (os.getpid(), socket.gethostname(), run_id)
+            )
 
     def release_run(self, run_id: str) -> None:
         with self._tx() as db:
@@ -383,8 +401,14 @@ class Store:
             cursor = self._db.execute("SELECT COALESCE(MAX(change_seq), 0) FROM jobs").fetchone()[0]
         return jobs, max(cursor, change_seq)
 
-    def events(self, run_id: str | None = None, job_id: str | None = None, after: int = 0,
-               limit: int | None = None, newest_first: bool = False) -> list[Event]:
+    def events(
+        self,
+        run_id: str | None = None,
+        job_id: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Event]:
         sql, args = "SELECT * FROM events WHERE id > ?", [after]
         if run_id is not None:
             sql += " AND run_id=?"
@@ -398,8 +422,16 @@ class Store:
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         return [
-            Event(r["id"], parse_iso(r["ts"]), r["run_id"], r["job_id"], r["kind"], r["from_state"], r["to_state"],
-                  json.loads(r["detail"]))
+            Event(
+                r["id"],
+                parse_iso(r["ts"]),
+                r["run_id"],
+                r["job_id"],
+                r["kind"],
+                r["from_state"],
+                r["to_state"],
+                json.loads(r["detail"]),
+            )
             for r in rows
         ]
 

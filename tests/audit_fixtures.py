@@ -36,8 +36,9 @@ def audit_network(moto_server) -> Network:
     table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
     ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
     ec2.associate_route_table(RouteTableId=table, SubnetId=public)
-    private = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.2.0/24",
-                                AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
+    private = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.2.0/24", AvailabilityZone=f"{REGION}a")["Subnet"][
+        "SubnetId"
+    ]
     private_table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
     ec2.associate_route_table(RouteTableId=private_table, SubnetId=private)
     return Network(vpc, public, private, private_table)
@@ -73,9 +74,18 @@ class AuditWorld:
         return load_settings(environ=environ, state_dir=state)
 
     def s3_inline_policy(self) -> str:
-        return json.dumps({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:GetEncryptionConfiguration"],
-            "Resource": [f"arn:aws:s3:::{self.bucket}", f"arn:aws:s3:::{self.bucket}/*"]}]})
+        return json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["s3:GetObject", "s3:PutObject", "s3:GetEncryptionConfiguration"],
+                        "Resource": [f"arn:aws:s3:::{self.bucket}", f"arn:aws:s3:::{self.bucket}/*"],
+                    }
+                ],
+            }
+        )
 
 
 @pytest.fixture
@@ -83,8 +93,9 @@ def audit_world(aws_env, audit_network, tmp_path) -> AuditWorld:
     ensure_ssm_managed_policy()
     suffix = uuid.uuid4().hex[:8]
     # The role is named like its instance profile, as FC-Eval sets it up.
-    world = AuditWorld(aws_env, audit_network, f"audit-staging-{suffix}", f"audit-role-{suffix}",
-                       f"audit-role-{suffix}", tmp_path)
+    world = AuditWorld(
+        aws_env, audit_network, f"audit-staging-{suffix}", f"audit-role-{suffix}", f"audit-role-{suffix}", tmp_path
+    )
     world.client("s3").create_bucket(Bucket=world.bucket)
     iam = world.client("iam")
     iam.create_role(RoleName=world.role, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))

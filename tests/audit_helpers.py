@@ -14,8 +14,10 @@ ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 SSM_POLICY_NAME = "AmazonSSMManagedInstanceCore"
 SSM_POLICY_ARN = f"arn:aws:iam::aws:policy/{SSM_POLICY_NAME}"
-EC2_TRUST = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+EC2_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 
 class AllowAll:
@@ -27,8 +29,13 @@ class AllowAll:
 
     def paginate(self, **params):
         resource = params["ResourceArns"][0]
-        yield {"EvaluationResults": [{"EvalActionName": a, "EvalDecision": "allowed", "EvalResourceName": resource}
-                                     for a in params["ActionNames"]], "IsTruncated": False}
+        yield {
+            "EvaluationResults": [
+                {"EvalActionName": a, "EvalDecision": "allowed", "EvalResourceName": resource}
+                for a in params["ActionNames"]
+            ],
+            "IsTruncated": False,
+        }
 
 
 def ensure_ssm_managed_policy() -> None:
@@ -53,11 +60,13 @@ def fail_call(client, operation: str, code: str, message: str = "denied by the t
 
     def handler(params, **_: object):
         if when is None or when(params):
-            raise ClientError({"Error": {"Code": code, "Message": message},
-                               "ResponseMetadata": {"HTTPStatusCode": 403}}, operation)
+            raise ClientError(
+                {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 403}}, operation
+            )
 
-    client.meta.events.register(f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}.{operation}",
-                                handler)
+    client.meta.events.register(
+        f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}.{operation}", handler
+    )
 
 
 def answer_call(client, operation: str, reply: dict) -> None:

@@ -71,17 +71,25 @@ def _create_world(world: MotoWorld) -> None:
     ec2 = world.client("ec2")
     vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     world.subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
-    world.security_group = ec2.create_security_group(
-        GroupName="fceval-test-tasks", Description="tasks", VpcId=vpc)["GroupId"]
+    world.security_group = ec2.create_security_group(GroupName="fceval-test-tasks", Description="tasks", VpcId=vpc)[
+        "GroupId"
+    ]
     world.client("ecs").create_cluster(clusterName=ECS_CLUSTER)
     batch = world.client("batch")
     env = batch.create_compute_environment(
-        computeEnvironmentName="fceval-ce", type="UNMANAGED", state="ENABLED", serviceRole=role)
-    batch.create_job_queue(jobQueueName=BATCH_QUEUE, state="ENABLED", priority=1,
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
-    batch.register_job_definition(jobDefinitionName=BATCH_DEFINITION, type="container",
-                                  containerProperties={"image": "busybox", "vcpus": 1, "memory": 512,
-                                                       "command": ["true"]})
+        computeEnvironmentName="fceval-ce", type="UNMANAGED", state="ENABLED", serviceRole=role
+    )
+    batch.create_job_queue(
+        jobQueueName=BATCH_QUEUE,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
+    )
+    batch.register_job_definition(
+        jobDefinitionName=BATCH_DEFINITION,
+        type="container",
+        containerProperties={"image": "busybox", "vcpus": 1, "memory": 512, "command": ["true"]},
+    )
 
 
 @pytest.fixture
@@ -159,8 +167,14 @@ def ssm_agent(aws_env, monkeypatch, local_machine) -> LocalMachine:
         script = "\n".join(command.parameters.get("commands", []))
         local_machine.commands.append(script)
         for invocation in command.invocations:
-            proc = subprocess.run(["sh", "-c", script], cwd=local_machine.root, env=local_machine.env,
-                                  capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                ["sh", "-c", script],
+                cwd=local_machine.root,
+                env=local_machine.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             invocation.update(
                 ResponseCode=proc.returncode,
                 Status="Success" if proc.returncode == 0 else "Failed",
@@ -172,19 +186,26 @@ def ssm_agent(aws_env, monkeypatch, local_machine) -> LocalMachine:
                 prefix = f"{command.output_s3_key_prefix}/{command.command_id}/{invocation['InstanceId']}"
                 s3 = s3_backends[self.account_id]["aws"]
                 for stream, text in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-                    s3.put_object(command.output_s3_bucket_name,
-                                  f"{prefix}/awsrunShellScript/0.awsrunShellScript/{stream}", text.encode())
+                    s3.put_object(
+                        command.output_s3_bucket_name,
+                        f"{prefix}/awsrunShellScript/0.awsrunShellScript/{stream}",
+                        text.encode(),
+                    )
         return command
 
     def describe_instance_information(self):
         wanted = [v for f in self._get_param("Filters", []) if f["Key"] == "InstanceIds" for v in f["Values"]]
-        info = [{"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"}
-                for i in wanted if _running(self.current_account, self.region, i)]
+        info = [
+            {"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"}
+            for i in wanted
+            if _running(self.current_account, self.region, i)
+        ]
         return ActionResult({"InstanceInformationList": info})
 
     monkeypatch.setattr(SimpleSystemManagerBackend, "send_command", send_command)
-    monkeypatch.setattr(SimpleSystemManagerResponse, "describe_instance_information", describe_instance_information,
-                        raising=False)
+    monkeypatch.setattr(
+        SimpleSystemManagerResponse, "describe_instance_information", describe_instance_information, raising=False
+    )
     return local_machine
 
 
@@ -210,8 +231,15 @@ def batch_compute(aws_env, monkeypatch, local_machine) -> LocalMachine:
     def run_container(job) -> None:
         command = (job.container_overrides or {}).get("command") or ["true"]
         # Its own process group, so TerminateJob kills the whole pipeline like a container stop would.
-        proc = subprocess.Popen(command, cwd=local_machine.root, env=local_machine.env, start_new_session=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=local_machine.root,
+            env=local_machine.env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         while proc.poll() is None:
             if job.stop:  # TerminateJob
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -28,8 +28,10 @@ BATCH_QUEUE = "fceval-queue"
 BATCH_DEFINITION = "fceval-job"
 QUICK = "0.2"  # seconds the example harness "works"
 
-RUN = (f"{sys.executable} {HARNESS} agent --agent {{agent}} --task-id {{task_id}} --model {{model}}"
-       " --out {artifacts_dir}")
+RUN = (
+    f"{sys.executable} {HARNESS} agent --agent {{agent}} --task-id {{task_id}} --model {{model}}"
+    " --out {artifacts_dir}"
+)
 GRADE = f"{sys.executable} {HARNESS} grade --task-id {{task_id}} --out {{artifacts_dir}}"
 
 
@@ -40,8 +42,13 @@ class MotoWorld:
     security_group: str = ""
 
     def client(self, service: str):
-        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def env(self) -> dict[str, str]:
         return {
@@ -57,21 +64,44 @@ def new_run_id() -> str:
     return "r" + secrets.token_hex(4)
 
 
-def make_context(settings, run_id: str, seq: int = 1, task_id: str = "hello", agent: str = "aide",
-                 model: str = "", attempt: int = 1, backend: str = "ec2") -> JobContext:
+def make_context(
+    settings,
+    run_id: str,
+    seq: int = 1,
+    task_id: str = "hello",
+    agent: str = "aide",
+    model: str = "",
+    attempt: int = 1,
+    backend: str = "ec2",
+) -> JobContext:
     """What the runner would hand a backend for one attempt."""
     from fceval_tui.services.runner import template_values, work_dir
 
-    job = Job(id=f"{run_id}-{seq:03d}", run_id=run_id, seq=seq, agent=agent, task_id=task_id, model=model,
-              dataset="", backend=backend, state=JobState.PROVISIONING, attempts=attempt)
+    job = Job(
+        id=f"{run_id}-{seq:03d}",
+        run_id=run_id,
+        seq=seq,
+        agent=agent,
+        task_id=task_id,
+        model=model,
+        dataset="",
+        backend=backend,
+        state=JobState.PROVISIONING,
+        attempts=attempt,
+    )
     work = work_dir(settings, job)
     work.mkdir(parents=True, exist_ok=True)
     values = template_values(job, work)
     grade = settings.grade_command
-    return JobContext(job=job, attempt=attempt, run_command=settings.run_command.render(values),
-                      grade_command=grade.render(values) if grade else None,
-                      artifact_prefix=settings.artifact_prefix, work_dir=work,
-                      expires_at=utcnow() + timedelta(minutes=settings.ttl_minutes))
+    return JobContext(
+        job=job,
+        attempt=attempt,
+        run_command=settings.run_command.render(values),
+        grade_command=grade.render(values) if grade else None,
+        artifact_prefix=settings.artifact_prefix,
+        work_dir=work,
+        expires_at=utcnow() + timedelta(minutes=settings.ttl_minutes),
+    )
 
 
 def spec(task_id: str, agent: str = "aide") -> JobSpec:
@@ -126,8 +156,9 @@ def record_calls(clients: Sequence) -> CallLog:
 def client_error(code: str, message: str, operation: str):
     from botocore.exceptions import ClientError
 
-    return ClientError({"Error": {"Code": code, "Message": message},
-                        "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+    return ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}, operation
+    )
 
 
 def declared(backend_class, calls: CallLog) -> tuple[set[str], set[str]]:
@@ -175,10 +206,12 @@ class LocalContainer(Transport):
             # What EcsExecTransport raises once its retries are used up.
             raise TransientError(f"TargetNotConnectedException: task {self.task_arn} is not running")
         self.machine.commands.append(" ".join(argv))
-        proc = subprocess.run(list(argv), cwd=self.machine.root, env=self.machine.env, input=stdin,
-                              capture_output=True, timeout=timeout)
-        return CommandResult(proc.returncode, proc.stdout.decode(errors="replace"),
-                             proc.stderr.decode(errors="replace"))
+        proc = subprocess.run(
+            list(argv), cwd=self.machine.root, env=self.machine.env, input=stdin, capture_output=True, timeout=timeout
+        )
+        return CommandResult(
+            proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+        )
 
     def open_stream(self, argv) -> Stream:
         raise NotImplementedError("the ECS tests drive one-shot commands only")

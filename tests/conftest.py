@@ -13,7 +13,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 HARNESS = REPO / "examples" / "harness.py"
-FAST_RUN = f"{sys.executable} {HARNESS} agent --agent {{agent}} --task-id {{task_id}} --model {{model}} --out {{artifacts_dir}} --seconds 0.3"
+FAST_RUN = (
+    f"{sys.executable} {HARNESS} agent --agent {{agent}} --task-id {{task_id}} --model {{model}}"
+    " --out {artifacts_dir} --seconds 0.3"
+)
 FAST_GRADE = f"{sys.executable} {HARNESS} grade --task-id {{task_id}} --out {{artifacts_dir}}"
 
 

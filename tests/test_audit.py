@@ -45,9 +45,21 @@ def test_complete_setup_audits_without_error_and_reports_progress(audit_world):
     report = audit.run_audit(settings, "ec2", on_progress=events.append, context=ctx)
     assert errors(report) == {}
     ok = {f.id for f in report.findings if f.severity is Severity.OK}
-    assert {"identity.caller", "s3.staging.exists", "s3.staging.roundtrip", "iam.instance-profile", "iam.role",
-            "iam.role.trust", "iam.role.ssm", "iam.role.s3", "iam.caller.actions", "iam.caller.passrole",
-            "network.route", "ec2.ami", "ec2.instance-type"} <= ok
+    assert {
+        "identity.caller",
+        "s3.staging.exists",
+        "s3.staging.roundtrip",
+        "iam.instance-profile",
+        "iam.role",
+        "iam.role.trust",
+        "iam.role.ssm",
+        "iam.role.s3",
+        "iam.caller.actions",
+        "iam.caller.passrole",
+        "network.route",
+        "ec2.ami",
+        "ec2.instance-type",
+    } <= ok
     # moto has no Service Quotas for EC2: the audit says it could not look, never "ok".
     quota = next(f for f in report.findings if f.id == "quota.vcpu")
     assert quota.severity is Severity.UNKNOWN and "could not be read" in quota.summary
@@ -77,8 +89,13 @@ def test_no_staging_bucket_configured(audit_world):
 def test_bucket_without_write(audit_world):
     # What a bucket policy denying writes looks like to the caller (moto does not enforce policies).
     def deny_writes(ctx):
-        fail_call(ctx.client("s3"), "PutObject", "AccessDenied", "Access Denied",
-                  when=lambda params: params["Bucket"] == audit_world.bucket)
+        fail_call(
+            ctx.client("s3"),
+            "PutObject",
+            "AccessDenied",
+            "Access Denied",
+            when=lambda params: params["Bucket"] == audit_world.bucket,
+        )
 
     finding = only_error(run(audit_world.settings(), prepare=deny_writes), "s3.staging.roundtrip")
     assert finding.summary.startswith("cannot write") and "AccessDenied" in finding.detail
@@ -100,10 +117,13 @@ def test_no_role(audit_world):
 
 def test_role_without_the_ssm_policy(audit_world):
     audit_world.client("iam").detach_role_policy(
-        RoleName=audit_world.role, PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+        RoleName=audit_world.role, PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    )
     finding = only_error(run(audit_world.settings()), "iam.role.ssm")
-    assert finding.fix == (f"aws iam attach-role-policy --role-name {audit_world.role} "
-                           "--policy-arn arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+    assert finding.fix == (
+        f"aws iam attach-role-policy --role-name {audit_world.role} "
+        "--policy-arn arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    )
 
 
 def test_no_instance_profile(audit_world):
@@ -116,9 +136,17 @@ def test_no_instance_profile(audit_world):
 
 
 def test_role_not_trusting_ec2(audit_world):
-    audit_world.client("iam").update_assume_role_policy(RoleName=audit_world.role, PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                                 "Action": "sts:AssumeRole"}]}))
+    audit_world.client("iam").update_assume_role_policy(
+        RoleName=audit_world.role,
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )
     finding = only_error(run(audit_world.settings()), "iam.role.trust")
     assert "update-assume-role-policy" in finding.fix and "ec2.amazonaws.com" in finding.fix
 
@@ -130,19 +158,27 @@ def _stub_simulation(settings, role_arn: str, decide) -> tuple:
     stubber = Stubber(client)
     from fceval_tui.backends import backend_class
 
-    statements = policy.caller_statements("ec2", backend_class("ec2").caller_actions, settings, [role_arn],
-                                          with_audit=False)
+    statements = policy.caller_statements(
+        "ec2", backend_class("ec2").caller_actions, settings, [role_arn], with_audit=False
+    )
     for statement in statements:
         for resource in statement.resources:
             sample = policy.sample_resource(resource)
             expected = {"PolicySourceArn": CALLER, "ActionNames": list(statement.actions), "ResourceArns": [sample]}
             if statement.condition:
-                expected["ContextEntries"] = [{"ContextKeyName": "iam:PassedToService",
-                                               "ContextKeyValues": ["ec2.amazonaws.com"], "ContextKeyType": "string"}]
-            results = [{"EvalActionName": a, "EvalResourceName": sample, "EvalDecision": decide(a)}
-                       for a in statement.actions]
-            stubber.add_response("simulate_principal_policy", {"EvaluationResults": results, "IsTruncated": False},
-                                 expected)
+                expected["ContextEntries"] = [
+                    {
+                        "ContextKeyName": "iam:PassedToService",
+                        "ContextKeyValues": ["ec2.amazonaws.com"],
+                        "ContextKeyType": "string",
+                    }
+                ]
+            results = [
+                {"EvalActionName": a, "EvalResourceName": sample, "EvalDecision": decide(a)} for a in statement.actions
+            ]
+            stubber.add_response(
+                "simulate_principal_policy", {"EvaluationResults": results, "IsTruncated": False}, expected
+            )
     stubber.activate()
     return client, stubber
 
@@ -150,16 +186,23 @@ def _stub_simulation(settings, role_arn: str, decide) -> tuple:
 def test_caller_denied_pass_role(audit_world):
     settings = audit_world.settings()
     role_arn = f"arn:aws:iam::{ACCOUNT}:role/{audit_world.role}"
-    client, stubber = _stub_simulation(settings, role_arn,
-                                       lambda action: "implicitDeny" if action == "iam:PassRole" else "allowed")
+    client, stubber = _stub_simulation(
+        settings, role_arn, lambda action: "implicitDeny" if action == "iam:PassRole" else "allowed"
+    )
     report = run(settings, simulator=client)
     stubber.assert_no_pending_responses()
     finding = only_error(report, "iam.caller.passrole")
     assert f"iam:PassRole on {role_arn}: not allowed" in finding.detail
     snippet = json.loads(finding.fix.split("add to your identity's policy: ", 1)[1].split(" (the whole policy", 1)[0])
-    assert snippet["Statement"] == [{"Sid": "FcevalTuiEc2PassRole", "Effect": "Allow", "Action": "iam:PassRole",
-                                     "Resource": role_arn,
-                                     "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}}]
+    assert snippet["Statement"] == [
+        {
+            "Sid": "FcevalTuiEc2PassRole",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": role_arn,
+            "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+        }
+    ]
     assert "--print-policy caller" in finding.fix
 
 
@@ -218,13 +261,24 @@ def test_private_subnet_needs_endpoints(audit_world):
 def test_private_subnet_with_endpoints_is_fine(audit_world):
     network = audit_world.network
     ec2 = audit_world.client("ec2")
-    created = [ec2.create_vpc_endpoint(
-        VpcId=network.vpc, VpcEndpointType="Gateway", ServiceName="com.amazonaws.us-east-1.s3",
-        RouteTableIds=[network.private_route_table])["VpcEndpoint"]["VpcEndpointId"]]
+    created = [
+        ec2.create_vpc_endpoint(
+            VpcId=network.vpc,
+            VpcEndpointType="Gateway",
+            ServiceName="com.amazonaws.us-east-1.s3",
+            RouteTableIds=[network.private_route_table],
+        )["VpcEndpoint"]["VpcEndpointId"]
+    ]
     for service in ("ssm", "ssmmessages", "ec2messages"):
-        created.append(ec2.create_vpc_endpoint(
-            VpcId=network.vpc, VpcEndpointType="Interface", ServiceName=f"com.amazonaws.us-east-1.{service}",
-            SubnetIds=[network.private_subnet], PrivateDnsEnabled=True)["VpcEndpoint"]["VpcEndpointId"])
+        created.append(
+            ec2.create_vpc_endpoint(
+                VpcId=network.vpc,
+                VpcEndpointType="Interface",
+                ServiceName=f"com.amazonaws.us-east-1.{service}",
+                SubnetIds=[network.private_subnet],
+                PrivateDnsEnabled=True,
+            )["VpcEndpoint"]["VpcEndpointId"]
+        )
     try:
         report = run(audit_world.settings(FCEVAL_EC2_SUBNET_ID=network.private_subnet))
     finally:
@@ -233,15 +287,21 @@ def test_private_subnet_with_endpoints_is_fine(audit_world):
     assert route.severity is Severity.OK and "VPC endpoints" in route.detail
 
 
-@pytest.mark.parametrize(("quota", "severity", "words"), [
-    (100.0, Severity.OK, "covers 8"),
-    (4.0, Severity.WARNING, "fits 2 of 4"),
-    (1.0, Severity.ERROR, "below one job"),
-])
+@pytest.mark.parametrize(
+    ("quota", "severity", "words"),
+    [
+        (100.0, Severity.OK, "covers 8"),
+        (4.0, Severity.WARNING, "fits 2 of 4"),
+        (1.0, Severity.ERROR, "below one job"),
+    ],
+)
 def test_vcpu_quota_against_concurrency(audit_world, quota, severity, words):
     def quota_reply(ctx):  # Service Quotas for EC2 is not in moto
-        answer_call(ctx.client("service-quotas"), "GetServiceQuota",
-                    {"Quota": {"QuotaName": "Running On-Demand Standard instances", "Value": quota}})
+        answer_call(
+            ctx.client("service-quotas"),
+            "GetServiceQuota",
+            {"Quota": {"QuotaName": "Running On-Demand Standard instances", "Value": quota}},
+        )
 
     report = run(audit_world.settings(FCEVAL_CONCURRENT="4"), prepare=quota_reply)  # c5ad.large: 2 vCPUs
     finding = next(f for f in report.findings if f.id == "quota.vcpu")
@@ -283,8 +343,11 @@ def test_launch_refuses_while_an_error_stands(audit_world):
 
 
 def test_cli_json_and_exit_codes(audit_world):
-    env = {"FC_EVAL_S3_BUCKET": f"{audit_world.bucket}-missing", "FCEVAL_INSTANCE_PROFILE": audit_world.profile,
-           "FCEVAL_EC2_SUBNET_ID": audit_world.network.public_subnet}
+    env = {
+        "FC_EVAL_S3_BUCKET": f"{audit_world.bucket}-missing",
+        "FCEVAL_INSTANCE_PROFILE": audit_world.profile,
+        "FCEVAL_EC2_SUBNET_ID": audit_world.network.public_subnet,
+    }
     state = audit_world.tmp_path / "cli-state"
     res = run_cli("audit", "--backend", "ec2", "--json", state_dir=state, env=env)
     assert res.code == 1, res.err
@@ -301,21 +364,34 @@ def test_cli_json_and_exit_codes(audit_world):
 def _ecs_task_role(audit_world, actions: list[str]) -> str:
     iam = audit_world.client("iam")
     name = f"{audit_world.role}-task"
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                     "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ecs-tasks.amazonaws.com"}}
+        ],
+    }
     arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-    iam.put_role_policy(RoleName=name, PolicyName="exec", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    iam.put_role_policy(
+        RoleName=name,
+        PolicyName="exec",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+        ),
+    )
     return arn
 
 
 def _ecs_settings(audit_world, role_arn: str):
     from aws_helpers import ECS_CLUSTER
 
-    return audit_world.settings(FCEVAL_BACKEND="ecs", FCEVAL_ECS_CLUSTER=ECS_CLUSTER,
-                                FCEVAL_ECS_SUBNETS=audit_world.network.public_subnet,
-                                FCEVAL_ECS_ASSIGN_PUBLIC_IP="true", FCEVAL_ECS_TASK_ROLE_ARN=role_arn,
-                                FCEVAL_ECS_IMAGE="busybox")
+    return audit_world.settings(
+        FCEVAL_BACKEND="ecs",
+        FCEVAL_ECS_CLUSTER=ECS_CLUSTER,
+        FCEVAL_ECS_SUBNETS=audit_world.network.public_subnet,
+        FCEVAL_ECS_ASSIGN_PUBLIC_IP="true",
+        FCEVAL_ECS_TASK_ROLE_ARN=role_arn,
+        FCEVAL_ECS_IMAGE="busybox",
+    )
 
 
 def test_ecs_setup_and_a_task_role_without_ecs_exec(audit_world):
@@ -323,11 +399,27 @@ def test_ecs_setup_and_a_task_role_without_ecs_exec(audit_world):
     report = run(_ecs_settings(audit_world, good), backend="ecs")
     assert errors(report) == {}
     ok = {f.id for f in report.findings if f.severity is Severity.OK}
-    assert {"ecs.cluster", "ecs.platform", "ecs.task-role", "ecs.task-role.trust", "ecs.task-role.exec",
-            "network.route", "iam.caller.passrole"} <= ok
-    audit_world.client("iam").put_role_policy(RoleName=good.rsplit("/", 1)[1], PolicyName="exec", PolicyDocument=(
-        json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": ["ssmmessages:CreateControlChannel"], "Resource": "*"}]})))
+    assert {
+        "ecs.cluster",
+        "ecs.platform",
+        "ecs.task-role",
+        "ecs.task-role.trust",
+        "ecs.task-role.exec",
+        "network.route",
+        "iam.caller.passrole",
+    } <= ok
+    audit_world.client("iam").put_role_policy(
+        RoleName=good.rsplit("/", 1)[1],
+        PolicyName="exec",
+        PolicyDocument=(
+            json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": ["ssmmessages:CreateControlChannel"], "Resource": "*"}],
+                }
+            )
+        ),
+    )
     finding = only_error(run(_ecs_settings(audit_world, good), backend="ecs"), "ecs.task-role.exec")
     assert "ssmmessages:OpenDataChannel" in finding.detail and "aws iam put-role-policy" in finding.fix
 
@@ -338,10 +430,15 @@ def test_batch_queue_must_be_valid_and_enabled(audit_world):
     batch = audit_world.client("batch")
     env = batch.describe_compute_environments()["computeEnvironments"][0]["computeEnvironmentArn"]
     queue = f"{audit_world.bucket}-queue"
-    batch.create_job_queue(jobQueueName=queue, state="ENABLED", priority=1,
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}])
-    settings = audit_world.settings(FCEVAL_BACKEND="batch", FCEVAL_BATCH_QUEUE=queue,
-                                    FCEVAL_BATCH_JOB_DEFINITION=BATCH_DEFINITION)
+    batch.create_job_queue(
+        jobQueueName=queue,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}],
+    )
+    settings = audit_world.settings(
+        FCEVAL_BACKEND="batch", FCEVAL_BATCH_QUEUE=queue, FCEVAL_BATCH_JOB_DEFINITION=BATCH_DEFINITION
+    )
     report = run(settings, backend="batch")
     assert errors(report) == {}
     assert {f.id: f.severity for f in report.findings}["batch.queue"] is Severity.OK

@@ -35,8 +35,11 @@ def fast(backend: BatchBackend) -> BatchBackend:
 
 def live_jobs(world, run_id: str) -> list[dict]:
     batch = world.client("batch")
-    ids = [s["jobId"] for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
-           for s in batch.list_jobs(jobQueue=BATCH_QUEUE, jobStatus=status)["jobSummaryList"]]
+    ids = [
+        s["jobId"]
+        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+        for s in batch.list_jobs(jobQueue=BATCH_QUEUE, jobStatus=status)["jobSummaryList"]
+    ]
     jobs = batch.describe_jobs(jobs=ids)["jobs"] if ids else []
     return [j for j in jobs if j.get("tags", {}).get("fceval:run-id") == run_id]
 
@@ -51,8 +54,9 @@ def wait_done(backend, ctx, job_id):
 
 
 def test_runner_drives_batch_jobs_end_to_end(aws_settings, batch_compute, aws_env):
-    settings = aws_settings(FCEVAL_BACKEND="batch", FCEVAL_TTL_MINUTES="30", FCEVAL_BATCH_VCPU="4",
-                            FCEVAL_BATCH_GPUS="1")
+    settings = aws_settings(
+        FCEVAL_BACKEND="batch", FCEVAL_TTL_MINUTES="30", FCEVAL_BATCH_VCPU="4", FCEVAL_BATCH_GPUS="1"
+    )
     backend = fast(BatchBackend(settings))
     calls = record_calls(backend.aws.all())
     run, final = run_with_runner(settings, backend, [spec("hello"), spec("always-fail", agent="biomni")])
@@ -134,7 +138,8 @@ def test_retried_submit_after_a_lost_reply_submits_once(aws_settings, batch_comp
     first = backend.provision(ctx)
     assert backend.provision(ctx) == first
     named = aws_env.client("batch").list_jobs(
-        jobQueue=BATCH_QUEUE, filters=[{"name": "JOB_NAME", "values": [job_name(ctx.job.id, 1)]}])
+        jobQueue=BATCH_QUEUE, filters=[{"name": "JOB_NAME", "values": [job_name(ctx.job.id, 1)]}]
+    )
     assert [s["jobId"] for s in named["jobSummaryList"]] == [first]
     backend.cleanup(ctx, first)
     assert live_jobs(aws_env, ctx.job.run_id) == []

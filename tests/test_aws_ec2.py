@@ -23,10 +23,12 @@ def fast(backend: Ec2Backend) -> Ec2Backend:
 
 
 def instances_of_run(world, run_id: str, states=("pending", "running", "stopping", "stopped", "shutting-down")):
-    reservations = world.client("ec2").describe_instances(Filters=[
-        {"Name": "tag:fceval:run-id", "Values": [run_id]},
-        {"Name": "instance-state-name", "Values": list(states)},
-    ])["Reservations"]
+    reservations = world.client("ec2").describe_instances(
+        Filters=[
+            {"Name": "tag:fceval:run-id", "Values": [run_id]},
+            {"Name": "instance-state-name", "Values": list(states)},
+        ]
+    )["Reservations"]
     return [i for r in reservations for i in r["Instances"]]
 
 
@@ -51,7 +53,8 @@ def test_runner_drives_jobs_end_to_end_through_ssm(aws_settings, ssm_agent, aws_
     run_url, report_url = ok.artifacts
     assert run_url == f"s3://{RESULTS}/evals/runs/aide/hello/{run.id}.tar.gz"
     assert report_url.startswith(f"s3://{RESULTS}/evals/grades/aide/hello/") and report_url.endswith(
-        "_grading_report.json.gz")
+        "_grading_report.json.gz"
+    )
     assert bad.state == JobState.FAILED and bad.exit_code == 3
     assert bad.artifacts == (f"s3://{RESULTS}/evals/failed_runs/biomni/always-fail/{run.id}.tar.gz",)
     assert s3_keys(aws_env, RESULTS, f"evals/runs/aide/hello/{run.id}") == [f"evals/runs/aide/hello/{run.id}.tar.gz"]
@@ -80,7 +83,8 @@ def test_launch_request_carries_tags_ttl_shutdown_and_disks(aws_settings, aws_en
         assert tags["fceval:job-id"] == ctx.job.id and tags["fceval:expires-at"] == ctx.tags["fceval:expires-at"]
         assert item["InstanceType"] == "c5ad.large" and "InstanceLifecycle" not in item
         behaviour = ec2.describe_instance_attribute(
-            InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior")
+            InstanceId=instance_id, Attribute="instanceInitiatedShutdownBehavior"
+        )
         assert behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
         raw = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
         script = base64.b64decode(raw).decode()
@@ -97,7 +101,8 @@ def test_launch_request_carries_tags_ttl_shutdown_and_disks(aws_settings, aws_en
         assert group["IpPermissions"] == []  # no inbound access at all
         assert {t["Key"]: t["Value"] for t in group["Tags"]}["ManagedBy"] == "fceval-tui"
         ami = aws_env.client("ssm").get_parameter(
-            Name="/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")["Parameter"]["Value"]
+            Name="/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+        )["Parameter"]["Value"]
         assert item["ImageId"] == ami
     finally:
         backend.cleanup(ctx, instance_id)
@@ -278,7 +283,8 @@ def test_teardown_removes_the_security_group_too(aws_settings, aws_env):
         backend.destroy_resource(resource)
     assert [r for r in backend.list_resources() if r.run_id == ctx.job.run_id] == []
     group = aws_env.client("ec2").describe_security_groups(
-        Filters=[{"Name": "group-name", "Values": ["fceval-tui-egress-only"]}])["SecurityGroups"]
+        Filters=[{"Name": "group-name", "Values": ["fceval-tui-egress-only"]}]
+    )["SecurityGroups"]
     assert group == []
 
 

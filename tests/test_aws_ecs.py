@@ -38,8 +38,11 @@ def live_tasks(world, run_id: str) -> list[dict]:
     if not arns:
         return []
     tasks = ecs.describe_tasks(cluster="fceval-test", tasks=arns, include=["TAGS"])["tasks"]
-    return [t for t in tasks if {"key": "fceval:run-id", "value": run_id} in t.get("tags", [])
-            and t["lastStatus"] != "STOPPED"]
+    return [
+        t
+        for t in tasks
+        if {"key": "fceval:run-id", "value": run_id} in t.get("tags", []) and t["lastStatus"] != "STOPPED"
+    ]
 
 
 def active_definitions(world, run_id: str) -> list[str]:

@@ -30,11 +30,13 @@ def _wait_for(predicate, what: str, tries: int = 600):
 
 
 def _live_instances(world, run_id):
-    reservations = world.client("ec2").describe_instances(Filters=[
-        {"Name": "tag:ManagedBy", "Values": ["fceval-tui"]},
-        {"Name": "tag:fceval:run-id", "Values": [run_id]},
-        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
-    ])["Reservations"]
+    reservations = world.client("ec2").describe_instances(
+        Filters=[
+            {"Name": "tag:ManagedBy", "Values": ["fceval-tui"]},
+            {"Name": "tag:fceval:run-id", "Values": [run_id]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+    )["Reservations"]
     return [i["InstanceId"] for r in reservations for i in r["Instances"]]
 
 
@@ -54,8 +56,20 @@ def test_sigkilled_console_resumes_and_leaves_nothing_behind(aws_env, ssm_agent,
     for key, value in settings_env.items():
         monkeypatch.setenv(key, value)  # the SSM double runs the pipeline with this process's environment
     state_dir = tmp_path / "state"
-    argv = [sys.executable, "-m", "fceval_tui", "--state-dir", str(state_dir), "launch", "--task-id", "hello",
-            "--agent", "aide", "--skip-preflight", "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "fceval_tui",
+        "--state-dir",
+        str(state_dir),
+        "launch",
+        "--task-id",
+        "hello",
+        "--agent",
+        "aide",
+        "--skip-preflight",
+        "--json",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

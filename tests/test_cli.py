@@ -6,23 +6,33 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, run_cli
 
 
 def test_help_imports_neither_boto3_nor_textual():
-    code = ("import sys\nfrom fceval_tui.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "bad = [m for m in ('boto3', 'botocore', 'textual', 'libtmux') if m in sys.modules]\n"
-            "print('LOADED', bad)")
+    code = (
+        "import sys\nfrom fceval_tui.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('boto3', 'botocore', 'textual', 'libtmux') if m in sys.modules]\n"
+        "print('LOADED', bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "LOADED []" in out
     assert "launch" in out and "teardown" in out
 
 
 def test_dry_run_prints_exactly_what_would_run_and_writes_nothing(state_dir, fast_env):
-    res = run_cli("launch", "--task-id", "x; rm -rf /", "--agent", "aide", "--dry-run", "--json", state_dir=state_dir,
-                  env=fast_env)
+    res = run_cli(
+        "launch",
+        "--task-id",
+        "x; rm -rf /",
+        "--agent",
+        "aide",
+        "--dry-run",
+        "--json",
+        state_dir=state_dir,
+        env=fast_env,
+    )
     assert res.code == 0, res.err
     plan = json.loads(res.out)
     (job,) = plan["jobs"]
@@ -43,10 +53,18 @@ def test_dry_run_prints_exactly_what_would_run_and_writes_nothing(state_dir, fas
         (["launch", "--jobs", "EMPTY"], {}, "no jobs found"),
         (["launch", "--jobs", "ONECOL"], {}, "ONECOL:2: expected 'agent,task_id[,model]'"),
         (["launch", "--jobs", "LATIN1"], {}, "not valid UTF-8"),
-        (["launch", "--task-id", "t", "--agent", "a", "--concurrent", "-3"], {}, "FCEVAL_CONCURRENT='-3' is out of range"),
+        (
+            ["launch", "--task-id", "t", "--agent", "a", "--concurrent", "-3"],
+            {},
+            "FCEVAL_CONCURRENT='-3' is out of range",
+        ),
         (["launch", "--task-id", "t", "--agent", "a", "--backend", "k8s"], {}, "FCEVAL_BACKEND='k8s'"),
         (["launch", "--task-id", "t", "--agent", "a"], {"FC_EVAL_S3_BUCKET": "Bad_Bucket"}, "FC_EVAL_S3_BUCKET"),
-        (["launch", "--task-id", "t", "--agent", "a"], {"FCEVAL_RUN_COMMAND": "go {oops}"}, "unknown placeholder {oops}"),
+        (
+            ["launch", "--task-id", "t", "--agent", "a"],
+            {"FCEVAL_RUN_COMMAND": "go {oops}"},
+            "unknown placeholder {oops}",
+        ),
         (["status", "nope"], {}, "no run 'nope'"),
         (["cancel", "nope"], {}, "no job 'nope'"),
         (["resume", "nope"], {}, "no run 'nope'"),
@@ -99,8 +117,7 @@ def test_tmux_missing_from_path(state_dir, tmp_path, fast_env):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     os.symlink(sys.executable, bindir / "python3")
-    res = run_cli("launch", "--task-id", "t", "--agent", "a", state_dir=state_dir,
-                  env=dict(fast_env, PATH=str(bindir)))
+    res = run_cli("launch", "--task-id", "t", "--agent", "a", state_dir=state_dir, env=dict(fast_env, PATH=str(bindir)))
     assert res.code == 2
     assert "tmux is not installed or not on PATH" in res.err
     assert json.loads(run_cli("status", "--json", state_dir=state_dir).out) == []  # nothing half-created

@@ -12,8 +12,12 @@ REPO = Path(__file__).resolve().parent.parent
 def test_precedence_cli_over_env_over_dotenv_over_default(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("FCEVAL_CONCURRENT=3\nEC2_INSTANCE_TYPE=m5.large\nFCEVAL_MAX_ATTEMPTS=5\n")
-    s = load_settings(cli={"concurrent": "9"}, env_file=env_file,
-                      environ={"FCEVAL_CONCURRENT": "7", "EC2_INSTANCE_TYPE": "c5.xlarge"}, state_dir=tmp_path)
+    s = load_settings(
+        cli={"concurrent": "9"},
+        env_file=env_file,
+        environ={"FCEVAL_CONCURRENT": "7", "EC2_INSTANCE_TYPE": "c5.xlarge"},
+        state_dir=tmp_path,
+    )
     assert s.concurrent == 9 and s.sources["concurrent"] == "command line"
     assert s.ec2_instance_type == "c5.xlarge" and s.sources["ec2_instance_type"] == "environment"
     assert s.max_attempts == 5 and s.sources["max_attempts"] == str(env_file)

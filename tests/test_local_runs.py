@@ -9,14 +9,15 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, run_cli
+
 from fceval_tui.backends.local import socket_name
 
 
 def _sessions(state_dir):
-    proc = subprocess.run(["tmux", "-L", socket_name(state_dir), "ls", "-F", "#{session_name}"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["tmux", "-L", socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
+    )
     return proc.stdout.split()
 
 
@@ -33,19 +34,34 @@ def test_example_jobs_end_to_end(state_dir, fast_env):
     jobs = {j["task_id"]: j for j in _status(state_dir, run_id)}
     assert {j["state"] for t, j in jobs.items() if t != "always-fail-demo"} == {"succeeded"}
     failed = jobs["always-fail-demo"]
-    assert failed["state"] == "failed" and failed["exit_code"] == 3 and "agent step exited with code 3" in failed["error"]
+    assert (
+        failed["state"] == "failed" and failed["exit_code"] == 3 and "agent step exited with code 3" in failed["error"]
+    )
     ok = jobs["hello-world"]
     assert ok["exit_code"] == 0 and ok["attempts"] == 1
-    required = {"id", "run_id", "agent", "task_id", "model", "backend", "state", "attempts", "exit_code",
-                "resource_id", "started_at", "ended_at", "artifacts", "cost_usd"}
+    required = {
+        "id",
+        "run_id",
+        "agent",
+        "task_id",
+        "model",
+        "backend",
+        "state",
+        "attempts",
+        "exit_code",
+        "resource_id",
+        "started_at",
+        "ended_at",
+        "artifacts",
+        "cost_usd",
+    }
     assert required <= set(ok)
     archive, report = ok["artifacts"]
     assert archive.endswith(f"runs/dummy/hello-world/{run_id}.tar.gz") and os.path.isfile(archive)
     assert "/grades/dummy/hello-world/" in report and report.endswith("_grading_report.json.gz")
     assert any("/failed_runs/biomni/always-fail-demo/" in a for a in failed["artifacts"])
     assert _sessions(state_dir) == []  # sessions cleaned up when jobs end
-    runs = len((fast_env["FCEVAL_EXAMPLE_TRACE"] and open(fast_env["FCEVAL_EXAMPLE_TRACE"]).read().splitlines()))
-    assert runs == 5
+    assert len(_trace(fast_env)) == 5
 
 
 def test_human_launch_output_has_a_summary(state_dir, fast_env):
@@ -65,8 +81,7 @@ def test_shell_metacharacters_are_data(state_dir, fast_env, tmp_path):
     res = run_cli("launch", "--jobs", str(jobs), state_dir=state_dir, env=fast_env)
     assert res.code == 0, res.out + res.err
     assert not pwned.exists()
-    trace = [json.loads(line) for line in open(fast_env["FCEVAL_EXAMPLE_TRACE"])]
-    assert sorted(t["task_id"] for t in trace) == sorted(h.format(p=pwned) for h in HOSTILE)
+    assert sorted(t["task_id"] for t in _trace(fast_env)) == sorted(h.format(p=pwned) for h in HOSTILE)
 
 
 def test_newline_in_a_task_id_is_refused(state_dir, fast_env):
@@ -76,8 +91,9 @@ def test_newline_in_a_task_id_is_refused(state_dir, fast_env):
 
 def test_timeout_ends_timed_out_and_kills_the_session(state_dir, fast_env):
     env = dict(fast_env, FCEVAL_RUN_COMMAND="sleep 30 # {task_id}", FCEVAL_GRADE_COMMAND="")
-    res = run_cli("launch", "--task-id", "slow", "--agent", "a", "--timeout", "0.02", "--json", state_dir=state_dir,
-                  env=env)
+    res = run_cli(
+        "launch", "--task-id", "slow", "--agent", "a", "--timeout", "0.02", "--json", state_dir=state_dir, env=env
+    )
     assert res.code == 1
     (job,) = _status(state_dir)
     assert job["state"] == "timed_out"
@@ -86,8 +102,9 @@ def test_timeout_ends_timed_out_and_kills_the_session(state_dir, fast_env):
 
 def test_cancel_a_running_job_from_another_process(state_dir, fast_env):
     env = dict(fast_env, FCEVAL_RUN_COMMAND="sleep 30 # {task_id}", FCEVAL_GRADE_COMMAND="")
-    res = run_cli("launch", "--task-id", "a", "--task-id", "b", "--agent", "x", "--detach", "--json",
-                  state_dir=state_dir, env=env)
+    res = run_cli(
+        "launch", "--task-id", "a", "--task-id", "b", "--agent", "x", "--detach", "--json", state_dir=state_dir, env=env
+    )
     assert res.code == 0, res.err
     run_id = json.loads(res.out)["run_id"]
     _wait(lambda: {j["state"] for j in _status(state_dir, run_id)} == {"running"})
@@ -117,20 +134,37 @@ def test_kill_9_then_resume_completes_every_job_exactly_once(state_dir, fast_env
     env["FCEVAL_RUN_COMMAND"] = env["FCEVAL_RUN_COMMAND"].replace("--seconds 0.3", "--seconds 1.5")
     jobs = state_dir.parent / "jobs.csv"
     jobs.write_text("".join(f"aide,task-{i}\n" for i in range(6)))
-    proc = subprocess.Popen([sys.executable, "-m", "fceval_tui", "--state-dir", str(state_dir), "launch", "--jobs",
-                             str(jobs), "--concurrent", "3", "--json"], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fceval_tui",
+            "--state-dir",
+            str(state_dir),
+            "launch",
+            "--jobs",
+            str(jobs),
+            "--concurrent",
+            "3",
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     run_id = json.loads(proc.stdout.readline())["run_id"]
     _wait(lambda: sum(j["state"] == "running" for j in _status(state_dir, run_id)) == 3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = _status(state_dir, run_id)
-    assert any(not j["state"] in ("succeeded", "failed") for j in before)
+    assert any(j["state"] not in ("succeeded", "failed") for j in before)
     res = run_cli("resume", run_id, state_dir=state_dir, env=fast_env)
     assert res.code == 0, res.out + res.err
     after = _status(state_dir, run_id)
     assert {j["state"] for j in after} == {"succeeded"}
-    trace = [json.loads(line)["task_id"] for line in open(fast_env["FCEVAL_EXAMPLE_TRACE"])]
-    assert sorted(trace) == [f"task-{i}" for i in range(6)]  # every job ran exactly once
+    assert sorted(t["task_id"] for t in _trace(fast_env)) == [
+        f"task-{i}" for i in range(6)
+    ]  # every job ran exactly once
     assert all(j["attempts"] == 1 for j in after)
 
 
@@ -139,7 +173,13 @@ def test_resume_of_a_finished_run_does_nothing(state_dir, fast_env):
     run_id = json.loads(res.out)["run_id"]
     res = run_cli("resume", run_id, state_dir=state_dir, env=fast_env)
     assert res.code == 0
-    assert len(open(fast_env["FCEVAL_EXAMPLE_TRACE"]).read().splitlines()) == 1
+    assert len(_trace(fast_env)) == 1
+
+
+def _trace(fast_env) -> list[dict]:
+    """One entry per agent run the example harness made."""
+    with open(fast_env["FCEVAL_EXAMPLE_TRACE"]) as fh:
+        return [json.loads(line) for line in fh]
 
 
 def _wait(predicate, timeout=30.0):
@@ -152,8 +192,12 @@ def _wait(predicate, timeout=30.0):
 
 
 def test_tail_a_job_prints_its_lines_once_and_exits_when_it_ends(state_dir, fast_env):
-    env = dict(fast_env, FCEVAL_RUN_COMMAND="for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done # {task_id}",
-               FCEVAL_GRADE_COMMAND="", FCEVAL_KEEP_SESSIONS="true")
+    env = dict(
+        fast_env,
+        FCEVAL_RUN_COMMAND="for i in 1 2 3 4 5; do echo line-$i; sleep 0.2; done # {task_id}",
+        FCEVAL_GRADE_COMMAND="",
+        FCEVAL_KEEP_SESSIONS="true",
+    )
     res = run_cli("launch", "--task-id", "t", "--agent", "a", "--detach", "--json", state_dir=state_dir, env=env)
     run_id = json.loads(res.out)["run_id"]
     _wait(lambda: _status(state_dir, run_id)[0]["state"] in ("running", "succeeded"))

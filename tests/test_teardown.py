@@ -19,8 +19,9 @@ from fceval_tui.backends.local import socket_name
 from fceval_tui.services import teardown
 from fceval_tui.store import Store
 
-SLOW_RUN = (f"{sys.executable} {HARNESS} agent --agent {{agent}} --task-id {{task_id}} --out {{artifacts_dir}}"
-            " --seconds 300")
+SLOW_RUN = (
+    f"{sys.executable} {HARNESS} agent --agent {{agent}} --task-id {{task_id}} --out {{artifacts_dir}} --seconds 300"
+)
 TASKS = ("t1", "t2", "t3")
 
 
@@ -30,8 +31,9 @@ def slow_env():
 
 
 def sessions(state_dir) -> list[str]:
-    proc = subprocess.run(["tmux", "-L", socket_name(state_dir), "ls", "-F", "#{session_name}"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["tmux", "-L", socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
+    )
     return sorted(proc.stdout.split())
 
 
@@ -73,8 +75,13 @@ def teardown_json(state_dir, *args: str):
 
 def test_killed_console_leaves_sessions_that_teardown_removes(state_dir, slow_env):
     env = {**os.environ, **slow_env}
-    console = subprocess.Popen([*launch_args(), "--state-dir", str(state_dir)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    console = subprocess.Popen(
+        [*launch_args(), "--state-dir", str(state_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         run_id = json.loads(console.stdout.readline())["run_id"]
         wait_for(lambda: len(sessions(state_dir)) == len(TASKS), "every job's tmux session")
@@ -116,8 +123,16 @@ def test_killed_console_leaves_sessions_that_teardown_removes(state_dir, slow_en
 
 
 def test_a_driven_run_is_not_an_orphan_but_run_scope_removes_it(state_dir, slow_env):
-    res = run_cli("launch", "--agent", "aide", *[a for t in TASKS for a in ("--task-id", t)], "--detach", "--json",
-                  state_dir=state_dir, env=slow_env)
+    res = run_cli(
+        "launch",
+        "--agent",
+        "aide",
+        *[a for t in TASKS for a in ("--task-id", t)],
+        "--detach",
+        "--json",
+        state_dir=state_dir,
+        env=slow_env,
+    )
     assert res.code == 0, res.err
     run_id = json.loads(res.out.splitlines()[0])["run_id"]
     store = Store.open(state_dir)
@@ -172,7 +187,8 @@ def test_ledger_entry_whose_session_is_gone_is_marked_cancelled(state_dir, setti
     settings = settings_factory()
     plan = teardown.make_plan(settings, store, teardown.Scope.orphans())
     assert [(i.action, i.resource.kind, i.resource.id) for i in plan.items] == [
-        ("mark-cancelled", "ledger-entry", jobs[0].id)]
+        ("mark-cancelled", "ledger-entry", jobs[0].id)
+    ]
     assert f"{jobs[0].id} is gone" in plan.items[0].reason
     assert plan.cancel_job_ids == [jobs[0].id]  # a job that never got compute is left for `resume`
     result = teardown.execute(settings, store, plan)
@@ -189,8 +205,9 @@ def test_a_selection_cancels_only_the_jobs_of_what_is_chosen(state_dir, settings
     run, jobs = store.create_run("local", 2, [JobSpec("aide", "a"), JobSpec("aide", "b")])
     for job in jobs:
         store.transition(job.id, JobState.STARTING, resource_id=job.id, attempts=1)
-        subprocess.run(["tmux", "-L", socket_name(state_dir), "new-session", "-d", "-s", job.id, "sleep 300"],
-                       check=True)
+        subprocess.run(
+            ["tmux", "-L", socket_name(state_dir), "new-session", "-d", "-s", job.id, "sleep 300"], check=True
+        )
     settings = settings_factory()
     plan = teardown.make_plan(settings, store, teardown.Scope.orphans())
     assert sorted(plan.cancel_job_ids) == [j.id for j in jobs]

@@ -20,15 +20,18 @@ from fceval_tui.services import teardown
 from fceval_tui.store import Store
 
 pytest_plugins = ("aws_fixtures",)
-CLAIM_AND_SLEEP = ("import sys, time\nfrom pathlib import Path\nfrom fceval_tui.store import Store\n"
-                   "Store.open(Path(sys.argv[1])).claim_run(sys.argv[2])\nprint('claimed', flush=True)\n"
-                   "time.sleep(300)\n")
+CLAIM_AND_SLEEP = (
+    "import sys, time\nfrom pathlib import Path\nfrom fceval_tui.store import Store\n"
+    "Store.open(Path(sys.argv[1])).claim_run(sys.argv[2])\nprint('claimed', flush=True)\n"
+    "time.sleep(300)\n"
+)
 
 
 def kill_runner_of(state_dir, run_id: str) -> int:
     """A process claims the run like a console's runner does, then is killed with SIGKILL."""
-    proc = subprocess.Popen([sys.executable, "-c", CLAIM_AND_SLEEP, str(state_dir), run_id],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLAIM_AND_SLEEP, str(state_dir), run_id], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "claimed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -55,14 +58,19 @@ def test_ec2_orphans_of_a_killed_console(aws_env, aws_settings):
         ctx = make_context(settings, run.id, seq=job.seq, task_id=job.task_id)
         instance = backend.provision(ctx)
         store.transition(job.id, JobState.PROVISIONING, resource_id=instance, attempts=1)
-        aws_env.client("s3").put_object(Bucket=STAGING, Key=f"fceval-tui/staging/{run.id}/{job.id}/a1/manifest.json",
-                                        Body=b"{}")
+        aws_env.client("s3").put_object(
+            Bucket=STAGING, Key=f"fceval-tui/staging/{run.id}/{job.id}/a1/manifest.json", Body=b"{}"
+        )
         ours.append(instance)
     stranger = backend.provision(make_context(settings, new_run_id(), task_id="stranger"))
     kill_runner_of(settings.state_dir, run.id)
     assert store.run_owner(run.id) is None
-    env = {"FCEVAL_BACKEND": "ec2", "FC_EVAL_S3_BUCKET": STAGING, "FCEVAL_INSTANCE_PROFILE": PROFILE,
-           "AWS_REGION": REGION}
+    env = {
+        "FCEVAL_BACKEND": "ec2",
+        "FC_EVAL_S3_BUCKET": STAGING,
+        "FCEVAL_INSTANCE_PROFILE": PROFILE,
+        "AWS_REGION": REGION,
+    }
 
     res = run_cli("teardown", "--orphans", "--dry-run", "--json", state_dir=settings.state_dir, env=env)
     assert res.code == 0, res.err

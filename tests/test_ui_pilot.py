@@ -150,8 +150,11 @@ def test_no_module_below_ui_imports_textual():
             continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             if any(n == "textual" or n.startswith("textual.") for n in names):
                 offenders.append(str(pathlib.Path(path).relative_to(REPO)))
     assert offenders == []
@@ -168,8 +171,6 @@ def test_domain_does_no_io():
                 assert not {a.name.split(".")[0] for a in node.names} & forbidden, path
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert node.module.split(".")[0] not in forbidden, path
-
-
 
 
 async def test_attach_shows_live_output_and_control_sends_keys(console, settings_factory):

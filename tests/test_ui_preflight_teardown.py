@@ -33,8 +33,9 @@ async def wait_for(pilot, predicate, what: str, limit: float = 30.0):
 
 
 def sessions(state_dir) -> list[str]:
-    proc = subprocess.run(["tmux", "-L", socket_name(state_dir), "ls", "-F", "#{session_name}"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["tmux", "-L", socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
+    )
     return sorted(proc.stdout.split())
 
 
@@ -101,8 +102,14 @@ def fake_audit(settings, backend, on_progress=None, context=None):
     findings = []
     for index, check in enumerate(list_checks(backend)):
         severity = SEVERITIES[index % len(SEVERITIES)]
-        finding = Finding(check.id, check.area, severity, f"{check.title}: example {severity.value} finding",
-                          "what the check saw", "" if severity is Severity.OK else f"fix for {check.id}")
+        finding = Finding(
+            check.id,
+            check.area,
+            severity,
+            f"{check.title}: example {severity.value} finding",
+            "what the check saw",
+            "" if severity is Severity.OK else f"fix for {check.id}",
+        )
         if on_progress:
             on_progress(CheckEvent(check, False))
             on_progress(CheckEvent(check, True, (finding,)))
@@ -112,15 +119,46 @@ def fake_audit(settings, backend, on_progress=None, context=None):
 
 def fake_plan(settings, store, scope, listing=None):
     items = [
-        teardown.PlanItem(Resource("local", "tmux-session", "r0demo01-002", "running", "r0demo01", "r0demo01-002",
-                                   started_at=T0 + timedelta(seconds=10)), "destroy",
-                          "run r0demo01 has no live runner (its console was stopped or killed)", "running"),
-        teardown.PlanItem(Resource("ec2", "instance", "i-0abc123def4567890", "running", "r0old", "r0old-001",
-                                   started_at=T0 - timedelta(hours=3), cost_usd=0.52), "destroy",
-                          "not in this ledger (run r0old)"),
-        teardown.PlanItem(Resource("s3", "staging-objects", "s3://my-staging/fceval-tui/staging/r0old/", "4 objects",
-                                   "r0old", started_at=T0 - timedelta(hours=3)), "destroy",
-                          "not in this ledger (run r0old)"),
+        teardown.PlanItem(
+            Resource(
+                "local",
+                "tmux-session",
+                "r0demo01-002",
+                "running",
+                "r0demo01",
+                "r0demo01-002",
+                started_at=T0 + timedelta(seconds=10),
+            ),
+            "destroy",
+            "run r0demo01 has no live runner (its console was stopped or killed)",
+            "running",
+        ),
+        teardown.PlanItem(
+            Resource(
+                "ec2",
+                "instance",
+                "i-0abc123def4567890",
+                "running",
+                "r0old",
+                "r0old-001",
+                started_at=T0 - timedelta(hours=3),
+                cost_usd=0.52,
+            ),
+            "destroy",
+            "not in this ledger (run r0old)",
+        ),
+        teardown.PlanItem(
+            Resource(
+                "s3",
+                "staging-objects",
+                "s3://my-staging/fceval-tui/staging/r0old/",
+                "4 objects",
+                "r0old",
+                started_at=T0 - timedelta(hours=3),
+            ),
+            "destroy",
+            "not in this ledger (run r0old)",
+        ),
     ]
     live = Resource("local", "tmux-session", "r0live01-001", "running", "r0live01", "r0live01-001", started_at=T0)
     kept = [teardown.PlanItem(live, "keep", "run r0live01 is driven by process 4242")]

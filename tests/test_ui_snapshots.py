@@ -6,11 +6,11 @@ import time
 
 import pytest
 from textual.widgets import Input
+from ui_fixtures import SIZE, T0, Clock, fixed, seed
 
 from fceval_tui.backends.base import Resource
 from fceval_tui.store import Store
 from fceval_tui.ui.app import make_app
-from ui_fixtures import SIZE, T0, Clock, fixed, seed
 
 
 @pytest.fixture(autouse=True)
@@ -59,10 +59,25 @@ def test_resources_view(app, snap_compare):
     from datetime import timedelta
 
     fake = [
-        Resource("local", "tmux-session", "r0demo01-002", "running", "r0demo01", "r0demo01-002",
-                 started_at=T0 + timedelta(seconds=10)),
-        Resource("ec2", "instance", "i-0abc123def4567890", "running", "r0old", "r0old-001",
-                 started_at=T0 - timedelta(hours=3), cost_usd=0.52),
+        Resource(
+            "local",
+            "tmux-session",
+            "r0demo01-002",
+            "running",
+            "r0demo01",
+            "r0demo01-002",
+            started_at=T0 + timedelta(seconds=10),
+        ),
+        Resource(
+            "ec2",
+            "instance",
+            "i-0abc123def4567890",
+            "running",
+            "r0old",
+            "r0old-001",
+            started_at=T0 - timedelta(hours=3),
+            cost_usd=0.52,
+        ),
     ]
     app.resource_listing = lambda: (fake, {"i-0abc123def4567890": "not in this ledger (run r0old)"}, [])
 

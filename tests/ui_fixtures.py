@@ -29,9 +29,15 @@ def fixed(at: datetime = T0 + timedelta(minutes=5)):
 
 def seed(store: Store) -> str:
     """A run with jobs in every interesting state; returns the run id."""
-    specs = [JobSpec("aide", "polarishub/tdcommons-caco2-wang", "gpt-4o"), JobSpec("aide", "shapely_2032", "gpt-4o"),
-             JobSpec("biomni", "proteingym-dms/A0A1I9", "claude"), JobSpec("biomni", "always-fail-demo", "claude"),
-             JobSpec("dummy", "hello-world"), JobSpec("dummy", "slow-task"), JobSpec("aide", "capacity-task")]
+    specs = [
+        JobSpec("aide", "polarishub/tdcommons-caco2-wang", "gpt-4o"),
+        JobSpec("aide", "shapely_2032", "gpt-4o"),
+        JobSpec("biomni", "proteingym-dms/A0A1I9", "claude"),
+        JobSpec("biomni", "always-fail-demo", "claude"),
+        JobSpec("dummy", "hello-world"),
+        JobSpec("dummy", "slow-task"),
+        JobSpec("aide", "capacity-task"),
+    ]
     run, jobs = store.create_run("local", 3, specs, run_id="r0demo01")
     started = T0 + timedelta(seconds=10)
 
@@ -40,16 +46,39 @@ def seed(store: Store) -> str:
             store.transition(job.id, state)
         return store.transition(job.id, path[-1], **fields)
 
-    go(jobs[0], S.STARTING, S.RUNNING, S.GRADING, S.UPLOADING, S.SUCCEEDED, attempts=1, exit_code=0,
-       started_at=started, ended_at=started + timedelta(seconds=95), resource_id=jobs[0].id,
-       artifacts=("/data/artifacts/runs/aide/polarishub/tdcommons-caco2-wang/r0demo01_gpt-4o.tar.gz",))
+    go(
+        jobs[0],
+        S.STARTING,
+        S.RUNNING,
+        S.GRADING,
+        S.UPLOADING,
+        S.SUCCEEDED,
+        attempts=1,
+        exit_code=0,
+        started_at=started,
+        ended_at=started + timedelta(seconds=95),
+        resource_id=jobs[0].id,
+        artifacts=("/data/artifacts/runs/aide/polarishub/tdcommons-caco2-wang/r0demo01_gpt-4o.tar.gz",),
+    )
     go(jobs[1], S.STARTING, S.RUNNING, attempts=1, started_at=started, resource_id=jobs[1].id)
-    go(jobs[2], S.STARTING, S.RUNNING, S.GRADING, attempts=1, started_at=started + timedelta(seconds=30),
-       resource_id=jobs[2].id)
+    go(
+        jobs[2],
+        S.STARTING,
+        S.RUNNING,
+        S.GRADING,
+        attempts=1,
+        started_at=started + timedelta(seconds=30),
+        resource_id=jobs[2].id,
+    )
     store.transition(jobs[3].id, S.STARTING, attempts=1, started_at=started)
     store.transition(jobs[3].id, S.RUNNING)
-    store.transition(jobs[3].id, S.FAILED, exit_code=3, ended_at=started + timedelta(seconds=40),
-                     error="agent step exited with code 3")
+    store.transition(
+        jobs[3].id,
+        S.FAILED,
+        exit_code=3,
+        ended_at=started + timedelta(seconds=40),
+        error="agent step exited with code 3",
+    )
     store.transition(jobs[5].id, S.STARTING, attempts=1, started_at=started)
     store.transition(jobs[5].id, S.TIMED_OUT, ended_at=started + timedelta(minutes=2), error="exceeded 2 min")
     store.transition(jobs[6].id, S.WAITING_CAPACITY, reason="InsufficientInstanceCapacity in us-east-1a")

@@ -108,7 +108,7 @@ class Backend(ABC):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def check_ready(self) -> None:
+    def check_ready(self) -> None:  # noqa: B027 - optional hook: most backends need no check
         """Raise a UserError when the backend cannot work at all (missing tool, no credentials)."""
 
     @abstractmethod

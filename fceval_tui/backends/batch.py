@@ -106,12 +106,19 @@ class BatchBackend(remote.RemoteBackend):
 
     def check_ready(self) -> None:
         super().check_ready()
-        missing = [env for env, value in (("FCEVAL_BATCH_QUEUE", self.settings.batch_queue),
-                                          ("FCEVAL_BATCH_JOB_DEFINITION", self.settings.batch_job_definition))
-                   if not value]
+        missing = [
+            env
+            for env, value in (
+                ("FCEVAL_BATCH_QUEUE", self.settings.batch_queue),
+                ("FCEVAL_BATCH_JOB_DEFINITION", self.settings.batch_job_definition),
+            )
+            if not value
+        ]
         if missing:
-            raise ConfigError(f"the batch backend needs {' and '.join(missing)}",
-                              "set them in .env to an existing job queue and job definition")
+            raise ConfigError(
+                f"the batch backend needs {' and '.join(missing)}",
+                "set them in .env to an existing job queue and job definition",
+            )
 
     # -- the Backend contract -----------------------------------------------------------------
 
@@ -123,14 +130,21 @@ class BatchBackend(remote.RemoteBackend):
         s = self.settings
         work = remote.remote_work_dir(s, ctx.job.id)
         manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
-        script = pipeline.render(work, f"{work}/artifacts", ctx.run_command, ctx.grade_command,
-                                 upload=manifest.upload_shell(),
-                                 banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}")
+        script = pipeline.render(
+            work,
+            f"{work}/artifacts",
+            ctx.run_command,
+            ctx.grade_command,
+            upload=manifest.upload_shell(),
+            banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}",
+        )
         # The job's exit code is the pipeline's verdict, so Batch shows agent failures as FAILED.
-        command = f"mkdir -p {shlex.quote(work)} || exit 2\n{script}\nexit \"$code\"\n"
+        command = f'mkdir -p {shlex.quote(work)} || exit 2\n{script}\nexit "$code"\n'
         if len(command) > MAX_COMMAND:
-            raise PermanentError(f"the pipeline for {ctx.job.id} is {len(command)} bytes, too long for SubmitJob",
-                                 "shorten FCEVAL_RUN_COMMAND / FCEVAL_GRADE_COMMAND")
+            raise PermanentError(
+                f"the pipeline for {ctx.job.id} is {len(command)} bytes, too long for SubmitJob",
+                "shorten FCEVAL_RUN_COMMAND / FCEVAL_GRADE_COMMAND",
+            )
         self._staging(ctx.job, ctx.attempt).put(self.aws.s3, remote.MANIFEST, manifest.to_json())
         resources = [{"type": "VCPU", "value": str(s.batch_vcpu)}, {"type": "MEMORY", "value": str(s.batch_memory)}]
         if s.batch_gpus:
@@ -143,8 +157,13 @@ class BatchBackend(remote.RemoteBackend):
                 jobDefinition=s.batch_job_definition,
                 containerOverrides={"command": ["sh", "-c", command], "resourceRequirements": resources},
                 # Batch-side retries only for lost hosts (spot reclaim); an agent failure is a verdict.
-                retryStrategy={"attempts": s.batch_retry_attempts, "evaluateOnExit": [
-                    {"onStatusReason": "Host EC2*", "action": "RETRY"}, {"onReason": "*", "action": "EXIT"}]},
+                retryStrategy={
+                    "attempts": s.batch_retry_attempts,
+                    "evaluateOnExit": [
+                        {"onStatusReason": "Host EC2*", "action": "RETRY"},
+                        {"onReason": "*", "action": "EXIT"},
+                    ],
+                },
                 timeout={"attemptDurationSeconds": ttl},
                 tags=ctx.tags,
                 propagateTags=True,
@@ -198,10 +217,15 @@ class BatchBackend(remote.RemoteBackend):
         now = datetime.now(UTC)
         batch = self.aws.batch
         try:
-            ours = [summary["jobId"] for status in LIVE_STATUSES
-                    for page in batch.get_paginator("list_jobs").paginate(
-                        jobQueue=self.settings.batch_queue, jobStatus=status)
-                    for summary in page["jobSummaryList"] if summary["jobName"].startswith(NAME_PREFIX)]
+            ours = [
+                summary["jobId"]
+                for status in LIVE_STATUSES
+                for page in batch.get_paginator("list_jobs").paginate(
+                    jobQueue=self.settings.batch_queue, jobStatus=status
+                )
+                for summary in page["jobSummaryList"]
+                if summary["jobName"].startswith(NAME_PREFIX)
+            ]
             described = [item for ids in chunks(ours, 100) for item in batch.describe_jobs(jobs=list(ids))["jobs"]]
         except AWS_ERRORS as exc:
             raise classify(exc, f"listing fceval-tui jobs in Batch queue {self.settings.batch_queue}") from exc
@@ -212,13 +236,20 @@ class BatchBackend(remote.RemoteBackend):
             if tags.get("ManagedBy") != "fceval-tui":
                 continue
             started = _ms(item.get("startedAt")) or _ms(item.get("createdAt"))
-            resources.append(Resource(
-                backend=self.name, kind="batch-job", id=item["jobId"], state=item["status"],
-                run_id=tags.get("fceval:run-id"), job_id=tags.get("fceval:job-id"), started_at=started,
-                expires_at=parse_iso(tags.get("fceval:expires-at")),
-                cost_usd=cost_so_far(hourly, _ms(item.get("startedAt")), now),
-                detail={"queue": self.settings.batch_queue, "name": item.get("jobName")},
-            ))
+            resources.append(
+                Resource(
+                    backend=self.name,
+                    kind="batch-job",
+                    id=item["jobId"],
+                    state=item["status"],
+                    run_id=tags.get("fceval:run-id"),
+                    job_id=tags.get("fceval:job-id"),
+                    started_at=started,
+                    expires_at=parse_iso(tags.get("fceval:expires-at")),
+                    cost_usd=cost_so_far(hourly, _ms(item.get("startedAt")), now),
+                    detail={"queue": self.settings.batch_queue, "name": item.get("jobName")},
+                )
+            )
         return resources
 
     def destroy_resource(self, resource: Resource) -> None:
@@ -242,8 +273,9 @@ class BatchBackend(remote.RemoteBackend):
         if not stream:
             return []
         try:
-            events = self.aws.logs.get_log_events(logGroupName=self.settings.batch_log_group, logStreamName=stream,
-                                                  limit=limit, startFromHead=False)["events"]
+            events = self.aws.logs.get_log_events(
+                logGroupName=self.settings.batch_log_group, logStreamName=stream, limit=limit, startFromHead=False
+            )["events"]
         except AWS_ERRORS as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 return []
@@ -255,7 +287,8 @@ class BatchBackend(remote.RemoteBackend):
     def _jobs_named(self, name: str) -> list[str]:
         try:
             pages = self.aws.batch.get_paginator("list_jobs").paginate(
-                jobQueue=self.settings.batch_queue, filters=[{"name": "JOB_NAME", "values": [name]}])
+                jobQueue=self.settings.batch_queue, filters=[{"name": "JOB_NAME", "values": [name]}]
+            )
             return [s["jobId"] for page in pages for s in page["jobSummaryList"] if s["jobName"] == name]
         except AWS_ERRORS as exc:
             raise classify(exc, f"batch:ListJobs {name}") from exc
@@ -280,4 +313,3 @@ def _exit_code(item: dict) -> int | None:
 
 def _ms(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value / 1000, UTC) if value else None
-

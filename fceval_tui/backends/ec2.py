@@ -171,7 +171,11 @@ class Ec2Backend(remote.RemoteBackend):
         staging = self._staging(ctx)
         manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
         script = pipeline.render(
-            work, f"{work}/artifacts", ctx.run_command, ctx.grade_command, upload=manifest.upload_shell(),
+            work,
+            f"{work}/artifacts",
+            ctx.run_command,
+            ctx.grade_command,
+            upload=manifest.upload_shell(),
             banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt} on {resource_id}",
         )
         staging.put(s3, remote.MANIFEST, manifest.to_json())
@@ -250,12 +254,18 @@ class Ec2Backend(remote.RemoteBackend):
             raise classify(exc, "listing fceval-tui EC2 resources") from exc
         for group in groups:
             tags = tag_map(group.get("Tags"))
-            resources.append(Resource(
-                backend=self.name, kind="security-group", id=group["GroupId"], state="available",
-                run_id=tags.get("fceval:run-id"), job_id=tags.get("fceval:job-id"),
-                expires_at=parse_iso(tags.get("fceval:expires-at")),
-                detail={"name": group.get("GroupName"), "vpc": group.get("VpcId")},
-            ))
+            resources.append(
+                Resource(
+                    backend=self.name,
+                    kind="security-group",
+                    id=group["GroupId"],
+                    state="available",
+                    run_id=tags.get("fceval:run-id"),
+                    job_id=tags.get("fceval:job-id"),
+                    expires_at=parse_iso(tags.get("fceval:expires-at")),
+                    detail={"name": group.get("GroupName"), "vpc": group.get("VpcId")},
+                )
+            )
         return resources
 
     def destroy_resource(self, resource: Resource) -> None:
@@ -298,10 +308,16 @@ class Ec2Backend(remote.RemoteBackend):
             "IamInstanceProfile": {"Name": settings.instance_profile},
             "InstanceInitiatedShutdownBehavior": "terminate",
             "UserData": user_data(ctx, settings.remote_work_dir, settings.ec2_use_nvme),
-            "BlockDeviceMappings": [{
-                "DeviceName": self._root_device_of(ami),
-                "Ebs": {"VolumeSize": settings.ec2_root_volume_gb, "VolumeType": "gp3", "DeleteOnTermination": True},
-            }],
+            "BlockDeviceMappings": [
+                {
+                    "DeviceName": self._root_device_of(ami),
+                    "Ebs": {
+                        "VolumeSize": settings.ec2_root_volume_gb,
+                        "VolumeType": "gp3",
+                        "DeleteOnTermination": True,
+                    },
+                }
+            ],
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
             "SecurityGroupIds": [self._security_group(vpc, ctx)],
             "TagSpecifications": [
@@ -345,8 +361,10 @@ class Ec2Backend(remote.RemoteBackend):
         except AWS_ERRORS as exc:
             raise classify(exc, f"ec2:DescribeImages {ami}") from exc
         if not images:
-            raise PermanentError(f"AMI {ami} does not exist in {self.settings.region}",
-                                 "set EC2_INSTANCE_AMI to an AMI of this region, or leave it empty")
+            raise PermanentError(
+                f"AMI {ami} does not exist in {self.settings.region}",
+                "set EC2_INSTANCE_AMI to an AMI of this region, or leave it empty",
+            )
         device = images[0].get("RootDeviceName") or "/dev/xvda"
         with self._lock:
             self._root_device[ami] = device
@@ -364,8 +382,10 @@ class Ec2Backend(remote.RemoteBackend):
             else:
                 vpcs = self.aws.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
                 if not vpcs:
-                    raise PermanentError(f"there is no default VPC in {self.settings.region}",
-                                         "set FCEVAL_EC2_SUBNET_ID to a subnet with a route to S3 and SSM")
+                    raise PermanentError(
+                        f"there is no default VPC in {self.settings.region}",
+                        "set FCEVAL_EC2_SUBNET_ID to a subnet with a route to S3 and SSM",
+                    )
                 vpc = vpcs[0]["VpcId"]
         except AWS_ERRORS as exc:
             raise classify(exc, "finding the VPC for EC2 jobs") from exc
@@ -386,10 +406,15 @@ class Ec2Backend(remote.RemoteBackend):
             else:
                 try:
                     group = self.aws.ec2.create_security_group(
-                        GroupName=SECURITY_GROUP_NAME, VpcId=vpc,
+                        GroupName=SECURITY_GROUP_NAME,
+                        VpcId=vpc,
                         Description="fceval-tui job instances: no inbound access, outbound only",
-                        TagSpecifications=[{"ResourceType": "security-group",
-                                            "Tags": [{"Key": k, "Value": v} for k, v in ctx.tags.items()]}],
+                        TagSpecifications=[
+                            {
+                                "ResourceType": "security-group",
+                                "Tags": [{"Key": k, "Value": v} for k, v in ctx.tags.items()],
+                            }
+                        ],
                     )["GroupId"]
                 except AWS_ERRORS as exc:
                     if error_code(exc) != "InvalidGroup.Duplicate":
@@ -476,10 +501,16 @@ class Ec2Backend(remote.RemoteBackend):
         # Full outputs land under the attempt's staging prefix, deleted with it in cleanup.
         staging = remote.Staging.for_job(remote.require_staging_bucket(self.settings, self.name), job, attempt)
         return SsmTransport(
-            self.aws.ssm, instance_id, s3_client=self.aws.s3, output_bucket=staging.bucket,
-            output_prefix=staging.key("ssm-output"), region=self.settings.region,
-            profile=self.settings.profile or None, command_prefix=self.settings.aws_command_prefix,
-            retry_policy=policy, poll_interval=min(1.0, self.poll_interval),
+            self.aws.ssm,
+            instance_id,
+            s3_client=self.aws.s3,
+            output_bucket=staging.bucket,
+            output_prefix=staging.key("ssm-output"),
+            region=self.settings.region,
+            profile=self.settings.profile or None,
+            command_prefix=self.settings.aws_command_prefix,
+            retry_policy=policy,
+            poll_interval=min(1.0, self.poll_interval),
         )
 
     def _instance_resource(self, item: dict, now: datetime) -> Resource:
@@ -487,10 +518,18 @@ class Ec2Backend(remote.RemoteBackend):
         spot = self.settings.spot_price if item.get("InstanceLifecycle") == "spot" else None
         launched = item.get("LaunchTime")
         return Resource(
-            backend=self.name, kind="instance", id=item["InstanceId"], state=item["State"]["Name"],
-            run_id=tags.get("fceval:run-id"), job_id=tags.get("fceval:job-id"), started_at=launched,
+            backend=self.name,
+            kind="instance",
+            id=item["InstanceId"],
+            state=item["State"]["Name"],
+            run_id=tags.get("fceval:run-id"),
+            job_id=tags.get("fceval:job-id"),
+            started_at=launched,
             expires_at=parse_iso(tags.get("fceval:expires-at")),
             cost_usd=cost_so_far(ec2_hourly(item["InstanceType"], spot), launched, now),
-            detail={"type": item["InstanceType"], "zone": item.get("Placement", {}).get("AvailabilityZone"),
-                    "lifecycle": item.get("InstanceLifecycle", "on-demand")},
+            detail={
+                "type": item["InstanceType"],
+                "zone": item.get("Placement", {}).get("AvailabilityZone"),
+                "lifecycle": item.get("InstanceLifecycle", "on-demand"),
+            },
         )

@@ -56,7 +56,7 @@ _PUT = (
     "else python3 -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request("
     'sys.argv[2], data=open(sys.argv[1], "rb").read(), method="PUT")).read()\' "$1" "$2"; fi; }}\n'
     "cd {work} || exit 2\n"
-    'read -r run_url; read -r report_url; status=0\n'
+    "read -r run_url; read -r report_url; status=0\n"
     'put {run} "$run_url" || status=1\n'
     'if [ -f {report} ]; then put {report} "$report_url" || status=1; fi\n'
     "exit $status"
@@ -113,11 +113,18 @@ class EcsBackend(remote.RemoteBackend):
 
     def check_ready(self) -> None:
         super().check_ready()
-        missing = [env for env, value in (("FCEVAL_ECS_IMAGE", self.settings.ecs_image),
-                                          ("FCEVAL_ECS_SUBNETS", self.settings.ecs_subnets)) if not value]
+        missing = [
+            env
+            for env, value in (
+                ("FCEVAL_ECS_IMAGE", self.settings.ecs_image),
+                ("FCEVAL_ECS_SUBNETS", self.settings.ecs_subnets),
+            )
+            if not value
+        ]
         if missing:
-            raise ConfigError(f"the ecs backend needs {' and '.join(missing)}",
-                              "set them in .env (see .env.template for examples)")
+            raise ConfigError(
+                f"the ecs backend needs {' and '.join(missing)}", "set them in .env (see .env.template for examples)"
+            )
 
     # -- the Backend contract -----------------------------------------------------------------
 
@@ -139,11 +146,13 @@ class EcsBackend(remote.RemoteBackend):
                 enableExecuteCommand=True,
                 startedBy=STARTED_BY,
                 clientToken=family[-64:],  # a retried RunTask starts no second task
-                networkConfiguration={"awsvpcConfiguration": {
-                    "subnets": list(s.ecs_subnets),
-                    "securityGroups": list(s.ecs_security_groups),
-                    "assignPublicIp": "ENABLED" if s.ecs_public_ip else "DISABLED",
-                }},
+                networkConfiguration={
+                    "awsvpcConfiguration": {
+                        "subnets": list(s.ecs_subnets),
+                        "securityGroups": list(s.ecs_security_groups),
+                        "assignPublicIp": "ENABLED" if s.ecs_public_ip else "DISABLED",
+                    }
+                },
                 tags=self._tags(ctx),
             )
         except AWS_ERRORS as exc:
@@ -153,8 +162,10 @@ class EcsBackend(remote.RemoteBackend):
             reasons = "; ".join(f"{f.get('reason', '')} {f.get('detail', '')}".strip() for f in failures)
             if "capacity is unavailable" in reasons.lower():
                 raise CapacityError(f"ecs:RunTask {family}: {reasons}", "the job waits and is retried")
-            raise PermanentError(f"ecs:RunTask {family} failed: {reasons}",
-                                 "check FCEVAL_ECS_SUBNETS, FCEVAL_ECS_SECURITY_GROUPS and the task roles")
+            raise PermanentError(
+                f"ecs:RunTask {family} failed: {reasons}",
+                "check FCEVAL_ECS_SUBNETS, FCEVAL_ECS_SECURITY_GROUPS and the task roles",
+            )
         return reply["tasks"][0]["taskArn"]
 
     def start(self, ctx: JobContext, resource_id: str) -> None:
@@ -163,7 +174,10 @@ class EcsBackend(remote.RemoteBackend):
         staging = self._staging(ctx.job, ctx.attempt)
         manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
         script = pipeline.render(
-            work, f"{work}/artifacts", ctx.run_command, ctx.grade_command,
+            work,
+            f"{work}/artifacts",
+            ctx.run_command,
+            ctx.grade_command,
             banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt} in {resource_id}",
         )
         s3 = self.aws.s3
@@ -173,8 +187,9 @@ class EcsBackend(remote.RemoteBackend):
         launch = remote.launch_script(work, ctx.job.id, _FETCH)
         result = self._transport_for(resource_id).run(["sh", "-c", launch], stdin=(url + "\n").encode(), timeout=300)
         if result.exit_code == remote.EXIT_NO_TMUX:
-            raise PermanentError(f"tmux is not installed in the image of {resource_id}",
-                                 "add tmux to the task image (FCEVAL_ECS_IMAGE)")
+            raise PermanentError(
+                f"tmux is not installed in the image of {resource_id}", "add tmux to the task image (FCEVAL_ECS_IMAGE)"
+            )
         if not result.ok:
             detail = result.stderr.strip()[-300:]
             raise TransientError(f"starting the pipeline in {resource_id} failed (exit {result.exit_code}): {detail}")
@@ -227,14 +242,23 @@ class EcsBackend(remote.RemoteBackend):
         ecs = self.aws.ecs
         resources: list[Resource] = []
         try:
-            arns = [arn for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=STARTED_BY)
-                    for arn in page["taskArns"]]
-            tasks = [task for batch in chunks(arns, 100)
-                     for task in ecs.describe_tasks(cluster=cluster, tasks=list(batch), include=["TAGS"])["tasks"]]
+            arns = [
+                arn
+                for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=STARTED_BY)
+                for arn in page["taskArns"]
+            ]
+            tasks = [
+                task
+                for batch in chunks(arns, 100)
+                for task in ecs.describe_tasks(cluster=cluster, tasks=list(batch), include=["TAGS"])["tasks"]
+            ]
             # familyPrefix names one whole family, so list every active definition and keep ours.
-            definitions = [arn for page in ecs.get_paginator("list_task_definitions").paginate(status="ACTIVE")
-                           for arn in page["taskDefinitionArns"]
-                           if arn.rsplit("/", 1)[-1].startswith(FAMILY_PREFIX)]
+            definitions = [
+                arn
+                for page in ecs.get_paginator("list_task_definitions").paginate(status="ACTIVE")
+                for arn in page["taskDefinitionArns"]
+                if arn.rsplit("/", 1)[-1].startswith(FAMILY_PREFIX)
+            ]
         except AWS_ERRORS as exc:
             raise classify(exc, f"listing fceval-tui tasks in ECS cluster {cluster}") from exc
         hourly = fargate_hourly(self.settings.ecs_cpu, self.settings.ecs_memory)
@@ -243,17 +267,33 @@ class EcsBackend(remote.RemoteBackend):
             if tags.get("ManagedBy") != "fceval-tui" or task.get("lastStatus") == "STOPPED":
                 continue
             started = task.get("startedAt") or task.get("createdAt")
-            resources.append(Resource(
-                backend=self.name, kind="task", id=task["taskArn"], state=task.get("lastStatus", ""),
-                run_id=tags.get("fceval:run-id"), job_id=tags.get("fceval:job-id"), started_at=started,
-                expires_at=parse_iso(tags.get("fceval:expires-at")), cost_usd=cost_so_far(hourly, started, now),
-                detail={"cluster": cluster, "definition": task.get("taskDefinitionArn")},
-            ))
+            resources.append(
+                Resource(
+                    backend=self.name,
+                    kind="task",
+                    id=task["taskArn"],
+                    state=task.get("lastStatus", ""),
+                    run_id=tags.get("fceval:run-id"),
+                    job_id=tags.get("fceval:job-id"),
+                    started_at=started,
+                    expires_at=parse_iso(tags.get("fceval:expires-at")),
+                    cost_usd=cost_so_far(hourly, started, now),
+                    detail={"cluster": cluster, "definition": task.get("taskDefinitionArn")},
+                )
+            )
         for arn in definitions:
             # family fceval-tui-{job id}-a{attempt}:{revision}; job ids are {run id}-{seq}.
-            job_id = arn.rsplit("/", 1)[-1].split(":")[0][len(FAMILY_PREFIX):].rsplit("-a", 1)[0]
-            resources.append(Resource(backend=self.name, kind="task-definition", id=arn, state="ACTIVE",
-                                      run_id=job_id.rsplit("-", 1)[0], job_id=job_id))
+            job_id = arn.rsplit("/", 1)[-1].split(":")[0][len(FAMILY_PREFIX) :].rsplit("-a", 1)[0]
+            resources.append(
+                Resource(
+                    backend=self.name,
+                    kind="task-definition",
+                    id=arn,
+                    state="ACTIVE",
+                    run_id=job_id.rsplit("-", 1)[0],
+                    job_id=job_id,
+                )
+            )
         return resources
 
     def destroy_resource(self, resource: Resource) -> None:
@@ -273,8 +313,14 @@ class EcsBackend(remote.RemoteBackend):
         from fceval_tui.transports.ecs_exec import EcsExecTransport
 
         s = self.settings
-        return EcsExecTransport(s.ecs_cluster, task_arn, CONTAINER, region=s.region, profile=s.profile or None,
-                                command_prefix=s.aws_command_prefix)
+        return EcsExecTransport(
+            s.ecs_cluster,
+            task_arn,
+            CONTAINER,
+            region=s.region,
+            profile=s.profile or None,
+            command_prefix=s.aws_command_prefix,
+        )
 
     def _tags(self, ctx: JobContext) -> list[dict[str, str]]:
         return [{"key": k, "value": v} for k, v in ctx.tags.items()]
@@ -313,8 +359,9 @@ class EcsBackend(remote.RemoteBackend):
 
     def _tasks_of(self, family: str) -> list[str]:
         try:
-            return self.aws.ecs.list_tasks(cluster=self.settings.ecs_cluster, family=family,
-                                           desiredStatus="RUNNING")["taskArns"]
+            return self.aws.ecs.list_tasks(cluster=self.settings.ecs_cluster, family=family, desiredStatus="RUNNING")[
+                "taskArns"
+            ]
         except AWS_ERRORS as exc:
             raise classify(exc, f"ecs:ListTasks {family}") from exc
 
@@ -336,8 +383,10 @@ class EcsBackend(remote.RemoteBackend):
         delay = max(1, int(self.poll_interval))
         try:
             self.aws.ecs.get_waiter("tasks_running").wait(
-                cluster=self.settings.ecs_cluster, tasks=[task_arn],
-                WaiterConfig={"Delay": delay, "MaxAttempts": int(600 / delay) + 1})
+                cluster=self.settings.ecs_cluster,
+                tasks=[task_arn],
+                WaiterConfig={"Delay": delay, "MaxAttempts": int(600 / delay) + 1},
+            )
         except AWS_ERRORS as exc:
             self._raise_if_stopped(task_arn)
             raise TransientError(f"{task_arn} did not reach RUNNING: {exc}") from exc

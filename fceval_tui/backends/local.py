@@ -32,8 +32,13 @@ from fceval_tui.errors import PermanentError, TransientError, UserError
 
 CONSOLE_LOG = "console.log"
 HISTORY_LIMIT = 50000
-_PHASES = {"running": JobState.RUNNING, "grading": JobState.GRADING, "uploading": JobState.UPLOADING,
-           "done": JobState.UPLOADING, "starting": JobState.RUNNING}
+_PHASES = {
+    "running": JobState.RUNNING,
+    "grading": JobState.GRADING,
+    "uploading": JobState.UPLOADING,
+    "done": JobState.UPLOADING,
+    "starting": JobState.RUNNING,
+}
 
 
 def socket_name(state_dir: Path) -> str:
@@ -78,9 +83,7 @@ class LocalBackend(Backend):
         return self._server
 
     def tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [require_tmux(), "-L", self.socket, *args], capture_output=True, text=True, timeout=30
-        )
+        proc = subprocess.run([require_tmux(), "-L", self.socket, *args], capture_output=True, text=True, timeout=30)
         if check and proc.returncode != 0:
             raise TransientError(f"tmux {args[0]} failed: {proc.stderr.strip() or proc.returncode}")
         return proc
@@ -101,7 +104,10 @@ class LocalBackend(Backend):
         artifacts = work / "artifacts"
         shutil.rmtree(artifacts, ignore_errors=True)
         script = pipeline.render(
-            str(work), str(artifacts), ctx.run_command, ctx.grade_command,
+            str(work),
+            str(artifacts),
+            ctx.run_command,
+            ctx.grade_command,
             banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}",
         )
         (work / pipeline.SCRIPT_NAME).write_text(script)
@@ -110,8 +116,11 @@ class LocalBackend(Backend):
         try:
             # Start idle, attach the log pipe, then run the script: no output escapes console.log.
             session = self.server.new_session(
-                session_name=resource_id, window_command="sleep 2147483647", start_directory=str(work),
-                x=200, y=50,
+                session_name=resource_id,
+                window_command="sleep 2147483647",
+                start_directory=str(work),
+                x=200,
+                y=50,
             )
         except LibTmuxException as exc:
             raise TransientError(f"could not create tmux session {resource_id}: {exc}") from exc
@@ -167,12 +176,18 @@ class LocalBackend(Backend):
         for line in proc.stdout.splitlines():
             name, created, dead, pid = (line.split("\t") + ["", "", "", ""])[:4]
             run_id = name.rsplit("-", 1)[0] if "-" in name else None
-            resources.append(Resource(
-                backend=self.name, kind="tmux-session", id=name, state="exited" if dead == "1" else "running",
-                run_id=run_id, job_id=name,
-                started_at=datetime.fromtimestamp(int(created), UTC) if created.isdigit() else None,
-                detail={"socket": self.socket, "pid": pid},
-            ))
+            resources.append(
+                Resource(
+                    backend=self.name,
+                    kind="tmux-session",
+                    id=name,
+                    state="exited" if dead == "1" else "running",
+                    run_id=run_id,
+                    job_id=name,
+                    started_at=datetime.fromtimestamp(int(created), UTC) if created.isdigit() else None,
+                    detail={"socket": self.socket, "pid": pid},
+                )
+            )
         return resources
 
     def destroy_resource(self, resource: Resource) -> None:

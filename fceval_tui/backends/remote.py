@@ -63,9 +63,13 @@ class RemoteBackend(Backend):
         if self.settings.values.get("artifacts"):
             raise ConfigError(
                 f"FCEVAL_ARTIFACTS={self.settings.artifacts} is a local directory, which {self.name} compute "
-                "cannot write to", "set FCEVAL_ARTIFACTS=s3://bucket/prefix")
-        raise ConfigError(f"the {self.name} backend needs somewhere in S3 for artifacts",
-                          "set FCEVAL_ARTIFACTS=s3://bucket/prefix, S3_BUCKET_NAME or FC_EVAL_S3_BUCKET")
+                "cannot write to",
+                "set FCEVAL_ARTIFACTS=s3://bucket/prefix",
+            )
+        raise ConfigError(
+            f"the {self.name} backend needs somewhere in S3 for artifacts",
+            "set FCEVAL_ARTIFACTS=s3://bucket/prefix, S3_BUCKET_NAME or FC_EVAL_S3_BUCKET",
+        )
 
 
 def require_staging_bucket(settings: Settings, backend: str) -> str:
@@ -223,8 +227,13 @@ CONSOLE_LOG = "console.log"
 HISTORY_LIMIT = 50000
 EXIT_NO_TMUX = 4
 EXIT_NO_SCRIPT = 3
-_PHASES = {"running": JobState.RUNNING, "grading": JobState.GRADING, "uploading": JobState.UPLOADING,
-           "done": JobState.UPLOADING, "starting": JobState.RUNNING}
+_PHASES = {
+    "running": JobState.RUNNING,
+    "grading": JobState.GRADING,
+    "uploading": JobState.UPLOADING,
+    "done": JobState.UPLOADING,
+    "starting": JobState.RUNNING,
+}
 
 
 def phase_of(status: pipeline.PipelineResult) -> JobState:
@@ -251,8 +260,24 @@ def launch_script(work: str, session: str, fetch: str) -> str:
             # Read when the (per-machine) tmux server starts: long history for the mirror, and
             # the pane stays after the pipeline exits so its last screen can still be seen.
             f"printf 'set -g history-limit {HISTORY_LIMIT}\\nset -g remain-on-exit on\\n' > {q(conf)}",
-            shlex.join(["tmux", "-f", conf, "new-session", "-d", "-s", session, "-x", "200", "-y", "50",
-                        "-c", work, "sleep 2147483647"]),
+            shlex.join(
+                [
+                    "tmux",
+                    "-f",
+                    conf,
+                    "new-session",
+                    "-d",
+                    "-s",
+                    session,
+                    "-x",
+                    "200",
+                    "-y",
+                    "50",
+                    "-c",
+                    work,
+                    "sleep 2147483647",
+                ]
+            ),
             shlex.join(["tmux", "pipe-pane", "-o", "-t", target + ":", "cat >> " + q(f"{work}/{CONSOLE_LOG}")]),
             shlex.join(["tmux", "respawn-pane", "-k", "-t", target + ":", "sh " + q(script)]),
         ]

@@ -52,7 +52,7 @@ def render(
     q = shlex.quote
     grade = grade_command or ""
     return f"""#!/bin/sh
-# {banner or 'fceval-tui pipeline'}
+# {banner or "fceval-tui pipeline"}
 cd {q(work_dir)} || exit 97
 mkdir -p {q(artifacts_dir)} out
 phase() {{ printf '%s\\n' "$1" > {PHASE_FILE}.tmp && mv {PHASE_FILE}.tmp {PHASE_FILE}; }}
@@ -64,7 +64,7 @@ printf '%s\\n' "$rc" > {RUN_EXIT}
 code=$rc
 if [ "$rc" -eq 0 ] && [ -n {q(grade)} ]; then
   phase grading
-  ( {grade or ':'}
+  ( {grade or ":"}
   )
   grc=$?
   printf '%s\\n' "$grc" > {GRADE_EXIT}
@@ -72,8 +72,8 @@ if [ "$rc" -eq 0 ] && [ -n {q(grade)} ]; then
 fi
 phase uploading
 tar -czf {RUN_ARCHIVE} -C {q(artifacts_dir)} . || echo 'fceval-tui: packing artifacts failed' >&2
-if [ -f {q(artifacts_dir + '/' + GRADING_REPORT)} ]; then
-  gzip -c {q(artifacts_dir + '/' + GRADING_REPORT)} > {REPORT_ARCHIVE}
+if [ -f {q(artifacts_dir + "/" + GRADING_REPORT)} ]; then
+  gzip -c {q(artifacts_dir + "/" + GRADING_REPORT)} > {REPORT_ARCHIVE}
 fi
 {upload}
 phase done

@@ -17,7 +17,7 @@ class CommandTemplate:
     text: str
 
     def __post_init__(self) -> None:
-        expected = "a shell command using only " + " ".join("{%s}" % p for p in PLACEHOLDERS)
+        expected = "a shell command using only " + " ".join(f"{{{p}}}" for p in PLACEHOLDERS)
         try:
             fields = list(string.Formatter().parse(self.text))
         except ValueError as exc:

@@ -26,8 +26,18 @@ from fceval_tui.services.audit_checks import AuditContext, Check, Finding, Findi
 log = logging.getLogger(__name__)
 MAX_WORKERS = 8
 
-__all__ = ["AuditReport", "CheckEvent", "Finding", "Severity", "cli_main", "list_checks", "make_context",
-           "print_policy", "require_no_errors", "run_audit"]
+__all__ = [
+    "AuditReport",
+    "CheckEvent",
+    "Finding",
+    "Severity",
+    "cli_main",
+    "list_checks",
+    "make_context",
+    "print_policy",
+    "require_no_errors",
+    "run_audit",
+]
 
 
 @dataclass(frozen=True)
@@ -90,18 +100,28 @@ def _failure(check: Check, exc: Exception) -> Finding:
     from fceval_tui.services.audit_checks.aws import describe_error, is_denied
 
     area_unknown = lambda summary, detail, fix="": Finding(  # noqa: E731
-        check.id, check.area, Severity.UNKNOWN, summary, detail, fix)
+        check.id, check.area, Severity.UNKNOWN, summary, detail, fix
+    )
     if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
         return area_unknown(f"{check.title}: not checked without AWS credentials", str(exc), "see identity.caller")
     if isinstance(exc, botocore.exceptions.ClientError | botocore.exceptions.BotoCoreError):
-        fix = ("allow the read-only actions the audit uses (statement FcevalTuiPreflightAudit of "
-               "`fceval-tui audit --print-policy caller`)") if is_denied(exc) else "run the audit again"
+        fix = (
+            (
+                "allow the read-only actions the audit uses (statement FcevalTuiPreflightAudit of "
+                "`fceval-tui audit --print-policy caller`)"
+            )
+            if is_denied(exc)
+            else "run the audit again"
+        )
         return area_unknown(f"{check.title}: could not be checked", describe_error(exc), fix)
     if isinstance(exc, UserError):
         return area_unknown(f"{check.title}: could not be checked", exc.problem, exc.fix)
     log.exception("audit check %s failed", check.id)
-    return area_unknown(f"{check.title}: the check failed ({type(exc).__name__})", str(exc),
-                        "report this as a bug; details are in the log under the state dir")
+    return area_unknown(
+        f"{check.title}: the check failed ({type(exc).__name__})",
+        str(exc),
+        "report this as a bug; details are in the log under the state dir",
+    )
 
 
 def _run_one(ctx: AuditContext, check: Check, on_progress: Callable[[CheckEvent], None] | None) -> tuple[Finding, ...]:
@@ -118,8 +138,12 @@ def _run_one(ctx: AuditContext, check: Check, on_progress: Callable[[CheckEvent]
     return result
 
 
-def run_audit(settings: Settings, backend: str | None = None, on_progress: Callable[[CheckEvent], None] | None = None,
-              context: AuditContext | None = None) -> AuditReport:
+def run_audit(
+    settings: Settings,
+    backend: str | None = None,
+    on_progress: Callable[[CheckEvent], None] | None = None,
+    context: AuditContext | None = None,
+) -> AuditReport:
     """Run every check for `backend` (default: the configured one) concurrently. Blocking."""
     backend = backend or (context.backend if context else settings.backend)
     ctx = context or make_context(settings, backend)
@@ -147,8 +171,9 @@ def require_no_errors(settings: Settings, backend_name: str) -> None:
 def print_policy(settings: Settings, backend: str, which: str) -> tuple[str, list[str]]:
     """(policy JSON, notes about placeholders) for the caller or the compute's role."""
     if backend == "local":
-        raise ConfigError("the local backend calls no AWS API, so it needs no IAM policy",
-                          "pass --backend ec2, ecs or batch")
+        raise ConfigError(
+            "the local backend calls no AWS API, so it needs no IAM policy", "pass --backend ec2, ecs or batch"
+        )
     from fceval_tui.backends import backend_class
 
     cls = backend_class(backend)
@@ -158,8 +183,10 @@ def print_policy(settings: Settings, backend: str, which: str) -> tuple[str, lis
     if which == "instance":
         statements = policy.statements_for(backend, cls.instance_actions, settings, placeholder=True)
         if backend == "ec2":
-            notes.append(f"the ssm/ssmmessages/ec2messages actions are what {policy.SSM_MANAGED_POLICY} grants; "
-                         "attaching it instead is fine")
+            notes.append(
+                f"the ssm/ssmmessages/ec2messages actions are what {policy.SSM_MANAGED_POLICY} grants; "
+                "attaching it instead is fine"
+            )
         return policy.render(statements), notes
     roles = _pass_roles_offline(settings, backend, notes)
     statements = policy.caller_statements(backend, cls.caller_actions, settings, roles, placeholder=True)
@@ -169,14 +196,17 @@ def print_policy(settings: Settings, backend: str, which: str) -> tuple[str, lis
 def _pass_roles_offline(settings: Settings, backend: str, notes: list[str]) -> list[str]:
     # Printed without calling AWS; the audit checks iam:PassRole on the role it actually finds.
     if backend == "ec2":
-        notes.append(f"iam:PassRole assumes the role is named like the instance profile "
-                     f"({settings.instance_profile}), FC-Eval's convention")
+        notes.append(
+            f"iam:PassRole assumes the role is named like the instance profile "
+            f"({settings.instance_profile}), FC-Eval's convention"
+        )
         return [f"arn:aws:iam::*:role/{settings.instance_profile}"]
     if backend == "ecs":
         roles = [r for r in (settings.ecs_task_role_arn, settings.ecs_execution_role_arn) if r]
         if not roles:
-            notes.append("FCEVAL_ECS_TASK_ROLE_ARN/FCEVAL_ECS_EXECUTION_ROLE_ARN are empty: "
-                         "iam:PassRole is on any role")
+            notes.append(
+                "FCEVAL_ECS_TASK_ROLE_ARN/FCEVAL_ECS_EXECUTION_ROLE_ARN are empty: iam:PassRole is on any role"
+            )
             return ["arn:aws:iam::*:role/*"]
         return roles
     return ["arn:aws:iam::*:role/*"]
@@ -184,13 +214,20 @@ def _pass_roles_offline(settings: Settings, backend: str, notes: list[str]) -> l
 
 # -- command line -------------------------------------------------------------------------------
 
-_LABEL = {Severity.OK: "ok", Severity.INFO: "info", Severity.WARNING: "WARNING", Severity.ERROR: "ERROR",
-          Severity.UNKNOWN: "unknown"}
+_LABEL = {
+    Severity.OK: "ok",
+    Severity.INFO: "info",
+    Severity.WARNING: "WARNING",
+    Severity.ERROR: "ERROR",
+    Severity.UNKNOWN: "unknown",
+}
 
 
 def format_report(report: AuditReport) -> str:
-    lines = [f"preflight audit: {report.backend} backend" + (f", region {report.region}" if report.backend != "local"
-                                                              else "")]
+    lines = [
+        f"preflight audit: {report.backend} backend"
+        + (f", region {report.region}" if report.backend != "local" else "")
+    ]
     area = None
     for finding in report.findings:
         if finding.area != area:

@@ -62,23 +62,34 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
     prefix = backend.artifact_prefix()
     jobs = []
     for seq, spec in enumerate(specs, start=1):
-        job = Job(job_id_for(run_id, seq), run_id, seq, spec.agent, spec.task_id, spec.model, spec.dataset,
-                  settings.backend, JobState.PENDING)
+        job = Job(
+            job_id_for(run_id, seq),
+            run_id,
+            seq,
+            spec.agent,
+            spec.task_id,
+            spec.model,
+            spec.dataset,
+            settings.backend,
+            JobState.PENDING,
+        )
         work = work_dir(settings, job)
         values = template_values(job, backend.artifacts_dir(job, work))
         keys = keys_for(job, True, utcnow())
         target = backend.tmux_target(job)
-        jobs.append({
-            "job_id": job.id,
-            "agent": spec.agent,
-            "task_id": spec.task_id,
-            "model": spec.model,
-            "run_command": settings.run_command.render(values),
-            "grade_command": settings.grade_command.render(values) if settings.grade_command else None,
-            "work_dir": str(work),
-            "tmux": (["tmux", *target.tmux_args, "new-session", "-s", target.session] if target else None),
-            "artifacts": [join_prefix(prefix, keys.run_archive), join_prefix(prefix, keys.grading_report)],
-        })
+        jobs.append(
+            {
+                "job_id": job.id,
+                "agent": spec.agent,
+                "task_id": spec.task_id,
+                "model": spec.model,
+                "run_command": settings.run_command.render(values),
+                "grade_command": settings.grade_command.render(values) if settings.grade_command else None,
+                "work_dir": str(work),
+                "tmux": (["tmux", *target.tmux_args, "new-session", "-s", target.session] if target else None),
+                "artifacts": [join_prefix(prefix, keys.run_archive), join_prefix(prefix, keys.grading_report)],
+            }
+        )
     return {
         "run_id": run_id,
         "provisional": True,
@@ -106,8 +117,14 @@ def spawn_background_runner(settings: Settings, run_id: str, env_file: Path | No
     if env_file is not None:
         argv += ["--env-file", str(env_file)]
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=os.environ.copy())
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=os.environ.copy(),
+        )
     store = Store.open(settings.state_dir)
     deadline = time.monotonic() + BACKGROUND_START_TIMEOUT
     try:
@@ -122,5 +139,7 @@ def spawn_background_runner(settings: Settings, run_id: str, env_file: Path | No
             time.sleep(0.05)
     finally:
         store.close()
-    raise UserError(f"the background runner did not start within {BACKGROUND_START_TIMEOUT:.0f}s",
-                    f"see {log_path}; continue with `fceval-tui resume {run_id}`")
+    raise UserError(
+        f"the background runner did not start within {BACKGROUND_START_TIMEOUT:.0f}s",
+        f"see {log_path}; continue with `fceval-tui resume {run_id}`",
+    )

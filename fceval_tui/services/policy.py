@@ -83,8 +83,10 @@ class Statement:
 
     def context_entries(self) -> list[dict]:
         """The same context for the policy simulator, so a conditional Allow can match."""
-        return [{"ContextKeyName": key, "ContextKeyValues": [value], "ContextKeyType": "string"}
-                for key, value in self.context().items()]
+        return [
+            {"ContextKeyName": key, "ContextKeyValues": [value], "ContextKeyType": "string"}
+            for key, value in self.context().items()
+        ]
 
 
 def sample_resource(resource: str) -> str:
@@ -140,8 +142,9 @@ def _title(backend: str) -> str:
     return "FcevalTui" + backend.capitalize()
 
 
-def statements_for(backend: str, actions: Iterable[str], settings: Settings, pass_roles: Iterable[str] = (),
-                   placeholder: bool = False) -> list[Statement]:
+def statements_for(
+    backend: str, actions: Iterable[str], settings: Settings, pass_roles: Iterable[str] = (), placeholder: bool = False
+) -> list[Statement]:
     """Scope an action list: S3 object actions to the prefixes, bucket actions to the buckets,
     iam:PassRole to the given roles (only towards the backend's service); the rest to "*"."""
     actions = list(dict.fromkeys(actions))
@@ -164,8 +167,14 @@ def statements_for(backend: str, actions: Iterable[str], settings: Settings, pas
     return out
 
 
-def caller_statements(backend: str, caller_actions: Iterable[str], settings: Settings, pass_roles: Iterable[str] = (),
-                      with_audit: bool = True, placeholder: bool = False) -> list[Statement]:
+def caller_statements(
+    backend: str,
+    caller_actions: Iterable[str],
+    settings: Settings,
+    pass_roles: Iterable[str] = (),
+    with_audit: bool = True,
+    placeholder: bool = False,
+) -> list[Statement]:
     out = statements_for(backend, caller_actions, settings, pass_roles, placeholder)
     if with_audit:
         out.append(Statement("FcevalTuiPreflightAudit", AUDIT_ACTIONS, ("*",)))
@@ -248,8 +257,10 @@ def evaluate(documents: Iterable, action: str, resource: str, context: Mapping[s
     allowed = conditional_allow = conditional_deny = False
     for doc in documents:
         for statement in _listify(parse_document(doc).get("Statement")):
-            if not (_matches(statement, "Action", action, case=False)
-                    and _matches(statement, "Resource", resource, case=True)):
+            if not (
+                _matches(statement, "Action", action, case=False)
+                and _matches(statement, "Resource", resource, case=True)
+            ):
                 continue
             holds = _condition_holds(statement["Condition"], context or {}) if statement.get("Condition") else True
             if holds is False:

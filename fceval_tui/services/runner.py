@@ -53,8 +53,13 @@ def work_dir(settings: Settings, job: Job) -> Path:
 
 def template_values(job: Job, artifacts_dir: str) -> dict[str, str]:
     return {
-        "agent": job.agent, "task_id": job.task_id, "model": job.model, "dataset": job.dataset,
-        "run_id": job.run_id, "job_id": job.id, "artifacts_dir": artifacts_dir,
+        "agent": job.agent,
+        "task_id": job.task_id,
+        "model": job.model,
+        "dataset": job.dataset,
+        "run_id": job.run_id,
+        "job_id": job.id,
+        "artifacts_dir": artifacts_dir,
     }
 
 
@@ -184,8 +189,16 @@ class Runner:
         attempt = job.attempts + 1
         if attempt > self._limits[job.id]:
             return self._finish(job.id, JobState.FAILED, error=f"gave up after {job.attempts} attempts: {job.error}")
-        job = self._move(job, backend.first_state, attempts=attempt, started_at=utcnow(), ended_at=None,
-                         resource_id=None, exit_code=None, error=None)
+        job = self._move(
+            job,
+            backend.first_state,
+            attempts=attempt,
+            started_at=utcnow(),
+            ended_at=None,
+            resource_id=None,
+            exit_code=None,
+            error=None,
+        )
         ctx = self._context(run, job, attempt)
         resource_id: str | None = None
         waits = 0
@@ -233,7 +246,9 @@ class Runner:
             except _TimedOut:
                 backend.cancel(ctx, resource_id)
                 self._cleanup(ctx, resource_id)
-                return self._finish(job.id, JobState.TIMED_OUT, error=f"exceeded {self.settings.job_timeout_minutes} min")
+                return self._finish(
+                    job.id, JobState.TIMED_OUT, error=f"exceeded {self.settings.job_timeout_minutes} min"
+                )
             try:
                 observation = backend.observe(ctx, resource_id)
                 failures = 0
@@ -270,7 +285,7 @@ class Runner:
         if job.state == JobState.STARTING:
             job = self._move(job, JobState.RUNNING)
         while job.state in order and order.index(job.state) < order.index(observation.phase):
-            nxt = next(s for s in order[order.index(job.state) + 1:] if job.state.can_go(s))
+            nxt = next(s for s in order[order.index(job.state) + 1 :] if job.state.can_go(s))
             job = self._move(job, nxt)
         return job
 
@@ -284,8 +299,9 @@ class Runner:
             return self._after_error(job, exc)
         self._cleanup(ctx, resource_id)
         state = JobState.SUCCEEDED if outcome.succeeded else JobState.FAILED
-        return self._finish(job.id, state, exit_code=outcome.exit_code, artifacts=outcome.artifacts,
-                            error=outcome.error)
+        return self._finish(
+            job.id, state, exit_code=outcome.exit_code, artifacts=outcome.artifacts, error=outcome.error
+        )
 
     def _after_error(self, job: Job, exc: BackendError) -> Job:
         job = self._reload(job)
@@ -296,8 +312,14 @@ class Runner:
             return self._finish(job.id, JobState.FAILED, error=f"gave up after {job.attempts} attempts: {exc}")
         delay = backoff(job.attempts, self.backoff_base)
         job = self._move(job, JobState.PENDING, reason=f"retrying: {exc}", error=str(exc))
-        self.store.record(job.run_id, job.id, "retry_scheduled", error=str(exc), retry_in=round(delay, 2),
-                          next_attempt=job.attempts + 1)
+        self.store.record(
+            job.run_id,
+            job.id,
+            "retry_scheduled",
+            error=str(exc),
+            retry_in=round(delay, 2),
+            next_attempt=job.attempts + 1,
+        )
         self._sleep(delay)
         return self._reload(job)
 
@@ -377,6 +399,15 @@ def retry_jobs(store: Store, job_ids: list[str]) -> list[Job]:
     for job_id in job_ids:
         job = store.get_job(job_id)
         if job.state in (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT):
-            retried.append(store.transition(job.id, JobState.PENDING, expect=job.state, reason="retry requested",
-                                            error=None, exit_code=None, ended_at=None))
+            retried.append(
+                store.transition(
+                    job.id,
+                    JobState.PENDING,
+                    expect=job.state,
+                    reason="retry requested",
+                    error=None,
+                    exit_code=None,
+                    ended_at=None,
+                )
+            )
     return retried

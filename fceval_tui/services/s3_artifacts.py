@@ -22,10 +22,14 @@ def upload_file(source: Path, url: str) -> None:
     try:
         client.upload_file(str(source), bucket, key)
     except NoCredentialsError:
-        raise PermanentError("no AWS credentials to upload artifacts to " + url,
-                             "configure credentials (aws configure / AWS_PROFILE) or use a local FCEVAL_ARTIFACTS") from None
+        raise PermanentError(
+            "no AWS credentials to upload artifacts to " + url,
+            "configure credentials (aws configure / AWS_PROFILE) or use a local FCEVAL_ARTIFACTS",
+        ) from None
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        raise PermanentError(f"uploading {url} failed: {code}", "check the bucket exists and you may write to it") from None
+        raise PermanentError(
+            f"uploading {url} failed: {code}", "check the bucket exists and you may write to it"
+        ) from None
     except BotoCoreError as exc:
         raise TransientError(f"uploading {url} failed: {exc}") from None

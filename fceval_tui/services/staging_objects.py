@@ -42,7 +42,7 @@ def list_staging(settings: Settings, s3=None) -> list[Resource]:
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     if prefix == staging:
-                        run_id = item["Key"][len(staging):].split("/", 1)[0]
+                        run_id = item["Key"][len(staging) :].split("/", 1)[0]
                         groups.setdefault((f"{staging}{run_id}/", run_id), []).append(item)
                     else:
                         groups.setdefault((probes, None), []).append(item)
@@ -51,12 +51,22 @@ def list_staging(settings: Settings, s3=None) -> list[Resource]:
     resources = []
     for (prefix, run_id), items in sorted(groups.items(), key=lambda kv: kv[0][0]):
         oldest: datetime | None = min((i["LastModified"] for i in items), default=None)
-        resources.append(Resource(
-            backend=BACKEND, kind=KIND_STAGING if run_id else KIND_PROBES, id=f"s3://{bucket}/{prefix}",
-            state=f"{len(items)} objects", run_id=run_id, started_at=oldest,
-            detail={"bucket": bucket, "prefix": prefix, "objects": len(items),
-                    "bytes": sum(i.get("Size", 0) for i in items)},
-        ))
+        resources.append(
+            Resource(
+                backend=BACKEND,
+                kind=KIND_STAGING if run_id else KIND_PROBES,
+                id=f"s3://{bucket}/{prefix}",
+                state=f"{len(items)} objects",
+                run_id=run_id,
+                started_at=oldest,
+                detail={
+                    "bucket": bucket,
+                    "prefix": prefix,
+                    "objects": len(items),
+                    "bytes": sum(i.get("Size", 0) for i in items),
+                },
+            )
+        )
     return resources
 
 

@@ -81,10 +81,20 @@ class PlanItem:
 
     def to_json(self, now: datetime) -> dict:
         r = self.resource
-        return {"backend": r.backend, "kind": r.kind, "id": r.id, "state": r.state, "run_id": r.run_id,
-                "job_id": r.job_id, "job_state": self.job_state, "action": self.action, "reason": self.reason,
-                "started_at": iso(r.started_at), "age_seconds": self.age_seconds(now),
-                "cost_usd": round(r.cost_usd, 4)}
+        return {
+            "backend": r.backend,
+            "kind": r.kind,
+            "id": r.id,
+            "state": r.state,
+            "run_id": r.run_id,
+            "job_id": r.job_id,
+            "job_state": self.job_state,
+            "action": self.action,
+            "reason": self.reason,
+            "started_at": iso(r.started_at),
+            "age_seconds": self.age_seconds(now),
+            "cost_usd": round(r.cost_usd, 4),
+        }
 
 
 @dataclass
@@ -125,10 +135,16 @@ class Plan:
 
     def to_json(self) -> dict:
         now = self.created_at
-        return {"scope": str(self.scope), "listed": self.listing.listed, "unlisted": self.listing.unlisted,
-                "notes": self.listing.notes, "plan": [i.to_json(now) for i in self.items],
-                "kept": [i.to_json(now) for i in self.kept], "cancel_jobs": self.cancel_job_ids,
-                "cost_usd": round(self.cost_usd, 4)}
+        return {
+            "scope": str(self.scope),
+            "listed": self.listing.listed,
+            "unlisted": self.listing.unlisted,
+            "notes": self.listing.notes,
+            "plan": [i.to_json(now) for i in self.items],
+            "kept": [i.to_json(now) for i in self.kept],
+            "cancel_jobs": self.cancel_job_ids,
+            "cost_usd": round(self.cost_usd, 4),
+        }
 
 
 @dataclass
@@ -143,20 +159,21 @@ class Result:
 
     @property
     def clean(self) -> bool:
-        return not (self.failed or self.left or self.unlisted_after or self.plan.listing.unlisted
-                    or self.still_active)
+        return not (self.failed or self.left or self.unlisted_after or self.plan.listing.unlisted or self.still_active)
 
     def to_json(self) -> dict:
         data = self.plan.to_json()
-        data.update({
-            "cancelled_jobs": self.cancelled,
-            "destroyed": [i.resource.id for i in self.destroyed],
-            "failed": [{"id": i.resource.id, "error": error} for i, error in self.failed],
-            "left": [{"backend": r.backend, "kind": r.kind, "id": r.id, "state": r.state} for r in self.left],
-            "unlisted_after": self.unlisted_after,
-            "still_active": self.still_active,
-            "clean": self.clean,
-        })
+        data.update(
+            {
+                "cancelled_jobs": self.cancelled,
+                "destroyed": [i.resource.id for i in self.destroyed],
+                "failed": [{"id": i.resource.id, "error": error} for i, error in self.failed],
+                "left": [{"backend": r.backend, "kind": r.kind, "id": r.id, "state": r.state} for r in self.left],
+                "unlisted_after": self.unlisted_after,
+                "still_active": self.still_active,
+                "clean": self.clean,
+            }
+        )
         return data
 
 
@@ -266,8 +283,14 @@ def make_plan(settings: Settings, store: Store, scope: Scope, listing: Listing |
             if reason:
                 items.append(PlanItem(resource, DESTROY, reason, state))
             else:
-                kept.append(PlanItem(resource, KEEP, f"run {resource.run_id} is driven by process "
-                                                      f"{ledger.owner(resource.run_id)}", state))
+                kept.append(
+                    PlanItem(
+                        resource,
+                        KEEP,
+                        f"run {resource.run_id} is driven by process {ledger.owner(resource.run_id)}",
+                        state,
+                    )
+                )
     _plan_shared(listing, items, kept)
     cancel = _jobs_to_cancel(scope, ledger, items)
     items.extend(_stale_entries(scope, ledger, listing, cancel))
@@ -279,8 +302,14 @@ def _plan_shared(listing: Listing, items: list[PlanItem], kept: list[PlanItem]) 
     for resource in listing.resources:
         if resource.kind not in SHARED_KINDS:
             continue
-        users = [r for r in listing.resources if r.backend == resource.backend and r.kind not in SHARED_KINDS
-                 and r.kind != "task-definition" and (r.backend, r.kind, r.id) not in going]
+        users = [
+            r
+            for r in listing.resources
+            if r.backend == resource.backend
+            and r.kind not in SHARED_KINDS
+            and r.kind != "task-definition"
+            and (r.backend, r.kind, r.id) not in going
+        ]
         if users:
             why = f"shared, still used by {len(users)} live {resource.backend} resource(s)"
             kept.append(PlanItem(resource, KEEP, why))
@@ -310,11 +339,20 @@ def _stale_entries(scope: Scope, ledger: _Ledger, listing: Listing, cancel: list
             continue
         if job.id not in cancel:
             cancel.append(job.id)
-        entry = Resource(backend=job.backend, kind=LEDGER_KIND, id=job.id, state=job.state.value,
-                         run_id=job.run_id, job_id=job.id, started_at=job.started_at, cost_usd=job.cost_usd,
-                         detail={"resource_id": job.resource_id})
-        stale.append(PlanItem(entry, CANCEL, f"the ledger says {job.state.value} but {job.resource_id} is gone",
-                              job.state.value))
+        entry = Resource(
+            backend=job.backend,
+            kind=LEDGER_KIND,
+            id=job.id,
+            state=job.state.value,
+            run_id=job.run_id,
+            job_id=job.id,
+            started_at=job.started_at,
+            cost_usd=job.cost_usd,
+            detail={"resource_id": job.resource_id},
+        )
+        stale.append(
+            PlanItem(entry, CANCEL, f"the ledger says {job.state.value} but {job.resource_id} is gone", job.state.value)
+        )
     return stale
 
 
@@ -333,8 +371,13 @@ def _destroy(settings: Settings, resource: Resource, backends: dict) -> None:
     backend.destroy_resource(resource)
 
 
-def execute(settings: Settings, store: Store, plan: Plan, on_progress: Callable[[str], None] | None = None,
-            settle_seconds: float = SETTLE_SECONDS) -> Result:
+def execute(
+    settings: Settings,
+    store: Store,
+    plan: Plan,
+    on_progress: Callable[[str], None] | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
+) -> Result:
     """Cancel the plan's jobs in the ledger, destroy its resources, then list again. Idempotent."""
     from fceval_tui.services.runner import cancel_jobs
 
@@ -384,10 +427,18 @@ def execute(settings: Settings, store: Store, plan: Plan, on_progress: Callable[
 
 def _destroy_batch(settings, store, batch, backends, result, say) -> list[PlanItem]:
     """Destroy concurrently; return the items that hit a transient error (to retry)."""
+
     def one(item: PlanItem) -> tuple[PlanItem, Exception | None]:
         r = item.resource
-        store.record(r.run_id or "", r.job_id, "teardown_destroy", backend=r.backend, resource_kind=r.kind,
-                     resource=r.id, reason=item.reason)
+        store.record(
+            r.run_id or "",
+            r.job_id,
+            "teardown_destroy",
+            backend=r.backend,
+            resource_kind=r.kind,
+            resource=r.id,
+            reason=item.reason,
+        )
         try:
             _destroy(settings, r, backends)
         except (UserError, BackendError, NotImplementedError) as exc:
@@ -406,8 +457,15 @@ def _destroy_batch(settings, store, batch, backends, result, say) -> list[PlanIt
                 say(f"{r.kind} {r.id}: {exc} (retrying)")
             else:
                 result.failed.append((item, str(exc)))
-                store.record(r.run_id or "", r.job_id, "teardown_failed", backend=r.backend, resource_kind=r.kind,
-                             resource=r.id, error=str(exc))
+                store.record(
+                    r.run_id or "",
+                    r.job_id,
+                    "teardown_failed",
+                    backend=r.backend,
+                    resource_kind=r.kind,
+                    resource=r.id,
+                    error=str(exc),
+                )
                 say(f"could not remove {r.kind} {r.id}: {exc}")
     return retry
 
@@ -425,8 +483,9 @@ def _verify(settings: Settings, store: Store, result: Result) -> None:
     for item in result.destroyed:
         r = item.resource
         left = any((x.backend, x.kind, x.id) == item.key for x in result.left)
-        store.record(r.run_id or "", r.job_id, "teardown_done", backend=r.backend, resource_kind=r.kind,
-                     resource=r.id, left=left)
+        store.record(
+            r.run_id or "", r.job_id, "teardown_done", backend=r.backend, resource_kind=r.kind, resource=r.id, left=left
+        )
 
 
 def find_orphans(settings: Settings, store: Store) -> list[Resource]:
@@ -457,8 +516,10 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"{'ACTION':<15} {'BACKEND':<7} {'KIND':<16} {'ID':<40} {'AGE':>6} {'COST':>8}  REASON")
         for item in plan.items:
             r = item.resource
-            lines.append(f"{item.action:<15} {r.backend:<7} {r.kind:<16} {r.id:<40} "
-                         f"{_age(item.age_seconds(now)):>6} {r.cost_usd:>8.2f}  {item.reason}")
+            lines.append(
+                f"{item.action:<15} {r.backend:<7} {r.kind:<16} {r.id:<40} "
+                f"{_age(item.age_seconds(now)):>6} {r.cost_usd:>8.2f}  {item.reason}"
+            )
     cancel_only = [j for j in plan.cancel_job_ids if j not in {i.resource.job_id for i in plan.items}]
     if cancel_only:
         lines.append(f"jobs cancelled in the ledger (no compute yet): {', '.join(cancel_only)}")
@@ -467,8 +528,10 @@ def format_plan(plan: Plan) -> str:
     if not plan.actionable:
         lines.append("nothing to tear down")
     else:
-        lines.append(f"{len([i for i in plan.items if i.action == DESTROY])} resource(s) to remove, "
-                     f"{len(plan.cancel_job_ids)} job(s) to cancel; cost so far ${plan.cost_usd:.2f}")
+        lines.append(
+            f"{len([i for i in plan.items if i.action == DESTROY])} resource(s) to remove, "
+            f"{len(plan.cancel_job_ids)} job(s) to cancel; cost so far ${plan.cost_usd:.2f}"
+        )
     return "\n".join(lines)
 
 

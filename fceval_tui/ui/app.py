@@ -49,7 +49,7 @@ def read_keymap(path: Path) -> tuple[dict[str, str], str | None]:
         return {}, f"{path}: not valid TOML ({exc}); default keys apply"
     keys = data.get("keys", {})
     if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
-        return {}, f"{path}: expected a [keys] table of \"binding.id\" = \"key\"; default keys apply"
+        return {}, f'{path}: expected a [keys] table of "binding.id" = "key"; default keys apply'
     return keys, None
 
 
@@ -129,7 +129,9 @@ class FcevalApp(App):
             self.call_from_thread(
                 self.notify,
                 f"{len(orphans)} resource(s) left over from earlier runs may still cost money. Press T to review.",
-                title="Orphans", severity="warning", timeout=15,
+                title="Orphans",
+                severity="warning",
+                timeout=15,
             )
 
     # -- runs -----------------------------------------------------------------------------------
@@ -142,8 +144,9 @@ class FcevalApp(App):
         return run.id
 
     def _drive(self, runner: Runner, run_id: str) -> None:
-        self.run_worker(partial(runner.run, run_id), name=f"runner-{run_id}", group="runner", thread=True,
-                        exit_on_error=False)
+        self.run_worker(
+            partial(runner.run, run_id), name=f"runner-{run_id}", group="runner", thread=True, exit_on_error=False
+        )
 
     def retry(self, jobs: list[Job]) -> None:
         if self.readonly or not jobs:
@@ -185,7 +188,8 @@ class FcevalApp(App):
         from fceval_tui.services import teardown
 
         listing = teardown.list_everything(
-            self.settings, teardown.backends_to_list(self.settings, self.store, teardown.Scope.orphans()))
+            self.settings, teardown.backends_to_list(self.settings, self.store, teardown.Scope.orphans())
+        )
         plan = teardown.make_plan(self.settings, self.store, teardown.Scope.orphans(), listing)
         orphans = {item.resource.id: item.reason for item in plan.items if item.action == teardown.DESTROY}
         errors = [f"{name}: {why}" for name, why in listing.unlisted.items()]
@@ -257,28 +261,38 @@ class FcevalApp(App):
                     self.runners[run_id].stop()
                 self.exit(message=_detached_message(active))
 
-        self.push_screen(ConfirmScreen(
-            f"{len(active)} run(s) are being driven by this console. Quit anyway? Running tmux sessions go on; "
-            f"pending jobs wait until you `fceval-tui resume` the run.", "Quit"), answer)
+        self.push_screen(
+            ConfirmScreen(
+                f"{len(active)} run(s) are being driven by this console. Quit anyway? Running tmux sessions go on; "
+                f"pending jobs wait until you `fceval-tui resume` the run.",
+                "Quit",
+            ),
+            answer,
+        )
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Jobs view", "All jobs with state, attempts, cost (1)", lambda: self.switch_mode("jobs"))
-        yield SystemCommand("Resources view", "Live compute behind jobs, orphans (2)",
-                            lambda: self.switch_mode("resources"))
+        yield SystemCommand(
+            "Resources view", "Live compute behind jobs, orphans (2)", lambda: self.switch_mode("resources")
+        )
         yield SystemCommand("Events view", "What the runner did and why (3)", lambda: self.switch_mode("events"))
         yield SystemCommand("Preflight audit", "IAM, S3, network and quota checks (p)", self.action_preflight)
         yield SystemCommand("Help", "Every key binding and its id (?)", self.action_help)
         if not self.readonly:
             yield SystemCommand("Launch jobs", "Open the launch form (n)", self.action_launch)
-            yield SystemCommand("Launch the example jobs", "Fill the launch form with examples/jobs.csv",
-                                self._launch_examples)
+            yield SystemCommand(
+                "Launch the example jobs", "Fill the launch form with examples/jobs.csv", self._launch_examples
+            )
             yield SystemCommand("Teardown", "Remove leftover resources (T)", self.action_teardown)
         if isinstance(screen, JobsScreen):
             for binding in screen.BINDINGS:
                 if screen.check_action(binding.action, ()):
-                    yield SystemCommand(f"Job: {binding.description}", f"key {binding.key}",
-                                        lambda action=binding.action: screen.run_action(action))
+                    yield SystemCommand(
+                        f"Job: {binding.description}",
+                        f"key {binding.key}",
+                        lambda action=binding.action: screen.run_action(action),
+                    )
 
     def _launch_examples(self) -> None:
         from fceval_tui.resources import example_jobs
@@ -295,8 +309,12 @@ class FcevalApp(App):
             self.notify(str(error), title="Error", severity="error", timeout=10)
         else:
             self.log.error(f"worker {event.worker.name} failed: {error!r}")
-            self.notify(f"{event.worker.group or 'background task'} failed: {error!r}", title="Error",
-                        severity="error", timeout=10)
+            self.notify(
+                f"{event.worker.group or 'background task'} failed: {error!r}",
+                title="Error",
+                severity="error",
+                timeout=10,
+            )
         if event.worker.group.endswith("-poll"):
             # Keep polling after a failure (e.g. the ledger briefly locked): re-arm instead of going stale.
             screen = event.worker.node
@@ -318,7 +336,6 @@ def make_app(
     clock: Callable[[], datetime] = utcnow,
 ) -> FcevalApp:
     keymap, problem = read_keymap(keymap_path())
-    app = FcevalApp(settings, store, readonly=readonly, theme=theme, demo_specs=demo_specs, clock=clock,
-                    keymap=keymap)
+    app = FcevalApp(settings, store, readonly=readonly, theme=theme, demo_specs=demo_specs, clock=clock, keymap=keymap)
     app._keymap_problem = problem
     return app

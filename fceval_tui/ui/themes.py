@@ -16,8 +16,18 @@ from textual.theme import Theme
 from fceval_tui.resources import themes_dir
 
 DEFAULT_THEME = "fceval-dark"
-COLOR_KEYS = ("primary", "secondary", "accent", "foreground", "background", "surface", "panel", "success",
-              "warning", "error")
+COLOR_KEYS = (
+    "primary",
+    "secondary",
+    "accent",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "success",
+    "warning",
+    "error",
+)
 
 
 @dataclass(frozen=True)

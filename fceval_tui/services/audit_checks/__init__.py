@@ -23,7 +23,8 @@ TOOLS = Check("tools", "local tools", "aws CLI and session-manager-plugin", loca
 NETWORK = Check("network.route", "network", "subnet routes and VPC endpoints", network.check_network)
 BY_BACKEND = {
     "local": LOCAL,
-    "ec2": COMMON + (
+    "ec2": COMMON
+    + (
         TOOLS,
         Check("iam.instance-role", "iam", "instance profile and role", iam.check_instance_role),
         NETWORK,
@@ -31,14 +32,16 @@ BY_BACKEND = {
         Check("ec2.ami", "compute", "AMI", compute.check_ami),
         Check("ec2.instance-type", "compute", "instance type offerings", compute.check_instance_type),
     ),
-    "ecs": COMMON + (
+    "ecs": COMMON
+    + (
         TOOLS,
         Check("ecs.task-role", "iam", "task role (ECS Exec, S3)", iam.check_task_role),
         NETWORK,
         Check("quota.vcpu", "quotas", "Fargate vCPU quota", compute.check_quota),
         Check("ecs.cluster", "compute", "ECS cluster", compute.check_ecs_cluster),
     ),
-    "batch": COMMON + (
+    "batch": COMMON
+    + (
         NETWORK,
         Check("batch.queue", "compute", "job queue and definition", compute.check_batch_queue),
     ),

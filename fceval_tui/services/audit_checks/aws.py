@@ -54,8 +54,13 @@ def describe_error(exc: BaseException) -> str:
 
 def is_denied(exc: BaseException) -> bool:
     code = error_code(exc)
-    return code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "403", "Forbidden") or \
-        code.endswith("AccessDenied")
+    return code in (
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "403",
+        "Forbidden",
+    ) or code.endswith("AccessDenied")
 
 
 def not_found(exc: BaseException) -> bool:
@@ -95,6 +100,7 @@ def identity(ctx: AuditContext) -> Caller:
 def principal_arn(ctx: AuditContext, caller: Caller) -> str:
     """The IAM ARN the policy simulator wants: a role's real ARN (with its path, e.g. SSO roles)."""
     if caller.kind == "role":
+
         def compute() -> str:
             import botocore.exceptions
 
@@ -195,6 +201,7 @@ def role_policies(ctx: AuditContext, role_name: str) -> list[tuple[str, dict]]:
 
 def caller_policies(ctx: AuditContext, caller: Caller) -> list[tuple[str, dict]]:
     """The caller's identity policies: a user's own and its groups', or the assumed role's."""
+
     def compute() -> list[tuple[str, dict]]:
         if caller.kind == "role":
             return _attached_and_inline(ctx, "role", caller.name)

@@ -10,10 +10,22 @@ from fceval_tui.services.audit_checks.aws import describe_error
 from fceval_tui.services.audit_checks.base import AuditContext, Findings
 
 # Running On-Demand / Spot instance quotas (in vCPUs) by instance family letter group.
-ON_DEMAND_QUOTAS = {"standard": "L-1216C47A", "g": "L-DB2E81BA", "p": "L-417A185B", "f": "L-74FC7D96",
-                    "x": "L-7295265B", "inf": "L-1945791B"}
-SPOT_QUOTAS = {"standard": "L-34B43A08", "g": "L-3819A6DF", "p": "L-7212CCBC", "f": "L-88CF9481",
-               "x": "L-E3A00192", "inf": "L-B5D1601B"}
+ON_DEMAND_QUOTAS = {
+    "standard": "L-1216C47A",
+    "g": "L-DB2E81BA",
+    "p": "L-417A185B",
+    "f": "L-74FC7D96",
+    "x": "L-7295265B",
+    "inf": "L-1945791B",
+}
+SPOT_QUOTAS = {
+    "standard": "L-34B43A08",
+    "g": "L-3819A6DF",
+    "p": "L-7212CCBC",
+    "f": "L-88CF9481",
+    "x": "L-E3A00192",
+    "inf": "L-B5D1601B",
+}
 FARGATE_QUOTA = "L-3032A538"  # Fargate On-Demand vCPU resource count
 STANDARD_LETTERS = set("acdhimrtz")
 
@@ -51,9 +63,12 @@ def check_quota(ctx: AuditContext, f: Findings) -> None:
     else:
         group = quota_group(s.ec2_instance_type)
         if group is None:
-            f.unknown("quota.vcpu", f"no known vCPU quota for {s.ec2_instance_type}",
-                      "the audit knows the standard, G, P, F, X and Inf families",
-                      "compare concurrency x vCPUs with your quotas in the Service Quotas console")
+            f.unknown(
+                "quota.vcpu",
+                f"no known vCPU quota for {s.ec2_instance_type}",
+                "the audit knows the standard, G, P, F, X and Inf families",
+                "compare concurrency x vCPUs with your quotas in the Service Quotas console",
+            )
             return
         spot = s.spot_price is not None
         service, code = "ec2", (SPOT_QUOTAS if spot else ON_DEMAND_QUOTAS)[group]
@@ -62,20 +77,29 @@ def check_quota(ctx: AuditContext, f: Findings) -> None:
     needed = s.concurrent * per_job
     value, name = _quota(ctx, service, code)
     if value is None:
-        f.unknown("quota.vcpu", f"the vCPU quota ({service} {code}) could not be read", name,
-                  f"allow servicequotas:GetServiceQuota, or check by hand: "
-                  f"`aws service-quotas get-service-quota --service-code {service} --quota-code {code}`")
+        f.unknown(
+            "quota.vcpu",
+            f"the vCPU quota ({service} {code}) could not be read",
+            name,
+            f"allow servicequotas:GetServiceQuota, or check by hand: "
+            f"`aws service-quotas get-service-quota --service-code {service} --quota-code {code}`",
+        )
         return
     detail = f"{name}: {value:g} vCPUs; {s.concurrent} concurrent {unit} need {needed:g} (other workloads share it)"
-    raise_fix = (f"aws service-quotas request-service-quota-increase --service-code {service} --quota-code {code} "
-                 f"--desired-value {needed:g}")
+    raise_fix = (
+        f"aws service-quotas request-service-quota-increase --service-code {service} --quota-code {code} "
+        f"--desired-value {needed:g}"
+    )
     if value < per_job:
         f.error("quota.vcpu", f"the vCPU quota ({value:g}) is below one job ({per_job:g} vCPUs)", detail, raise_fix)
     elif value < needed:
         fits = int(value // per_job)
-        f.warning("quota.vcpu", f"the vCPU quota fits {fits} of {s.concurrent} concurrent jobs",
-                  detail + "; the rest wait in waiting_capacity",
-                  f"{raise_fix}, or lower FCEVAL_CONCURRENT to {fits}")
+        f.warning(
+            "quota.vcpu",
+            f"the vCPU quota fits {fits} of {s.concurrent} concurrent jobs",
+            detail + "; the rest wait in waiting_capacity",
+            f"{raise_fix}, or lower FCEVAL_CONCURRENT to {fits}",
+        )
     else:
         f.ok("quota.vcpu", f"vCPU quota {value:g} covers {needed:g} vCPUs", detail)
 
@@ -92,8 +116,12 @@ def check_ami(ctx: AuditContext, f: Findings) -> None:
         try:
             ami = ctx.client("ssm").get_parameter(Name=parameter)["Parameter"]["Value"]
         except botocore.exceptions.ClientError as exc:
-            f.error("ec2.ami", "the latest Amazon Linux 2023 AMI could not be looked up", describe_error(exc),
-                    f"allow ssm:GetParameter on {parameter}, or set EC2_INSTANCE_AMI")
+            f.error(
+                "ec2.ami",
+                "the latest Amazon Linux 2023 AMI could not be looked up",
+                describe_error(exc),
+                f"allow ssm:GetParameter on {parameter}, or set EC2_INSTANCE_AMI",
+            )
             return
         source = f"latest Amazon Linux 2023 ({parameter})"
     try:
@@ -110,8 +138,12 @@ def check_ami(ctx: AuditContext, f: Findings) -> None:
     if image.get("State", "available") != "available":
         f.error("ec2.ami", f"AMI {ami} is {image['State']}", f"from {source}", fix)
     elif image.get("Architecture", arch) != arch:
-        f.error("ec2.ami", f"AMI {ami} is {image['Architecture']} but {s.ec2_instance_type} is {arch}",
-                f"from {source}", fix + f", or pick an {image['Architecture']} instance type")
+        f.error(
+            "ec2.ami",
+            f"AMI {ami} is {image['Architecture']} but {s.ec2_instance_type} is {arch}",
+            f"from {source}",
+            fix + f", or pick an {image['Architecture']} instance type",
+        )
     else:
         f.ok("ec2.ami", f"AMI {ami} exists ({image.get('Name', '')}, {arch})", f"from {source}")
 
@@ -120,7 +152,8 @@ def check_instance_type(ctx: AuditContext, f: Findings) -> None:
     s = ctx.settings
     kind = s.ec2_instance_type
     reply = ctx.client("ec2").describe_instance_type_offerings(
-        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [kind]}])
+        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [kind]}]
+    )
     offered = sorted({o["Location"] for o in reply["InstanceTypeOfferings"]})
     if s.ec2_subnet:
         subnet = ctx.client("ec2").describe_subnets(SubnetIds=[s.ec2_subnet])["Subnets"][0]
@@ -130,19 +163,30 @@ def check_instance_type(ctx: AuditContext, f: Findings) -> None:
     else:
         wanted, source = [], "any zone"
     if not offered:
-        f.error("ec2.instance-type", f"{kind} is not offered in {s.region}", "no zone offers it",
-                "set EC2_INSTANCE_TYPE to a type offered here (`aws ec2 describe-instance-type-offerings`)")
+        f.error(
+            "ec2.instance-type",
+            f"{kind} is not offered in {s.region}",
+            "no zone offers it",
+            "set EC2_INSTANCE_TYPE to a type offered here (`aws ec2 describe-instance-type-offerings`)",
+        )
         return
     missing = [z for z in wanted if z not in offered]
     if wanted and len(missing) == len(wanted):
-        f.error("ec2.instance-type", f"{kind} is not offered in {', '.join(wanted)} ({source})",
-                "offered in: " + ", ".join(offered),
-                f"set EC2_AVAILABILITY_ZONES={','.join(offered)}" if not s.ec2_subnet
-                else "set FCEVAL_EC2_SUBNET_ID to a subnet in one of: " + ", ".join(offered))
+        f.error(
+            "ec2.instance-type",
+            f"{kind} is not offered in {', '.join(wanted)} ({source})",
+            "offered in: " + ", ".join(offered),
+            f"set EC2_AVAILABILITY_ZONES={','.join(offered)}"
+            if not s.ec2_subnet
+            else "set FCEVAL_EC2_SUBNET_ID to a subnet in one of: " + ", ".join(offered),
+        )
     elif missing:
-        f.warning("ec2.instance-type", f"{kind} is not offered in {', '.join(missing)}",
-                  "offered in: " + ", ".join(offered) + "; launches there fail and move on to the next zone",
-                  "set EC2_AVAILABILITY_ZONES=" + ",".join(z for z in wanted if z in offered))
+        f.warning(
+            "ec2.instance-type",
+            f"{kind} is not offered in {', '.join(missing)}",
+            "offered in: " + ", ".join(offered) + "; launches there fail and move on to the next zone",
+            "set EC2_AVAILABILITY_ZONES=" + ",".join(z for z in wanted if z in offered),
+        )
     else:
         f.ok("ec2.instance-type", f"{kind} is offered in {', '.join(wanted or offered)}", f"zones from {source}")
 
@@ -153,8 +197,12 @@ def check_ecs_cluster(ctx: AuditContext, f: Findings) -> None:
     clusters = [c for c in reply.get("clusters", []) if c.get("status") == "ACTIVE"]
     if not clusters:
         status = next((c.get("status") for c in reply.get("clusters", [])), "MISSING")
-        f.error("ecs.cluster", f"ECS cluster {name} is {status.lower()}", "FCEVAL_ECS_CLUSTER",
-                f"aws ecs create-cluster --cluster-name {shlex.quote(name)}")
+        f.error(
+            "ecs.cluster",
+            f"ECS cluster {name} is {status.lower()}",
+            "FCEVAL_ECS_CLUSTER",
+            f"aws ecs create-cluster --cluster-name {shlex.quote(name)}",
+        )
         return
     f.ok("ecs.cluster", f"ECS cluster {name} is active", clusters[0].get("clusterArn", ""))
     _ecs_platform(ctx, f, name)
@@ -168,15 +216,26 @@ def _ecs_platform(ctx: AuditContext, f: Findings, cluster: str) -> None:
     ecs = ctx.client("ecs")
     arns = ecs.list_tasks(cluster=cluster, startedBy=STARTED_BY, maxResults=100).get("taskArns", [])
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
-    old = sorted({t["platformVersion"] for t in tasks
-                  if t.get("platformVersion", "LATEST") != "LATEST" and _version_tuple(t["platformVersion"]) < (1, 4)})
+    old = sorted(
+        {
+            t["platformVersion"]
+            for t in tasks
+            if t.get("platformVersion", "LATEST") != "LATEST" and _version_tuple(t["platformVersion"]) < (1, 4)
+        }
+    )
     if old:
-        f.error("ecs.platform", f"fceval-tui tasks in {cluster} run on Fargate platform {', '.join(old)}",
-                "ECS Exec (start, watch, attach) needs platform version 1.4.0 or later",
-                "stop those tasks (`fceval-tui teardown --orphans`) and check the cluster's capacity providers")
+        f.error(
+            "ecs.platform",
+            f"fceval-tui tasks in {cluster} run on Fargate platform {', '.join(old)}",
+            "ECS Exec (start, watch, attach) needs platform version 1.4.0 or later",
+            "stop those tasks (`fceval-tui teardown --orphans`) and check the cluster's capacity providers",
+        )
         return
-    f.ok("ecs.platform", "Fargate platform LATEST (1.4.0 or later), which ECS Exec needs",
-         f"tasks are started without a pinned platform version; {len(tasks)} running task(s) checked")
+    f.ok(
+        "ecs.platform",
+        "Fargate platform LATEST (1.4.0 or later), which ECS Exec needs",
+        f"tasks are started without a pinned platform version; {len(tasks)} running task(s) checked",
+    )
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -187,31 +246,51 @@ def check_batch_queue(ctx: AuditContext, f: Findings) -> None:
     s = ctx.settings
     batch = ctx.client("batch")
     if not s.batch_queue:
-        f.error("batch.queue", "no job queue configured (FCEVAL_BATCH_QUEUE is empty)", "",
-                "set FCEVAL_BATCH_QUEUE to a VALID and ENABLED AWS Batch job queue")
+        f.error(
+            "batch.queue",
+            "no job queue configured (FCEVAL_BATCH_QUEUE is empty)",
+            "",
+            "set FCEVAL_BATCH_QUEUE to a VALID and ENABLED AWS Batch job queue",
+        )
     else:
         queues = batch.describe_job_queues(jobQueues=[s.batch_queue])["jobQueues"]
         if not queues:
-            f.error("batch.queue", f"job queue {s.batch_queue} does not exist", "FCEVAL_BATCH_QUEUE",
-                    "create it in the AWS Batch console, or set FCEVAL_BATCH_QUEUE to an existing queue")
+            f.error(
+                "batch.queue",
+                f"job queue {s.batch_queue} does not exist",
+                "FCEVAL_BATCH_QUEUE",
+                "create it in the AWS Batch console, or set FCEVAL_BATCH_QUEUE to an existing queue",
+            )
         else:
             q = queues[0]
             state, status = q.get("state"), q.get("status")
             if state == "ENABLED" and status == "VALID":
                 f.ok("batch.queue", f"job queue {s.batch_queue} is VALID and ENABLED")
             else:
-                f.error("batch.queue", f"job queue {s.batch_queue} is {status} and {state}",
-                        q.get("statusReason", ""),
-                        f"aws batch update-job-queue --job-queue {shlex.quote(s.batch_queue)} --state ENABLED"
-                        if status == "VALID" else "fix the queue's compute environments (see statusReason)")
+                f.error(
+                    "batch.queue",
+                    f"job queue {s.batch_queue} is {status} and {state}",
+                    q.get("statusReason", ""),
+                    f"aws batch update-job-queue --job-queue {shlex.quote(s.batch_queue)} --state ENABLED"
+                    if status == "VALID"
+                    else "fix the queue's compute environments (see statusReason)",
+                )
     if not s.batch_job_definition:
-        f.error("batch.job-definition", "no job definition configured (FCEVAL_BATCH_JOB_DEFINITION is empty)", "",
-                "set FCEVAL_BATCH_JOB_DEFINITION to an ACTIVE job definition")
+        f.error(
+            "batch.job-definition",
+            "no job definition configured (FCEVAL_BATCH_JOB_DEFINITION is empty)",
+            "",
+            "set FCEVAL_BATCH_JOB_DEFINITION to an ACTIVE job definition",
+        )
         return
     name = s.batch_job_definition
     found = batch.describe_job_definitions(jobDefinitionName=name.split(":")[0], status="ACTIVE")["jobDefinitions"]
     if not found:
-        f.error("batch.job-definition", f"job definition {name} has no ACTIVE revision", "FCEVAL_BATCH_JOB_DEFINITION",
-                "register it (`aws batch register-job-definition`) or set FCEVAL_BATCH_JOB_DEFINITION")
+        f.error(
+            "batch.job-definition",
+            f"job definition {name} has no ACTIVE revision",
+            "FCEVAL_BATCH_JOB_DEFINITION",
+            "register it (`aws batch register-job-definition`) or set FCEVAL_BATCH_JOB_DEFINITION",
+        )
     else:
         f.ok("batch.job-definition", f"job definition {name} is active (revision {found[-1].get('revision')})")

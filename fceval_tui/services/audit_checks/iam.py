@@ -21,29 +21,41 @@ TRUST = {"ec2": "ec2.amazonaws.com", "ecs": "ecs-tasks.amazonaws.com"}
 
 
 def _trust_doc(service: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        }
+    )
 
 
 def _evaluate(documents: list, statements: list[Statement]) -> dict[tuple[str, str], Decision]:
-    return {(a, policy.sample_resource(r)): policy.evaluate(documents, a, policy.sample_resource(r), s.context())
-            for s in statements for r in s.resources for a in s.actions}
+    return {
+        (a, policy.sample_resource(r)): policy.evaluate(documents, a, policy.sample_resource(r), s.context())
+        for s in statements
+        for r in s.resources
+        for a in s.actions
+    }
 
 
-def _role_access(ctx: AuditContext, f: Findings, id: str, role: dict, statements: list[Statement],
-                 what: str) -> None:
+def _role_access(ctx: AuditContext, f: Findings, id: str, role: dict, statements: list[Statement], what: str) -> None:
     """Whether the role's own policies allow `statements` (evaluated from its policies, not simulated)."""
     docs = [doc for _, doc in aws.role_policies(ctx, role["RoleName"])]
     decisions = _evaluate(docs, statements)
     missing = sorted({f"{a} on {r}" for (a, r), d in decisions.items() if d is not Decision.ALLOWED})
     if not missing:
-        f.ok(id, f"role {role['RoleName']} allows {what}",
-             "evaluated from its attached and inline policies: " + ", ".join(sorted({a for a, _ in decisions})))
+        f.ok(
+            id,
+            f"role {role['RoleName']} allows {what}",
+            "evaluated from its attached and inline policies: " + ", ".join(sorted({a for a, _ in decisions})),
+        )
         return
     conditional = all(d is Decision.CONDITIONAL for d in decisions.values() if d is not Decision.ALLOWED)
     document = json.dumps(policy.document(statements))
-    fix = (f"aws iam put-role-policy --role-name {shlex.quote(role['RoleName'])} --policy-name fceval-tui "
-           f"--policy-document {shlex.quote(document)}")
+    fix = (
+        f"aws iam put-role-policy --role-name {shlex.quote(role['RoleName'])} --policy-name fceval-tui "
+        f"--policy-document {shlex.quote(document)}"
+    )
     detail = "missing: " + "; ".join(missing) + " (evaluated from its attached and inline policies)"
     if conditional:
         f.warning(id, f"role {role['RoleName']} allows {what} only under conditions", detail, fix)
@@ -58,21 +70,27 @@ def check_instance_role(ctx: AuditContext, f: Findings) -> None:
     role_name = role["RoleName"] if role else name
     q = shlex.quote
     if found.profile is None:
-        f.error("iam.instance-profile", f"instance profile {name} does not exist",
-                "EC2 jobs are launched with it (FCEVAL_INSTANCE_PROFILE)",
-                f"aws iam create-instance-profile --instance-profile-name {q(name)} && "
-                f"aws iam add-role-to-instance-profile --instance-profile-name {q(name)} --role-name {q(role_name)}")
+        f.error(
+            "iam.instance-profile",
+            f"instance profile {name} does not exist",
+            "EC2 jobs are launched with it (FCEVAL_INSTANCE_PROFILE)",
+            f"aws iam create-instance-profile --instance-profile-name {q(name)} && "
+            f"aws iam add-role-to-instance-profile --instance-profile-name {q(name)} --role-name {q(role_name)}",
+        )
     elif role is None:
         f.ok("iam.instance-profile", f"instance profile {name} exists (it holds no role: see iam.role)")
     else:
         f.ok("iam.instance-profile", f"instance profile {name} exists and holds role {role_name}")
     if role is None:
         holds = f"instance profile {name} holds no role" if found.profile else f"no role named {name}"
-        f.error("iam.role", f"no role for the job instances: {holds}",
-                "the instance role lets the SSM agent connect and the pipeline reach S3",
-                f"aws iam create-role --role-name {q(name)} --assume-role-policy-document "
-                f"{q(_trust_doc(TRUST['ec2']))} && aws iam add-role-to-instance-profile "
-                f"--instance-profile-name {q(name)} --role-name {q(name)}")
+        f.error(
+            "iam.role",
+            f"no role for the job instances: {holds}",
+            "the instance role lets the SSM agent connect and the pipeline reach S3",
+            f"aws iam create-role --role-name {q(name)} --assume-role-policy-document "
+            f"{q(_trust_doc(TRUST['ec2']))} && aws iam add-role-to-instance-profile "
+            f"--instance-profile-name {q(name)} --role-name {q(name)}",
+        )
         for id in ("iam.role.trust", "iam.role.ssm", "iam.role.s3"):
             f.unknown(id, "no role to check", "see iam.role")
         return
@@ -81,10 +99,13 @@ def check_instance_role(ctx: AuditContext, f: Findings) -> None:
     if policy.trusts_service(role.get("AssumeRolePolicyDocument"), TRUST["ec2"]):
         f.ok("iam.role.trust", f"role {role_name} trusts ec2.amazonaws.com")
     else:
-        f.error("iam.role.trust", f"role {role_name} does not trust ec2.amazonaws.com",
-                "instances cannot assume it, so the SSM agent and the pipeline have no credentials",
-                f"aws iam update-assume-role-policy --role-name {q(role_name)} --policy-document "
-                f"{q(_trust_doc(TRUST['ec2']))}")
+        f.error(
+            "iam.role.trust",
+            f"role {role_name} does not trust ec2.amazonaws.com",
+            "instances cannot assume it, so the SSM agent and the pipeline have no credentials",
+            f"aws iam update-assume-role-policy --role-name {q(role_name)} --policy-document "
+            f"{q(_trust_doc(TRUST['ec2']))}",
+        )
     _ssm_policy(ctx, f, role)
     _role_s3(ctx, f, "iam.role.s3", role)
 
@@ -98,14 +119,20 @@ def _ssm_policy(ctx: AuditContext, f: Findings, role: dict) -> None:
     docs = [doc for _, doc in aws.role_policies(ctx, role["RoleName"])]
     missing = [a for a in agent if policy.evaluate(docs, a, "*") is not Decision.ALLOWED]
     if agent and not missing:
-        f.ok("iam.role.ssm", f"{role['RoleName']} allows what the SSM agent needs",
-             "without AmazonSSMManagedInstanceCore: " + ", ".join(agent))
+        f.ok(
+            "iam.role.ssm",
+            f"{role['RoleName']} allows what the SSM agent needs",
+            "without AmazonSSMManagedInstanceCore: " + ", ".join(agent),
+        )
         return
-    f.error("iam.role.ssm", f"AmazonSSMManagedInstanceCore is not attached to {role['RoleName']}",
-            "without it the instance's SSM agent never comes online and no job can start"
-            + (f"; missing: {', '.join(missing)}" if missing else ""),
-            f"aws iam attach-role-policy --role-name {shlex.quote(role['RoleName'])} "
-            f"--policy-arn {policy.SSM_MANAGED_POLICY}")
+    f.error(
+        "iam.role.ssm",
+        f"AmazonSSMManagedInstanceCore is not attached to {role['RoleName']}",
+        "without it the instance's SSM agent never comes online and no job can start"
+        + (f"; missing: {', '.join(missing)}" if missing else ""),
+        f"aws iam attach-role-policy --role-name {shlex.quote(role['RoleName'])} "
+        f"--policy-arn {policy.SSM_MANAGED_POLICY}",
+    )
 
 
 def _role_s3(ctx: AuditContext, f: Findings, id: str, role: dict) -> None:
@@ -123,26 +150,36 @@ def check_task_role(ctx: AuditContext, f: Findings) -> None:
     """ECS: the task role exists, trusts ECS tasks, allows ECS Exec (ssmmessages) and S3."""
     arn = ctx.settings.ecs_task_role_arn
     if not arn:
-        f.error("ecs.task-role", "no task role configured (FCEVAL_ECS_TASK_ROLE_ARN is empty)",
-                "ECS Exec, which the console uses to start and watch the pipeline, needs a task role",
-                "create a role trusted by ecs-tasks.amazonaws.com and set FCEVAL_ECS_TASK_ROLE_ARN to its ARN")
+        f.error(
+            "ecs.task-role",
+            "no task role configured (FCEVAL_ECS_TASK_ROLE_ARN is empty)",
+            "ECS Exec, which the console uses to start and watch the pipeline, needs a task role",
+            "create a role trusted by ecs-tasks.amazonaws.com and set FCEVAL_ECS_TASK_ROLE_ARN to its ARN",
+        )
         _no_task_role(ctx, f)
         return
     role = aws.role_by_arn(ctx, arn)
     if role is None:
-        f.error("ecs.task-role", f"task role {arn} does not exist", "set in FCEVAL_ECS_TASK_ROLE_ARN",
-                f"aws iam create-role --role-name {shlex.quote(arn.rsplit('/', 1)[-1])} "
-                f"--assume-role-policy-document {shlex.quote(_trust_doc(TRUST['ecs']))}")
+        f.error(
+            "ecs.task-role",
+            f"task role {arn} does not exist",
+            "set in FCEVAL_ECS_TASK_ROLE_ARN",
+            f"aws iam create-role --role-name {shlex.quote(arn.rsplit('/', 1)[-1])} "
+            f"--assume-role-policy-document {shlex.quote(_trust_doc(TRUST['ecs']))}",
+        )
         _no_task_role(ctx, f)
         return
     f.ok("ecs.task-role", f"task role {role['RoleName']} exists", role["Arn"])
     if policy.trusts_service(role.get("AssumeRolePolicyDocument"), TRUST["ecs"]):
         f.ok("ecs.task-role.trust", f"{role['RoleName']} trusts ecs-tasks.amazonaws.com")
     else:
-        f.error("ecs.task-role.trust", f"{role['RoleName']} does not trust ecs-tasks.amazonaws.com",
-                "tasks cannot assume it",
-                f"aws iam update-assume-role-policy --role-name {shlex.quote(role['RoleName'])} "
-                f"--policy-document {shlex.quote(_trust_doc(TRUST['ecs']))}")
+        f.error(
+            "ecs.task-role.trust",
+            f"{role['RoleName']} does not trust ecs-tasks.amazonaws.com",
+            "tasks cannot assume it",
+            f"aws iam update-assume-role-policy --role-name {shlex.quote(role['RoleName'])} "
+            f"--policy-document {shlex.quote(_trust_doc(TRUST['ecs']))}",
+        )
     exec_actions = tuple(a for a in ctx.backend_class.instance_actions if a.startswith("ssmmessages:"))
     exec_statement = [Statement("FcevalTuiEcsExec", exec_actions, ("*",))]
     _role_access(ctx, f, "ecs.task-role.exec", role, exec_statement, "ECS Exec (ssmmessages)")
@@ -197,16 +234,20 @@ def _missing_snippet(statements: list[Statement], decisions: dict) -> str:
     return json.dumps(policy.document(policy.only_missing(statements, missing)))
 
 
-def _report(f: Findings, id: str, what: str, statements: list[Statement], decisions: dict, how: str,
-            whole_policy: str) -> None:
+def _report(
+    f: Findings, id: str, what: str, statements: list[Statement], decisions: dict, how: str, whole_policy: str
+) -> None:
     wanted = {(a, policy.sample_resource(r)) for s in statements for r in s.resources for a in s.actions}
     bad = {k: decisions.get(k, Decision.IMPLICIT) for k in wanted if decisions.get(k) is not Decision.ALLOWED}
     if not bad:
         f.ok(id, f"allowed: {what}", f"{len(wanted)} action/resource pairs, {how}")
         return
     listing = "; ".join(f"{a} on {r}: {d.value}" for (a, r), d in sorted(bad.items()))
-    fix = ("add to your identity's policy: " + _missing_snippet(statements, decisions)
-           + f" (the whole policy: `{whole_policy}`)")
+    fix = (
+        "add to your identity's policy: "
+        + _missing_snippet(statements, decisions)
+        + f" (the whole policy: `{whole_policy}`)"
+    )
     if all(d is Decision.CONDITIONAL for d in bad.values()):
         f.warning(id, f"{what}: allowed only under conditions the audit cannot evaluate", f"{listing} ({how})", fix)
     else:
@@ -239,8 +280,9 @@ def check_caller_permissions(ctx: AuditContext, f: Findings) -> None:
         decisions = _simulate(ctx, principal, everything)
         how = f"simulated for {principal} with iam:SimulatePrincipalPolicy"
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-        why = ("iam:SimulatePrincipalPolicy was denied" if aws.is_denied(exc)
-               else "iam:SimulatePrincipalPolicy failed") + f" ({aws.describe_error(exc)})"
+        why = (
+            "iam:SimulatePrincipalPolicy was denied" if aws.is_denied(exc) else "iam:SimulatePrincipalPolicy failed"
+        ) + f" ({aws.describe_error(exc)})"
         try:
             docs = [doc for _, doc in aws.caller_policies(ctx, caller)]
         except botocore.exceptions.ClientError as read_exc:
@@ -251,16 +293,29 @@ def check_caller_permissions(ctx: AuditContext, f: Findings) -> None:
                 f.unknown("iam.caller.passrole", "could not evaluate iam:PassRole", detail, fix)
             return
         decisions = _evaluate(docs, everything)
-        how = (f"{why}; evaluated your attached and inline policies instead "
-               "(permission boundaries, SCPs and resource policies not considered)")
+        how = (
+            f"{why}; evaluated your attached and inline policies instead "
+            "(permission boundaries, SCPs and resource policies not considered)"
+        )
     count = len({a for s in actions for a in s.actions})
-    _report(f, "iam.caller.actions", f"the {count} actions the {ctx.backend} backend calls",
-            actions, decisions, how, whole)
+    _report(
+        f, "iam.caller.actions", f"the {count} actions the {ctx.backend} backend calls", actions, decisions, how, whole
+    )
     if "iam:PassRole" not in cls.caller_actions or _has(f, "iam.caller.passrole"):
         return
     if not passing:
-        f.unknown("iam.caller.passrole", "no role found to check iam:PassRole on",
-                  "see the role findings" if ctx.backend == "ec2" else "no role ARN configured")
+        f.unknown(
+            "iam.caller.passrole",
+            "no role found to check iam:PassRole on",
+            "see the role findings" if ctx.backend == "ec2" else "no role ARN configured",
+        )
         return
-    _report(f, "iam.caller.passrole", "iam:PassRole on " + ", ".join(r for s in passing for r in s.resources),
-            passing, decisions, how, whole)
+    _report(
+        f,
+        "iam.caller.passrole",
+        "iam:PassRole on " + ", ".join(r for s in passing for r in s.resources),
+        passing,
+        decisions,
+        how,
+        whole,
+    )

@@ -5,8 +5,10 @@ from __future__ import annotations
 from fceval_tui.services.audit_checks.aws import describe_error, identity
 from fceval_tui.services.audit_checks.base import AuditContext, Findings
 
-LOGIN_FIX = ("run `aws sso login --profile NAME` and pass --profile NAME, or export "
-             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a machine with an instance role")
+LOGIN_FIX = (
+    "run `aws sso login --profile NAME` and pass --profile NAME, or export "
+    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a machine with an instance role"
+)
 
 
 def check_identity(ctx: AuditContext, f: Findings) -> None:
@@ -21,14 +23,21 @@ def check_identity(ctx: AuditContext, f: Findings) -> None:
         f.error("identity.caller", "the SSO session has expired", str(exc), "run `aws sso login --profile NAME`")
         return
     except botocore.exceptions.ClientError as exc:
-        f.error("identity.caller", "AWS rejected the credentials", describe_error(exc),
-                "refresh them (`aws sso login`), check the profile, and that this machine's clock is right")
+        f.error(
+            "identity.caller",
+            "AWS rejected the credentials",
+            describe_error(exc),
+            "refresh them (`aws sso login`), check the profile, and that this machine's clock is right",
+        )
         return
     source = f"profile {ctx.settings.profile}" if ctx.settings.profile else "the default credential chain"
     if caller.kind == "root":
-        f.warning("identity.caller", f"signed in as the root user of account {caller.account}",
-                  "root may do anything; jobs work, but a leaked key costs the whole account",
-                  "use an IAM user or role with the policy from `fceval-tui audit --print-policy caller`")
+        f.warning(
+            "identity.caller",
+            f"signed in as the root user of account {caller.account}",
+            "root may do anything; jobs work, but a leaked key costs the whole account",
+            "use an IAM user or role with the policy from `fceval-tui audit --print-policy caller`",
+        )
         return
     f.ok("identity.caller", f"{caller.arn} (account {caller.account})", f"credentials from {source}")
 
@@ -38,11 +47,18 @@ def check_region(ctx: AuditContext, f: Findings) -> None:
     regions = ctx.client("ec2").describe_regions(AllRegions=True)["Regions"]
     found = next((r for r in regions if r["RegionName"] == region), None)
     if found is None:
-        f.error("region.enabled", f"{region} is not an AWS region of this account",
-                "known: " + ", ".join(sorted(r["RegionName"] for r in regions)),
-                "set AWS_REGION (or --region) to one of them")
+        f.error(
+            "region.enabled",
+            f"{region} is not an AWS region of this account",
+            "known: " + ", ".join(sorted(r["RegionName"] for r in regions)),
+            "set AWS_REGION (or --region) to one of them",
+        )
     elif found.get("OptInStatus") == "not-opted-in":
-        f.error("region.enabled", f"{region} is not enabled for this account", "the region needs an opt-in",
-                f"enable it: `aws account enable-region --region-name {region}`, or choose another AWS_REGION")
+        f.error(
+            "region.enabled",
+            f"{region} is not enabled for this account",
+            "the region needs an opt-in",
+            f"enable it: `aws account enable-region --region-name {region}`, or choose another AWS_REGION",
+        )
     else:
         f.ok("region.enabled", f"{region} is enabled ({found.get('OptInStatus', 'opt-in-not-required')})")

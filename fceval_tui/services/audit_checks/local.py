@@ -38,9 +38,12 @@ def _cached_version(argv: tuple[str, ...], stamp: int) -> tuple[str | None, str]
 def check_tmux(ctx: AuditContext, f: Findings) -> None:
     path = shutil.which("tmux")
     if path is None:
-        f.error("local.tmux", "tmux is not installed or not on PATH",
-                "the local backend runs every job in a tmux session",
-                "install it: `sudo apt-get install tmux` (Debian/Ubuntu) or `brew install tmux` (macOS)")
+        f.error(
+            "local.tmux",
+            "tmux is not installed or not on PATH",
+            "the local backend runs every job in a tmux session",
+            "install it: `sudo apt-get install tmux` (Debian/Ubuntu) or `brew install tmux` (macOS)",
+        )
         return
     version, raw = _version([path, "-V"])
     if version is None:
@@ -57,39 +60,59 @@ def check_state_dir(ctx: AuditContext, f: Findings) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        f.error("local.state-dir", f"state directory {state} is not writable ({exc.strerror})", str(exc),
-                "pass --state-dir DIR or set FCEVAL_STATE_DIR to a writable directory")
+        f.error(
+            "local.state-dir",
+            f"state directory {state} is not writable ({exc.strerror})",
+            str(exc),
+            "pass --state-dir DIR or set FCEVAL_STATE_DIR to a writable directory",
+        )
         return
     free = shutil.disk_usage(state).free
     if free < MIN_FREE_BYTES:
-        f.warning("local.state-dir", f"state directory {state} has only {free / 2**20:.0f} MiB free",
-                  "logs and local artifacts of every job are written there",
-                  "free some disk space or pass --state-dir DIR on a larger disk")
+        f.warning(
+            "local.state-dir",
+            f"state directory {state} has only {free / 2**20:.0f} MiB free",
+            "logs and local artifacts of every job are written there",
+            "free some disk space or pass --state-dir DIR on a larger disk",
+        )
         return
     f.ok("local.state-dir", f"state directory {state} is writable ({free / 2**30:.1f} GiB free)")
 
 
 def check_aws_tools(ctx: AuditContext, f: Findings) -> None:
     why = "watching a job's live tmux session and `fceval-tui attach` go through " + (
-        "`aws ssm start-session`" if ctx.backend == "ec2" else "`aws ecs execute-command`")
+        "`aws ssm start-session`" if ctx.backend == "ec2" else "`aws ecs execute-command`"
+    )
     aws = shutil.which("aws")
     if aws is None:
-        f.warning("tools.aws-cli", "the aws CLI is not installed", why + "; jobs still run without it",
-                  "install AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html")
+        f.warning(
+            "tools.aws-cli",
+            "the aws CLI is not installed",
+            why + "; jobs still run without it",
+            "install AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html",
+        )
     else:
         version, raw = _version([aws, "--version"])
         if version is None:
             f.warning("tools.aws-cli", f"{aws} does not run", raw, "reinstall AWS CLI v2")
         elif version.split(".")[0] == "1":
-            f.warning("tools.aws-cli", f"aws CLI {version} is version 1", raw + "; v2 is recommended for sessions",
-                      "install AWS CLI v2")
+            f.warning(
+                "tools.aws-cli",
+                f"aws CLI {version} is version 1",
+                raw + "; v2 is recommended for sessions",
+                "install AWS CLI v2",
+            )
         else:
             f.ok("tools.aws-cli", f"aws CLI {version} at {aws}", raw)
     plugin = shutil.which("session-manager-plugin")
     if plugin is None:
-        f.warning("tools.session-manager-plugin", "session-manager-plugin is not installed", why + "; jobs still run",
-                  "install it: https://docs.aws.amazon.com/systems-manager/latest/userguide/"
-                  "session-manager-working-with-install-plugin.html")
+        f.warning(
+            "tools.session-manager-plugin",
+            "session-manager-plugin is not installed",
+            why + "; jobs still run",
+            "install it: https://docs.aws.amazon.com/systems-manager/latest/userguide/"
+            "session-manager-working-with-install-plugin.html",
+        )
         return
     version, raw = _version([plugin, "--version"])
     if version is None:

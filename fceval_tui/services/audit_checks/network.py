@@ -39,8 +39,11 @@ def _subnets(ctx: AuditContext) -> tuple[list[dict], str]:
         return (ec2.describe_subnets(SubnetIds=subnets)["Subnets"] if subnets else []), "FCEVAL_ECS_SUBNETS"
     queue = ctx.client("batch").describe_job_queues(jobQueues=[s.batch_queue])["jobQueues"] if s.batch_queue else []
     envs = [e["computeEnvironment"] for q in queue for e in q.get("computeEnvironmentOrder", [])]
-    described = ctx.client("batch").describe_compute_environments(computeEnvironments=envs)["computeEnvironments"] \
-        if envs else []
+    described = (
+        ctx.client("batch").describe_compute_environments(computeEnvironments=envs)["computeEnvironments"]
+        if envs
+        else []
+    )
     ids = sorted({sid for e in described for sid in (e.get("computeResources") or {}).get("subnets", [])})
     subnets = ec2.describe_subnets(SubnetIds=ids)["Subnets"] if ids else []
     return subnets, f"the compute environments of {s.batch_queue}"
@@ -48,12 +51,14 @@ def _subnets(ctx: AuditContext) -> tuple[list[dict], str]:
 
 def _route_table(ctx: AuditContext, subnet: dict) -> dict | None:
     ec2 = ctx.client("ec2")
-    explicit = ec2.describe_route_tables(
-        Filters=[{"Name": "association.subnet-id", "Values": [subnet["SubnetId"]]}])["RouteTables"]
+    explicit = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [subnet["SubnetId"]]}])[
+        "RouteTables"
+    ]
     if explicit:
         return explicit[0]
-    main = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [subnet["VpcId"]]},
-                                              {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+    main = ec2.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [subnet["VpcId"]]}, {"Name": "association.main", "Values": ["true"]}]
+    )["RouteTables"]
     return main[0] if main else None
 
 
@@ -71,8 +76,10 @@ def _default_route(table: dict | None) -> str | None:
 
 
 def _endpoints(ctx: AuditContext, vpc: str) -> list[dict]:
-    return ctx.once(("endpoints", vpc), lambda: ctx.client("ec2").describe_vpc_endpoints(
-        Filters=[{"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"])
+    return ctx.once(
+        ("endpoints", vpc),
+        lambda: ctx.client("ec2").describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"],
+    )
 
 
 def _missing_endpoints(ctx: AuditContext, subnet: dict, table: dict | None) -> list[str]:
@@ -110,23 +117,33 @@ def _verdict(ctx: AuditContext, subnet: dict) -> Verdict:
         return Verdict(sid, True, "VPC endpoints for " + ", ".join(ENDPOINTS[ctx.backend]))
     if route == "other":
         return Verdict(sid, True, "default route through a transit gateway or appliance (not verified further)")
-    why = ("internet gateway route but no public IP" if route == "igw" else "no default route") + \
-        "; missing VPC endpoints: " + ", ".join(missing)
+    why = (
+        ("internet gateway route but no public IP" if route == "igw" else "no default route")
+        + "; missing VPC endpoints: "
+        + ", ".join(missing)
+    )
     fixes = []
     if route == "igw":
-        fixes.append(f"aws ec2 modify-subnet-attribute --subnet-id {sid} --map-public-ip-on-launch"
-                     if ctx.backend != "ecs" else "set FCEVAL_ECS_ASSIGN_PUBLIC_IP=true")
+        fixes.append(
+            f"aws ec2 modify-subnet-attribute --subnet-id {sid} --map-public-ip-on-launch"
+            if ctx.backend != "ecs"
+            else "set FCEVAL_ECS_ASSIGN_PUBLIC_IP=true"
+        )
     else:
         where = table["RouteTableId"] if table else "its route table"
         fixes.append(f"add a NAT gateway route for 0.0.0.0/0 to {where}")
     for service in missing:
         name = shlex.quote(f"com.amazonaws.{region}.{service}")
         if service == "s3" and table:
-            fixes.append(f"aws ec2 create-vpc-endpoint --vpc-id {vpc} --service-name {name} "
-                         f"--route-table-ids {table['RouteTableId']}")
+            fixes.append(
+                f"aws ec2 create-vpc-endpoint --vpc-id {vpc} --service-name {name} "
+                f"--route-table-ids {table['RouteTableId']}"
+            )
         else:
-            fixes.append(f"aws ec2 create-vpc-endpoint --vpc-id {vpc} --vpc-endpoint-type Interface "
-                         f"--service-name {name} --subnet-ids {sid} --private-dns-enabled")
+            fixes.append(
+                f"aws ec2 create-vpc-endpoint --vpc-id {vpc} --vpc-endpoint-type Interface "
+                f"--service-name {name} --subnet-ids {sid} --private-dns-enabled"
+            )
     return Verdict(sid, False, why, "either " + fixes[0] + (", or " + "; ".join(fixes[1:]) if fixes[1:] else ""))
 
 
@@ -134,21 +151,30 @@ def check_network(ctx: AuditContext, f: Findings) -> None:
     subnets, source = _subnets(ctx)
     needs = "/".join(ENDPOINTS[ctx.backend])
     if not subnets and ctx.backend == "batch":
-        f.unknown("network.route", f"no subnets listed by {source}",
-                  "unmanaged compute environments choose their own network; it cannot be checked from here",
-                  "make sure its instances reach " + needs.replace("/", ", "))
+        f.unknown(
+            "network.route",
+            f"no subnets listed by {source}",
+            "unmanaged compute environments choose their own network; it cannot be checked from here",
+            "make sure its instances reach " + needs.replace("/", ", "),
+        )
         return
     if not subnets:
-        fix = {"ec2": "set FCEVAL_EC2_SUBNET_ID, or create a default VPC: `aws ec2 create-default-vpc`",
-               "ecs": "set FCEVAL_ECS_SUBNETS=subnet-...",
-               "batch": "check the job queue's compute environments (see batch.queue)"}[ctx.backend]
+        fix = {
+            "ec2": "set FCEVAL_EC2_SUBNET_ID, or create a default VPC: `aws ec2 create-default-vpc`",
+            "ecs": "set FCEVAL_ECS_SUBNETS=subnet-...",
+            "batch": "check the job queue's compute environments (see batch.queue)",
+        }[ctx.backend]
         f.error("network.route", f"no subnet for jobs ({source})", f"jobs need a subnet that reaches {needs}", fix)
         return
     verdicts = [_verdict(ctx, subnet) for subnet in subnets]
     bad = [v for v in verdicts if not v.ok]
     detail = "; ".join(f"{v.subnet}: {v.how}" for v in verdicts)
     if bad:
-        f.error("network.route", f"{len(bad)} of {len(verdicts)} subnets ({source}) cannot reach {needs}",
-                detail, " | ".join(f"{v.subnet}: {v.fix}" for v in bad))
+        f.error(
+            "network.route",
+            f"{len(bad)} of {len(verdicts)} subnets ({source}) cannot reach {needs}",
+            detail,
+            " | ".join(f"{v.subnet}: {v.fix}" for v in bad),
+        )
     else:
         f.ok("network.route", f"{len(verdicts)} subnet(s) ({source}) reach {needs}", detail)

@@ -22,9 +22,20 @@ from fceval_tui.ui.widgets.pane_view import PaneView
 
 # Textual key name -> tmux key name, for keys that are not plain characters.
 TMUX_KEYS = {
-    "enter": "Enter", "tab": "Tab", "backspace": "BSpace", "delete": "DC", "escape": "Escape",
-    "up": "Up", "down": "Down", "left": "Left", "right": "Right", "home": "Home", "end": "End",
-    "pageup": "PPage", "pagedown": "NPage", "space": "Space",
+    "enter": "Enter",
+    "tab": "Tab",
+    "backspace": "BSpace",
+    "delete": "DC",
+    "escape": "Escape",
+    "up": "Up",
+    "down": "Down",
+    "left": "Left",
+    "right": "Right",
+    "home": "Home",
+    "end": "End",
+    "pageup": "PPage",
+    "pagedown": "NPage",
+    "space": "Space",
 }
 CONTROL_TOGGLE = "ctrl+t"
 
@@ -53,8 +64,9 @@ class AttachScreen(Screen):
     ]
 
     class Update(Message):
-        def __init__(self, lines: list[str], notice: str | None, screen: list[str] | None, ended: bool,
-                     reconnecting: bool) -> None:
+        def __init__(
+            self, lines: list[str], notice: str | None, screen: list[str] | None, ended: bool, reconnecting: bool
+        ) -> None:
             super().__init__()
             self.lines = lines
             self.notice = notice
@@ -85,7 +97,8 @@ class AttachScreen(Screen):
         if self.target is None:
             self.query_one(PaneView).add_notice(
                 f"{self.job.backend} jobs have no tmux session to attach to; their logs are shown instead",
-                style="bold cyan")
+                style="bold cyan",
+            )
             self._follow_logs()
         else:
             self._follow()
@@ -106,8 +119,9 @@ class AttachScreen(Screen):
                 for update in mirror:
                     if worker.is_cancelled:
                         break
-                    self.post_message(self.Update(update.lines, update.gap_text(), update.screen, update.ended,
-                                                  update.reconnecting))
+                    self.post_message(
+                        self.Update(update.lines, update.gap_text(), update.screen, update.ended, update.reconnecting)
+                    )
         except UserError as exc:
             self.post_message(self.Update([], f"cannot attach: {exc}", None, True, False))
 
@@ -142,8 +156,11 @@ class AttachScreen(Screen):
         self._status()
 
     def _status(self) -> None:
-        mode = (f"CONTROL: keys go to the pane ({CONTROL_TOGGLE} to give back)" if self.control
-                else f"READ-ONLY ({CONTROL_TOGGLE} to take control)")
+        mode = (
+            f"CONTROL: keys go to the pane ({CONTROL_TOGGLE} to give back)"
+            if self.control
+            else f"READ-ONLY ({CONTROL_TOGGLE} to take control)"
+        )
         self.query_one("#status", Static).update(Text(f"{mode}   {self.state_text}"))
         self.set_class(self.control, "control")
 

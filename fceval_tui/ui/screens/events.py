@@ -73,8 +73,14 @@ class EventsScreen(PollingScreen):
             self._after = max(self._after, event.id)
             if event.kind in NOISY:
                 continue
-            table.add_row(event.id, event.ts.astimezone().strftime("%H:%M:%S"), event.run_id, event.job_id or "",
-                          describe(event), key=str(event.id))
+            table.add_row(
+                event.id,
+                event.ts.astimezone().strftime("%H:%M:%S"),
+                event.run_id,
+                event.job_id or "",
+                describe(event),
+                key=str(event.id),
+            )
         if message.events:
             table.sort("id", reverse=True)  # DataTable appends; newest first needs a sort
         self.poll_done()

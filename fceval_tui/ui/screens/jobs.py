@@ -73,8 +73,12 @@ class JobsScreen(PollingScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield RunProgress(id="runs")
-        yield Input(placeholder="filter: state:failed agent:aide task:x !state:succeeded  (enter applies, esc clears)",
-                    id="filter", disabled=True, compact=True)
+        yield Input(
+            placeholder="filter: state:failed agent:aide task:x !state:succeeded  (enter applies, esc clears)",
+            id="filter",
+            disabled=True,
+            compact=True,
+        )
         with Horizontal(id="body"):
             yield JobsTable(clock=self.app.clock, id="jobs")
             with VerticalScroll(id="detail-scroll"):
@@ -236,8 +240,11 @@ class JobsScreen(PollingScreen):
     def action_retry_failed(self) -> None:
         job = self.table.selected
         if job is not None:
-            retry = [j for j in self.table.jobs.values()
-                     if j.run_id == job.run_id and j.state in (JobState.FAILED, JobState.TIMED_OUT)]
+            retry = [
+                j
+                for j in self.table.jobs.values()
+                if j.run_id == job.run_id and j.state in (JobState.FAILED, JobState.TIMED_OUT)
+            ]
             self.app.retry(retry)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:

@@ -79,16 +79,18 @@ class LaunchScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static("[b]Launch jobs[/b]  fill in, Preview (ctrl+r) shows exactly what will run, then Launch",
-                         id="title")
+            yield Static(
+                "[b]Launch jobs[/b]  fill in, Preview (ctrl+r) shows exactly what will run, then Launch", id="title"
+            )
             with Grid(id="form"):
                 for fid, label, attr, placeholder in FIELDS:
                     yield Label(label)
                     value = self.jobs_file if fid == "jobs" else _initial(self.base, attr)
                     yield Input(value=value, placeholder=placeholder, id=fid, compact=True)
                 yield Label("Backend")
-                yield Select([(b, b) for b in BACKENDS], value=self.base.backend, allow_blank=False, id="backend",
-                             compact=True)
+                yield Select(
+                    [(b, b) for b in BACKENDS], value=self.base.backend, allow_blank=False, id="backend", compact=True
+                )
             yield Label("", id="errors", classes="error")
             with VerticalScroll(id="preview-scroll"):
                 yield Static("", id="preview")

@@ -59,7 +59,9 @@ class HelpScreen(ModalScreen[None]):
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 90; max-height: 90%; border: thick $primary; background: $surface; padding: 0 1; }
+    HelpScreen > VerticalScroll {
+        width: 90; max-height: 90%; border: thick $primary; background: $surface; padding: 0 1;
+    }
     """
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help.close")]
 
@@ -77,11 +79,14 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(key, description, binding_id)
         with VerticalScroll():
             yield Static(table)
-            yield Static(Text.from_markup(
-                "\n[b]Filter[/b] (/): state:failed agent:aide task:x model:y run:r1 backend:local, "
-                "!term negates, a bare word matches any field.\n"
-                f"[b]Keymap[/b]: {self.keymap_path}, e.g. \\[keys] \"jobs.cancel\" = \"x\"\n"
-                "[b]Views[/b]: 1 jobs, 2 resources, 3 events, : to jump by name, ctrl+p for every command."))
+            yield Static(
+                Text.from_markup(
+                    "\n[b]Filter[/b] (/): state:failed agent:aide task:x model:y run:r1 backend:local, "
+                    "!term negates, a bare word matches any field.\n"
+                    f'[b]Keymap[/b]: {self.keymap_path}, e.g. \\[keys] "jobs.cancel" = "x"\n'
+                    "[b]Views[/b]: 1 jobs, 2 resources, 3 events, : to jump by name, ctrl+p for every command."
+                )
+            )
 
 
 VIEWS = ("jobs", "resources", "events", "preflight", "teardown", "launch", "help")

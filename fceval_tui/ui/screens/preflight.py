@@ -17,14 +17,19 @@ from fceval_tui.services.audit import AuditReport, CheckEvent, list_checks, run_
 from fceval_tui.services.audit_checks import Finding, Severity
 
 SEVERITY_STYLE = {
-    Severity.OK: "green", Severity.INFO: "cyan", Severity.WARNING: "bold yellow", Severity.ERROR: "bold red",
+    Severity.OK: "green",
+    Severity.INFO: "cyan",
+    Severity.WARNING: "bold yellow",
+    Severity.ERROR: "bold red",
     Severity.UNKNOWN: "magenta",
 }
 
 
 def severity_text(severity: Severity) -> Text:
-    return Text(severity.value.upper() if severity in (Severity.ERROR, Severity.WARNING) else severity.value,
-                style=SEVERITY_STYLE[severity])
+    return Text(
+        severity.value.upper() if severity in (Severity.ERROR, Severity.WARNING) else severity.value,
+        style=SEVERITY_STYLE[severity],
+    )
 
 
 def worst(findings: tuple[Finding, ...]) -> Severity:
@@ -170,4 +175,3 @@ class PreflightScreen(Screen):
 
     def on_preflight_screen_exported(self, message: Exported) -> None:
         self.notify(f"findings written to {message.path}", title="Preflight")
-

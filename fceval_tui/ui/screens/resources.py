@@ -32,8 +32,16 @@ class ResourcesScreen(PollingScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for key, label in (("backend", "Backend"), ("kind", "Kind"), ("id", "Resource"), ("state", "State"),
-                           ("job", "Job"), ("uptime", "Uptime"), ("cost", "Cost so far"), ("orphan", "Orphan")):
+        for key, label in (
+            ("backend", "Backend"),
+            ("kind", "Kind"),
+            ("id", "Resource"),
+            ("state", "State"),
+            ("job", "Job"),
+            ("uptime", "Uptime"),
+            ("cost", "Cost so far"),
+            ("orphan", "Orphan"),
+        ):
             table.add_column(label, key=key)
 
     def action_refresh(self) -> None:
@@ -58,8 +66,9 @@ class ResourcesScreen(PollingScreen):
             orphan = Text(f"ORPHAN: {reason}", style="bold red") if reason else Text("")
             cells = (r.backend, r.kind, r.id, r.state, r.job_id or "", uptime, money(r.cost_usd), orphan)
             if key in table.rows:
-                for column, value in zip(("backend", "kind", "id", "state", "job", "uptime", "cost", "orphan"),
-                                         cells, strict=True):
+                for column, value in zip(
+                    ("backend", "kind", "id", "state", "job", "uptime", "cost", "orphan"), cells, strict=True
+                ):
                     table.update_cell(key, column, value)
             else:
                 table.add_row(*cells, key=key)

@@ -16,8 +16,18 @@ from fceval_tui.services.teardown import DESTROY, Plan, Result, Scope, execute, 
 from fceval_tui.ui.screens.modals import ConfirmScreen
 
 ACTION_STYLE = {"destroy": "bold red", "mark-cancelled": "yellow", "keep": "dim"}
-COLUMNS = (("mark", ""), ("action", "Action"), ("backend", "Backend"), ("kind", "Kind"), ("id", "Resource"),
-           ("age", "Age"), ("cost", "Cost so far"), ("reason", "Why"), ("state", "State"), ("run", "Run"))
+COLUMNS = (
+    ("mark", ""),
+    ("action", "Action"),
+    ("backend", "Backend"),
+    ("kind", "Kind"),
+    ("id", "Resource"),
+    ("age", "Age"),
+    ("cost", "Cost so far"),
+    ("reason", "Why"),
+    ("state", "State"),
+    ("run", "Run"),
+)
 
 
 def row_key(key: tuple[str, str, str]) -> str:
@@ -100,9 +110,19 @@ class TeardownScreen(Screen):
         for item in [*plan.items, *plan.kept]:
             r = item.resource
             age = duration((now - r.started_at).total_seconds()) if r.started_at else ""
-            table.add_row(self._mark(item.key), Text(item.action, style=ACTION_STYLE.get(item.action, "")), r.backend,
-                          r.kind, r.id, age, money(r.cost_usd), item.reason, r.state, r.run_id or "",
-                          key=row_key(item.key))
+            table.add_row(
+                self._mark(item.key),
+                Text(item.action, style=ACTION_STYLE.get(item.action, "")),
+                r.backend,
+                r.kind,
+                r.id,
+                age,
+                money(r.cost_usd),
+                item.reason,
+                r.state,
+                r.run_id or "",
+                key=row_key(item.key),
+            )
         log = self.query_one("#log", RichLog)
         for backend, why in plan.listing.unlisted.items():
             log.write(Text(f"could not list {backend}: {why}", style="bold red"))
@@ -118,8 +138,10 @@ class TeardownScreen(Screen):
             return
         chosen = self.plan.subset(self.selected)
         removable = len([i for i in chosen.items if i.action == DESTROY])
-        self.sub_title = (f"{self.scope}: {removable} to remove, {len(chosen.cancel_job_ids)} job(s) to cancel, "
-                          f"{len(self.plan.kept)} kept; cost so far {money(chosen.cost_usd)}")
+        self.sub_title = (
+            f"{self.scope}: {removable} to remove, {len(chosen.cancel_job_ids)} job(s) to cancel, "
+            f"{len(self.plan.kept)} kept; cost so far {money(chosen.cost_usd)}"
+        )
 
     # -- selection -----------------------------------------------------------------------------
 
@@ -156,12 +178,15 @@ class TeardownScreen(Screen):
         if not chosen.actionable:
             self.notify("nothing selected", severity="warning")
             return
-        runs = {i.resource.run_id for i in chosen.items} | {self.app.store.get_job(j).run_id
-                                                            for j in chosen.cancel_job_ids}
+        runs = {i.resource.run_id for i in chosen.items} | {
+            self.app.store.get_job(j).run_id for j in chosen.cancel_job_ids
+        }
         word = runs.pop() if len(runs) == 1 and None not in runs else "yes"
         count = len([i for i in chosen.items if i.action == DESTROY])
-        question = (f"Remove {count} resource(s) and cancel {len(chosen.cancel_job_ids)} job(s)? "
-                    f"Cost so far {money(chosen.cost_usd)}. This cannot be undone.")
+        question = (
+            f"Remove {count} resource(s) and cancel {len(chosen.cancel_job_ids)} job(s)? "
+            f"Cost so far {money(chosen.cost_usd)}. This cannot be undone."
+        )
 
         def answer(ok: bool | None) -> None:
             if ok:
@@ -174,8 +199,9 @@ class TeardownScreen(Screen):
     @work(thread=True, exclusive=True, group="teardown-execute", exit_on_error=False)
     def _execute(self, plan: Plan) -> None:
         try:
-            result = execute(self.app.settings, self.app.store, plan,
-                             on_progress=lambda line: self.post_message(self.Progress(line)))
+            result = execute(
+                self.app.settings, self.app.store, plan, on_progress=lambda line: self.post_message(self.Progress(line))
+            )
         finally:
             self.app.call_from_thread(setattr, self, "busy", False)
         self.post_message(self.Done(result))
@@ -193,6 +219,10 @@ class TeardownScreen(Screen):
         if result.clean:
             self.notify(f"removed {len(result.destroyed)}; nothing is left", title="Teardown")
         else:
-            self.notify("something is left: see the log below, then refresh and try again", title="Teardown",
-                        severity="error", timeout=15)
+            self.notify(
+                "something is left: see the log below, then refresh and try again",
+                title="Teardown",
+                severity="error",
+                timeout=15,
+            )
         self.action_refresh()

@@ -57,8 +57,14 @@ def cell_text(column: str, job: Job, now: datetime) -> Text:
         state = job.state.value
         return Text(f"{STATE_ICON[state]} {state}", style=STATE_STYLE[state])
     value = {
-        "id": job.id, "agent": job.agent, "task": job.task_id, "model": job.model, "backend": job.backend,
-        "attempts": str(job.attempts), "elapsed": elapsed(job, now), "cost": money(job.cost_usd),
+        "id": job.id,
+        "agent": job.agent,
+        "task": job.task_id,
+        "model": job.model,
+        "backend": job.backend,
+        "attempts": str(job.attempts),
+        "elapsed": elapsed(job, now),
+        "cost": money(job.cost_usd),
     }[column]
     return Text(value)
 

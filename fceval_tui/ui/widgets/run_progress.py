@@ -51,7 +51,9 @@ class RunProgress(Widget):
             pending = counts.get("pending", 0)
             if pending:
                 detail.append(f"  ·{pending}", style="dim")
-            grid.add_row(Text(f"{summary.run.id} {summary.run.backend}", style="bold"),
-                         ProgressBar(total=max(summary.total, 1), completed=summary.done),
-                         detail)
+            grid.add_row(
+                Text(f"{summary.run.id} {summary.run.backend}", style="bold"),
+                ProgressBar(total=max(summary.total, 1), completed=summary.done),
+                detail,
+            )
         return grid
