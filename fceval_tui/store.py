@@ -110,7 +110,7 @@ def _job(row: sqlite3.Row) -> Job:
         resource_id=row["resource_id"],
         started_at=parse_iso(row["started_at"]),
         ended_at=parse_iso(row["ended_at"]),
-        artifacts=tuple(json.loads(row["artifacts"])),
+        artifacts=tuple(json.loads(row["artifacts"])) if row["artifacts"] != "[]" else (),
         cost_usd=row["cost_usd"],
         error=row["error"],
         updated_at=parse_iso(row["updated_at"]),

@@ -131,12 +131,12 @@ async def test_incremental_updates_touch_only_changed_rows(console, store):
     async with app.run_test(size=(140, 40)) as pilot:
         table = app.screen.query_one(JobsTable)
         await wait_for(pilot, lambda: table.row_count == 50)
-        refreshed = []
-        original = table._refresh_job
-        table._refresh_job = lambda job_id: (refreshed.append(job_id), original(job_id))
+        order = table.visible_ids
+        before = table.lines_refreshed
         store.transition(jobs[7].id, JobState.STARTING, attempts=1)
         await wait_for(pilot, lambda: table.jobs[jobs[7].id].state == JobState.STARTING)
-        assert refreshed == [jobs[7].id]  # one row re-rendered, no rebuild
+        assert table.lines_refreshed - before == 1  # one changed row merged, no rebuild
+        assert table.visible_ids == order
 
 
 def test_no_module_below_ui_imports_textual():
