@@ -28,7 +28,7 @@ from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Job, parse_iso
 from fceval_tui.domain.states import JobState
-from fceval_tui.errors import ConfigError, PermanentError
+from fceval_tui.errors import PermanentError
 from fceval_tui.services.cost import batch_hourly, cost_so_far
 
 NAME_PREFIX = "fceval-"
@@ -106,19 +106,12 @@ class BatchBackend(remote.RemoteBackend):
 
     def check_ready(self) -> None:
         super().check_ready()
-        missing = [
-            env
-            for env, value in (
-                ("FCEVAL_BATCH_QUEUE", self.settings.batch_queue),
-                ("FCEVAL_BATCH_JOB_DEFINITION", self.settings.batch_job_definition),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigError(
-                f"the batch backend needs {' and '.join(missing)}",
-                "set them in .env to an existing job queue and job definition",
-            )
+        remote.require_settings(
+            self.settings,
+            self.name,
+            ("FCEVAL_BATCH_QUEUE", "FCEVAL_BATCH_JOB_DEFINITION"),
+            "set them in .env to an existing job queue and job definition",
+        )
 
     # -- the Backend contract -----------------------------------------------------------------
 

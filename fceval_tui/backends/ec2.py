@@ -207,14 +207,7 @@ class Ec2Backend(remote.RemoteBackend):
             if isinstance(exc, TimeoutError):
                 raise TransientError(f"reading the status on {resource_id} timed out: {exc}") from exc
             raise
-        status = pipeline.parse_status_output(result.stdout)
-        if status.done:
-            return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
-        pane = remote.pane_state(result.stdout)
-        if pane in ("1", "gone"):
-            self._raise_if_gone(resource_id)
-            raise ResourceGone(f"the pipeline on {resource_id} ended without finishing (tmux pane: {pane})")
-        return Observation(remote.phase_of(status), exit_code=status.run_exit)
+        return remote.observation(result.stdout, resource_id, self._raise_if_gone)
 
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
         manifest = remote.load_manifest(self.aws.s3, self._staging(ctx), ctx, self.settings)

@@ -34,7 +34,7 @@ from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Job, parse_iso
 from fceval_tui.domain.states import JobState
-from fceval_tui.errors import CapacityError, ConfigError, PermanentError, TransientError
+from fceval_tui.errors import CapacityError, PermanentError, TransientError
 from fceval_tui.services.cost import cost_so_far, fargate_hourly
 from fceval_tui.transports.base import Transport
 
@@ -113,18 +113,12 @@ class EcsBackend(remote.RemoteBackend):
 
     def check_ready(self) -> None:
         super().check_ready()
-        missing = [
-            env
-            for env, value in (
-                ("FCEVAL_ECS_IMAGE", self.settings.ecs_image),
-                ("FCEVAL_ECS_SUBNETS", self.settings.ecs_subnets),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigError(
-                f"the ecs backend needs {' and '.join(missing)}", "set them in .env (see .env.template for examples)"
-            )
+        remote.require_settings(
+            self.settings,
+            self.name,
+            ("FCEVAL_ECS_IMAGE", "FCEVAL_ECS_SUBNETS"),
+            "set them in .env (see .env.template for examples)",
+        )
 
     # -- the Backend contract -----------------------------------------------------------------
 
@@ -201,14 +195,7 @@ class EcsBackend(remote.RemoteBackend):
         except (TransientError, TimeoutError) as exc:
             self._raise_if_stopped(resource_id)
             raise TransientError(f"reading the status in {resource_id} failed: {exc}") from exc
-        status = pipeline.parse_status_output(result.stdout)
-        if status.done:
-            return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
-        pane = remote.pane_state(result.stdout)
-        if pane in ("1", "gone"):
-            self._raise_if_stopped(resource_id)
-            raise ResourceGone(f"the pipeline in {resource_id} ended without finishing (tmux pane: {pane})")
-        return Observation(remote.phase_of(status), exit_code=status.run_exit)
+        return remote.observation(result.stdout, resource_id, self._raise_if_stopped)
 
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
         s3 = self.aws.s3

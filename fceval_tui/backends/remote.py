@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fceval_tui.backends.aws import AWS_ERRORS, classify, error_code
-from fceval_tui.backends.base import Backend, JobContext, Outcome
-from fceval_tui.config import Settings
+from fceval_tui.backends.base import Backend, JobContext, Observation, Outcome, ResourceGone
+from fceval_tui.config import BY_ENV, Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.artifacts import join_prefix, keys_for
 from fceval_tui.domain.models import Job, utcnow
@@ -293,3 +294,23 @@ def status_script(work: str, session: str) -> str:
 
 def pane_state(stdout: str) -> str:
     return next((line[5:] for line in stdout.splitlines() if line.startswith("pane=")), "")
+
+
+def observation(stdout: str, resource_id: str, check_gone: Callable[[str], None]) -> Observation:
+    """Read the output of `status_script`. A dead pane without `done` means the pipeline died:
+    `check_gone` raises ResourceGone first when the compute itself was reaped."""
+    status = pipeline.parse_status_output(stdout)
+    if status.done:
+        return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
+    pane = pane_state(stdout)
+    if pane in ("1", "gone"):
+        check_gone(resource_id)
+        raise ResourceGone(f"the pipeline on {resource_id} ended without finishing (tmux pane: {pane})")
+    return Observation(phase_of(status), exit_code=status.run_exit)
+
+
+def require_settings(settings: Settings, backend: str, names: Sequence[str], fix: str) -> None:
+    """Stop with one message naming every setting (by its variable) the backend needs but lacks."""
+    missing = [name for name in names if not settings.values[BY_ENV[name].attr]]
+    if missing:
+        raise ConfigError(f"the {backend} backend needs {' and '.join(missing)}", fix)
