@@ -26,12 +26,7 @@ def backend_class(name: str) -> type[Backend]:
         module, cls = _REGISTRY[name]
     except KeyError:
         raise ConfigError(f"unknown backend {name!r}", "expected one of " + ", ".join(_REGISTRY)) from None
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("fceval_tui"):
-            raise ConfigError(f"backend {name!r} is not available in this version", "use --backend local") from None
-        raise
+    return getattr(importlib.import_module(module), cls)
 
 
 def make_backend(name: str, settings: Settings) -> Backend:

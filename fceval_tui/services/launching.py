@@ -44,10 +44,8 @@ def check_can_launch(settings: Settings, skip_preflight: bool) -> None:
     backend = backend_class(settings.backend)(settings)
     backend.check_ready()
     if settings.backend != "local" and not skip_preflight:
-        try:
-            from fceval_tui.services import audit
-        except ModuleNotFoundError:
-            return
+        from fceval_tui.services import audit
+
         audit.require_no_errors(settings, settings.backend)
 
 

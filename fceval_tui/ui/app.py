@@ -21,13 +21,16 @@ from fceval_tui.backends.base import Resource
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.errors import UserError
+from fceval_tui.services import teardown
 from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs
 from fceval_tui.store import Store
 from fceval_tui.ui.screens.events import EventsScreen
 from fceval_tui.ui.screens.jobs import JobsScreen
 from fceval_tui.ui.screens.launch import LaunchScreen
 from fceval_tui.ui.screens.modals import ConfirmScreen, HelpScreen, JumpScreen
+from fceval_tui.ui.screens.preflight import PreflightScreen
 from fceval_tui.ui.screens.resources import ResourcesScreen
+from fceval_tui.ui.screens.teardown import TeardownScreen
 from fceval_tui.ui.themes import DEFAULT_THEME, load_themes
 
 MUTATING_ACTIONS = {"launch", "teardown"}
@@ -120,11 +123,7 @@ class FcevalApp(App):
 
     @work(thread=True, group="orphans", exit_on_error=False)
     def _check_orphans(self) -> None:
-        try:
-            from fceval_tui.services.teardown import find_orphans
-        except ModuleNotFoundError:
-            return
-        orphans = find_orphans(self.settings, self.store)
+        orphans = teardown.find_orphans(self.settings, self.store)
         if orphans:
             self.call_from_thread(
                 self.notify,
@@ -185,8 +184,6 @@ class FcevalApp(App):
         """Every backend's live resources, why each orphan is one, and what could not be listed.
 
         The same listing and orphan rules as `fceval-tui teardown` (called from a worker thread)."""
-        from fceval_tui.services import teardown
-
         listing = teardown.list_everything(
             self.settings, teardown.backends_to_list(self.settings, self.store, teardown.Scope.orphans())
         )
@@ -234,19 +231,9 @@ class FcevalApp(App):
         self.push_screen(LaunchScreen(self.settings, jobs_file), launched)
 
     def action_preflight(self) -> None:
-        try:
-            from fceval_tui.ui.screens.preflight import PreflightScreen
-        except ModuleNotFoundError:
-            self.notify("the preflight audit is not available in this build", severity="warning")
-            return
         self.push_screen(PreflightScreen())
 
     def action_teardown(self) -> None:
-        try:
-            from fceval_tui.ui.screens.teardown import TeardownScreen
-        except ModuleNotFoundError:
-            self.notify("teardown is not available in this build; use `fceval-tui teardown`", severity="warning")
-            return
         self.push_screen(TeardownScreen())
 
     async def action_quit(self) -> None:
