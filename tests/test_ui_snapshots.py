@@ -22,6 +22,7 @@ def utc(monkeypatch):
 @pytest.fixture
 def app(state_dir, settings_factory, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")  # no user themes or keymap, a fixed path
+    monkeypatch.setattr("fceval_tui.ui.app.teardown.find_orphans", lambda settings, store: [])  # no timed toast
     store = Store.open(state_dir, clock=Clock())
     seed(store)
     application = make_app(settings_factory(), store, clock=fixed())
@@ -114,5 +115,49 @@ def test_help_screen(app, snap_compare):
         await _settle(pilot)
         await pilot.press("question_mark")
         await _settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_attach_view(app, snap_compare, state_dir):
+    import subprocess
+
+    from fceval_tui.backends.local import socket_name
+    from fceval_tui.ui.screens.attach import AttachScreen
+
+    job = app.store.get_job("r0demo01-002")
+    # A pane with fixed content under the job's session name, on the console's private socket.
+    script = "printf 'step 1/3: reading the task\\nstep 2/3: \\033[32mtests pass\\033[0m\\nprogress 40%%\\r'; sleep 60"
+    subprocess.run(
+        [
+            "tmux",
+            "-L",
+            socket_name(state_dir),
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            job.id,
+            "-x",
+            "100",
+            "-y",
+            "12",
+            "sh",
+            "-c",
+            script,
+        ],
+        check=True,
+    )
+
+    async def before(pilot):
+        await _settle(pilot)
+        await pilot.app.push_screen(AttachScreen(job))
+        for _ in range(100):
+            lines = "\n".join(strip.text for strip in pilot.app.screen.query_one("#scrollback").lines)
+            if "tests pass" in lines:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=before)

@@ -14,14 +14,16 @@ MAX_LINES = 20000
 class PaneView(Vertical):
     DEFAULT_CSS = """
     PaneView #scrollback { height: 1fr; border: none; }
-    PaneView #screen { height: auto; max-height: 50%; border-top: solid $panel; }
+    PaneView #screen { height: auto; max-height: 50%; border-top: solid $panel; border-title-color: $text-muted; }
     PaneView.full #scrollback { display: none; }
     PaneView.full #screen { height: 1fr; max-height: 100%; border-top: none; }
     """
 
     def compose(self) -> ComposeResult:
         yield RichLog(max_lines=MAX_LINES, wrap=True, auto_scroll=True, id="scrollback")
-        yield Static("", id="screen")
+        screen = Static("", id="screen")
+        screen.border_title = "live screen (f: whole screen)"
+        yield screen
 
     def add_lines(self, lines: list[str]) -> None:
         log = self.query_one(RichLog)
