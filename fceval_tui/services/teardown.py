@@ -256,6 +256,17 @@ def _orphan_reason(resource: Resource, ledger: _Ledger) -> str | None:
     return None
 
 
+def _foreign_and_unexpired(resource: Resource, ledger: _Ledger) -> str | None:
+    """A tagged resource of a run this ledger never saw, still inside its TTL, may be a colleague's live
+    run on the same account: `--orphans` leaves it (its own dead-man's switch ends it); `--all` does not."""
+    if resource.run_id in ledger.runs or resource.expires_at is None:
+        return None
+    if resource.expires_at <= datetime.now(UTC):
+        return None
+    until = resource.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"run {resource.run_id or '?'} is not in this ledger and lives until {until} (another console?)"
+
+
 def _job_state(resource: Resource, ledger: _Ledger) -> str | None:
     job = ledger.jobs.get(resource.job_id) if resource.job_id else None
     return job.state.value if job else None
@@ -280,7 +291,10 @@ def make_plan(settings: Settings, store: Store, scope: Scope, listing: Listing |
                 items.append(PlanItem(resource, DESTROY, f"in run {scope.run_id}", state))
         else:
             reason = _orphan_reason(resource, ledger)
-            if reason:
+            foreign = _foreign_and_unexpired(resource, ledger)
+            if foreign:
+                kept.append(PlanItem(resource, KEEP, foreign, state))
+            elif reason:
                 items.append(PlanItem(resource, DESTROY, reason, state))
             else:
                 kept.append(
