@@ -42,13 +42,13 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from fceval_tui.services.tail import attach_argv
+    from fceval_tui.services.tail import attach_argv, attach_env
 
     settings, store = load_context(args)
     _job, target = _job_target(settings, store, args.job)
     argv = attach_argv(target.tmux_args, target.session, target.transport)
     sys.stdout.flush()
-    os.execvp(argv[0], argv)
+    os.execvpe(argv[0], argv, attach_env())
     return EXIT_OK  # not reached: exec replaces this process
 
 

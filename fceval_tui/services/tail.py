@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -54,3 +55,10 @@ def attach_argv(
     if transport is None or transport.is_local:
         return argv
     return transport.interactive_argv(argv)
+
+
+def attach_env() -> dict[str, str]:
+    """The environment for running `attach_argv`: without $TMUX, which makes tmux refuse to attach
+    from inside another tmux session (the usual place to run this console). The job's sessions are on
+    a private socket, so this nesting is the intended one."""
+    return {key: value for key, value in os.environ.items() if key != "TMUX"}

@@ -186,11 +186,12 @@ class AttachScreen(Screen):
     def action_interactive(self) -> None:
         if self.target is None:
             return
-        from fceval_tui.services.tail import attach_argv
+        from fceval_tui.services.tail import attach_argv, attach_env
 
         argv = attach_argv(self.target.tmux_args, self.target.session, self.target.transport)
         with self.app.suspend():
-            subprocess.run(argv, check=False)
+            print(f"attaching to {self.job.id}: detach with the tmux prefix then d to come back", flush=True)
+            subprocess.run(argv, check=False, env=attach_env())
         self.refresh()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
