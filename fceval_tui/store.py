@@ -354,11 +354,6 @@ class Store:
             raise NotFoundError(f"no run {run_id!r} in the ledger", "list runs with `fceval-tui status`")
         return _run(row)
 
-    def latest_run(self) -> Run | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1").fetchone()
-        return _run(row) if row else None
-
     def runs(self) -> list[Run]:
         with self._lock:
             return [_run(r) for r in self._db.execute("SELECT * FROM runs ORDER BY created_at, rowid")]
@@ -396,10 +391,13 @@ class Store:
     def jobs_changed_since(self, change_seq: int) -> tuple[list[Job], int]:
         """Jobs changed after `change_seq`, and the cursor to pass next time (incremental refresh)."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM jobs WHERE change_seq > ? ORDER BY change_seq", (change_seq,))
-            jobs = [_job(r) for r in rows]
-            cursor = self._db.execute("SELECT COALESCE(MAX(change_seq), 0) FROM jobs").fetchone()[0]
-        return jobs, max(cursor, change_seq)
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE change_seq > ? ORDER BY change_seq", (change_seq,)
+            ).fetchall()
+        # The cursor comes from the rows read, not a second query: a commit landing in between
+        # would otherwise move the cursor past a change nobody received.
+        cursor = rows[-1]["change_seq"] if rows else change_seq
+        return [_job(r) for r in rows], cursor
 
     def events(
         self,
@@ -434,15 +432,6 @@ class Store:
             )
             for r in rows
         ]
-
-    def find_job_or_run(self, ident: str) -> tuple[str, str]:
-        """Resolve a user-typed id: ('job', id) or ('run', id)."""
-        with self._lock:
-            if self._db.execute("SELECT 1 FROM jobs WHERE id=?", (ident,)).fetchone():
-                return "job", ident
-            if self._db.execute("SELECT 1 FROM runs WHERE id=?", (ident,)).fetchone():
-                return "run", ident
-        raise NotFoundError(f"no job or run {ident!r} in the ledger", "list them with `fceval-tui status`")
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -213,3 +213,28 @@ def test_tail_of_a_missing_target_is_a_usage_error(state_dir):
     assert res.code == 2 and "no tmux pane 'nothing'" in res.err and "Traceback" not in res.err
     res = run_cli("attach", "r0-nope", state_dir=state_dir)
     assert res.code == 2 and "no job 'r0-nope'" in res.err
+
+
+def test_resume_mid_attempt_states_finishes_each_job(state_dir, settings_factory, store, fast_env, monkeypatch):
+    """A runner killed while provisioning, waiting for capacity, or between creating a session and
+    starting the script in it: resume completes the same jobs without an internal error."""
+    from fceval_tui.backends.local import IDLE_COMMAND
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+    from fceval_tui.services.runner import Runner
+
+    monkeypatch.setenv("FCEVAL_EXAMPLE_TRACE", fast_env["FCEVAL_EXAMPLE_TRACE"])  # tmux passes it to the harness
+    settings = settings_factory()
+    run, jobs = Runner(store, settings).create_run([JobSpec("a", f"t{i}") for i in range(3)])
+    store.transition(jobs[0].id, JobState.STARTING, attempts=1)  # killed before recording the session
+    store.transition(jobs[1].id, JobState.WAITING_CAPACITY, attempts=1)
+    store.transition(jobs[2].id, JobState.STARTING, attempts=1, resource_id=jobs[2].id)
+    subprocess.run(
+        ["tmux", "-L", socket_name(state_dir), "new-session", "-d", "-s", jobs[2].id, IDLE_COMMAND], check=True
+    )  # the session exists, its script never started
+    totals = Runner(store, settings, backoff_base=0.01).run(run.id)
+    assert totals.counts == {"succeeded": 3}
+    final = {j.id: j for j in store.jobs(run_id=run.id)}
+    assert final[jobs[0].id].attempts == 1 and final[jobs[1].id].attempts == 1
+    assert final[jobs[2].id].attempts == 2  # the never-started attempt was given up, then retried
+    assert sorted(t["task_id"] for t in _trace(fast_env)) == ["t0", "t1", "t2"]

@@ -18,6 +18,7 @@ from typing import ClassVar
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job
 from fceval_tui.domain.states import JobState
+from fceval_tui.errors import TransientError
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,8 @@ class TmuxTarget:
     transport: object | None = None
 
 
-class ResourceGone(Exception):
-    """The job's compute no longer exists (terminated, reaped, machine rebooted)."""
+class ResourceGone(TransientError):
+    """The job's compute no longer exists (terminated, reaped, machine rebooted): worth a new attempt."""
 
 
 class Backend(ABC):

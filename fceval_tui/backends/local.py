@@ -32,6 +32,7 @@ from fceval_tui.errors import PermanentError, TransientError, UserError
 
 CONSOLE_LOG = "console.log"
 HISTORY_LIMIT = 50000
+IDLE_COMMAND = "sleep 2147483647"  # holds a new pane until its log pipe is attached
 _PHASES = {
     "running": JobState.RUNNING,
     "grading": JobState.GRADING,
@@ -133,10 +134,16 @@ class LocalBackend(Backend):
         status = self._status(ctx.work_dir)
         if status.done:
             return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
-        if not self._has_session(resource_id):
+        pane = self.tmux(
+            "display-message", "-p", "-t", f"={resource_id}:", "#{pane_dead} #{pane_start_command}", check=False
+        )
+        if pane.returncode != 0:
             raise ResourceGone(f"tmux session {resource_id} is gone before the pipeline finished")
-        dead = self.tmux("display-message", "-p", "-t", f"={resource_id}:", "#{pane_dead}", check=False)
-        if dead.stdout.strip() == "1":
+        dead, _, command = pane.stdout.strip().partition(" ")
+        if command.strip("\"").startswith(IDLE_COMMAND):
+            # A runner was killed between creating the session and starting the script in it.
+            raise ResourceGone(f"the pipeline was never started in tmux session {resource_id}")
+        if dead == "1":
             status = self._status(ctx.work_dir)  # it may have finished between the two reads
             if status.done:
                 return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)

@@ -16,7 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 ACTIVE = (JobState.STARTING, JobState.RUNNING, JobState.GRADING, JobState.UPLOADING)
 MAX_BACKOFF = 60.0
+# How often a runner looks for jobs put back to pending (retries) while it drives a run.
+RESCAN_SECONDS = 1.0
 # Consecutive failed observations before the compute is considered lost.
 OBSERVE_FAILURES = 5
 
@@ -112,10 +114,6 @@ class Runner:
         """Stop scheduling new work and return from `run` soon; active compute keeps running."""
         self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def run(self, run_id: str) -> RunTotals:
         """Drive the run until every job is final (or `stop`). Safe to call again to resume."""
         started = time.monotonic()
@@ -129,9 +127,18 @@ class Runner:
             if pending:
                 self.store.record(run_id, None, "runner_started", jobs=len(pending), resumed=self._resumed(run_id))
             with ThreadPoolExecutor(max_workers=run.concurrency, thread_name_prefix=f"job-{run_id}") as pool:
-                futures = [pool.submit(self._drive_safely, run, job_id) for job_id in pending]
-                for future in futures:
-                    future.result()
+                in_flight = {job_id: pool.submit(self._drive_safely, run, job_id) for job_id in pending}
+                while in_flight:
+                    done, _ = wait(in_flight.values(), timeout=RESCAN_SECONDS, return_when=FIRST_COMPLETED)
+                    for job_id, future in list(in_flight.items()):
+                        if future in done:
+                            del in_flight[job_id]
+                            future.result()
+                    if not self._stop.is_set():
+                        # A job put back to pending (a retry from the console or the CLI) joins this run.
+                        for job in self.store.jobs(run_id=run_id, states=[JobState.PENDING]):
+                            if job.id not in in_flight:
+                                in_flight[job.id] = pool.submit(self._drive_safely, run, job.id)
         finally:
             self.store.release_run(run_id)
         counts: dict[str, int] = {}
@@ -151,7 +158,11 @@ class Runner:
             return
         except Exception as exc:  # a bug must fail the job visibly, not kill the run silently
             log.exception("job %s: unexpected error", job_id)
-            self._finish(job_id, JobState.FAILED, error=f"internal error: {exc!r}")
+            job = self._finish(job_id, JobState.FAILED, error=f"internal error: {exc!r}")
+            if job.resource_id:  # and must not leave its compute running
+                self._stop_compute(
+                    JobContext(job, job.attempts, "", None, "", work_dir(self.settings, job), utcnow()), job.resource_id
+                )
 
     # -- one job ------------------------------------------------------------------------------
 
@@ -179,26 +190,32 @@ class Runner:
                 # Resume: the compute may still be running; watch it instead of starting again.
                 ctx = self._context(run, job, job.attempts)
                 job = self._watch(ctx, job.resource_id)
-                continue
-            if job.state not in (JobState.PENDING, JobState.PROVISIONING, JobState.WAITING_CAPACITY, *ACTIVE):
-                return
-            job = self._attempt(run, job)
+            else:
+                # Pending: a new attempt. Provisioning, waiting or starting without compute: a runner
+                # was killed mid-attempt; finish that attempt (provision finds what it launched).
+                job = self._attempt(run, job, resume=job.state != JobState.PENDING)
 
-    def _attempt(self, run: Run, job: Job) -> Job:
+    def _attempt(self, run: Run, job: Job, resume: bool = False) -> Job:
         backend = self.backend
-        attempt = job.attempts + 1
-        if attempt > self._limits[job.id]:
-            return self._finish(job.id, JobState.FAILED, error=f"gave up after {job.attempts} attempts: {job.error}")
-        job = self._move(
-            job,
-            backend.first_state,
-            attempts=attempt,
-            started_at=utcnow(),
-            ended_at=None,
-            resource_id=None,
-            exit_code=None,
-            error=None,
-        )
+        if resume:
+            attempt = job.attempts
+            if job.state == JobState.WAITING_CAPACITY:
+                job = self._move(job, backend.first_state, reason="resumed")
+        else:
+            attempt = job.attempts + 1
+            if attempt > self._limits[job.id]:
+                error = f"gave up after {job.attempts} attempts: {job.error}"
+                return self._finish(job.id, JobState.FAILED, error=error)
+            job = self._move(
+                job,
+                backend.first_state,
+                attempts=attempt,
+                started_at=utcnow(),
+                ended_at=None,
+                resource_id=None,
+                exit_code=None,
+                error=None,
+            )
         ctx = self._context(run, job, attempt)
         resource_id: str | None = None
         waits = 0
@@ -223,7 +240,8 @@ class Runner:
             backend.start(ctx, resource_id)
             job = self._move(job, JobState.RUNNING, resource_id=resource_id)
         except _Cancelled:
-            self._cleanup(ctx, resource_id)
+            # Cancelled while starting: the canceller may not have seen the resource id yet.
+            self._stop_compute(ctx, resource_id)
             raise
         except _TimedOut:
             self._cleanup(ctx, resource_id)
@@ -244,8 +262,7 @@ class Runner:
             try:
                 self._check_timeout(job)
             except _TimedOut:
-                backend.cancel(ctx, resource_id)
-                self._cleanup(ctx, resource_id)
+                self._stop_compute(ctx, resource_id)
                 return self._finish(
                     job.id, JobState.TIMED_OUT, error=f"exceeded {self.settings.job_timeout_minutes} min"
                 )
@@ -350,6 +367,16 @@ class Runner:
         except IllegalTransition:
             return self.store.get_job(job_id)  # already final (cancelled elsewhere): keep that verdict
 
+    def _stop_compute(self, ctx: JobContext, resource_id: str | None) -> None:
+        """Cancel then clean up, recording (not raising) a failure: the job's verdict is already decided."""
+        if resource_id is None:
+            return
+        try:
+            self.backend.cancel(ctx, resource_id)
+        except BackendError as exc:
+            self.store.record(ctx.job.run_id, ctx.job.id, "cancel_failed", resource_id=resource_id, error=str(exc))
+        self._cleanup(ctx, resource_id)
+
     def _cleanup(self, ctx: JobContext, resource_id: str | None) -> None:
         if resource_id is None:
             return
@@ -377,9 +404,10 @@ def cancel_jobs(store: Store, settings: Settings, job_ids: list[str], reason: st
         if job.state.is_final:
             continue
         try:
-            job = store.transition(job.id, JobState.CANCELLED, expect=job.state, reason=reason, ended_at=utcnow())
+            # No `expect`: every non-final state may be cancelled, whatever a runner just moved it to.
+            job = store.transition(job.id, JobState.CANCELLED, reason=reason, ended_at=utcnow())
         except IllegalTransition:
-            continue
+            continue  # it became final meanwhile
         cancelled.append(job)
         if job.resource_id:
             backend = backends.get(job.backend) or make_backend(job.backend, settings)
