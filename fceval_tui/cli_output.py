@@ -63,13 +63,14 @@ def print_jobs(jobs: list[Job]) -> None:
         table.add_column(col, no_wrap=col in ("job", "state"))
     for job in jobs:
         style = STATE_STYLE.get(job.state.value, "")
+        # Agents and task ids are user data: Text, never markup ("[/x]" is a valid task id).
         table.add_row(
             job.id,
-            job.agent,
-            job.task_id,
-            job.model,
+            Text(job.agent),
+            Text(job.task_id),
+            Text(job.model),
             job.backend,
-            f"[{style}]{job.state}[/]",
+            Text(job.state.value, style=style),
             str(job.attempts),
             "" if job.exit_code is None else str(job.exit_code),
             elapsed(job),
@@ -167,13 +168,13 @@ def _report(store: Store, run_id: str, cursor: int, out: Console | None, live) -
             job = store.get_job(event.job_id)
             style = STATE_STYLE[event.to_state]
             detail = f" ({job.error})" if job.error and event.to_state != "succeeded" else ""
-            out.print(
-                f"[{style}]{FINAL_MARK[event.to_state]} {event.to_state:<9}[/] {job.id}  {job.agent}/{job.task_id}"
-                f"  {elapsed(job)}{detail}",
-                highlight=False,
-            )
+            line = Text(f"{FINAL_MARK[event.to_state]} {event.to_state:<9}", style=style)
+            line.append(f" {job.id}  {job.agent}/{job.task_id}  {elapsed(job)}{detail}")
+            out.print(line, highlight=False)
         elif event.to_state == "pending" and event.from_state not in (None, "pending"):
-            out.print(f"[yellow]↻ retry[/]     {event.job_id}  {event.detail.get('reason', '')}")
+            line = Text("↻ retry", style="yellow")
+            line.append(f"     {event.job_id}  {event.detail.get('reason', '')}")
+            out.print(line)
     if live is not None:
         jobs = store.jobs(run_id=run_id)
         counts = Counter(j.state.value for j in jobs)

@@ -200,6 +200,8 @@ class FcevalApp(App):
     # -- actions --------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in ("command_palette", "quit") and getattr(self.screen, "control", False):
+            return False  # in control mode ctrl+p and ctrl+q belong to the program in the pane
         return not (self.readonly and action in MUTATING_ACTIONS)
 
     def action_help(self) -> None:
@@ -289,6 +291,10 @@ class FcevalApp(App):
     # -- errors from every worker, in one place -------------------------------------------------
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.handle_worker_state(event)
+
+    def handle_worker_state(self, event: Worker.StateChanged) -> None:
+        """Every worker's failure, the app's and the screens', is reported here and only here."""
         if event.state != WorkerState.ERROR:
             return
         error = event.worker.error

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from textual.screen import Screen
 
+from fceval_tui.ui.workers import ReportWorkerErrors
 
-class PollingScreen(Screen):
+
+class PollingScreen(ReportWorkerErrors, Screen):
     """A screen that refreshes from a thread worker every `poll_interval` seconds while visible.
 
     Subclasses implement `start_poll()` (launching an exclusive thread worker that posts a

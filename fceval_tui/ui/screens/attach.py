@@ -19,6 +19,7 @@ from fceval_tui.backends.base import TmuxTarget
 from fceval_tui.domain.models import Job
 from fceval_tui.errors import BackendError, UserError
 from fceval_tui.ui.widgets.pane_view import PaneView
+from fceval_tui.ui.workers import ReportWorkerErrors
 
 # Textual key name -> tmux key name, for keys that are not plain characters.
 TMUX_KEYS = {
@@ -51,7 +52,7 @@ def tmux_key(event: events.Key) -> tuple[str, bool] | None:
     return None
 
 
-class AttachScreen(Screen):
+class AttachScreen(ReportWorkerErrors, Screen):
     DEFAULT_CSS = """
     AttachScreen #status { height: 1; padding: 0 1; background: $panel; }
     AttachScreen.control #status { background: $error; color: $text; text-style: bold; }
@@ -83,6 +84,7 @@ class AttachScreen(Screen):
         self.state_text = "connecting…"
         # One sender thread drains this queue so keystrokes reach the pane in the order typed.
         self._input: queue.Queue[tuple[str, str, bool] | None] = queue.Queue()
+        self._sender_started = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -179,7 +181,8 @@ class AttachScreen(Screen):
         if self.target is None or self.mirror is None:
             return
         self.control = not self.control
-        if self.control:
+        if self.control and not self._sender_started:
+            self._sender_started = True  # one sender for the screen's life: keystrokes stay in order
             self._sender()
         self._status()
 

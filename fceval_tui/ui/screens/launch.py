@@ -17,6 +17,7 @@ from fceval_tui.config import BY_ATTR, Settings
 from fceval_tui.domain.models import BACKENDS
 from fceval_tui.errors import ConfigError, JobFileError, UserError
 from fceval_tui.services import launching
+from fceval_tui.ui.workers import ReportWorkerErrors
 
 # (field id, label, settings attr or None, placeholder)
 FIELDS = (
@@ -46,7 +47,7 @@ def _initial(settings: Settings, attr: str | None) -> str:
     return str(value)
 
 
-class LaunchScreen(ModalScreen[str | None]):
+class LaunchScreen(ReportWorkerErrors, ModalScreen[str | None]):
     """Dismisses with the new run id, or None."""
 
     DEFAULT_CSS = """

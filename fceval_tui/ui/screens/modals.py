@@ -32,7 +32,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question)
+            yield Label(self.question, markup=False)  # questions quote user data
             if self.typed:
                 yield Label(f"Type [b]{self.typed}[/b] to confirm:")
                 yield Input(id="typed")

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from fceval_tui.domain.models import BACKENDS
 from fceval_tui.services.audit import AuditReport, CheckEvent, list_checks, run_audit
 from fceval_tui.services.audit_checks import Finding, Severity
+from fceval_tui.ui.workers import ReportWorkerErrors
 
 SEVERITY_STYLE = {
     Severity.OK: "green",
@@ -36,7 +37,7 @@ def worst(findings: tuple[Finding, ...]) -> Severity:
     return max((f.severity for f in findings), key=lambda s: s.rank, default=Severity.OK)
 
 
-class PreflightScreen(Screen):
+class PreflightScreen(ReportWorkerErrors, Screen):
     DEFAULT_CSS = """
     PreflightScreen #panes { height: 1fr; }
     PreflightScreen #checks { width: 46; border: round $primary; }

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, RichLog
 from fceval_tui.presentation import duration, money
 from fceval_tui.services.teardown import DESTROY, Plan, Result, Scope, execute, make_plan
 from fceval_tui.ui.screens.modals import ConfirmScreen
+from fceval_tui.ui.workers import ReportWorkerErrors
 
 ACTION_STYLE = {"destroy": "bold red", "mark-cancelled": "yellow", "keep": "dim"}
 COLUMNS = (
@@ -34,7 +35,7 @@ def row_key(key: tuple[str, str, str]) -> str:
     return "\x1f".join(key)
 
 
-class TeardownScreen(Screen):
+class TeardownScreen(ReportWorkerErrors, Screen):
     DEFAULT_CSS = """
     TeardownScreen #plan { height: 1fr; }
     TeardownScreen #log { height: 8; border: round $secondary; }

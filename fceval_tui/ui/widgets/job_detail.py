@@ -32,9 +32,10 @@ class JobDetail(Static):
         head.add_column()
         head.add_row("job", job.id)
         head.add_row("state", Text(f"{STATE_ICON[state]} {state}", style=STATE_STYLE[state]))
-        head.add_row("agent / task", f"{job.agent} / {job.task_id}")
+        # User data goes in as Text, never markup: "[/x]" is a valid task id.
+        head.add_row("agent / task", Text(f"{job.agent} / {job.task_id}"))
         if job.model:
-            head.add_row("model", job.model)
+            head.add_row("model", Text(job.model))
         head.add_row("attempts", str(job.attempts))
         head.add_row("exit code", "" if job.exit_code is None else str(job.exit_code))
         head.add_row("resource", job.resource_id or "")
