@@ -104,3 +104,15 @@ def test_artifact_paths_never_escape_the_prefix(value):
     assert not path.startswith("/")
     assert ".." not in path.split("/")
     assert "\n" not in path and "\x00" not in path
+
+
+@pytest.mark.parametrize("text", ['echo "task={task_id}"', "echo 'a {agent} b'", 'run --x="{model}"'])
+def test_placeholder_inside_quotes_is_refused(text):
+    with pytest.raises(ConfigError, match="inside .*quotes.*write .* bare"):
+        CommandTemplate("FCEVAL_RUN_COMMAND", text)
+
+
+@pytest.mark.parametrize("text", ["echo task={task_id}", "echo \"x\" {task_id} 'y'", 'echo \\" {task_id}'])
+def test_bare_placeholders_after_closed_or_escaped_quotes_are_fine(text):
+    rendered = CommandTemplate("FCEVAL_RUN_COMMAND", text).render({"task_id": "$(id -u)"})
+    assert "'$(id -u)'" in rendered

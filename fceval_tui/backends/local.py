@@ -140,7 +140,7 @@ class LocalBackend(Backend):
         if pane.returncode != 0:
             raise ResourceGone(f"tmux session {resource_id} is gone before the pipeline finished")
         dead, _, command = pane.stdout.strip().partition(" ")
-        if command.strip("\"").startswith(IDLE_COMMAND):
+        if command.strip('"').startswith(IDLE_COMMAND):
             # A runner was killed between creating the session and starting the script in it.
             raise ResourceGone(f"the pipeline was never started in tmux session {resource_id}")
         if dead == "1":
