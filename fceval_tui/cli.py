@@ -217,9 +217,11 @@ def _drive(settings: Settings, store: Store, run_id: str, quiet: bool = False) -
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from fceval_tui.services.runner import run_settings
+
     settings, store = load_context(args)
     run = store.get_run(args.run)
-    settings = _run_settings(settings, run)
+    settings = run_settings(settings, run)
     if args.detach:
         from fceval_tui.services import launching
 
@@ -227,23 +229,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"run {run.id}: continuing in the background (pid {pid})")
         return EXIT_OK
     return _drive(settings, store, run.id, quiet=args.quiet)
-
-
-def _run_settings(settings: Settings, run) -> Settings:
-    """A resumed run keeps the commands and limits it was launched with."""
-    from fceval_tui.domain.template import CommandTemplate
-
-    snap = run.settings
-    overrides = {"backend": run.backend, "concurrent": run.concurrency}
-    if snap.get("run_command"):
-        overrides["run_command"] = CommandTemplate("FCEVAL_RUN_COMMAND", snap["run_command"])
-    if "grade_command" in snap:
-        grade = snap["grade_command"]
-        overrides["grade_command"] = CommandTemplate("FCEVAL_GRADE_COMMAND", grade) if grade else None
-    for key in ("job_timeout_minutes", "ttl_minutes", "max_attempts", "keep_sessions", "artifacts"):
-        if key in snap:
-            overrides[key] = snap[key]
-    return settings.replace(**overrides)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -238,3 +238,31 @@ def test_resume_mid_attempt_states_finishes_each_job(state_dir, settings_factory
     assert final[jobs[0].id].attempts == 1 and final[jobs[1].id].attempts == 1
     assert final[jobs[2].id].attempts == 2  # the never-started attempt was given up, then retried
     assert sorted(t["task_id"] for t in _trace(fast_env)) == ["t0", "t1", "t2"]
+
+
+def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, store, fast_env, monkeypatch):
+    """A job put back to pending while its run is driven is picked up by that same runner."""
+    import threading
+
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+    from fceval_tui.domain.template import CommandTemplate
+    from fceval_tui.services.runner import Runner, retry_jobs
+
+    monkeypatch.setenv("FCEVAL_EXAMPLE_TRACE", fast_env["FCEVAL_EXAMPLE_TRACE"])
+    settings = settings_factory(FCEVAL_GRADE_COMMAND="")
+    run, (failing, slow) = Runner(store, settings).create_run([JobSpec("a", "will-fail"), JobSpec("a", "slow")])
+    # "slow" keeps the run (and its runner) busy while the failed job is retried.
+    slow_down = settings.run_command.text + " && case {task_id} in slow) sleep 3;; esac"
+    settings = settings.replace(run_command=CommandTemplate("FCEVAL_RUN_COMMAND", slow_down))
+    runner = Runner(store, settings)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("totals", runner.run(run.id)))
+    thread.start()
+    _wait(lambda: store.get_job(failing.id).state == JobState.FAILED)
+    assert store.get_job(slow.id).state == JobState.RUNNING
+    retry_jobs(store, [failing.id])
+    thread.join(60)
+    job = store.get_job(failing.id)
+    assert job.state == JobState.FAILED and job.attempts == 2  # ran again, in the same run
+    assert [t["task_id"] for t in _trace(fast_env)].count("will-fail") == 2

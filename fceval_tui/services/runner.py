@@ -23,9 +23,10 @@ from pathlib import Path
 
 from fceval_tui.backends import make_backend
 from fceval_tui.backends.base import Backend, JobContext, Observation, ResourceGone
-from fceval_tui.config import Settings
+from fceval_tui.config import BY_ATTR, Settings
 from fceval_tui.domain.models import Job, JobSpec, Run, utcnow
 from fceval_tui.domain.states import PIPELINE_ORDER, IllegalTransition, JobState
+from fceval_tui.domain.template import CommandTemplate
 from fceval_tui.errors import BackendError, CapacityError, PermanentError
 from fceval_tui.store import Store
 
@@ -47,6 +48,31 @@ class RunTotals:
     @property
     def all_succeeded(self) -> bool:
         return all(state == JobState.SUCCEEDED for state, n in self.counts.items() if n)
+
+
+def settings_snapshot(settings: Settings) -> dict:
+    """Every setting a run was launched with (JSON-able), kept in the ledger with the run."""
+    snapshot = {}
+    for attr, value in settings.values.items():
+        if isinstance(value, CommandTemplate):
+            value = value.text
+        snapshot[attr] = list(value) if isinstance(value, tuple) else value
+    return snapshot
+
+
+def run_settings(settings: Settings, run: Run) -> Settings:
+    """The settings a run was launched with: a resume, retry or cancel acts in the same region, with the
+    same commands and limits, whatever the current shell or console says."""
+    overrides = {"backend": run.backend, "concurrent": run.concurrency}
+    for attr, value in run.settings.items():
+        if attr not in BY_ATTR or attr in overrides:
+            continue
+        if attr in ("run_command", "grade_command"):
+            value = CommandTemplate(BY_ATTR[attr].env, value) if value else None
+        elif isinstance(value, list):
+            value = tuple(value)
+        overrides[attr] = value
+    return settings.replace(**overrides)
 
 
 def work_dir(settings: Settings, job: Job) -> Path:
@@ -97,15 +123,8 @@ class Runner:
 
     def create_run(self, specs: list[JobSpec], skip_preflight: bool = False) -> tuple[Run, list[Job]]:
         backend = self.backend or make_backend(self.settings.backend, self.settings)
-        snapshot = {
-            "run_command": self.settings.run_command.text,
-            "grade_command": self.settings.grade_command.text if self.settings.grade_command else None,
-            "artifacts": backend.artifact_prefix(),
-            "job_timeout_minutes": self.settings.job_timeout_minutes,
-            "ttl_minutes": self.settings.ttl_minutes,
-            "max_attempts": self.settings.max_attempts,
-            "keep_sessions": self.settings.keep_sessions,
-        }
+        snapshot = settings_snapshot(self.settings)
+        snapshot["artifacts"] = backend.artifact_prefix()
         return self.store.create_run(
             self.settings.backend, self.settings.concurrent, specs, settings=snapshot, skip_preflight=skip_preflight
         )
@@ -410,8 +429,9 @@ def cancel_jobs(store: Store, settings: Settings, job_ids: list[str], reason: st
             continue  # it became final meanwhile
         cancelled.append(job)
         if job.resource_id:
-            backend = backends.get(job.backend) or make_backend(job.backend, settings)
-            backends[job.backend] = backend
+            if job.run_id not in backends:
+                backends[job.run_id] = make_backend(job.backend, run_settings(settings, store.get_run(job.run_id)))
+            backend = backends[job.run_id]
             ctx = JobContext(job, job.attempts, "", None, "", work_dir(settings, job), utcnow())
             try:
                 backend.cancel(ctx, job.resource_id)

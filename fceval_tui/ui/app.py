@@ -22,7 +22,7 @@ from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.errors import UserError
 from fceval_tui.services import teardown
-from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs
+from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs, run_settings
 from fceval_tui.store import Store
 from fceval_tui.ui.screens.events import EventsScreen
 from fceval_tui.ui.screens.jobs import JobsScreen
@@ -155,11 +155,11 @@ class FcevalApp(App):
             self.notify("only failed, timed-out or cancelled jobs can be retried", severity="warning")
             return
         for run_id in {j.run_id for j in retried}:
-            runner = self.runners.get(run_id)
-            if runner is None or not self._driving(run_id):
-                runner = Runner(self.store, self.settings)
-                self.runners[run_id] = runner
-                self._drive(runner, run_id)
+            if self._driving(run_id) or self.store.run_owner(run_id):
+                continue  # whoever drives the run picks up its pending jobs
+            runner = Runner(self.store, run_settings(self.settings, self.store.get_run(run_id)))
+            self.runners[run_id] = runner
+            self._drive(runner, run_id)
         self.notify(f"retrying {len(retried)} job(s)")
 
     def _driving(self, run_id: str) -> bool:
