@@ -30,16 +30,7 @@ from fceval_tui.domain.models import Job, utcnow
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import PermanentError, TransientError, UserError
 
-CONSOLE_LOG = "console.log"
-HISTORY_LIMIT = 50000
 IDLE_COMMAND = "sleep 2147483647"  # holds a new pane until its log pipe is attached
-_PHASES = {
-    "running": JobState.RUNNING,
-    "grading": JobState.GRADING,
-    "uploading": JobState.UPLOADING,
-    "done": JobState.UPLOADING,
-    "starting": JobState.RUNNING,
-}
 
 
 def socket_name(state_dir: Path) -> str:
@@ -79,7 +70,9 @@ class LocalBackend(Backend):
             conf = self.settings.state_dir / "tmux.conf"
             # Read when the private server starts: every job pane keeps a long history and stays
             # visible after its command exits, so the final output can still be mirrored.
-            conf.write_text(f"set -g history-limit {HISTORY_LIMIT}\nset -g remain-on-exit on\nset -g status off\n")
+            conf.write_text(
+                f"set -g history-limit {pipeline.HISTORY_LIMIT}\nset -g remain-on-exit on\nset -g status off\n"
+            )
             self._server = libtmux.Server(socket_name=self.socket, config_file=str(conf))
         return self._server
 
@@ -99,7 +92,7 @@ class LocalBackend(Backend):
 
     def start(self, ctx: JobContext, resource_id: str) -> None:
         work = ctx.work_dir
-        for name in (*pipeline.STATUS_FILES, CONSOLE_LOG):
+        for name in (*pipeline.STATUS_FILES, pipeline.CONSOLE_LOG):
             (work / name).unlink(missing_ok=True)
         shutil.rmtree(work / "out", ignore_errors=True)
         artifacts = work / "artifacts"
@@ -127,7 +120,7 @@ class LocalBackend(Backend):
             raise TransientError(f"could not create tmux session {resource_id}: {exc}") from exc
         pane = session.active_window.active_pane
         target = pane.pane_id
-        self.tmux("pipe-pane", "-t", target, "-o", "cat >> " + _q(str(work / CONSOLE_LOG)))
+        self.tmux("pipe-pane", "-t", target, "-o", "cat >> " + _q(str(work / pipeline.CONSOLE_LOG)))
         self.tmux("respawn-pane", "-k", "-t", target, "sh " + _q(str(work / pipeline.SCRIPT_NAME)))
 
     def observe(self, ctx: JobContext, resource_id: str) -> Observation:
@@ -148,7 +141,7 @@ class LocalBackend(Backend):
             if status.done:
                 return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
             raise ResourceGone(f"the pipeline in tmux session {resource_id} died before finishing")
-        return Observation(_PHASES.get(status.phase, JobState.RUNNING), exit_code=status.run_exit)
+        return Observation(status.state, exit_code=status.run_exit)
 
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
         status = self._status(ctx.work_dir)

@@ -224,21 +224,8 @@ def load_manifest(s3, staging: Staging, ctx: JobContext, settings: Settings) -> 
 
 # -- the pipeline in tmux on the remote side (EC2 through SSM, ECS through ECS Exec) -----------
 
-CONSOLE_LOG = "console.log"
-HISTORY_LIMIT = 50000
 EXIT_NO_TMUX = 4
 EXIT_NO_SCRIPT = 3
-_PHASES = {
-    "running": JobState.RUNNING,
-    "grading": JobState.GRADING,
-    "uploading": JobState.UPLOADING,
-    "done": JobState.UPLOADING,
-    "starting": JobState.RUNNING,
-}
-
-
-def phase_of(status: pipeline.PipelineResult) -> JobState:
-    return _PHASES.get(status.phase, JobState.RUNNING)
 
 
 def launch_script(work: str, session: str, fetch: str) -> str:
@@ -260,7 +247,7 @@ def launch_script(work: str, session: str, fetch: str) -> str:
             fetch.replace("{path}", q(script)) + f" || exit {EXIT_NO_SCRIPT}",
             # Read when the (per-machine) tmux server starts: long history for the mirror, and
             # the pane stays after the pipeline exits so its last screen can still be seen.
-            f"printf 'set -g history-limit {HISTORY_LIMIT}\\nset -g remain-on-exit on\\n' > {q(conf)}",
+            f"printf 'set -g history-limit {pipeline.HISTORY_LIMIT}\\nset -g remain-on-exit on\\n' > {q(conf)}",
             shlex.join(
                 [
                     "tmux",
@@ -279,7 +266,9 @@ def launch_script(work: str, session: str, fetch: str) -> str:
                     "sleep 2147483647",
                 ]
             ),
-            shlex.join(["tmux", "pipe-pane", "-o", "-t", target + ":", "cat >> " + q(f"{work}/{CONSOLE_LOG}")]),
+            shlex.join(
+                ["tmux", "pipe-pane", "-o", "-t", target + ":", "cat >> " + q(f"{work}/{pipeline.CONSOLE_LOG}")]
+            ),
             shlex.join(["tmux", "respawn-pane", "-k", "-t", target + ":", "sh " + q(script)]),
         ]
     )
@@ -306,7 +295,7 @@ def observation(stdout: str, resource_id: str, check_gone: Callable[[str], None]
     if pane in ("1", "gone"):
         check_gone(resource_id)
         raise ResourceGone(f"the pipeline on {resource_id} ended without finishing (tmux pane: {pane})")
-    return Observation(phase_of(status), exit_code=status.run_exit)
+    return Observation(status.state, exit_code=status.run_exit)
 
 
 def require_settings(settings: Settings, backend: str, names: Sequence[str], fix: str) -> None:

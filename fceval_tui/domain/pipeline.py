@@ -17,6 +17,7 @@ import shlex
 from dataclasses import dataclass
 
 from fceval_tui.domain.artifacts import GRADING_REPORT
+from fceval_tui.domain.states import JobState
 
 PHASE_FILE = "phase"
 RUN_EXIT = "run.exit"
@@ -25,6 +26,17 @@ DONE_FILE = "done"
 RUN_ARCHIVE = "out/run.tar.gz"
 REPORT_ARCHIVE = "out/grading_report.json.gz"
 SCRIPT_NAME = "pipeline.sh"
+CONSOLE_LOG = "console.log"  # the pane's output, piped next to the status files
+HISTORY_LIMIT = 50000  # scrollback kept by every job's tmux session
+
+
+_PHASE_STATES = {
+    "running": JobState.RUNNING,
+    "grading": JobState.GRADING,
+    "uploading": JobState.UPLOADING,
+    "done": JobState.UPLOADING,
+    "starting": JobState.RUNNING,
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,11 @@ class PipelineResult:
     @property
     def done(self) -> bool:
         return self.exit_code is not None
+
+    @property
+    def state(self) -> JobState:
+        """The job state this phase of the pipeline corresponds to."""
+        return _PHASE_STATES.get(self.phase, JobState.RUNNING)
 
 
 def render(

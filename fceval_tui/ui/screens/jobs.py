@@ -11,6 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Input
 
+from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Event, Job
 from fceval_tui.domain.states import JobState
 from fceval_tui.services.runner import work_dir
@@ -146,7 +147,7 @@ class JobsScreen(PollingScreen):
         self.post_message(self.DetailLoaded(job, events, self._output_tail(job)))
 
     def _output_tail(self, job: Job) -> list[str]:
-        log = work_dir(self.app.settings, job) / "console.log"
+        log = work_dir(self.app.settings, job) / pipeline.CONSOLE_LOG
         try:
             with open(log, encoding="utf-8", errors="replace") as fh:
                 return [line.rstrip("\r\n").rsplit("\r", 1)[-1] for line in deque(fh, maxlen=OUTPUT_LINES)]
