@@ -115,10 +115,11 @@ def run_with_progress(runner: Runner, store: Store, run_id: str, quiet: bool = F
         except BaseException as exc:  # re-raised in the main thread
             result["error"] = exc
 
+    # The cursor is taken before the runner starts, so a job that ends at once is still reported.
+    cursor = max((e.id for e in store.events(run_id=run_id, newest_first=True, limit=1)), default=0)
     thread = threading.Thread(target=drive, name=f"runner-{run_id}", daemon=True)
     thread.start()
     out = _console()
-    cursor = max((e.id for e in store.events(run_id=run_id, newest_first=True, limit=1)), default=0)
     live = None
     if not quiet and sys.stdout.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

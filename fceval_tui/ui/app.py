@@ -136,11 +136,15 @@ class FcevalApp(App):
     # -- runs -----------------------------------------------------------------------------------
 
     def launch(self, settings: Settings, specs: Iterable[JobSpec]) -> str:
+        """Create the run and start driving it (the demo's start-up path; the form does the same in a worker)."""
         runner = Runner(self.store, settings)
         run, _jobs = runner.create_run(list(specs))
-        self.runners[run.id] = runner
-        self._drive(runner, run.id)
+        self.drive(runner, run.id)
         return run.id
+
+    def drive(self, runner: Runner, run_id: str) -> None:
+        self.runners[run_id] = runner
+        self._drive(runner, run_id)
 
     def _drive(self, runner: Runner, run_id: str) -> None:
         self.run_worker(
@@ -157,9 +161,7 @@ class FcevalApp(App):
         for run_id in {j.run_id for j in retried}:
             if self._driving(run_id) or self.store.run_owner(run_id):
                 continue  # whoever drives the run picks up its pending jobs
-            runner = Runner(self.store, run_settings(self.settings, self.store.get_run(run_id)))
-            self.runners[run_id] = runner
-            self._drive(runner, run_id)
+            self.drive(Runner(self.store, run_settings(self.settings, self.store.get_run(run_id))), run_id)
         self.notify(f"retrying {len(retried)} job(s)")
 
     def _driving(self, run_id: str) -> bool:

@@ -17,6 +17,7 @@ from fceval_tui.config import BY_ATTR, Settings
 from fceval_tui.domain.models import BACKENDS
 from fceval_tui.errors import ConfigError, JobFileError, UserError
 from fceval_tui.services import launching
+from fceval_tui.services.runner import Runner
 from fceval_tui.ui.workers import ReportWorkerErrors
 
 # (field id, label, settings attr or None, placeholder)
@@ -186,11 +187,24 @@ class LaunchScreen(ReportWorkerErrors, ModalScreen[str | None]):
     def _launch(self) -> None:
         if self._plan is None or self.app.readonly:
             return
-        raw, backend = self._raw(), str(self.query_one("#backend", Select).value)
-        try:
-            settings, specs = self.resolve(raw, backend)
-        except UserError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        run_id = self.app.launch(settings, specs)
-        self.dismiss(run_id)
+        self.query_one("#launch", Button).disabled = True  # one press, one run
+        self._create_run(self._raw(), str(self.query_one("#backend", Select).value))
+
+    @work(thread=True, exclusive=True, group="launch-create", exit_on_error=False)
+    def _create_run(self, raw: dict[str, str], backend: str) -> None:
+        # Checks again (files and cloud state may have changed since the preview) and writes the
+        # run: AWS calls and ledger writes stay off the event loop. A UserError is shown by the app.
+        settings, specs = self.resolve(raw, backend)
+        runner = Runner(self.app.store, settings)
+        run, _jobs = runner.create_run(list(specs))
+        self.post_message(self.Created(runner, run.id))
+
+    class Created(Message):
+        def __init__(self, runner: Runner, run_id: str) -> None:
+            super().__init__()
+            self.runner = runner
+            self.run_id = run_id
+
+    def on_launch_screen_created(self, message: Created) -> None:
+        self.app.drive(message.runner, message.run_id)
+        self.dismiss(message.run_id)
