@@ -25,7 +25,6 @@ from fceval_tui.backends import remote
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, chunks, classify, error_code
 from fceval_tui.backends.base import JobContext, Observation, Outcome, Resource, ResourceGone, TmuxTarget
 from fceval_tui.config import Settings
-from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Job, parse_iso
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import PermanentError
@@ -123,14 +122,7 @@ class BatchBackend(remote.RemoteBackend):
         s = self.settings
         work = remote.remote_work_dir(s, ctx.job.id)
         manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
-        script = pipeline.render(
-            work,
-            f"{work}/artifacts",
-            ctx.run_command,
-            ctx.grade_command,
-            upload=manifest.upload_shell(),
-            banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}",
-        )
+        script = self.pipeline_script(ctx, manifest.upload_shell(), "")
         # The job's exit code is the pipeline's verdict, so Batch shows agent failures as FAILED.
         command = f'mkdir -p {shlex.quote(work)} || exit 2\n{script}\nexit "$code"\n'
         if len(command) > MAX_COMMAND:

@@ -170,14 +170,7 @@ class Ec2Backend(remote.RemoteBackend):
         work = remote.remote_work_dir(self.settings, ctx.job.id)
         staging = self._staging(ctx)
         manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
-        script = pipeline.render(
-            work,
-            f"{work}/artifacts",
-            ctx.run_command,
-            ctx.grade_command,
-            upload=manifest.upload_shell(),
-            banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt} on {resource_id}",
-        )
+        script = self.pipeline_script(ctx, manifest.upload_shell(), f" on {resource_id}")
         staging.put(s3, remote.MANIFEST, manifest.to_json())
         staging.put(s3, pipeline.SCRIPT_NAME, script)
         fetch = f"aws s3 cp --only-show-errors {shlex.quote(staging.url(pipeline.SCRIPT_NAME))}"

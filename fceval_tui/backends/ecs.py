@@ -167,13 +167,7 @@ class EcsBackend(remote.RemoteBackend):
         work = remote.remote_work_dir(self.settings, ctx.job.id)
         staging = self._staging(ctx.job, ctx.attempt)
         manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
-        script = pipeline.render(
-            work,
-            f"{work}/artifacts",
-            ctx.run_command,
-            ctx.grade_command,
-            banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt} in {resource_id}",
-        )
+        script = self.pipeline_script(ctx, "", f" in {resource_id}")
         s3 = self.aws.s3
         staging.put(s3, remote.MANIFEST, manifest.to_json())
         staging.put(s3, pipeline.SCRIPT_NAME, script)

@@ -57,6 +57,17 @@ class RemoteBackend(Backend):
     def artifacts_dir(self, job: Job, local_work: Path) -> str:
         return remote_work_dir(self.settings, job.id) + "/artifacts"
 
+    def pipeline_script(self, ctx: JobContext, upload: str, where: str) -> str:
+        """The job's pipeline as it runs on the compute, in the remote work directory."""
+        return pipeline.render(
+            remote_work_dir(self.settings, ctx.job.id),
+            self.artifacts_dir(ctx.job, ctx.work_dir),
+            ctx.run_command,
+            ctx.grade_command,
+            upload=upload,
+            banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}{where}",
+        )
+
     def artifact_prefix(self) -> str:
         prefix = cloud_artifact_prefix(self.settings)
         if prefix is not None:
