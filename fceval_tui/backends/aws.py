@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from fceval_tui.domain.artifacts import split_s3
 from fceval_tui.errors import CapacityError, PermanentError, TransientError, UserError
 
 RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10, read_timeout=70)
@@ -210,3 +212,21 @@ _ACTION_OF_OPERATION = {
 def iam_action(service: str, operation: str) -> str:
     """The IAM action that authorises one API operation (`service` is the signing name: ec2, s3, ecs...)."""
     return _ACTION_OF_OPERATION.get((service, operation), f"{service}:{operation}")
+
+
+def upload_file(clients: AwsClients, source: Path, url: str) -> None:
+    """Upload one file (multipart when large) to an s3:// URL, with the runner's error kinds."""
+    import boto3.exceptions
+
+    bucket, key = split_s3(url)
+    try:
+        clients.s3.upload_file(str(source), bucket, key)
+    except boto3.exceptions.S3UploadFailedError as exc:
+        raise PermanentError(
+            f"uploading {url} failed: {exc}", "check the bucket exists and you may write to it"
+        ) from exc
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        error = classify(exc, f"uploading {url}")
+        if isinstance(error, UserError):  # missing credentials: retrying cannot help this job
+            raise PermanentError(error.problem, error.fix) from exc
+        raise error from exc

@@ -32,6 +32,7 @@ from fceval_tui.backends.base import (
 )
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
+from fceval_tui.domain.artifacts import split_s3
 from fceval_tui.domain.models import Job, parse_iso
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
@@ -195,7 +196,7 @@ class EcsBackend(remote.RemoteBackend):
         s3 = self.aws.s3
         manifest = remote.load_manifest(s3, self._staging(ctx.job, ctx.attempt), ctx, self.settings)
         run_url, report_url = manifest.urls(observation.exit_code == 0)
-        urls = [self._presign("put_object", *remote.split_s3(url)) for url in (run_url, report_url)]
+        urls = [self._presign("put_object", *split_s3(url)) for url in (run_url, report_url)]
         work = remote.remote_work_dir(self.settings, ctx.job.id)
         q = shlex.quote
         upload = _PUT.format(work=q(work), run=pipeline.RUN_ARCHIVE, report=pipeline.REPORT_ARCHIVE)

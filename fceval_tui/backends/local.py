@@ -151,7 +151,7 @@ class LocalBackend(Backend):
         for local, key in ((pipeline.RUN_ARCHIVE, keys.run_archive), (pipeline.REPORT_ARCHIVE, keys.grading_report)):
             source = ctx.work_dir / local
             if source.is_file():
-                stored.append(store_artifact(source, join_prefix(ctx.artifact_prefix, key)))
+                stored.append(self._store_artifact(source, join_prefix(ctx.artifact_prefix, key)))
         if not (ctx.work_dir / pipeline.RUN_ARCHIVE).is_file():
             return Outcome(False, status.exit_code, tuple(stored), "the pipeline did not produce out/run.tar.gz")
         error = None if succeeded else _step_error(status)
@@ -164,6 +164,23 @@ class LocalBackend(Backend):
     def cleanup(self, ctx: JobContext, resource_id: str) -> None:
         if not self.settings.keep_sessions:
             self.cancel(ctx, resource_id)
+
+    def _store_artifact(self, source: Path, destination: str) -> str:
+        """Copy one packed artifact to a local path or an s3:// URL; return where it went."""
+        if destination.startswith("s3://"):
+            from fceval_tui.backends.aws import AwsClients, upload_file
+
+            upload_file(AwsClients(self.settings.region, self.settings.profile, ("s3",)), source, destination)
+            return destination
+        target = Path(destination)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            raise PermanentError(
+                f"cannot store artifact at {target} ({exc.strerror})", "set FCEVAL_ARTIFACTS to a writable directory"
+            ) from None
+        return str(target)
 
     def list_resources(self) -> list[Resource]:
         fmt = "#{session_name}\t#{session_created}\t#{pane_dead}\t#{pane_pid}"
@@ -219,21 +236,3 @@ def _q(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
-
-
-def store_artifact(source: Path, destination: str) -> str:
-    """Copy one packed artifact to a local path or an s3:// URL; return where it went."""
-    if destination.startswith("s3://"):
-        from fceval_tui.services.s3_artifacts import upload_file
-
-        upload_file(source, destination)
-        return destination
-    target = Path(destination)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-    except OSError as exc:
-        raise PermanentError(
-            f"cannot store artifact at {target} ({exc.strerror})", "set FCEVAL_ARTIFACTS to a writable directory"
-        ) from None
-    return str(target)

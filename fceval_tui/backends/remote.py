@@ -21,18 +21,13 @@ from fceval_tui.backends.aws import AWS_ERRORS, classify, error_code
 from fceval_tui.backends.base import Backend, JobContext, Observation, Outcome, ResourceGone
 from fceval_tui.config import BY_ENV, Settings
 from fceval_tui.domain import pipeline
-from fceval_tui.domain.artifacts import join_prefix, keys_for
+from fceval_tui.domain.artifacts import join_prefix, keys_for, split_s3
 from fceval_tui.domain.models import Job, utcnow
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import ConfigError
 
 STAGING_ROOT = "fceval-tui/staging"
 MANIFEST = "manifest.json"
-
-
-def split_s3(url: str) -> tuple[str, str]:
-    bucket, _, key = url.removeprefix("s3://").partition("/")
-    return bucket, key
 
 
 def remote_work_dir(settings: Settings, job_id: str) -> str:

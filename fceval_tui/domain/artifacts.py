@@ -49,5 +49,11 @@ def keys_for(job: Job, succeeded: bool, when: datetime) -> ArtifactKeys:
     )
 
 
+def split_s3(url: str) -> tuple[str, str]:
+    """`s3://bucket/key/...` -> (bucket, key)."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
 def join_prefix(prefix: str, key: str) -> str:
     return prefix.rstrip("/") + "/" + key

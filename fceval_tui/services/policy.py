@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from fceval_tui.config import Settings
+from fceval_tui.domain.artifacts import split_s3
 
 STAGING_OBJECTS_PREFIX = "fceval-tui/"  # staging, default artifacts and audit probes all live under it
 PROBE_KEY = "fceval-tui/audit/permission-probe"  # a concrete object key standing in for "any key"
@@ -117,7 +118,7 @@ def _artifact_location(settings: Settings) -> tuple[str | None, str]:
     url = cloud_artifact_prefix(settings)
     if url is None:
         return None, ""
-    bucket, _, prefix = url[5:].partition("/")
+    bucket, prefix = split_s3(url)
     return bucket, (prefix.rstrip("/") + "/") if prefix else ""
 
 
