@@ -75,7 +75,8 @@ def make_context(
     backend: str = "ec2",
 ) -> JobContext:
     """What the runner would hand a backend for one attempt."""
-    from fceval_tui.services.runner import template_values, work_dir
+    from fceval_tui.backends.remote import remote_work_dir
+    from fceval_tui.services.runner import render_commands, work_dir
 
     job = Job(
         id=f"{run_id}-{seq:03d}",
@@ -91,13 +92,12 @@ def make_context(
     )
     work = work_dir(settings, job)
     work.mkdir(parents=True, exist_ok=True)
-    values = template_values(job, work)
-    grade = settings.grade_command
+    run_command, grade_command = render_commands(settings, job, remote_work_dir(settings, job.id) + "/artifacts")
     return JobContext(
         job=job,
         attempt=attempt,
-        run_command=settings.run_command.render(values),
-        grade_command=grade.render(values) if grade else None,
+        run_command=run_command,
+        grade_command=grade_command,
         artifact_prefix=settings.artifact_prefix,
         work_dir=work,
         expires_at=utcnow() + timedelta(minutes=settings.ttl_minutes),

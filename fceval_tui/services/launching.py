@@ -16,7 +16,7 @@ from fceval_tui.domain.models import Job, JobSpec, job_id_for, new_run_id, utcno
 from fceval_tui.domain.states import JobState
 from fceval_tui.domain.template import CommandTemplate
 from fceval_tui.errors import UserError
-from fceval_tui.services.runner import Runner, template_values, work_dir
+from fceval_tui.services.runner import Runner, render_commands, work_dir
 from fceval_tui.store import Store
 
 BACKGROUND_START_TIMEOUT = 20.0
@@ -72,7 +72,7 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
             JobState.PENDING,
         )
         work = work_dir(settings, job)
-        values = template_values(job, backend.artifacts_dir(job, work))
+        run_command, grade_command = render_commands(settings, job, backend.artifacts_dir(job, work))
         keys = keys_for(job, True, utcnow())
         target = backend.tmux_target(job)
         jobs.append(
@@ -81,8 +81,8 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
                 "agent": spec.agent,
                 "task_id": spec.task_id,
                 "model": spec.model,
-                "run_command": settings.run_command.render(values),
-                "grade_command": settings.grade_command.render(values) if settings.grade_command else None,
+                "run_command": run_command,
+                "grade_command": grade_command,
                 "work_dir": str(work),
                 "tmux": (["tmux", *target.tmux_args, "new-session", "-s", target.session] if target else None),
                 "artifacts": [join_prefix(prefix, keys.run_archive), join_prefix(prefix, keys.grading_report)],

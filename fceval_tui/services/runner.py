@@ -79,8 +79,9 @@ def work_dir(settings: Settings, job: Job) -> Path:
     return settings.state_dir / "work" / job.run_id / job.id
 
 
-def template_values(job: Job, artifacts_dir: str) -> dict[str, str]:
-    return {
+def render_commands(settings: Settings, job: Job, artifacts_dir: str) -> tuple[str, str | None]:
+    """The job's run and grade commands, every value shell-quoted."""
+    values = {
         "agent": job.agent,
         "task_id": job.task_id,
         "model": job.model,
@@ -89,6 +90,13 @@ def template_values(job: Job, artifacts_dir: str) -> dict[str, str]:
         "job_id": job.id,
         "artifacts_dir": artifacts_dir,
     }
+    grade = settings.grade_command
+    return settings.run_command.render(values), grade.render(values) if grade else None
+
+
+def stop_context(settings: Settings, job: Job) -> JobContext:
+    """Enough context to cancel and clean up a job's compute (nothing is rendered or started)."""
+    return JobContext(job, job.attempts, "", None, "", work_dir(settings, job), utcnow())
 
 
 def backoff(attempt: int, base: float = 1.0) -> float:
@@ -179,22 +187,19 @@ class Runner:
             log.exception("job %s: unexpected error", job_id)
             job = self._finish(job_id, JobState.FAILED, error=f"internal error: {exc!r}")
             if job.resource_id:  # and must not leave its compute running
-                self._stop_compute(
-                    JobContext(job, job.attempts, "", None, "", work_dir(self.settings, job), utcnow()), job.resource_id
-                )
+                self._stop_compute(stop_context(self.settings, job), job.resource_id)
 
     # -- one job ------------------------------------------------------------------------------
 
     def _context(self, run: Run, job: Job, attempt: int) -> JobContext:
         work = work_dir(self.settings, job)
         work.mkdir(parents=True, exist_ok=True)
-        values = template_values(job, self.backend.artifacts_dir(job, work))
-        grade = self.settings.grade_command
+        run_command, grade_command = render_commands(self.settings, job, self.backend.artifacts_dir(job, work))
         return JobContext(
             job=job,
             attempt=attempt,
-            run_command=self.settings.run_command.render(values),
-            grade_command=grade.render(values) if grade else None,
+            run_command=run_command,
+            grade_command=grade_command,
             artifact_prefix=run.settings.get("artifacts") or self.settings.artifact_prefix,
             work_dir=work,
             expires_at=utcnow() + timedelta(minutes=self.settings.ttl_minutes),
@@ -432,7 +437,7 @@ def cancel_jobs(store: Store, settings: Settings, job_ids: list[str], reason: st
             if job.run_id not in backends:
                 backends[job.run_id] = make_backend(job.backend, run_settings(settings, store.get_run(job.run_id)))
             backend = backends[job.run_id]
-            ctx = JobContext(job, job.attempts, "", None, "", work_dir(settings, job), utcnow())
+            ctx = stop_context(settings, job)
             try:
                 backend.cancel(ctx, job.resource_id)
                 backend.cleanup(ctx, job.resource_id)
