@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from textual.widgets import DataTable, Input
-from ui_fixtures import SIZE, T0, Clock, fixed, seed
+from ui_fixtures import FOREIGN_INSTANCE, LIVE_SESSION, SIZE, T0, Clock, fixed, seed
 
 from fceval_tui.backends.base import Resource
 from fceval_tui.backends.local import socket_name
@@ -120,30 +120,13 @@ def fake_audit(settings, backend, on_progress=None, context=None):
 def fake_plan(settings, store, scope, listing=None):
     items = [
         teardown.PlanItem(
-            Resource(
-                "local",
-                "tmux-session",
-                "r0demo01-002",
-                "running",
-                "r0demo01",
-                "r0demo01-002",
-                started_at=T0 + timedelta(seconds=10),
-            ),
+            LIVE_SESSION,
             "destroy",
             "run r0demo01 has no live runner (its console was stopped or killed)",
             "running",
         ),
         teardown.PlanItem(
-            Resource(
-                "ec2",
-                "instance",
-                "i-0abc123def4567890",
-                "running",
-                "r0old",
-                "r0old-001",
-                started_at=T0 - timedelta(hours=3),
-                cost_usd=0.52,
-            ),
+            FOREIGN_INSTANCE,
             "destroy",
             "not in this ledger (run r0old)",
         ),

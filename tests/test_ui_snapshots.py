@@ -6,9 +6,8 @@ import time
 
 import pytest
 from textual.widgets import Input
-from ui_fixtures import SIZE, T0, Clock, fixed, seed
+from ui_fixtures import FOREIGN_INSTANCE, LIVE_SESSION, SIZE, Clock, fixed, seed
 
-from fceval_tui.backends.base import Resource
 from fceval_tui.store import Store
 from fceval_tui.ui.app import make_app
 
@@ -57,29 +56,8 @@ def test_jobs_view_with_detail_and_filter(app, snap_compare):
 
 
 def test_resources_view(app, snap_compare):
-    from datetime import timedelta
 
-    fake = [
-        Resource(
-            "local",
-            "tmux-session",
-            "r0demo01-002",
-            "running",
-            "r0demo01",
-            "r0demo01-002",
-            started_at=T0 + timedelta(seconds=10),
-        ),
-        Resource(
-            "ec2",
-            "instance",
-            "i-0abc123def4567890",
-            "running",
-            "r0old",
-            "r0old-001",
-            started_at=T0 - timedelta(hours=3),
-            cost_usd=0.52,
-        ),
-    ]
+    fake = [LIVE_SESSION, FOREIGN_INSTANCE]
     app.resource_listing = lambda: (fake, {"i-0abc123def4567890": "not in this ledger (run r0old)"}, [])
 
     async def before(pilot):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from fceval_tui.backends.base import Resource
 from fceval_tui.domain.models import JobSpec
 from fceval_tui.domain.states import JobState as S
 from fceval_tui.store import Store
@@ -84,3 +85,25 @@ def seed(store: Store) -> str:
     store.transition(jobs[6].id, S.WAITING_CAPACITY, reason="InsufficientInstanceCapacity in us-east-1a")
     store.record(run.id, jobs[6].id, "capacity_wait", error="InsufficientInstanceCapacity", retry_in=4.2)
     return run.id
+
+
+# The live resources the resources and teardown snapshots show: a job's tmux session and a stranger's instance.
+LIVE_SESSION = Resource(
+    "local",
+    "tmux-session",
+    "r0demo01-002",
+    "running",
+    "r0demo01",
+    "r0demo01-002",
+    started_at=T0 + timedelta(seconds=10),
+)
+FOREIGN_INSTANCE = Resource(
+    "ec2",
+    "instance",
+    "i-0abc123def4567890",
+    "running",
+    "r0old",
+    "r0old-001",
+    started_at=T0 - timedelta(hours=3),
+    cost_usd=0.52,
+)
