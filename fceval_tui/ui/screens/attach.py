@@ -18,6 +18,7 @@ from fceval_tui.backends import make_backend
 from fceval_tui.backends.base import TmuxTarget
 from fceval_tui.domain.models import Job
 from fceval_tui.errors import BackendError, UserError
+from fceval_tui.services.runner import run_settings
 from fceval_tui.ui.widgets.pane_view import PaneView
 from fceval_tui.ui.workers import ReportWorkerErrors
 
@@ -95,29 +96,36 @@ class AttachScreen(ReportWorkerErrors, Screen):
     def on_mount(self) -> None:
         self.sub_title = f"{self.job.id}  {self.job.agent} / {self.job.task_id}"
         self._status()
-        self.target = make_backend(self.job.backend, self.app.settings).tmux_target(self.job)
-        if self.target is None:
-            self.query_one(PaneView).add_notice(
-                f"{self.job.backend} jobs have no tmux session to attach to; their logs are shown instead",
-                style="bold cyan",
-            )
-            self._follow_logs()
-        else:
-            self._follow()
+        self._follow()
 
     def on_unmount(self) -> None:
         self._input.put(None)
         if self.mirror is not None:
             self.mirror.close()
 
+    class Attached(Message):
+        def __init__(self, target: TmuxTarget, mirror) -> None:
+            super().__init__()
+            self.target = target
+            self.mirror = mirror
+
     @work(thread=True, exclusive=True, group="attach", exit_on_error=False)
     def _follow(self) -> None:
+        """Find the job's pane (building a cloud backend means AWS clients: not on the event loop),
+        then mirror it, or show the logs of a backend without tmux."""
         from fceval_tui.services.mirror import Mirror
 
+        settings = run_settings(self.app.settings, self.app.store.get_run(self.job.run_id))
+        backend = make_backend(self.job.backend, settings)
+        target = backend.tmux_target(self.job)
+        if target is None:
+            self._show_logs(backend)
+            return
         worker = get_current_worker()
-        self.mirror = Mirror(self.target.transport, self.target.tmux_args, self.target.session, from_start=True)
+        mirror = Mirror(target.transport, target.tmux_args, target.session, from_start=True)
+        self.post_message(self.Attached(target, mirror))
         try:
-            with self.mirror as mirror:
+            with mirror:
                 for update in mirror:
                     if worker.is_cancelled:
                         break
@@ -127,19 +135,24 @@ class AttachScreen(ReportWorkerErrors, Screen):
         except UserError as exc:
             self.post_message(self.Update([], f"cannot attach: {exc}", None, True, False))
 
-    @work(thread=True, exclusive=True, group="attach", exit_on_error=False)
-    def _follow_logs(self) -> None:
-        backend = make_backend(self.job.backend, self.app.settings)
+    def _show_logs(self, backend) -> None:
+        note = f"{self.job.backend} jobs have no tmux session to attach to; their logs are shown instead"
         reader = getattr(backend, "log_lines", None)
         if reader is None:
-            self.post_message(self.Update([], "this backend exposes no logs", None, True, False))
+            self.post_message(self.Update([], note + " (this backend exposes none)", None, True, False))
             return
         try:
             lines = reader(self.job)
         except (UserError, BackendError) as exc:
-            self.post_message(self.Update([], f"cannot read logs: {exc}", None, True, False))
+            self.post_message(self.Update([], f"{note}; cannot read them: {exc}", None, True, False))
             return
-        self.post_message(self.Update(list(lines), None, None, True, False))
+        self.post_message(self.Update(list(lines), note, None, True, False))
+
+    def on_attach_screen_attached(self, message: Attached) -> None:
+        self.target = message.target
+        self.mirror = message.mirror
+        if not self.is_mounted:  # left before the pane was found
+            message.mirror.close()
 
     def on_attach_screen_update(self, message: Update) -> None:
         view = self.query_one(PaneView)
