@@ -75,8 +75,9 @@ def make_context(
     backend: str = "ec2",
 ) -> JobContext:
     """What the runner would hand a backend for one attempt."""
+    from fceval_tui.backends.base import work_dir
     from fceval_tui.backends.remote import remote_work_dir
-    from fceval_tui.services.runner import render_commands, work_dir
+    from fceval_tui.services.runner import render_commands
 
     job = Job(
         id=f"{run_id}-{seq:03d}",

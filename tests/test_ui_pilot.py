@@ -203,3 +203,20 @@ async def test_attach_shows_live_output_and_control_sends_keys(console, settings
         await pilot.press("ctrl+t")
         assert not app.screen.control
         await wait_for(pilot, lambda: [j.state for j in app.store.jobs()] == [JobState.SUCCEEDED])
+
+
+async def test_attach_to_a_finished_job_shows_its_saved_output(console, settings_factory):
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.ui.screens.attach import AttachScreen
+    from fceval_tui.ui.widgets.pane_view import PaneView
+
+    app = console()
+    async with app.run_test(size=(140, 40)) as pilot:
+        app.launch(
+            settings_factory(FCEVAL_RUN_COMMAND="echo said-{task_id}", FCEVAL_GRADE_COMMAND=""), [JobSpec("a", "t")]
+        )
+        await wait_for(pilot, lambda: [j.state for j in app.store.jobs()] == [JobState.SUCCEEDED])
+        await pilot.app.push_screen(AttachScreen(app.store.jobs()[0]))
+        log = app.screen.query_one(PaneView).query_one("#scrollback")
+        await wait_for(pilot, lambda: "said-t" in "\n".join(strip.text for strip in log.lines))
+        assert "its saved output follows" in "\n".join(strip.text for strip in log.lines)

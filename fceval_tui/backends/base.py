@@ -21,6 +21,11 @@ from fceval_tui.domain.states import JobState
 from fceval_tui.errors import TransientError
 
 
+def work_dir(settings: Settings, job: Job) -> Path:
+    """A job's private directory on this machine: pipeline script, status files, console.log, downloads."""
+    return settings.state_dir / "work" / job.run_id / job.id
+
+
 @dataclass(frozen=True)
 class JobContext:
     """Everything a backend needs to run one attempt of one job."""
@@ -155,6 +160,10 @@ class Backend(ABC):
     def destroy_resource(self, resource: Resource) -> None:
         """Remove one listed resource (teardown)."""
         raise NotImplementedError(f"{self.name} backend cannot destroy {resource.kind} resources")
+
+    def log_lines(self, job: Job, limit: int = 500) -> list[str]:
+        """The last lines of the job's output once its live session is gone (empty when unknown)."""
+        return []
 
     def tmux_target(self, job: Job) -> TmuxTarget | None:
         """Where the job's tmux session can be mirrored, or None (e.g. Batch has no tmux)."""

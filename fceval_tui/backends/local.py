@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+from collections import deque
 from pathlib import Path
 
 import libtmux
@@ -23,6 +24,7 @@ from fceval_tui.backends.base import (
     Resource,
     ResourceGone,
     TmuxTarget,
+    work_dir,
 )
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.artifacts import join_prefix, keys_for
@@ -210,6 +212,9 @@ class LocalBackend(Backend):
     def destroy_resource(self, resource: Resource) -> None:
         self.tmux("kill-session", "-t", f"={resource.id}", check=False)
 
+    def log_lines(self, job: Job, limit: int = 500) -> list[str]:
+        return console_tail(work_dir(self.settings, job), limit)
+
     def tmux_target(self, job: Job) -> TmuxTarget | None:
         return TmuxTarget(("-L", self.socket), job.id)
 
@@ -222,6 +227,15 @@ class LocalBackend(Backend):
             except FileNotFoundError:
                 files[name] = None
         return pipeline.parse_status(files)
+
+
+def console_tail(work: Path, limit: int) -> list[str]:
+    """The last `limit` lines of a job's piped pane output, each as it last looked (after any \\r rewrite)."""
+    try:
+        with open(work / pipeline.CONSOLE_LOG, encoding="utf-8", errors="replace") as fh:
+            return [line.rstrip("\r\n").rsplit("\r", 1)[-1] for line in deque(fh, maxlen=limit)]
+    except FileNotFoundError:
+        return []
 
 
 def _step_error(status: pipeline.PipelineResult) -> str:

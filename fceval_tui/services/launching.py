@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from fceval_tui.backends import backend_class
+from fceval_tui.backends.base import work_dir
 from fceval_tui.config import Settings, _default_grade_command, _default_run_command
 from fceval_tui.domain import jobfile
 from fceval_tui.domain.artifacts import join_prefix, keys_for
@@ -16,7 +17,7 @@ from fceval_tui.domain.models import Job, JobSpec, job_id_for, new_run_id, utcno
 from fceval_tui.domain.states import JobState
 from fceval_tui.domain.template import CommandTemplate
 from fceval_tui.errors import UserError
-from fceval_tui.services.runner import Runner, render_commands, work_dir
+from fceval_tui.services.runner import Runner, render_commands
 from fceval_tui.store import Store
 
 BACKGROUND_START_TIMEOUT = 20.0

@@ -19,10 +19,9 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from fceval_tui.backends import make_backend
-from fceval_tui.backends.base import Backend, JobContext, Observation, ResourceGone
+from fceval_tui.backends.base import Backend, JobContext, Observation, ResourceGone, work_dir
 from fceval_tui.config import BY_ATTR, Settings
 from fceval_tui.domain.models import Job, JobSpec, Run, utcnow
 from fceval_tui.domain.states import PIPELINE_ORDER, IllegalTransition, JobState
@@ -73,10 +72,6 @@ def run_settings(settings: Settings, run: Run) -> Settings:
             value = tuple(value)
         overrides[attr] = value
     return settings.replace(**overrides)
-
-
-def work_dir(settings: Settings, job: Job) -> Path:
-    return settings.state_dir / "work" / job.run_id / job.id
 
 
 def render_commands(settings: Settings, job: Job, artifacts_dir: str) -> tuple[str, str | None]:

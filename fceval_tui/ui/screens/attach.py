@@ -119,7 +119,8 @@ class AttachScreen(ReportWorkerErrors, Screen):
         backend = make_backend(self.job.backend, settings)
         target = backend.tmux_target(self.job)
         if target is None:
-            self._show_logs(backend)
+            note = f"{self.job.backend} jobs have no tmux session to attach to; their logs are shown instead"
+            self._show_logs(backend, note)
             return
         worker = get_current_worker()
         mirror = Mirror(target.transport, target.tmux_args, target.session, from_start=True)
@@ -133,16 +134,14 @@ class AttachScreen(ReportWorkerErrors, Screen):
                         self.Update(update.lines, update.gap_text(), update.screen, update.ended, update.reconnecting)
                     )
         except UserError as exc:
-            self.post_message(self.Update([], f"cannot attach: {exc}", None, True, False))
+            if self.job.state.is_final:  # its session was cleaned up: show what it printed instead
+                self._show_logs(backend, "the job has ended and its tmux session is gone; its saved output follows")
+            else:
+                self.post_message(self.Update([], f"cannot attach: {exc}", None, True, False))
 
-    def _show_logs(self, backend) -> None:
-        note = f"{self.job.backend} jobs have no tmux session to attach to; their logs are shown instead"
-        reader = getattr(backend, "log_lines", None)
-        if reader is None:
-            self.post_message(self.Update([], note + " (this backend exposes none)", None, True, False))
-            return
+    def _show_logs(self, backend, note: str) -> None:
         try:
-            lines = reader(self.job)
+            lines = backend.log_lines(self.job)
         except (UserError, BackendError) as exc:
             self.post_message(self.Update([], f"{note}; cannot read them: {exc}", None, True, False))
             return

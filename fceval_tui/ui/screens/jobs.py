@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,10 +9,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Input
 
-from fceval_tui.domain import pipeline
+from fceval_tui.backends.base import work_dir
+from fceval_tui.backends.local import console_tail
 from fceval_tui.domain.models import Event, Job
 from fceval_tui.domain.states import JobState
-from fceval_tui.services.runner import work_dir
 from fceval_tui.store import RunSummary
 from fceval_tui.ui import filters
 from fceval_tui.ui.polling import PollingScreen
@@ -144,15 +142,9 @@ class JobsScreen(PollingScreen):
     @work(thread=True, exclusive=True, group="jobs-detail", exit_on_error=False)
     def _read_detail(self, job: Job) -> None:
         events = [e for e in self.app.store.events(job_id=job.id) if e.kind != "job_created"]
-        self.post_message(self.DetailLoaded(job, events, self._output_tail(job)))
-
-    def _output_tail(self, job: Job) -> list[str]:
-        log = work_dir(self.app.settings, job) / pipeline.CONSOLE_LOG
-        try:
-            with open(log, encoding="utf-8", errors="replace") as fh:
-                return [line.rstrip("\r\n").rsplit("\r", 1)[-1] for line in deque(fh, maxlen=OUTPUT_LINES)]
-        except FileNotFoundError:
-            return []
+        # This machine's copy of the pane output (local jobs); cloud logs are read on attach, not per poll.
+        output = console_tail(work_dir(self.app.settings, job), OUTPUT_LINES)
+        self.post_message(self.DetailLoaded(job, events, output))
 
     def on_jobs_screen_detail_loaded(self, message: DetailLoaded) -> None:
         selected = self.table.selected
