@@ -266,22 +266,3 @@ def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, store, 
     job = store.get_job(failing.id)
     assert job.state == JobState.FAILED and job.attempts == 2  # ran again, in the same run
     assert [t["task_id"] for t in _trace(fast_env)].count("will-fail") == 2
-
-
-def test_local_jobs_store_artifacts_under_an_s3_prefix(state_dir, settings_factory, store):
-    import boto3
-    from moto import mock_aws
-
-    from fceval_tui.domain.models import JobSpec
-    from fceval_tui.services.runner import Runner
-
-    with mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="results")
-        settings = settings_factory(FCEVAL_ARTIFACTS="s3://results/evals", AWS_REGION="us-east-1")
-        run, _ = Runner(store, settings).create_run([JobSpec("aide", "hub/t1")])
-        assert Runner(store, settings).run(run.id).counts == {"succeeded": 1}
-        listed = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="results")["Contents"]
-        keys = sorted(obj["Key"] for obj in listed)
-    assert keys[1] == f"evals/runs/aide/hub/t1/{run.id}.tar.gz"
-    assert keys[0].startswith("evals/grades/aide/hub/t1/") and keys[0].endswith("_grading_report.json.gz")
-    assert store.jobs(run_id=run.id)[0].artifacts == (f"s3://results/{keys[1]}", f"s3://results/{keys[0]}")
