@@ -7,7 +7,7 @@ from aws_helpers import client_error
 
 from fceval_tui.backends import aws
 from fceval_tui.errors import CapacityError, PermanentError, TransientError, UserError
-from fceval_tui.services import cost
+from fceval_tui.domain import prices
 
 
 def test_one_session_per_profile_and_region_shared_by_clients():
@@ -70,20 +70,20 @@ def test_iam_action_of_operations():
 
 
 def test_cost_table_is_approximate_and_never_invents_prices():
-    assert cost.ec2_hourly("c5ad.large") == pytest.approx(0.086)
-    assert cost.ec2_hourly("c5ad.large", spot_max_price=0.03) == 0.03
-    assert cost.ec2_hourly("x9.unknown") is None
-    assert cost.fargate_hourly(1024, 2048) == pytest.approx(0.04048 + 2 * 0.004445)
+    assert prices.ec2_hourly("c5ad.large") == pytest.approx(0.086)
+    assert prices.ec2_hourly("c5ad.large", spot_max_price=0.03) == 0.03
+    assert prices.ec2_hourly("x9.unknown") is None
+    assert prices.fargate_hourly(1024, 2048) == pytest.approx(0.04048 + 2 * 0.004445)
     from datetime import UTC, datetime, timedelta
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    assert cost.cost_so_far(1.0, start, start + timedelta(minutes=30)) == 0.5
-    assert cost.cost_so_far(None, start, start + timedelta(hours=1)) == 0.0
+    assert prices.cost_so_far(1.0, start, start + timedelta(minutes=30)) == 0.5
+    assert prices.cost_so_far(None, start, start + timedelta(hours=1)) == 0.0
 
 
-def test_cost_module_does_not_import_boto3():
+def test_prices_module_does_not_import_boto3():
     import subprocess
     import sys
 
-    code = "import sys, fceval_tui.services.cost; print('boto3' in sys.modules)"
+    code = "import sys, fceval_tui.domain.prices; print('boto3' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

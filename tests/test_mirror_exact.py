@@ -154,7 +154,7 @@ def test_polling_is_exact_or_reports_the_gap(tmux_server, steps):
 @SETTINGS
 @given(steps=STEPS, drop_after=st.integers(0, 5))
 def test_a_dropped_stream_resumes_after_the_last_line_without_duplicates(tmux_server, steps, drop_after):
-    from fceval_tui.transports.remote import RetryPolicy
+    from fceval_tui.transports.retry import RetryPolicy
 
     pane = tmux_server.new_driven_pane()
     try:

@@ -8,7 +8,7 @@ import pytest
 from fceval_tui.errors import PermanentError, TransientError
 from fceval_tui.services.mirror import Mirror
 from fceval_tui.transports.ecs_exec import EcsExecTransport
-from fceval_tui.transports.remote import RetryPolicy
+from fceval_tui.transports.retry import RetryPolicy
 from tests import tmux_fixtures
 
 fake_aws = tmux_fixtures.fake_aws  # fixtures shared with other test modules

@@ -8,16 +8,9 @@ import subprocess
 import pytest
 
 from fceval_tui.errors import TransientError
-from fceval_tui.transports.remote import (
-    Markers,
-    Retryable,
-    RetryPolicy,
-    aws_cli_argv,
-    parse_marked,
-    retry,
-    transient_hint,
-    wrap_command,
-)
+from fceval_tui.transports.aws_cli import aws_cli_argv
+from fceval_tui.transports.markers import Markers, parse_marked, wrap_command
+from fceval_tui.transports.retry import Retryable, RetryPolicy, retry, transient_hint
 
 
 def _through_shell(argv, stdin=None, chatter=True):

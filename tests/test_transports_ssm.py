@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from fceval_tui.errors import PermanentError, TransientError
 from fceval_tui.services.mirror import Mirror
-from fceval_tui.transports.remote import RetryPolicy
+from fceval_tui.transports.retry import RetryPolicy
 from fceval_tui.transports.ssm import STDOUT_LIMIT, SsmTransport
 from tests import tmux_fixtures
 

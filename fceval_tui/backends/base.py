@@ -10,13 +10,15 @@ traceback in the log.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
+from fceval_tui.backends.aws_constants import EXPIRES_AT_TAG, JOB_ID_TAG, MANAGED_BY, MANAGED_BY_TAG, RUN_ID_TAG
 from fceval_tui.config import Settings
-from fceval_tui.domain.models import Job
+from fceval_tui.domain.models import Job, iso, parse_iso
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import TransientError
 
@@ -40,13 +42,11 @@ class JobContext:
 
     @property
     def tags(self) -> dict[str, str]:
-        from fceval_tui.domain.models import iso
-
         return {
-            "ManagedBy": "fceval-tui",
-            "fceval:run-id": self.job.run_id,
-            "fceval:job-id": self.job.id,
-            "fceval:expires-at": iso(self.expires_at),
+            MANAGED_BY_TAG: MANAGED_BY,
+            RUN_ID_TAG: self.job.run_id,
+            JOB_ID_TAG: self.job.id,
+            EXPIRES_AT_TAG: iso(self.expires_at),
         }
 
 
@@ -87,6 +87,38 @@ class Resource:
     cost_usd: float = 0.0
     detail: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_tags(
+        cls,
+        tags: Mapping[str, str],
+        *,
+        backend: str,
+        kind: str,
+        id: str,
+        state: str,
+        started_at: datetime | None = None,
+        cost_usd: float = 0.0,
+        detail: dict | None = None,
+    ) -> Resource:
+        """A resource the console tagged: its run, job and expiry are read back from the tags."""
+        return cls(
+            backend=backend,
+            kind=kind,
+            id=id,
+            state=state,
+            run_id=tags.get(RUN_ID_TAG),
+            job_id=tags.get(JOB_ID_TAG),
+            started_at=started_at,
+            expires_at=parse_iso(tags.get(EXPIRES_AT_TAG)),
+            cost_usd=cost_usd,
+            detail=detail or {},
+        )
+
+
+def is_managed(tags: Mapping[str, str]) -> bool:
+    """Whether the tags mark a resource the console created."""
+    return tags.get(MANAGED_BY_TAG) == MANAGED_BY
+
 
 @dataclass(frozen=True)
 class TmuxTarget:
@@ -108,6 +140,9 @@ class Backend(ABC):
     caller_actions: ClassVar[tuple[str, ...]] = ()
     # IAM actions the compute's own role needs (instance profile / task role).
     instance_actions: ClassVar[tuple[str, ...]] = ()
+    # The AWS service the compute's role is passed to (iam:PassedToService) and, where the audit
+    # checks it, trusted by; None when the backend passes no role.
+    compute_principal: ClassVar[str | None] = None
     # First state of an attempt: `starting` for local work, `provisioning` for cloud compute.
     first_state: ClassVar[JobState] = JobState.PROVISIONING
 

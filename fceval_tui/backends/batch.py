@@ -28,7 +28,7 @@ from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, parse_iso
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import PermanentError
-from fceval_tui.services.cost import batch_hourly, cost_so_far
+from fceval_tui.domain.prices import batch_hourly, cost_so_far
 
 NAME_PREFIX = "fceval-"
 LIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")

@@ -36,7 +36,7 @@ from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Job, parse_iso, utcnow
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
-from fceval_tui.services.cost import cost_so_far, ec2_hourly
+from fceval_tui.domain.prices import cost_so_far, ec2_hourly
 from fceval_tui.transports.remote import RetryPolicy
 from fceval_tui.transports.ssm import SsmTransport
 

@@ -36,7 +36,7 @@ from fceval_tui.domain.artifacts import split_s3
 from fceval_tui.domain.models import Job, parse_iso
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
-from fceval_tui.services.cost import cost_so_far, fargate_hourly
+from fceval_tui.domain.prices import cost_so_far, fargate_hourly
 from fceval_tui.transports.base import Transport
 
 CONTAINER = "main"

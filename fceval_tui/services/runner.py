@@ -12,7 +12,6 @@ running instead of starting it twice.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from datetime import timedelta
 from fceval_tui.backends import make_backend
 from fceval_tui.backends.base import Backend, JobContext, Observation, ResourceGone, work_dir
 from fceval_tui.config import BY_ATTR, Settings
+from fceval_tui.domain.backoff import full_jitter
 from fceval_tui.domain.models import Job, JobSpec, Run, utcnow
 from fceval_tui.domain.states import PIPELINE_ORDER, IllegalTransition, JobState
 from fceval_tui.domain.template import CommandTemplate
@@ -95,8 +95,8 @@ def stop_context(settings: Settings, job: Job) -> JobContext:
 
 
 def backoff(attempt: int, base: float = 1.0) -> float:
-    """Exponential backoff with full jitter, capped."""
-    return random.uniform(0, min(MAX_BACKOFF, base * 2 ** max(0, attempt - 1)))
+    """The wait after attempt number `attempt` (counted from 1)."""
+    return full_jitter(max(0, attempt - 1), base, MAX_BACKOFF)
 
 
 class _Cancelled(Exception):

@@ -1,7 +1,7 @@
 """A Fargate task's container through `aws ecs execute-command --interactive` (ECS Exec).
 
 ECS Exec has no one-shot API: `run` starts an interactive session whose command is a marker-
-wrapped `sh -c` script (see transports.remote), and recovers the exit code from the markers,
+wrapped `sh -c` script (see transports.markers), and recovers the exit code from the markers,
 since the CLI exits 0 whatever the command did. Transient failures before the command started
 (agent not running yet, target not connected, throttling) are retried with backoff; a session
 that dropped after the command started is not re-run (it may not be idempotent).
@@ -17,16 +17,9 @@ from collections.abc import Callable, Sequence
 from fceval_tui.errors import PermanentError, TransientError
 from fceval_tui.transports.base import CommandResult, Stream, Transport
 from fceval_tui.transports.local import ProcessStream
-from fceval_tui.transports.remote import (
-    Markers,
-    Retryable,
-    RetryPolicy,
-    aws_cli_argv,
-    parse_marked,
-    retry,
-    transient_hint,
-    wrap_command,
-)
+from fceval_tui.transports.aws_cli import aws_cli_argv
+from fceval_tui.transports.markers import Markers, parse_marked, wrap_command
+from fceval_tui.transports.retry import Retryable, RetryPolicy, retry, transient_hint
 
 # The whole command travels as one CLI argument and one API field; keep embedded stdin modest.
 MAX_STDIN = 24_000

@@ -23,7 +23,8 @@ from botocore.exceptions import ClientError
 from fceval_tui.errors import PermanentError, TransientError
 from fceval_tui.transports.base import CommandResult, Stream, Transport
 from fceval_tui.transports.local import ProcessStream
-from fceval_tui.transports.remote import Retryable, RetryPolicy, aws_cli_argv, retry, transient_hint
+from fceval_tui.transports.aws_cli import aws_cli_argv
+from fceval_tui.transports.retry import Retryable, RetryPolicy, retry, transient_hint
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class SsmTransport(Transport):
         *,
         s3_client=None,
         output_bucket: str | None = None,
-        output_prefix: str = "fceval-tui/ssm-output",
+        output_prefix: str = "ssm-output",
         region: str | None = None,
         profile: str | None = None,
         command_prefix: Sequence[str] = (),

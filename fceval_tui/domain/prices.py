@@ -1,10 +1,10 @@
-"""Approximate compute prices for "cost so far" in the console.
+"""Approximate compute prices for "cost so far" in the console: a table and pure lookups.
 
 These are rounded on-demand list prices for us-east-1 (Linux), in USD per hour, written down by
 hand: the AWS Pricing API needs extra permissions, is slow, and the console only needs an order of
 magnitude. Other regions typically cost 0-30% more. Spot instances are shown at the lower of the
 on-demand price and SPOT_PRICE (an upper bound: the real spot price is usually lower). Unknown
-instance types have no price (None) rather than a made-up one. No boto3 here: the CLI imports this.
+instance types have no price (None) rather than a made-up one. No I/O here.
 """
 
 from __future__ import annotations

@@ -1,0 +1,28 @@
+"""Facts about what the console creates in AWS: its tags, its S3 keys and its resource names.
+
+Each is written here once. The backends tag, name and list with them; teardown, the audit and
+`audit --print-policy` find the console's resources and objects by them. No boto3 here.
+"""
+
+from __future__ import annotations
+
+# Tags on every cloud resource the console creates (a contract: outside checks rely on them).
+MANAGED_BY_TAG = "ManagedBy"
+MANAGED_BY = "fceval-tui"
+RUN_ID_TAG = "fceval:run-id"
+JOB_ID_TAG = "fceval:job-id"
+EXPIRES_AT_TAG = "fceval:expires-at"  # ISO 8601, UTC
+# EC2 only: which attempt launched an instance, so a retried launch finds its own instance.
+ATTEMPT_TAG = "fceval:attempt"
+
+# The console's S3 keys, all under one root so that one policy statement covers them.
+S3_ROOT = "fceval-tui/"
+STAGING_PREFIX = S3_ROOT + "staging/"  # per attempt: {run id}/{job id}/a{attempt}/
+AUDIT_PREFIX = S3_ROOT + "audit/"  # the preflight audit's write/read/delete probes
+DEFAULT_ARTIFACTS_PREFIX = S3_ROOT + "artifacts"  # when FCEVAL_ARTIFACTS is unset
+
+# Names the console gives its resources (and finds them by).
+EC2_SECURITY_GROUP = "fceval-tui-egress-only"
+ECS_STARTED_BY = MANAGED_BY
+ECS_FAMILY_PREFIX = "fceval-tui-"
+BATCH_JOB_PREFIX = "fceval-"
