@@ -76,7 +76,7 @@ def make_context(
 ) -> JobContext:
     """What the runner would hand a backend for one attempt."""
     from fceval_tui.backends.base import work_dir
-    from fceval_tui.backends.remote import remote_work_dir
+    from fceval_tui.backends.cloud import remote_work_dir
     from fceval_tui.services.runner import render_commands
 
     job = Job(

@@ -6,8 +6,8 @@ import pytest
 from aws_helpers import client_error
 
 from fceval_tui.backends import aws
-from fceval_tui.errors import CapacityError, PermanentError, TransientError, UserError
 from fceval_tui.domain import prices
+from fceval_tui.errors import CapacityError, PermanentError, TransientError, UserError
 
 
 def test_one_session_per_profile_and_region_shared_by_clients():

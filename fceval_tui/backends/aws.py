@@ -1,9 +1,10 @@
 """Shared AWS plumbing for the cloud backends: sessions, clients, error classification.
 
-One boto3 Session per (profile, region), built once under a lock (Sessions are not thread-safe),
-and one client per service built from it up front (clients are thread-safe and shared by the
-runner's threads). botocore does the retrying of throttled calls (`standard` mode); what is left
-over after its retries is classified here into the runner's error kinds.
+Every boto3 Session is made here. The runner's: one per (profile, region), built once under a lock
+(Sessions are not thread-safe), and one client per service built from it up front (clients are
+thread-safe and shared by the runner's threads); the audit makes a fresh one per run. botocore does
+the retrying of throttled calls (`standard` mode); what is left over after its retries is
+classified here into the runner's error kinds.
 """
 
 from __future__ import annotations
@@ -26,18 +27,23 @@ _sessions: dict[tuple[str, str], boto3.Session] = {}
 _sessions_lock = threading.Lock()
 
 
+def new_session(region: str, profile: str = "") -> boto3.Session:
+    """A new Session (default credential chain when profile is empty); a UserError for an unknown profile."""
+    try:
+        return boto3.Session(profile_name=profile or None, region_name=region)
+    except botocore.exceptions.ProfileNotFound:
+        raise UserError(
+            f"AWS profile {profile!r} is not configured",
+            "check --profile / AWS_PROFILE against ~/.aws/config, or run `aws configure sso`",
+        ) from None
+
+
 def session_for(region: str, profile: str = "") -> boto3.Session:
-    """The one Session for this profile and region (default credential chain when profile is empty)."""
+    """The one shared Session for this profile and region."""
     key = (profile, region)
     with _sessions_lock:
         if key not in _sessions:
-            try:
-                _sessions[key] = boto3.Session(profile_name=profile or None, region_name=region)
-            except botocore.exceptions.ProfileNotFound:
-                raise UserError(
-                    f"AWS profile {profile!r} is not configured",
-                    "check --profile / AWS_PROFILE against ~/.aws/config, or run `aws configure sso`",
-                ) from None
+            _sessions[key] = new_session(region, profile)
         return _sessions[key]
 
 
@@ -194,6 +200,11 @@ def tag_map(tags: Iterable[dict[str, str]] | None) -> dict[str, str]:
         if key is not None:
             result[key] = tag.get("Value", tag.get("value", ""))
     return result
+
+
+def tag_filter(key: str, *values: str) -> dict:
+    """An EC2 describe filter on one tag."""
+    return {"Name": f"tag:{key}", "Values": list(values)}
 
 
 # What a boto3 call can raise that `classify` knows how to translate.

@@ -21,22 +21,31 @@ import time
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from fceval_tui.backends import remote
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, chunks, classify, error_code
-from fceval_tui.backends.base import JobContext, Observation, Outcome, Resource, ResourceGone, TmuxTarget
+from fceval_tui.backends.aws_constants import BATCH_JOB_PREFIX
+from fceval_tui.backends.base import (
+    JobContext,
+    Observation,
+    Outcome,
+    Resource,
+    ResourceGone,
+    TmuxTarget,
+    is_managed,
+)
+from fceval_tui.backends.cloud import CloudBackend, remote_work_dir, require_settings
+from fceval_tui.backends.manifest import MANIFEST, Manifest, load_manifest, verify_uploads
 from fceval_tui.config import Settings
-from fceval_tui.domain.models import Job, parse_iso
+from fceval_tui.domain.models import Job
+from fceval_tui.domain.prices import batch_hourly, cost_so_far
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import PermanentError
-from fceval_tui.domain.prices import batch_hourly, cost_so_far
 
-NAME_PREFIX = "fceval-"
 LIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 MAX_COMMAND = 20_000  # SubmitJob's request is capped at 30 KiB; leave room for the rest
 
 
 def job_name(job_id: str, attempt: int) -> str:
-    return f"{NAME_PREFIX}{job_id}-a{attempt}"
+    return f"{BATCH_JOB_PREFIX}{job_id}-a{attempt}"
 
 
 class _StatusBoard:
@@ -75,11 +84,12 @@ class _StatusBoard:
         self._at = time.monotonic()
 
 
-class BatchBackend(remote.RemoteBackend):
+class BatchBackend(CloudBackend):
     name = "batch"
     first_state = JobState.PROVISIONING
     poll_interval = 10.0
 
+    compute_principal = "batch.amazonaws.com"
     caller_actions: ClassVar[tuple[str, ...]] = (
         "batch:SubmitJob",
         "batch:TagResource",
@@ -105,7 +115,7 @@ class BatchBackend(remote.RemoteBackend):
 
     def check_ready(self) -> None:
         super().check_ready()
-        remote.require_settings(
+        require_settings(
             self.settings,
             self.name,
             ("FCEVAL_BATCH_QUEUE", "FCEVAL_BATCH_JOB_DEFINITION"),
@@ -120,8 +130,8 @@ class BatchBackend(remote.RemoteBackend):
         if existing:
             return existing[0]  # a retry after a lost SubmitJob response
         s = self.settings
-        work = remote.remote_work_dir(s, ctx.job.id)
-        manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
+        work = remote_work_dir(s, ctx.job.id)
+        manifest = Manifest.for_job(ctx, ctx.artifact_prefix)
         script = self.pipeline_script(ctx, manifest.upload_shell(), "")
         # The job's exit code is the pipeline's verdict, so Batch shows agent failures as FAILED.
         command = f'mkdir -p {shlex.quote(work)} || exit 2\n{script}\nexit "$code"\n'
@@ -130,7 +140,7 @@ class BatchBackend(remote.RemoteBackend):
                 f"the pipeline for {ctx.job.id} is {len(command)} bytes, too long for SubmitJob",
                 "shorten FCEVAL_RUN_COMMAND / FCEVAL_GRADE_COMMAND",
             )
-        self._staging(ctx.job, ctx.attempt).put(self.aws.s3, remote.MANIFEST, manifest.to_json())
+        self.staging(ctx.job, ctx.attempt).put(self.aws.s3, MANIFEST, manifest.to_json())
         resources = [{"type": "VCPU", "value": str(s.batch_vcpu)}, {"type": "MEMORY", "value": str(s.batch_memory)}]
         if s.batch_gpus:
             resources.append({"type": "GPU", "value": str(s.batch_gpus)})
@@ -176,8 +186,8 @@ class BatchBackend(remote.RemoteBackend):
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
         self._board.forget(resource_id)
         s3 = self.aws.s3
-        manifest = remote.load_manifest(s3, self._staging(ctx.job, ctx.attempt), ctx, self.settings)
-        outcome = remote.verify_uploads(s3, manifest, observation.exit_code)
+        manifest = load_manifest(s3, self.staging(ctx.job, ctx.attempt), ctx, self.settings)
+        outcome = verify_uploads(s3, manifest, observation.exit_code)
         if outcome.succeeded or observation.exit_code is not None:
             return outcome
         # Killed before the pipeline could report (timeout, spot reclaim): say why.
@@ -192,7 +202,7 @@ class BatchBackend(remote.RemoteBackend):
             self._terminate(batch_job_id, "fceval-tui job ended")
             self._board.forget(batch_job_id)
         if self.settings.staging_bucket:
-            self._staging(ctx.job, ctx.attempt).delete_all(self.aws.s3)
+            self.staging(ctx.job, ctx.attempt).delete_all(self.aws.s3)
 
     def hourly_cost(self) -> float:
         return batch_hourly(self.settings.batch_vcpu, self.settings.batch_memory)
@@ -209,7 +219,7 @@ class BatchBackend(remote.RemoteBackend):
                     jobQueue=self.settings.batch_queue, jobStatus=status
                 )
                 for summary in page["jobSummaryList"]
-                if summary["jobName"].startswith(NAME_PREFIX)
+                if summary["jobName"].startswith(BATCH_JOB_PREFIX)
             ]
             described = [item for ids in chunks(ours, 100) for item in batch.describe_jobs(jobs=list(ids))["jobs"]]
         except AWS_ERRORS as exc:
@@ -218,19 +228,17 @@ class BatchBackend(remote.RemoteBackend):
         resources = []
         for item in described:
             tags = item.get("tags") or {}
-            if tags.get("ManagedBy") != "fceval-tui":
+            if not is_managed(tags):
                 continue
             started = _ms(item.get("startedAt")) or _ms(item.get("createdAt"))
             resources.append(
-                Resource(
+                Resource.from_tags(
+                    tags,
                     backend=self.name,
                     kind="batch-job",
                     id=item["jobId"],
                     state=item["status"],
-                    run_id=tags.get("fceval:run-id"),
-                    job_id=tags.get("fceval:job-id"),
                     started_at=started,
-                    expires_at=parse_iso(tags.get("fceval:expires-at")),
                     cost_usd=cost_so_far(hourly, _ms(item.get("startedAt")), now),
                     detail={"queue": self.settings.batch_queue, "name": item.get("jobName")},
                 )
@@ -284,9 +292,6 @@ class BatchBackend(remote.RemoteBackend):
             self.aws.batch.terminate_job(jobId=batch_job_id, reason=reason)
         except AWS_ERRORS as exc:
             raise classify(exc, f"batch:TerminateJob {batch_job_id}") from exc
-
-    def _staging(self, job: Job, attempt: int) -> remote.Staging:
-        return remote.Staging.for_job(remote.require_staging_bucket(self.settings, self.name), job, attempt)
 
 
 def _exit_code(item: dict) -> int | None:

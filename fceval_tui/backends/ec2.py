@@ -9,20 +9,21 @@ start      wait for running and for the SSM agent, stage the pipeline script and
 observe    read the pipeline's status files through SSM
 collect    verify in S3 every upload the manifest expects
 cancel / cleanup   terminate the instance (whatever happened) and delete the staging objects
+
+The AMI is looked up in ec2_image, the VPC and the security group in ec2_network.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import shlex
-import threading
 import time
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from fceval_tui.backends import remote
-from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, classify, error_code, tag_map
+from fceval_tui.backends import remote_tmux
+from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, classify, error_code, tag_filter, tag_map
+from fceval_tui.backends.aws_constants import ATTEMPT_TAG, JOB_ID_TAG, MANAGED_BY, MANAGED_BY_TAG
 from fceval_tui.backends.base import (
     JobContext,
     Observation,
@@ -31,27 +32,21 @@ from fceval_tui.backends.base import (
     ResourceGone,
     TmuxTarget,
 )
+from fceval_tui.backends.cloud import CloudBackend, remote_work_dir
+from fceval_tui.backends.ec2_image import Ec2Images
+from fceval_tui.backends.ec2_network import Ec2Network
+from fceval_tui.backends.manifest import MANIFEST, Manifest, load_manifest, verify_uploads
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
-from fceval_tui.domain.models import Job, parse_iso, utcnow
+from fceval_tui.domain.models import Job, utcnow
+from fceval_tui.domain.prices import cost_so_far, ec2_hourly
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
-from fceval_tui.domain.prices import cost_so_far, ec2_hourly
-from fceval_tui.transports.remote import RetryPolicy
+from fceval_tui.transports.retry import RetryPolicy
 from fceval_tui.transports.ssm import SsmTransport
 
-AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
-SECURITY_GROUP_NAME = "fceval-tui-egress-only"
-ATTEMPT_TAG = "fceval:attempt"
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 GONE_STATES = ("shutting-down", "terminated", "stopping", "stopped")
-# Graviton families have a 'g' after the generation digit (c7g, m6gd, t4g); g4dn/g5 are x86 GPUs.
-_ARM_FAMILY = re.compile(r"[a-z]+\d+[a-z]*g[a-z]*")
-
-
-def architecture(instance_type: str) -> str:
-    family = instance_type.split(".", 1)[0]
-    return "arm64" if _ARM_FAMILY.fullmatch(family) else "x86_64"
 
 
 def ttl_minutes(ctx: JobContext) -> int:
@@ -80,12 +75,13 @@ def user_data(ctx: JobContext, work_root: str, use_nvme: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Ec2Backend(remote.RemoteBackend):
+class Ec2Backend(CloudBackend):
     name = "ec2"
     first_state = JobState.PROVISIONING
     poll_interval = 5.0
     agent_timeout = 900.0  # first boot + SSM agent registration; slow AMIs take several minutes
 
+    compute_principal = "ec2.amazonaws.com"
     caller_actions: ClassVar[tuple[str, ...]] = (
         "ec2:DescribeImages",
         "ec2:DescribeVpcs",
@@ -125,11 +121,8 @@ class Ec2Backend(remote.RemoteBackend):
     def __init__(self, settings: Settings, clients: AwsClients | None = None) -> None:
         super().__init__(settings)
         self.aws = clients or AwsClients(settings.region, settings.profile, ("ec2", "ssm", "s3"))
-        self._lock = threading.Lock()
-        self._ami: str | None = None
-        self._root_device: dict[str, str] = {}
-        self._network: tuple[str, str | None] | None = None
-        self._security_groups: dict[str, str] = {}
+        self.images = Ec2Images(self.aws, settings)
+        self.network = Ec2Network(self.aws, settings)
 
     # -- the Backend contract -----------------------------------------------------------------
 
@@ -167,19 +160,19 @@ class Ec2Backend(remote.RemoteBackend):
         self._wait_running(resource_id)
         self._wait_agent(resource_id)
         s3 = self.aws.s3
-        work = remote.remote_work_dir(self.settings, ctx.job.id)
-        staging = self._staging(ctx)
-        manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
+        work = remote_work_dir(self.settings, ctx.job.id)
+        staging = self.staging(ctx.job, ctx.attempt)
+        manifest = Manifest.for_job(ctx, ctx.artifact_prefix)
         script = self.pipeline_script(ctx, manifest.upload_shell(), f" on {resource_id}")
-        staging.put(s3, remote.MANIFEST, manifest.to_json())
+        staging.put(s3, MANIFEST, manifest.to_json())
         staging.put(s3, pipeline.SCRIPT_NAME, script)
         fetch = f"aws s3 cp --only-show-errors {shlex.quote(staging.url(pipeline.SCRIPT_NAME))}"
-        launch = remote.launch_script(work, ctx.job.id, fetch + " {path}")
+        launch = remote_tmux.launch_script(work, ctx.job.id, fetch + " {path}")
         try:
             result = self._transport(ctx.job, ctx.attempt, resource_id).run(["sh", "-c", launch], timeout=600)
         except TimeoutError as exc:
             raise TransientError(f"starting the pipeline on {resource_id} timed out: {exc}") from exc
-        if result.exit_code == remote.EXIT_NO_TMUX:
+        if result.exit_code == remote_tmux.EXIT_NO_TMUX:
             raise PermanentError(
                 f"tmux is not installed on {resource_id}: {result.stderr.strip()}",
                 "use an AMI with tmux, or give the subnet access to the package repositories",
@@ -189,22 +182,22 @@ class Ec2Backend(remote.RemoteBackend):
             raise TransientError(f"starting the pipeline on {resource_id} failed (exit {result.exit_code}): {detail}")
 
     def observe(self, ctx: JobContext, resource_id: str) -> Observation:
-        work = remote.remote_work_dir(self.settings, ctx.job.id)
+        work = remote_work_dir(self.settings, ctx.job.id)
         # One try per look: the runner already retries a failed observation, and a terminated
         # instance should be noticed at once rather than after the transport's own backoff.
         transport = self._transport(ctx.job, ctx.attempt, resource_id, RetryPolicy(attempts=1))
         try:
-            result = transport.run(["sh", "-c", remote.status_script(work, ctx.job.id)], timeout=60)
+            result = transport.run(["sh", "-c", remote_tmux.status_script(work, ctx.job.id)], timeout=60)
         except (TransientError, TimeoutError) as exc:
             self._raise_if_gone(resource_id)
             if isinstance(exc, TimeoutError):
                 raise TransientError(f"reading the status on {resource_id} timed out: {exc}") from exc
             raise
-        return remote.observation(result.stdout, resource_id, self._raise_if_gone)
+        return remote_tmux.observation(result.stdout, resource_id, self._raise_if_gone)
 
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
-        manifest = remote.load_manifest(self.aws.s3, self._staging(ctx), ctx, self.settings)
-        return remote.verify_uploads(self.aws.s3, manifest, observation.exit_code)
+        manifest = load_manifest(self.aws.s3, self.staging(ctx.job, ctx.attempt), ctx, self.settings)
+        return verify_uploads(self.aws.s3, manifest, observation.exit_code)
 
     def cancel(self, ctx: JobContext, resource_id: str) -> None:
         self._terminate([resource_id])
@@ -214,7 +207,7 @@ class Ec2Backend(remote.RemoteBackend):
         ids = {resource_id} | {item["InstanceId"] for item in self._instances_of(ctx)}
         self._terminate(sorted(i for i in ids if i.startswith("i-")))
         if self.settings.staging_bucket:
-            self._staging(ctx).delete_all(self.aws.s3)
+            self.staging(ctx.job, ctx.attempt).delete_all(self.aws.s3)
 
     def hourly_cost(self) -> float:
         return ec2_hourly(self.settings.ec2_instance_type, self.settings.spot_price) or 0.0
@@ -225,7 +218,7 @@ class Ec2Backend(remote.RemoteBackend):
         try:
             pages = self.aws.ec2.get_paginator("describe_instances").paginate(
                 Filters=[
-                    {"Name": "tag:ManagedBy", "Values": ["fceval-tui"]},
+                    tag_filter(MANAGED_BY_TAG, MANAGED_BY),
                     {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
                 ],
                 PaginationConfig={"PageSize": 1000},
@@ -233,22 +226,17 @@ class Ec2Backend(remote.RemoteBackend):
             for page in pages:
                 for reservation in page["Reservations"]:
                     resources.extend(self._instance_resource(item, now) for item in reservation["Instances"])
-            groups = self.aws.ec2.describe_security_groups(
-                Filters=[{"Name": "tag:ManagedBy", "Values": ["fceval-tui"]}]
-            )["SecurityGroups"]
+            groups = self.network.managed_security_groups()
         except AWS_ERRORS as exc:
             raise classify(exc, "listing fceval-tui EC2 resources") from exc
         for group in groups:
-            tags = tag_map(group.get("Tags"))
             resources.append(
-                Resource(
+                Resource.from_tags(
+                    tag_map(group.get("Tags")),
                     backend=self.name,
                     kind="security-group",
                     id=group["GroupId"],
                     state="available",
-                    run_id=tags.get("fceval:run-id"),
-                    job_id=tags.get("fceval:job-id"),
-                    expires_at=parse_iso(tags.get("fceval:expires-at")),
                     detail={"name": group.get("GroupName"), "vpc": group.get("VpcId")},
                 )
             )
@@ -258,19 +246,7 @@ class Ec2Backend(remote.RemoteBackend):
         if resource.kind == "instance":
             self._terminate([resource.id])
         elif resource.kind == "security-group":
-            try:
-                self.aws.ec2.delete_security_group(GroupId=resource.id)
-            except AWS_ERRORS as exc:
-                if error_code(exc) == "InvalidGroup.NotFound":
-                    return
-                if error_code(exc) == "DependencyViolation":
-                    raise TransientError(
-                        f"security group {resource.id} is still used by instances that are shutting down",
-                        "run teardown again in a minute",
-                    ) from exc
-                raise classify(exc, f"ec2:DeleteSecurityGroup {resource.id}") from exc
-            with self._lock:
-                self._security_groups = {k: v for k, v in self._security_groups.items() if v != resource.id}
+            self.network.delete_security_group(resource.id)
         else:
             super().destroy_resource(resource)
 
@@ -283,8 +259,8 @@ class Ec2Backend(remote.RemoteBackend):
 
     def _launch_params(self, ctx: JobContext) -> dict:
         settings = self.settings
-        ami = settings.ec2_ami or self._default_ami()
-        vpc, subnet = self._vpc_and_subnet()
+        ami = self.images.ami()
+        vpc, subnet = self.network.vpc_and_subnet()
         tags = [{"Key": k, "Value": v} for k, v in {**ctx.tags, ATTEMPT_TAG: str(ctx.attempt)}.items()]
         params: dict = {
             "ImageId": ami,
@@ -296,7 +272,7 @@ class Ec2Backend(remote.RemoteBackend):
             "UserData": user_data(ctx, settings.remote_work_dir, settings.ec2_use_nvme),
             "BlockDeviceMappings": [
                 {
-                    "DeviceName": self._root_device_of(ami),
+                    "DeviceName": self.images.root_device(ami),
                     "Ebs": {
                         "VolumeSize": settings.ec2_root_volume_gb,
                         "VolumeType": "gp3",
@@ -305,7 +281,7 @@ class Ec2Backend(remote.RemoteBackend):
                 }
             ],
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
-            "SecurityGroupIds": [self._security_group(vpc, ctx)],
+            "SecurityGroupIds": [self.network.security_group(vpc, ctx.tags)],
             "TagSpecifications": [
                 {"ResourceType": "instance", "Tags": tags},
                 {"ResourceType": "volume", "Tags": tags},
@@ -325,100 +301,12 @@ class Ec2Backend(remote.RemoteBackend):
             params["TagSpecifications"].append({"ResourceType": "spot-instances-request", "Tags": tags})
         return params
 
-    def _default_ami(self) -> str:
-        with self._lock:
-            if self._ami:
-                return self._ami
-        name = AL2023_PARAMETER.format(arch=architecture(self.settings.ec2_instance_type))
-        try:
-            ami = self.aws.ssm.get_parameter(Name=name)["Parameter"]["Value"]
-        except AWS_ERRORS as exc:
-            raise classify(exc, f"ssm:GetParameter {name} (latest Amazon Linux 2023 AMI)") from exc
-        with self._lock:
-            self._ami = ami
-        return ami
-
-    def _root_device_of(self, ami: str) -> str:
-        with self._lock:
-            if ami in self._root_device:
-                return self._root_device[ami]
-        try:
-            images = self.aws.ec2.describe_images(ImageIds=[ami])["Images"]
-        except AWS_ERRORS as exc:
-            raise classify(exc, f"ec2:DescribeImages {ami}") from exc
-        if not images:
-            raise PermanentError(
-                f"AMI {ami} does not exist in {self.settings.region}",
-                "set EC2_INSTANCE_AMI to an AMI of this region, or leave it empty",
-            )
-        device = images[0].get("RootDeviceName") or "/dev/xvda"
-        with self._lock:
-            self._root_device[ami] = device
-        return device
-
-    def _vpc_and_subnet(self) -> tuple[str, str | None]:
-        with self._lock:
-            if self._network:
-                return self._network
-        subnet = self.settings.ec2_subnet
-        try:
-            if subnet:
-                found = self.aws.ec2.describe_subnets(SubnetIds=[subnet])["Subnets"]
-                vpc = found[0]["VpcId"]
-            else:
-                vpcs = self.aws.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
-                if not vpcs:
-                    raise PermanentError(
-                        f"there is no default VPC in {self.settings.region}",
-                        "set FCEVAL_EC2_SUBNET_ID to a subnet with a route to S3 and SSM",
-                    )
-                vpc = vpcs[0]["VpcId"]
-        except AWS_ERRORS as exc:
-            raise classify(exc, "finding the VPC for EC2 jobs") from exc
-        with self._lock:
-            self._network = (vpc, subnet)
-        return self._network
-
-    def _security_group(self, vpc: str, ctx: JobContext) -> str:
-        """The shared egress-only group of this VPC (a new group has no inbound rules), created once."""
-        with self._lock:
-            if vpc in self._security_groups:
-                return self._security_groups[vpc]
-        filters = [{"Name": "group-name", "Values": [SECURITY_GROUP_NAME]}, {"Name": "vpc-id", "Values": [vpc]}]
-        try:
-            found = self.aws.ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
-            if found:
-                group = found[0]["GroupId"]
-            else:
-                try:
-                    group = self.aws.ec2.create_security_group(
-                        GroupName=SECURITY_GROUP_NAME,
-                        VpcId=vpc,
-                        Description="fceval-tui job instances: no inbound access, outbound only",
-                        TagSpecifications=[
-                            {
-                                "ResourceType": "security-group",
-                                "Tags": [{"Key": k, "Value": v} for k, v in ctx.tags.items()],
-                            }
-                        ],
-                    )["GroupId"]
-                except AWS_ERRORS as exc:
-                    if error_code(exc) != "InvalidGroup.Duplicate":
-                        raise
-                    # Another console thread or process created it first.
-                    group = self.aws.ec2.describe_security_groups(Filters=filters)["SecurityGroups"][0]["GroupId"]
-        except AWS_ERRORS as exc:
-            raise classify(exc, f"preparing security group {SECURITY_GROUP_NAME} in {vpc}") from exc
-        with self._lock:
-            self._security_groups[vpc] = group
-        return group
-
     # -- running ---------------------------------------------------------------------------------
 
     def _instances_of(self, ctx: JobContext) -> list[dict]:
         filters = [
-            {"Name": "tag:fceval:job-id", "Values": [ctx.job.id]},
-            {"Name": f"tag:{ATTEMPT_TAG}", "Values": [str(ctx.attempt)]},
+            tag_filter(JOB_ID_TAG, ctx.job.id),
+            tag_filter(ATTEMPT_TAG, str(ctx.attempt)),
             {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
         ]
         try:
@@ -480,12 +368,9 @@ class Ec2Backend(remote.RemoteBackend):
                 return  # already gone
             raise classify(exc, f"ec2:TerminateInstances {', '.join(instance_ids)}") from exc
 
-    def _staging(self, ctx: JobContext) -> remote.Staging:
-        return remote.Staging.for_job(remote.require_staging_bucket(self.settings, self.name), ctx.job, ctx.attempt)
-
     def _transport(self, job: Job, attempt: int, instance_id: str, policy: RetryPolicy | None = None) -> SsmTransport:
         # Full outputs land under the attempt's staging prefix, deleted with it in cleanup.
-        staging = remote.Staging.for_job(remote.require_staging_bucket(self.settings, self.name), job, attempt)
+        staging = self.staging(job, attempt)
         return SsmTransport(
             self.aws.ssm,
             instance_id,
@@ -500,18 +385,15 @@ class Ec2Backend(remote.RemoteBackend):
         )
 
     def _instance_resource(self, item: dict, now: datetime) -> Resource:
-        tags = tag_map(item.get("Tags"))
         spot = self.settings.spot_price if item.get("InstanceLifecycle") == "spot" else None
         launched = item.get("LaunchTime")
-        return Resource(
+        return Resource.from_tags(
+            tag_map(item.get("Tags")),
             backend=self.name,
             kind="instance",
             id=item["InstanceId"],
             state=item["State"]["Name"],
-            run_id=tags.get("fceval:run-id"),
-            job_id=tags.get("fceval:job-id"),
             started_at=launched,
-            expires_at=parse_iso(tags.get("fceval:expires-at")),
             cost_usd=cost_so_far(ec2_hourly(item["InstanceType"], spot), launched, now),
             detail={
                 "type": item["InstanceType"],

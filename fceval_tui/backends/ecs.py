@@ -20,8 +20,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from fceval_tui.backends import remote
+from fceval_tui.backends import remote_tmux
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, chunks, classify, error_code, tag_map
+from fceval_tui.backends.aws_constants import ECS_FAMILY_PREFIX, ECS_STARTED_BY
 from fceval_tui.backends.base import (
     JobContext,
     Observation,
@@ -29,19 +30,20 @@ from fceval_tui.backends.base import (
     Resource,
     ResourceGone,
     TmuxTarget,
+    is_managed,
 )
+from fceval_tui.backends.cloud import CloudBackend, remote_work_dir, require_settings
+from fceval_tui.backends.manifest import MANIFEST, Manifest, load_manifest, verify_uploads
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.artifacts import split_s3
-from fceval_tui.domain.models import Job, parse_iso
+from fceval_tui.domain.models import Job
+from fceval_tui.domain.prices import cost_so_far, fargate_hourly
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
-from fceval_tui.domain.prices import cost_so_far, fargate_hourly
 from fceval_tui.transports.base import Transport
 
 CONTAINER = "main"
-FAMILY_PREFIX = "fceval-tui-"
-STARTED_BY = "fceval-tui"
 URL_SECONDS = 900  # presigned URLs live 15 minutes: long enough for one transfer
 _IMAGE_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -65,7 +67,7 @@ _PUT = (
 
 
 def family_of(job_id: str, attempt: int) -> str:
-    return f"{FAMILY_PREFIX}{job_id}-a{attempt}"
+    return f"{ECS_FAMILY_PREFIX}{job_id}-a{attempt}"
 
 
 def image_for(template: str, task_id: str) -> str:
@@ -73,11 +75,12 @@ def image_for(template: str, task_id: str) -> str:
     return template.replace("{task_id}", _IMAGE_TAG_UNSAFE.sub("-", task_id)[:128])
 
 
-class EcsBackend(remote.RemoteBackend):
+class EcsBackend(CloudBackend):
     name = "ecs"
     first_state = JobState.PROVISIONING
     poll_interval = 5.0
 
+    compute_principal = "ecs-tasks.amazonaws.com"
     caller_actions: ClassVar[tuple[str, ...]] = (
         "ecs:RegisterTaskDefinition",
         "ecs:DeregisterTaskDefinition",
@@ -114,7 +117,7 @@ class EcsBackend(remote.RemoteBackend):
 
     def check_ready(self) -> None:
         super().check_ready()
-        remote.require_settings(
+        require_settings(
             self.settings,
             self.name,
             ("FCEVAL_ECS_IMAGE", "FCEVAL_ECS_SUBNETS"),
@@ -139,7 +142,7 @@ class EcsBackend(remote.RemoteBackend):
                 taskDefinition=definition,
                 launchType="FARGATE",
                 enableExecuteCommand=True,
-                startedBy=STARTED_BY,
+                startedBy=ECS_STARTED_BY,
                 clientToken=family[-64:],  # a retried RunTask starts no second task
                 networkConfiguration={
                     "awsvpcConfiguration": {
@@ -165,17 +168,17 @@ class EcsBackend(remote.RemoteBackend):
 
     def start(self, ctx: JobContext, resource_id: str) -> None:
         self._wait_running(resource_id)
-        work = remote.remote_work_dir(self.settings, ctx.job.id)
-        staging = self._staging(ctx.job, ctx.attempt)
-        manifest = remote.Manifest.for_job(ctx, ctx.artifact_prefix)
+        work = remote_work_dir(self.settings, ctx.job.id)
+        staging = self.staging(ctx.job, ctx.attempt)
+        manifest = Manifest.for_job(ctx, ctx.artifact_prefix)
         script = self.pipeline_script(ctx, "", f" in {resource_id}")
         s3 = self.aws.s3
-        staging.put(s3, remote.MANIFEST, manifest.to_json())
+        staging.put(s3, MANIFEST, manifest.to_json())
         staging.put(s3, pipeline.SCRIPT_NAME, script)
         url = self._presign("get_object", staging.bucket, staging.key(pipeline.SCRIPT_NAME))
-        launch = remote.launch_script(work, ctx.job.id, _FETCH)
+        launch = remote_tmux.launch_script(work, ctx.job.id, _FETCH)
         result = self._transport_for(resource_id).run(["sh", "-c", launch], stdin=(url + "\n").encode(), timeout=300)
-        if result.exit_code == remote.EXIT_NO_TMUX:
+        if result.exit_code == remote_tmux.EXIT_NO_TMUX:
             raise PermanentError(
                 f"tmux is not installed in the image of {resource_id}", "add tmux to the task image (FCEVAL_ECS_IMAGE)"
             )
@@ -184,25 +187,25 @@ class EcsBackend(remote.RemoteBackend):
             raise TransientError(f"starting the pipeline in {resource_id} failed (exit {result.exit_code}): {detail}")
 
     def observe(self, ctx: JobContext, resource_id: str) -> Observation:
-        work = remote.remote_work_dir(self.settings, ctx.job.id)
+        work = remote_work_dir(self.settings, ctx.job.id)
         try:
-            result = self._transport_for(resource_id).run(["sh", "-c", remote.status_script(work, ctx.job.id)])
+            result = self._transport_for(resource_id).run(["sh", "-c", remote_tmux.status_script(work, ctx.job.id)])
         except (TransientError, TimeoutError) as exc:
             self._raise_if_stopped(resource_id)
             raise TransientError(f"reading the status in {resource_id} failed: {exc}") from exc
-        return remote.observation(result.stdout, resource_id, self._raise_if_stopped)
+        return remote_tmux.observation(result.stdout, resource_id, self._raise_if_stopped)
 
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
         s3 = self.aws.s3
-        manifest = remote.load_manifest(s3, self._staging(ctx.job, ctx.attempt), ctx, self.settings)
+        manifest = load_manifest(s3, self.staging(ctx.job, ctx.attempt), ctx, self.settings)
         run_url, report_url = manifest.urls(observation.exit_code == 0)
         urls = [self._presign("put_object", *split_s3(url)) for url in (run_url, report_url)]
-        work = remote.remote_work_dir(self.settings, ctx.job.id)
+        work = remote_work_dir(self.settings, ctx.job.id)
         q = shlex.quote
         upload = _PUT.format(work=q(work), run=pipeline.RUN_ARCHIVE, report=pipeline.REPORT_ARCHIVE)
         # The exit status is not trusted on its own: the verification below decides.
         self._transport_for(resource_id).run(["sh", "-c", upload], stdin="\n".join(urls + [""]).encode(), timeout=900)
-        return remote.verify_uploads(s3, manifest, observation.exit_code)
+        return verify_uploads(s3, manifest, observation.exit_code)
 
     def cancel(self, ctx: JobContext, resource_id: str) -> None:
         self._stop([resource_id], "cancelled by fceval-tui")
@@ -213,7 +216,7 @@ class EcsBackend(remote.RemoteBackend):
         for arn in self._definitions(family):
             self._deregister(arn)
         if self.settings.staging_bucket:
-            self._staging(ctx.job, ctx.attempt).delete_all(self.aws.s3)
+            self.staging(ctx.job, ctx.attempt).delete_all(self.aws.s3)
 
     def hourly_cost(self) -> float:
         return fargate_hourly(self.settings.ecs_cpu, self.settings.ecs_memory)
@@ -226,7 +229,7 @@ class EcsBackend(remote.RemoteBackend):
         try:
             arns = [
                 arn
-                for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=STARTED_BY)
+                for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=ECS_STARTED_BY)
                 for arn in page["taskArns"]
             ]
             tasks = [
@@ -239,33 +242,31 @@ class EcsBackend(remote.RemoteBackend):
                 arn
                 for page in ecs.get_paginator("list_task_definitions").paginate(status="ACTIVE")
                 for arn in page["taskDefinitionArns"]
-                if arn.rsplit("/", 1)[-1].startswith(FAMILY_PREFIX)
+                if arn.rsplit("/", 1)[-1].startswith(ECS_FAMILY_PREFIX)
             ]
         except AWS_ERRORS as exc:
             raise classify(exc, f"listing fceval-tui tasks in ECS cluster {cluster}") from exc
         hourly = fargate_hourly(self.settings.ecs_cpu, self.settings.ecs_memory)
         for task in tasks:
             tags = tag_map(task.get("tags"))
-            if tags.get("ManagedBy") != "fceval-tui" or task.get("lastStatus") == "STOPPED":
+            if not is_managed(tags) or task.get("lastStatus") == "STOPPED":
                 continue
             started = task.get("startedAt") or task.get("createdAt")
             resources.append(
-                Resource(
+                Resource.from_tags(
+                    tags,
                     backend=self.name,
                     kind="task",
                     id=task["taskArn"],
                     state=task.get("lastStatus", ""),
-                    run_id=tags.get("fceval:run-id"),
-                    job_id=tags.get("fceval:job-id"),
                     started_at=started,
-                    expires_at=parse_iso(tags.get("fceval:expires-at")),
                     cost_usd=cost_so_far(hourly, started, now),
                     detail={"cluster": cluster, "definition": task.get("taskDefinitionArn")},
                 )
             )
         for arn in definitions:
             # family fceval-tui-{job id}-a{attempt}:{revision}; job ids are {run id}-{seq}.
-            job_id = arn.rsplit("/", 1)[-1].split(":")[0][len(FAMILY_PREFIX) :].rsplit("-a", 1)[0]
+            job_id = arn.rsplit("/", 1)[-1].split(":")[0][len(ECS_FAMILY_PREFIX) :].rsplit("-a", 1)[0]
             resources.append(
                 Resource(
                     backend=self.name,
@@ -398,6 +399,3 @@ class EcsBackend(remote.RemoteBackend):
 
     def _presign(self, method: str, bucket: str, key: str) -> str:
         return self.aws.s3.generate_presigned_url(method, Params={"Bucket": bucket, "Key": key}, ExpiresIn=URL_SECONDS)
-
-    def _staging(self, job: Job, attempt: int) -> remote.Staging:
-        return remote.Staging.for_job(remote.require_staging_bucket(self.settings, self.name), job, attempt)

@@ -19,13 +19,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from fceval_tui.backends import backend_class
+from fceval_tui.backends.aws_constants import S3_ROOT
 from fceval_tui.config import Settings
 from fceval_tui.domain.artifacts import split_s3
 
-STAGING_OBJECTS_PREFIX = "fceval-tui/"  # staging, default artifacts and audit probes all live under it
-PROBE_KEY = "fceval-tui/audit/permission-probe"  # a concrete object key standing in for "any key"
 SSM_MANAGED_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-PASSED_TO = {"ec2": "ec2.amazonaws.com", "ecs": "ecs-tasks.amazonaws.com", "batch": "batch.amazonaws.com"}
 
 # Read-only calls the preflight audit itself makes (printed with the caller policy so the audit
 # can see everything it checks instead of reporting "unknown").
@@ -113,7 +112,7 @@ def _is_object_action(action: str) -> bool:
 
 def _artifact_location(settings: Settings) -> tuple[str | None, str]:
     """(bucket, key prefix) where cloud compute writes artifacts (None: a local directory, which the audit reports)."""
-    from fceval_tui.backends.remote import cloud_artifact_prefix
+    from fceval_tui.backends.cloud import cloud_artifact_prefix
 
     url = cloud_artifact_prefix(settings)
     if url is None:
@@ -127,7 +126,7 @@ def s3_targets(settings: Settings, placeholder: bool = False) -> tuple[list[str]
     staging = settings.staging_bucket or ("YOUR-STAGING-BUCKET" if placeholder else None)
     objects, buckets = [], []
     if staging:
-        objects.append(f"arn:aws:s3:::{staging}/{STAGING_OBJECTS_PREFIX}*")
+        objects.append(f"arn:aws:s3:::{staging}/{S3_ROOT}*")  # staging, default artifacts, audit probes
         buckets.append(f"arn:aws:s3:::{staging}")
     bucket, prefix = _artifact_location(settings)
     if bucket:
@@ -147,7 +146,7 @@ def statements_for(
     backend: str, actions: Iterable[str], settings: Settings, pass_roles: Iterable[str] = (), placeholder: bool = False
 ) -> list[Statement]:
     """Scope an action list: S3 object actions to the prefixes, bucket actions to the buckets,
-    iam:PassRole to the given roles (only towards the backend's service); the rest to "*"."""
+    iam:PassRole to the given roles (only towards the backend's compute principal); the rest to "*"."""
     actions = list(dict.fromkeys(actions))
     objects, buckets = s3_targets(settings, placeholder)
     general = [a for a in actions if not a.startswith("s3:") and a != "iam:PassRole"]
@@ -163,7 +162,7 @@ def statements_for(
         out.append(Statement(f"{title}Buckets", tuple(bucket_actions), tuple(buckets)))
     roles = tuple(dict.fromkeys(pass_roles))
     if "iam:PassRole" in actions and roles:
-        condition = {"StringEquals": {"iam:PassedToService": PASSED_TO.get(backend, f"{backend}.amazonaws.com")}}
+        condition = {"StringEquals": {"iam:PassedToService": backend_class(backend).compute_principal}}
         out.append(Statement(f"{title}PassRole", ("iam:PassRole",), roles, condition))
     return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from fceval_tui.backends.aws_constants import AUDIT_PREFIX, STAGING_PREFIX
 from fceval_tui.backends.base import Resource
 from fceval_tui.config import Settings
 
@@ -16,17 +17,11 @@ KIND_STAGING = "staging-objects"
 KIND_PROBES = "audit-probes"
 
 
-def _prefixes() -> tuple[str, str]:
-    from fceval_tui.backends.remote import STAGING_ROOT
-    from fceval_tui.services.audit_checks.s3 import AUDIT_PREFIX
-
-    return STAGING_ROOT + "/", AUDIT_PREFIX
-
-
 def _client(settings: Settings):
-    import boto3
+    from fceval_tui.backends.aws import new_session
 
-    return boto3.Session(profile_name=settings.profile or None, region_name=settings.region).client("s3")
+    # A fresh Session per listing, so a teardown run after `aws sso login` sees the new credentials.
+    return new_session(settings.region, settings.profile).client("s3")
 
 
 def list_staging(settings: Settings, s3=None) -> list[Resource]:
@@ -35,17 +30,16 @@ def list_staging(settings: Settings, s3=None) -> list[Resource]:
 
     bucket = settings.staging_bucket
     s3 = s3 or _client(settings)
-    staging, probes = _prefixes()
     groups: dict[tuple[str, str | None], list[dict]] = {}
     try:
-        for prefix in (staging, probes):
+        for prefix in (STAGING_PREFIX, AUDIT_PREFIX):
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
-                    if prefix == staging:
-                        run_id = item["Key"][len(staging) :].split("/", 1)[0]
-                        groups.setdefault((f"{staging}{run_id}/", run_id), []).append(item)
+                    if prefix == STAGING_PREFIX:
+                        run_id = item["Key"][len(STAGING_PREFIX) :].split("/", 1)[0]
+                        groups.setdefault((f"{STAGING_PREFIX}{run_id}/", run_id), []).append(item)
                     else:
-                        groups.setdefault((probes, None), []).append(item)
+                        groups.setdefault((AUDIT_PREFIX, None), []).append(item)
     except AWS_ERRORS as exc:
         raise classify(exc, f"listing staging objects in s3://{bucket}") from exc
     resources = []

@@ -15,9 +15,9 @@ import subprocess
 from collections.abc import Callable, Sequence
 
 from fceval_tui.errors import PermanentError, TransientError
+from fceval_tui.transports.aws_cli import aws_cli_argv
 from fceval_tui.transports.base import CommandResult, Stream, Transport
 from fceval_tui.transports.local import ProcessStream
-from fceval_tui.transports.aws_cli import aws_cli_argv
 from fceval_tui.transports.markers import Markers, parse_marked, wrap_command
 from fceval_tui.transports.retry import Retryable, RetryPolicy, retry, transient_hint
 

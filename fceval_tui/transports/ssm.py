@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from botocore.exceptions import ClientError
 
 from fceval_tui.errors import PermanentError, TransientError
+from fceval_tui.transports.aws_cli import aws_cli_argv
 from fceval_tui.transports.base import CommandResult, Stream, Transport
 from fceval_tui.transports.local import ProcessStream
-from fceval_tui.transports.aws_cli import aws_cli_argv
 from fceval_tui.transports.retry import Retryable, RetryPolicy, retry, transient_hint
 
 log = logging.getLogger(__name__)

@@ -21,19 +21,11 @@ SERVICES = {
 
 def build_clients(settings, backend: str) -> dict[str, Any]:
     """A fresh Session per audit, so re-running it after `aws sso login` or a profile fix sees the change."""
-    import boto3
-    import botocore.exceptions
     from botocore.config import Config
 
-    from fceval_tui.errors import UserError
+    from fceval_tui.backends.aws import new_session
 
-    try:
-        session = boto3.Session(profile_name=settings.profile or None, region_name=settings.region)
-    except botocore.exceptions.ProfileNotFound:
-        raise UserError(
-            f"AWS profile {settings.profile!r} is not configured",
-            "check --profile / AWS_PROFILE against ~/.aws/config, or run `aws configure sso`",
-        ) from None
+    session = new_session(settings.region, settings.profile)
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
     return {name: session.client(name, config=config) for name in SERVICES[backend]}
 

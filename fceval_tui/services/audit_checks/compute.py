@@ -105,7 +105,7 @@ def check_quota(ctx: AuditContext, f: Findings) -> None:
 
 
 def check_ami(ctx: AuditContext, f: Findings) -> None:
-    from fceval_tui.backends.ec2 import AL2023_PARAMETER, architecture
+    from fceval_tui.backends.ec2_image import AL2023_PARAMETER, architecture
 
     s = ctx.settings
     arch = architecture(s.ec2_instance_type)
@@ -211,10 +211,10 @@ def check_ecs_cluster(ctx: AuditContext, f: Findings) -> None:
 def _ecs_platform(ctx: AuditContext, f: Findings, cluster: str) -> None:
     """ECS Exec needs Fargate platform 1.4.0 or later. The backend pins none (so LATEST, 1.4.0 on
     Linux); tasks it already runs show what was actually used."""
-    from fceval_tui.backends.ecs import STARTED_BY
+    from fceval_tui.backends.aws_constants import ECS_STARTED_BY
 
     ecs = ctx.client("ecs")
-    arns = ecs.list_tasks(cluster=cluster, startedBy=STARTED_BY, maxResults=100).get("taskArns", [])
+    arns = ecs.list_tasks(cluster=cluster, startedBy=ECS_STARTED_BY, maxResults=100).get("taskArns", [])
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
     old = sorted(
         {

@@ -17,8 +17,6 @@ from fceval_tui.services.audit_checks import aws
 from fceval_tui.services.audit_checks.base import AuditContext, Findings
 from fceval_tui.services.policy import Decision, Statement
 
-TRUST = {"ec2": "ec2.amazonaws.com", "ecs": "ecs-tasks.amazonaws.com"}
-
 
 def _trust_doc(service: str) -> str:
     return json.dumps(
@@ -68,6 +66,7 @@ def check_instance_role(ctx: AuditContext, f: Findings) -> None:
     found = aws.instance_role(ctx)
     role = found.role
     role_name = role["RoleName"] if role else name
+    principal = ctx.backend_class.compute_principal
     q = shlex.quote
     if found.profile is None:
         f.error(
@@ -88,7 +87,7 @@ def check_instance_role(ctx: AuditContext, f: Findings) -> None:
             f"no role for the job instances: {holds}",
             "the instance role lets the SSM agent connect and the pipeline reach S3",
             f"aws iam create-role --role-name {q(name)} --assume-role-policy-document "
-            f"{q(_trust_doc(TRUST['ec2']))} && aws iam add-role-to-instance-profile "
+            f"{q(_trust_doc(principal))} && aws iam add-role-to-instance-profile "
             f"--instance-profile-name {q(name)} --role-name {q(name)}",
         )
         for id in ("iam.role.trust", "iam.role.ssm", "iam.role.s3"):
@@ -96,15 +95,15 @@ def check_instance_role(ctx: AuditContext, f: Findings) -> None:
         return
     how = "through the instance profile" if found.via_profile else "by name (FC-Eval convention)"
     f.ok("iam.role", f"role {role_name} found {how}", role["Arn"])
-    if policy.trusts_service(role.get("AssumeRolePolicyDocument"), TRUST["ec2"]):
-        f.ok("iam.role.trust", f"role {role_name} trusts ec2.amazonaws.com")
+    if policy.trusts_service(role.get("AssumeRolePolicyDocument"), principal):
+        f.ok("iam.role.trust", f"role {role_name} trusts {principal}")
     else:
         f.error(
             "iam.role.trust",
-            f"role {role_name} does not trust ec2.amazonaws.com",
+            f"role {role_name} does not trust {principal}",
             "instances cannot assume it, so the SSM agent and the pipeline have no credentials",
             f"aws iam update-assume-role-policy --role-name {q(role_name)} --policy-document "
-            f"{q(_trust_doc(TRUST['ec2']))}",
+            f"{q(_trust_doc(principal))}",
         )
     _ssm_policy(ctx, f, role)
     _role_s3(ctx, f, "iam.role.s3", role)
@@ -149,12 +148,13 @@ def _role_s3(ctx: AuditContext, f: Findings, id: str, role: dict) -> None:
 def check_task_role(ctx: AuditContext, f: Findings) -> None:
     """ECS: the task role exists, trusts ECS tasks, allows ECS Exec (ssmmessages) and S3."""
     arn = ctx.settings.ecs_task_role_arn
+    principal = ctx.backend_class.compute_principal
     if not arn:
         f.error(
             "ecs.task-role",
             "no task role configured (FCEVAL_ECS_TASK_ROLE_ARN is empty)",
             "ECS Exec, which the console uses to start and watch the pipeline, needs a task role",
-            "create a role trusted by ecs-tasks.amazonaws.com and set FCEVAL_ECS_TASK_ROLE_ARN to its ARN",
+            f"create a role trusted by {principal} and set FCEVAL_ECS_TASK_ROLE_ARN to its ARN",
         )
         _no_task_role(ctx, f)
         return
@@ -165,20 +165,20 @@ def check_task_role(ctx: AuditContext, f: Findings) -> None:
             f"task role {arn} does not exist",
             "set in FCEVAL_ECS_TASK_ROLE_ARN",
             f"aws iam create-role --role-name {shlex.quote(arn.rsplit('/', 1)[-1])} "
-            f"--assume-role-policy-document {shlex.quote(_trust_doc(TRUST['ecs']))}",
+            f"--assume-role-policy-document {shlex.quote(_trust_doc(principal))}",
         )
         _no_task_role(ctx, f)
         return
     f.ok("ecs.task-role", f"task role {role['RoleName']} exists", role["Arn"])
-    if policy.trusts_service(role.get("AssumeRolePolicyDocument"), TRUST["ecs"]):
-        f.ok("ecs.task-role.trust", f"{role['RoleName']} trusts ecs-tasks.amazonaws.com")
+    if policy.trusts_service(role.get("AssumeRolePolicyDocument"), principal):
+        f.ok("ecs.task-role.trust", f"{role['RoleName']} trusts {principal}")
     else:
         f.error(
             "ecs.task-role.trust",
-            f"{role['RoleName']} does not trust ecs-tasks.amazonaws.com",
+            f"{role['RoleName']} does not trust {principal}",
             "tasks cannot assume it",
             f"aws iam update-assume-role-policy --role-name {shlex.quote(role['RoleName'])} "
-            f"--policy-document {shlex.quote(_trust_doc(TRUST['ecs']))}",
+            f"--policy-document {shlex.quote(_trust_doc(principal))}",
         )
     exec_actions = tuple(a for a in ctx.backend_class.instance_actions if a.startswith("ssmmessages:"))
     exec_statement = [Statement("FcevalTuiEcsExec", exec_actions, ("*",))]

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import uuid
 
-from fceval_tui.services import policy
+from fceval_tui.backends.aws_constants import AUDIT_PREFIX, DEFAULT_ARTIFACTS_PREFIX, S3_ROOT
 from fceval_tui.services.audit_checks.aws import describe_error, is_denied, not_found
 from fceval_tui.services.audit_checks.base import AuditContext, Findings
-
-AUDIT_PREFIX = "fceval-tui/audit/"
 
 
 def bucket_region(location: str | None) -> str:
@@ -85,7 +83,7 @@ def check_staging_bucket(ctx: AuditContext, f: Findings) -> None:
     s3 = ctx.client("s3")
     key = f"{AUDIT_PREFIX}{uuid.uuid4().hex}"
     body = f"fceval-tui preflight probe {key}".encode()
-    objects = f"arn:aws:s3:::{bucket}/{policy.STAGING_OBJECTS_PREFIX}*"
+    objects = f"arn:aws:s3:::{bucket}/{S3_ROOT}*"
     fix = "grant read/write on the console's prefix: " + _grant(
         ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], objects
     )
@@ -133,7 +131,7 @@ def check_results_bucket(ctx: AuditContext, f: Findings) -> None:
         f.info(
             "s3.results.exists",
             "no results bucket: artifacts go to the staging bucket",
-            f"under s3://{ctx.settings.staging_bucket or 'FC_EVAL_S3_BUCKET'}/fceval-tui/artifacts",
+            f"under s3://{ctx.settings.staging_bucket or 'FC_EVAL_S3_BUCKET'}/{DEFAULT_ARTIFACTS_PREFIX}",
             "set S3_BUCKET_NAME or FCEVAL_ARTIFACTS=s3://bucket/prefix to keep results elsewhere",
         )
         return

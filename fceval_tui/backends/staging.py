@@ -1,0 +1,51 @@
+"""The per-attempt staging area in the staging bucket: the pipeline script, the manifest and SSM output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fceval_tui.backends.aws import AWS_ERRORS, classify, error_code
+from fceval_tui.backends.aws_constants import STAGING_PREFIX
+from fceval_tui.domain.models import Job
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Per-attempt staging prefix in the staging bucket."""
+
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def for_job(cls, bucket: str, job: Job, attempt: int) -> Staging:
+        return cls(bucket, f"{STAGING_PREFIX}{job.run_id}/{job.id}/a{attempt}")
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    def url(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self.key(name)}"
+
+    def put(self, s3, name: str, body: str) -> None:
+        try:
+            s3.put_object(Bucket=self.bucket, Key=self.key(name), Body=body.encode())
+        except AWS_ERRORS as exc:
+            raise classify(exc, f"staging {self.url(name)}") from exc
+
+    def get(self, s3, name: str) -> str | None:
+        try:
+            return s3.get_object(Bucket=self.bucket, Key=self.key(name))["Body"].read().decode()
+        except AWS_ERRORS as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise classify(exc, f"reading {self.url(name)}") from exc
+
+    def delete_all(self, s3) -> None:
+        try:
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + "/")
+            for page in pages:
+                objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if objects:
+                    s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+        except AWS_ERRORS as exc:
+            raise classify(exc, f"deleting staging objects under s3://{self.bucket}/{self.prefix}") from exc
