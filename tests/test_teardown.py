@@ -16,6 +16,7 @@ import pytest
 from conftest import HARNESS, run_cli
 
 from fceval_tui.backends.local import socket_name
+from fceval_tui.cli.commands import teardown as teardown_cli
 from fceval_tui.services import teardown
 from fceval_tui.store import Store
 
@@ -161,14 +162,14 @@ def test_interactive_confirmation_needs_the_typed_run_id(state_dir, settings_fac
     args = Namespace(run=run.id, orphans=False, all=False, dry_run=False, yes=False, json=False)
     settings = settings_factory()
     # Nothing to do yet: no confirmation asked, exit 0.
-    assert teardown.cli_main(args, settings, store) == 0
+    assert teardown_cli.tear_down(args, settings, store) == 0
     assert "nothing to tear down" in capsys.readouterr().out
     session = f"{run.id}-001"
     subprocess.run(["tmux", "-L", socket_name(state_dir), "new-session", "-d", "-s", session, "sleep 300"], check=True)
-    assert teardown.cli_main(args, settings, store) == 1
+    assert teardown_cli.tear_down(args, settings, store) == 1
     assert "not confirmed" in capsys.readouterr().err and sessions(state_dir) == [session]
     monkeypatch.setattr("builtins.input", lambda prompt: run.id)
-    assert teardown.cli_main(args, settings, store) == 0
+    assert teardown_cli.tear_down(args, settings, store) == 0
     assert sessions(state_dir) == []
 
 

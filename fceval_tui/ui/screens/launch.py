@@ -12,10 +12,10 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
-from fceval_tui.cli_output import render_plan
 from fceval_tui.config import BY_ATTR, Settings
 from fceval_tui.domain.models import BACKENDS
 from fceval_tui.errors import ConfigError, JobFileError, UserError
+from fceval_tui.presentation import render_plan
 from fceval_tui.services import launching
 from fceval_tui.services.runner import Runner
 from fceval_tui.ui.workers import ReportWorkerErrors
