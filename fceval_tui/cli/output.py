@@ -27,10 +27,9 @@ if TYPE_CHECKING:
     from fceval_tui.store import RunSummary, Store
 
 
-def console(stderr: bool = False) -> Console:
-    stream = sys.stderr if stderr else sys.stdout
+def console() -> Console:
     # Piped output is for scripts and logs: never truncate columns to a guessed 80-column width.
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 250)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 250)
 
 
 def print_error(error: Exception) -> None:
