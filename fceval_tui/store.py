@@ -21,11 +21,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fceval_tui import locations
 from fceval_tui.domain.models import Event, Job, JobSpec, Run, iso, job_id_for, new_run_id, parse_iso, utcnow
 from fceval_tui.domain.states import IllegalTransition, JobState
 from fceval_tui.errors import NotFoundError, StateDirError
-
-LEDGER_FILE = "ledger.sqlite3"
 
 # Append-only: each entry moves the schema from version i to i+1. Never edit a shipped entry.
 MIGRATIONS: tuple[str, ...] = (
@@ -164,7 +163,7 @@ class Store:
 
     @classmethod
     def open(cls, state_dir: Path, clock=utcnow) -> Store:
-        return cls(state_dir / LEDGER_FILE, clock=clock)
+        return cls(locations.ledger_path(state_dir), clock=clock)
 
     def close(self) -> None:
         with self._lock:

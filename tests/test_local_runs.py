@@ -11,12 +11,12 @@ import time
 import pytest
 from conftest import REPO, run_cli
 
-from fceval_tui.backends.local import socket_name
+from fceval_tui.locations import tmux_socket_name
 
 
 def _sessions(state_dir):
     proc = subprocess.run(
-        ["tmux", "-L", socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
+        ["tmux", "-L", tmux_socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
     )
     return proc.stdout.split()
 
@@ -123,7 +123,7 @@ def test_lost_session_is_retried_and_attempts_recorded(state_dir, fast_env):
     run_id = json.loads(res.out)["run_id"]
     _wait(lambda: _status(state_dir, run_id)[0]["state"] == "running")
     job_id = _status(state_dir, run_id)[0]["id"]
-    subprocess.run(["tmux", "-L", socket_name(state_dir), "kill-session", "-t", job_id], check=True)
+    subprocess.run(["tmux", "-L", tmux_socket_name(state_dir), "kill-session", "-t", job_id], check=True)
     _wait(lambda: _status(state_dir, run_id)[0]["state"] == "succeeded", timeout=60)
     job = _status(state_dir, run_id)[0]
     assert job["attempts"] == 2
@@ -230,7 +230,7 @@ def test_resume_mid_attempt_states_finishes_each_job(state_dir, settings_factory
     store.transition(jobs[1].id, JobState.WAITING_CAPACITY, attempts=1)
     store.transition(jobs[2].id, JobState.STARTING, attempts=1, resource_id=jobs[2].id)
     subprocess.run(
-        ["tmux", "-L", socket_name(state_dir), "new-session", "-d", "-s", jobs[2].id, IDLE_COMMAND], check=True
+        ["tmux", "-L", tmux_socket_name(state_dir), "new-session", "-d", "-s", jobs[2].id, IDLE_COMMAND], check=True
     )  # the session exists, its script never started
     totals = Runner(store, settings, backoff_base=0.01).run(run.id)
     assert totals.counts == {"succeeded": 3}

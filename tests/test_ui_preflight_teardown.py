@@ -13,9 +13,9 @@ from textual.widgets import DataTable, Input
 from ui_fixtures import FOREIGN_INSTANCE, LIVE_SESSION, SIZE, T0, Clock, fixed, seed
 
 from fceval_tui.backends.base import Resource
-from fceval_tui.backends.local import socket_name
 from fceval_tui.domain.models import JobSpec
 from fceval_tui.domain.states import JobState
+from fceval_tui.locations import tmux_socket_name
 from fceval_tui.services import teardown
 from fceval_tui.services.audit import AuditReport, CheckEvent, list_checks
 from fceval_tui.services.audit_checks import Finding, Severity
@@ -34,7 +34,7 @@ async def wait_for(pilot, predicate, what: str, limit: float = 30.0):
 
 def sessions(state_dir) -> list[str]:
     proc = subprocess.run(
-        ["tmux", "-L", socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
+        ["tmux", "-L", tmux_socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
     )
     return sorted(proc.stdout.split())
 
@@ -52,7 +52,9 @@ async def test_orphan_notice_then_teardown_with_typed_confirmation(console, stat
     run, jobs = app.store.create_run("local", 1, [JobSpec("aide", "t1")])
     app.store.transition(jobs[0].id, JobState.STARTING, resource_id=jobs[0].id, attempts=1)
     orphan = jobs[0].id  # a session whose run nobody drives: what a killed console leaves
-    subprocess.run(["tmux", "-L", socket_name(state_dir), "new-session", "-d", "-s", orphan, "sleep 300"], check=True)
+    subprocess.run(
+        ["tmux", "-L", tmux_socket_name(state_dir), "new-session", "-d", "-s", orphan, "sleep 300"], check=True
+    )
     notes = []
     app.notify = lambda message, **kw: notes.append(message)
     async with app.run_test(size=(140, 40)) as pilot:

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
+from fceval_tui import locations
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job
 from fceval_tui.domain.states import JobState
@@ -23,7 +24,7 @@ from fceval_tui.errors import TransientError
 
 def work_dir(settings: Settings, job: Job) -> Path:
     """A job's private directory on this machine: pipeline script, status files, console.log, downloads."""
-    return settings.state_dir / "work" / job.run_id / job.id
+    return locations.job_work_dir(settings.state_dir, job.run_id, job.id)
 
 
 @dataclass(frozen=True)

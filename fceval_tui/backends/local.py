@@ -7,7 +7,6 @@ pane's output is also piped to `console.log` so it survives the session.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 from collections import deque
@@ -16,6 +15,7 @@ from pathlib import Path
 import libtmux
 from libtmux.exc import LibTmuxException
 
+from fceval_tui import locations
 from fceval_tui.backends.base import (
     Backend,
     JobContext,
@@ -35,11 +35,6 @@ from fceval_tui.errors import PermanentError, TransientError, UserError
 IDLE_COMMAND = "sleep 2147483647"  # holds a new pane until its log pipe is attached
 
 
-def socket_name(state_dir: Path) -> str:
-    digest = hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:10]
-    return f"fceval-{digest}"
-
-
 def require_tmux() -> str:
     path = shutil.which("tmux")
     if path is None:
@@ -57,7 +52,7 @@ class LocalBackend(Backend):
 
     def __init__(self, settings) -> None:
         super().__init__(settings)
-        self.socket = socket_name(settings.state_dir)
+        self.socket = locations.tmux_socket_name(settings.state_dir)
         self._server = None
 
     # -- tmux plumbing ------------------------------------------------------------------------
@@ -69,7 +64,7 @@ class LocalBackend(Backend):
     def server(self):
         if self._server is None:
             require_tmux()
-            conf = self.settings.state_dir / "tmux.conf"
+            conf = locations.tmux_conf(self.settings.state_dir)
             # Read when the private server starts: every job pane keeps a long history and stays
             # visible after its command exits, so the final output can still be mirrored.
             conf.write_text(

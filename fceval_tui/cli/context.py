@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def load_context(args: argparse.Namespace, overrides: dict | None = None) -> tuple[Settings, Store]:
-    from fceval_tui.config import ensure_state_dir, load_settings
+    from fceval_tui.config import load_settings
+    from fceval_tui.locations import ensure_state_dir
     from fceval_tui.store import Store
 
     cli = dict(overrides or {})
@@ -37,7 +38,9 @@ def load_context(args: argparse.Namespace, overrides: dict | None = None) -> tup
 def _setup_logging(state_dir: Path) -> None:
     import logging
 
-    logs = state_dir / "logs"
+    from fceval_tui.locations import logs_dir
+
+    logs = logs_dir(state_dir)
     logs.mkdir(exist_ok=True)
     handler = logging.FileHandler(logs / "fceval-tui.log", encoding="utf-8")
     handler.setFormatter(

@@ -22,10 +22,9 @@ from datetime import timedelta
 
 from fceval_tui.backends import make_backend
 from fceval_tui.backends.base import Backend, JobContext, Observation, ResourceGone, work_dir
-from fceval_tui.config import BY_ATTR, Settings
+from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, JobSpec, Run, utcnow
 from fceval_tui.domain.states import PIPELINE_ORDER, IllegalTransition, JobState
-from fceval_tui.domain.template import CommandTemplate
 from fceval_tui.errors import BackendError, CapacityError, PermanentError
 from fceval_tui.store import Store
 
@@ -49,29 +48,10 @@ class RunTotals:
         return all(state == JobState.SUCCEEDED for state, n in self.counts.items() if n)
 
 
-def settings_snapshot(settings: Settings) -> dict:
-    """Every setting a run was launched with (JSON-able), kept in the ledger with the run."""
-    snapshot = {}
-    for attr, value in settings.values.items():
-        if isinstance(value, CommandTemplate):
-            value = value.text
-        snapshot[attr] = list(value) if isinstance(value, tuple) else value
-    return snapshot
-
-
 def run_settings(settings: Settings, run: Run) -> Settings:
     """The settings a run was launched with: a resume, retry or cancel acts in the same region, with the
     same commands and limits, whatever the current shell or console says."""
-    overrides = {"backend": run.backend, "concurrent": run.concurrency}
-    for attr, value in run.settings.items():
-        if attr not in BY_ATTR or attr in overrides:
-            continue
-        if attr in ("run_command", "grade_command"):
-            value = CommandTemplate(BY_ATTR[attr].env, value) if value else None
-        elif isinstance(value, list):
-            value = tuple(value)
-        overrides[attr] = value
-    return settings.replace(**overrides)
+    return settings.with_json(run.settings).replace(backend=run.backend, concurrent=run.concurrency)
 
 
 def render_commands(settings: Settings, job: Job, artifacts_dir: str) -> tuple[str, str | None]:
@@ -126,7 +106,7 @@ class Runner:
 
     def create_run(self, specs: list[JobSpec], skip_preflight: bool = False) -> tuple[Run, list[Job]]:
         backend = self.backend or make_backend(self.settings.backend, self.settings)
-        snapshot = settings_snapshot(self.settings)
+        snapshot = self.settings.to_json()
         snapshot["artifacts"] = backend.artifact_prefix()
         return self.store.create_run(
             self.settings.backend, self.settings.concurrent, specs, settings=snapshot, skip_preflight=skip_preflight

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fceval_tui.services.tail import attach_argv, attach_env
+    from fceval_tui.services.mirror.tail import attach_argv, attach_env
 
     settings, store = load_context(args)
     _job, target = job_target(settings, store, args.job)

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fceval_tui.services.tail import tail
+    from fceval_tui.services.mirror.tail import tail
 
     if args.job and (args.socket_name or args.socket_path or args.target):
         raise UserError("give either JOB or -L/-S with -t, not both", "e.g. `fceval-tui tail r1234abcd-001`")

@@ -116,7 +116,7 @@ def check_staging_bucket(ctx: AuditContext, f: Findings) -> None:
 
 
 def check_results_bucket(ctx: AuditContext, f: Findings) -> None:
-    artifacts = ctx.settings.values.get("artifacts") or ""
+    artifacts = ctx.settings.artifacts or ""
     if artifacts and not artifacts.startswith("s3://"):
         f.error(
             "s3.results.exists",
