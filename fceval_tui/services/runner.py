@@ -25,7 +25,7 @@ from fceval_tui.backends.base import Backend, JobContext, Observation, ResourceG
 from fceval_tui.config import BY_ATTR, Settings
 from fceval_tui.domain.models import Job, JobSpec, Run, utcnow
 from fceval_tui.domain.states import PIPELINE_ORDER, IllegalTransition, JobState
-from fceval_tui.domain.template import CommandTemplate
+from fceval_tui.domain.template import CommandTemplate, job_environment
 from fceval_tui.errors import BackendError, CapacityError, PermanentError
 from fceval_tui.store import Store
 
@@ -74,9 +74,9 @@ def run_settings(settings: Settings, run: Run) -> Settings:
     return settings.replace(**overrides)
 
 
-def render_commands(settings: Settings, job: Job, artifacts_dir: str) -> tuple[str, str | None]:
-    """The job's run and grade commands, every value shell-quoted."""
-    values = {
+def job_values(job: Job, artifacts_dir: str) -> dict[str, str]:
+    """The placeholder values of one job, by placeholder name."""
+    return {
         "agent": job.agent,
         "task_id": job.task_id,
         "model": job.model,
@@ -85,8 +85,12 @@ def render_commands(settings: Settings, job: Job, artifacts_dir: str) -> tuple[s
         "job_id": job.id,
         "artifacts_dir": artifacts_dir,
     }
+
+
+def render_commands(settings: Settings) -> tuple[str, str | None]:
+    """The run and grade commands as the pipeline runs them (values come from its environment)."""
     grade = settings.grade_command
-    return settings.run_command.render(values), grade.render(values) if grade else None
+    return settings.run_command.render(), grade.render() if grade else None
 
 
 def stop_context(settings: Settings, job: Job) -> JobContext:
@@ -189,7 +193,7 @@ class Runner:
     def _context(self, run: Run, job: Job, attempt: int) -> JobContext:
         work = work_dir(self.settings, job)
         work.mkdir(parents=True, exist_ok=True)
-        run_command, grade_command = render_commands(self.settings, job, self.backend.artifacts_dir(job, work))
+        run_command, grade_command = render_commands(self.settings)
         return JobContext(
             job=job,
             attempt=attempt,
@@ -198,6 +202,7 @@ class Runner:
             artifact_prefix=run.settings.get("artifacts") or self.settings.artifact_prefix,
             work_dir=work,
             expires_at=utcnow() + timedelta(minutes=self.settings.ttl_minutes),
+            env=job_environment(job_values(job, self.backend.artifacts_dir(job, work))),
         )
 
     def _drive(self, run: Run, job_id: str) -> None:
