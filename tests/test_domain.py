@@ -74,12 +74,71 @@ def test_unknown_placeholder_is_a_config_error():
         CommandTemplate("FCEVAL_RUN_COMMAND", "run {task_id!r}")
 
 
-@given(st.text(min_size=1, max_size=40))
-def test_rendered_values_are_one_shell_word(value):
+@given(st.text(min_size=1, max_size=40).filter(lambda v: not set(v) & {"\n", "\r", "\x00"}))
+def test_previewed_values_are_one_shell_word(value):
     import shlex
 
-    rendered = CommandTemplate("X", "echo {task_id} {agent}").render({"task_id": value, "agent": "a"})
+    rendered = CommandTemplate("X", "echo {task_id} {agent}").preview({"task_id": value, "agent": "a"})
     assert shlex.split(rendered) == ["echo", value, "a"]
+
+
+def test_rendered_commands_reference_the_environment_never_the_values():
+    rendered = CommandTemplate("X", "run --task {task_id} --job {job_id}").render()
+    assert rendered == 'run --task "$FCEVAL_JOB_TASK_ID" --job "$FCEVAL_JOB_ID"'
+
+
+HOSTILE = ["x; touch {canary}", "$(touch {canary})", "`touch {canary}`", "a'b\"c $HOME \\ {{}}"]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+@pytest.mark.parametrize(
+    ("template", "shown"),
+    [
+        ("printf '%s\\n' {task_id} > out.txt", "{}"),
+        # An unquoted heredoc expands $(...) and backticks in its body (a shell-quoted value would
+        # run there); its quotes are literal, so the reference shows up quoted.
+        ("cat > out.txt <<EOF\n{task_id}\nEOF", '"{}"'),
+        ("printf '%s\\n' {task_id} | cat > out.txt", "{}"),
+    ],
+)
+def test_hostile_values_stay_data_through_the_real_pipeline(tmp_path, hostile, template, shown):
+    import subprocess
+
+    from fceval_tui.domain import pipeline
+    from fceval_tui.domain.template import job_environment
+
+    canary = tmp_path / "pwned"
+    value = hostile.format(canary=canary)
+    command = CommandTemplate("FCEVAL_RUN_COMMAND", template).render()
+    work = tmp_path / "work"
+    work.mkdir()
+    env = job_environment({"task_id": value, "agent": "a"})
+    (work / pipeline.ENV_FILE).write_text(pipeline.env_file_text(env))
+    script = pipeline.render(str(work), str(work / "artifacts"), command, None)
+    assert value not in script
+    subprocess.run(["sh", "-c", script], cwd=work, capture_output=True, timeout=30, check=False)
+    assert not canary.exists()
+    assert (work / "out.txt").read_text() == shown.replace("{}", value) + "\n"
+
+
+@pytest.mark.parametrize(
+    "text", ["eval run {task_id}", "x; eval {agent}", "sh -c {task_id}", "bash -lc {task_id}", ". {task_id}"]
+)
+def test_placeholders_given_to_a_reparsing_command_are_refused(text):
+    with pytest.raises(ConfigError, match="eval, source or a -c option"):
+        CommandTemplate("FCEVAL_RUN_COMMAND", text)
+
+
+@pytest.mark.parametrize("text", ["run -c {artifacts_dir}/c.yaml", "evaluate {task_id}", "cd . && run {task_id}"])
+def test_ordinary_options_and_words_are_not_mistaken_for_reparsing(text):
+    CommandTemplate("FCEVAL_RUN_COMMAND", text)
+
+
+def test_a_value_with_a_line_break_cannot_reach_the_pipeline():
+    from fceval_tui.domain.template import job_environment
+
+    with pytest.raises(ConfigError, match="FCEVAL_JOB_TASK_ID holds a line break"):
+        job_environment({"task_id": "a\nFCEVAL_JOB_AGENT=evil"})
 
 
 def _job(agent="aide", task="hub/t1", model=""):
@@ -114,5 +173,5 @@ def test_placeholder_inside_quotes_is_refused(text):
 
 @pytest.mark.parametrize("text", ["echo task={task_id}", "echo \"x\" {task_id} 'y'", 'echo \\" {task_id}'])
 def test_bare_placeholders_after_closed_or_escaped_quotes_are_fine(text):
-    rendered = CommandTemplate("FCEVAL_RUN_COMMAND", text).render({"task_id": "$(id -u)"})
-    assert "'$(id -u)'" in rendered
+    assert "'$(id -u)'" in CommandTemplate("FCEVAL_RUN_COMMAND", text).preview({"task_id": "$(id -u)"})
+    assert '"$FCEVAL_JOB_TASK_ID"' in CommandTemplate("FCEVAL_RUN_COMMAND", text).render()

@@ -10,6 +10,7 @@ traceback in the log.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ class JobContext:
     artifact_prefix: str
     work_dir: Path  # a private local directory for this job (scripts, logs, downloads)
     expires_at: datetime  # the hard TTL, as put in the fceval:expires-at tag
+    env: Mapping[str, str] = field(default_factory=dict)  # the job's values, the pipeline's environment
 
     @property
     def tags(self) -> dict[str, str]:

@@ -102,6 +102,9 @@ class LocalBackend(Backend):
             banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}",
         )
         (work / pipeline.SCRIPT_NAME).write_text(script)
+        env_file = work / pipeline.ENV_FILE
+        env_file.write_text(pipeline.env_file_text(dict(ctx.env)))
+        env_file.chmod(0o600)
         if self._has_session(resource_id):
             self.tmux("kill-session", "-t", f"={resource_id}", check=False)
         try:

@@ -16,8 +16,9 @@ from fceval_tui.domain import jobfile
 from fceval_tui.domain.artifacts import join_prefix, keys_for
 from fceval_tui.domain.models import Job, JobSpec, job_id_for, new_run_id, utcnow
 from fceval_tui.domain.states import JobState
+from fceval_tui.domain.template import job_environment
 from fceval_tui.errors import UserError
-from fceval_tui.services.runner import Runner, render_commands
+from fceval_tui.services.runner import Runner, job_values
 from fceval_tui.store import Store
 
 BACKGROUND_START_TIMEOUT = 20.0
@@ -73,7 +74,8 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
             JobState.PENDING,
         )
         work = work_dir(settings, job)
-        run_command, grade_command = render_commands(settings, job, backend.artifacts_dir(job, work))
+        values = job_values(job, backend.artifacts_dir(job, work))
+        job_environment(values)  # a value the pipeline could not receive fails the dry run too
         keys = keys_for(job, True, utcnow())
         target = backend.tmux_target(job)
         jobs.append(
@@ -82,8 +84,8 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
                 "agent": spec.agent,
                 "task_id": spec.task_id,
                 "model": spec.model,
-                "run_command": run_command,
-                "grade_command": grade_command,
+                "run_command": settings.run_command.preview(values),
+                "grade_command": settings.grade_command.preview(values) if settings.grade_command else None,
                 "work_dir": str(work),
                 "tmux": (["tmux", *target.tmux_args, "new-session", "-s", target.session] if target else None),
                 "artifacts": [join_prefix(prefix, keys.run_archive), join_prefix(prefix, keys.grading_report)],

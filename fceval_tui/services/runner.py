@@ -25,6 +25,7 @@ from fceval_tui.backends.base import Backend, JobContext, Observation, ResourceG
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, JobSpec, Run, utcnow
 from fceval_tui.domain.states import PIPELINE_ORDER, IllegalTransition, JobState
+from fceval_tui.domain.template import job_environment
 from fceval_tui.errors import BackendError, CapacityError, PermanentError
 from fceval_tui.store import Store
 
@@ -54,9 +55,9 @@ def run_settings(settings: Settings, run: Run) -> Settings:
     return settings.with_json(run.settings).replace(backend=run.backend, concurrent=run.concurrency)
 
 
-def render_commands(settings: Settings, job: Job, artifacts_dir: str) -> tuple[str, str | None]:
-    """The job's run and grade commands, every value shell-quoted."""
-    values = {
+def job_values(job: Job, artifacts_dir: str) -> dict[str, str]:
+    """The placeholder values of one job, by placeholder name."""
+    return {
         "agent": job.agent,
         "task_id": job.task_id,
         "model": job.model,
@@ -65,8 +66,12 @@ def render_commands(settings: Settings, job: Job, artifacts_dir: str) -> tuple[s
         "job_id": job.id,
         "artifacts_dir": artifacts_dir,
     }
+
+
+def render_commands(settings: Settings) -> tuple[str, str | None]:
+    """The run and grade commands as the pipeline runs them (values come from its environment)."""
     grade = settings.grade_command
-    return settings.run_command.render(values), grade.render(values) if grade else None
+    return settings.run_command.render(), grade.render() if grade else None
 
 
 def stop_context(settings: Settings, job: Job) -> JobContext:
@@ -169,7 +174,7 @@ class Runner:
     def _context(self, run: Run, job: Job, attempt: int) -> JobContext:
         work = work_dir(self.settings, job)
         work.mkdir(parents=True, exist_ok=True)
-        run_command, grade_command = render_commands(self.settings, job, self.backend.artifacts_dir(job, work))
+        run_command, grade_command = render_commands(self.settings)
         return JobContext(
             job=job,
             attempt=attempt,
@@ -178,6 +183,7 @@ class Runner:
             artifact_prefix=run.settings.get("artifacts") or self.settings.artifact_prefix,
             work_dir=work,
             expires_at=utcnow() + timedelta(minutes=self.settings.ttl_minutes),
+            env=job_environment(job_values(job, self.backend.artifacts_dir(job, work))),
         )
 
     def _drive(self, run: Run, job_id: str) -> None:
