@@ -8,11 +8,11 @@ import sys
 from fceval_tui.cli.context import load_context
 from fceval_tui.cli.exit_codes import EXIT_FAILED, EXIT_OK
 
-BACKEND_CHOICES = ("local", "ec2", "ecs", "batch")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=BACKEND_CHOICES)
+    from fceval_tui.domain.models import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--print-policy", choices=("caller", "instance"))
 

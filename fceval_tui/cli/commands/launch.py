@@ -13,14 +13,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--jobs", type=Path, metavar="FILE", help="job file: CSV lines agent,task_id[,model]")
     src.add_argument("--task-id", action="append", metavar="ID", help="a task id (repeatable); needs --agent")
-    parser.add_argument("--agent", help="agent for --task-id (env FCEVAL_AGENT)")
-    parser.add_argument("--model", help="model when a job line has none (env FCEVAL_MODEL)")
-    parser.add_argument("--dataset", help="dataset passed to the harness (env FCEVAL_DATASET)")
-    parser.add_argument("--backend", help="local, ec2, ecs or batch (env FCEVAL_BACKEND; default local)")
-    parser.add_argument("--concurrent", metavar="N", help="jobs at once (env FCEVAL_CONCURRENT; default 4)")
-    parser.add_argument("--ttl", metavar="MINUTES", help="hard lifetime of cloud resources (env FCEVAL_TTL_MINUTES)")
-    parser.add_argument("--timeout", metavar="MINUTES", help="per-job time limit (env FCEVAL_JOB_TIMEOUT_MINUTES)")
-    parser.add_argument("--artifacts", metavar="PREFIX", help="local dir or s3://bucket/prefix (env FCEVAL_ARTIFACTS)")
+    from fceval_tui.config import help_suffix
+    from fceval_tui.domain.models import BACKENDS
+
+    def described(text: str, attr: str) -> str:
+        return f"{text} ({help_suffix(attr)})"
+
+    parser.add_argument("--agent", help=described("agent for --task-id", "agent"))
+    parser.add_argument("--model", help=described("model when a job line has none", "model"))
+    parser.add_argument("--dataset", help=described("dataset passed to the harness", "dataset"))
+    parser.add_argument("--backend", choices=BACKENDS, help=described("where jobs run", "backend"))
+    parser.add_argument("--concurrent", metavar="N", help=described("jobs at once", "concurrent"))
+    parser.add_argument("--ttl", metavar="MINUTES", help=described("hard lifetime of cloud resources", "ttl_minutes"))
+    parser.add_argument("--timeout", metavar="MINUTES", help=described("per-job time limit", "job_timeout_minutes"))
+    parser.add_argument("--artifacts", metavar="PREFIX", help=described("local dir or s3://bucket/prefix", "artifacts"))
     parser.add_argument("--keep-sessions", action="store_true", default=None, help="keep tmux sessions after jobs end")
     parser.add_argument("--skip-preflight", action="store_true", help="launch cloud jobs despite audit errors")
     parser.add_argument("--dry-run", action="store_true", help="print exactly what would run; change nothing")
