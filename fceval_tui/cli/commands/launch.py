@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agent", help=described("agent for --task-id", "agent"))
     parser.add_argument("--model", help=described("model when a job line has none", "model"))
     parser.add_argument("--dataset", help=described("dataset passed to the harness", "dataset"))
-    parser.add_argument("--backend", choices=BACKENDS, help=described("where jobs run", "backend"))
+    # Validated with the settings (one message for flag, environment and .env alike).
+    parser.add_argument("--backend", help=described(", ".join(BACKENDS), "backend"))
     parser.add_argument("--concurrent", metavar="N", help=described("jobs at once", "concurrent"))
     parser.add_argument("--ttl", metavar="MINUTES", help=described("hard lifetime of cloud resources", "ttl_minutes"))
     parser.add_argument("--timeout", metavar="MINUTES", help=described("per-job time limit", "job_timeout_minutes"))
