@@ -309,7 +309,6 @@ def test_observe_matches_the_session_name_exactly(state_dir, settings_factory):
     from fceval_tui.services.runner import stop_context
 
     backend = LocalBackend(settings_factory())
-    backend.server  # writes the private server's config
     backend.tmux("new-session", "-d", "-s", "r0-0010", "sleep 60")
     missing = Job("r0-001", "r0", 1, "a", "t", "", "", "local", JobState.RUNNING, attempts=1)
     ctx = stop_context(backend.settings, missing)
