@@ -74,6 +74,27 @@ def test_complete_setup_audits_without_error_and_reports_progress(audit_world):
     assert listed == []
 
 
+def test_read_only_audit_writes_nothing_and_says_so(audit_world):
+    settings = audit_world.settings()
+    ctx = audit.make_context(settings, "ec2", simulator=AllowAll(), read_only=True)
+    calls = []
+    ctx.client("s3").meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    report = audit.run_audit(settings, "ec2", context=ctx)
+    assert "GetBucketLocation" in calls  # the read-only checks still ran
+    assert not {"PutObject", "GetObject", "DeleteObject"} & set(calls), calls
+    finding = next(f for f in report.findings if f.id == "s3.staging.roundtrip")
+    assert finding.severity is Severity.UNKNOWN and "write probes skipped" in finding.summary
+    assert "read-only" in finding.summary and errors(report) == {}
+
+
+def test_read_only_flag_reaches_the_context(settings_factory, monkeypatch):
+    seen = []
+    real = audit.make_context
+    monkeypatch.setattr(audit, "make_context", lambda *a, **kw: seen.append(kw.get("read_only")) or real(*a, **kw))
+    report = audit.run_audit(settings_factory(), "local", read_only=True)
+    assert seen == [True] and report.findings
+
+
 def test_no_bucket(audit_world):
     audit_world.client("s3").delete_bucket(Bucket=audit_world.bucket)
     finding = only_error(run(audit_world.settings()), "s3.staging.exists")
