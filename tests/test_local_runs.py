@@ -273,6 +273,7 @@ def test_a_killed_session_is_noticed_while_other_sessions_live(state_dir, settin
     still has other sessions: the vanished job must still be retried at once, not at its timeout."""
     import threading
 
+    from fceval_tui.backends.local import LocalBackend
     from fceval_tui.domain.models import JobSpec
     from fceval_tui.domain.states import JobState
     from fceval_tui.services.runner import Runner, cancel_jobs
@@ -288,7 +289,7 @@ def test_a_killed_session_is_noticed_while_other_sessions_live(state_dir, settin
     thread.start()
     try:
         _wait(lambda: {j.state for j in store.jobs(run_id=run.id)} == {JobState.RUNNING})
-        subprocess.run(["tmux", "-L", socket_name(state_dir), "kill-session", "-t", f"={lost.id}"], check=True)
+        LocalBackend(settings).tmux("kill-session", "-t", f"={lost.id}")  # on the backend's private socket
         _wait(lambda: store.get_job(lost.id).state == JobState.SUCCEEDED, timeout=20)
         assert store.get_job(lost.id).attempts == 2
         assert store.get_job(keeper.id).state == JobState.RUNNING  # its session kept the server up
