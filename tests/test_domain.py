@@ -67,6 +67,47 @@ def test_too_many_columns():
         jobfile.parse_text("a,b,c,d\n", "j.csv")
 
 
+@pytest.mark.parametrize("column", [0, 1, 2])
+@pytest.mark.parametrize("quoted", [False, True])
+def test_a_huge_field_names_file_line_and_limit(tmp_path, column, quoted):
+    """A 200 KB value is above the csv module's own field limit: still one clear error, never _csv.Error."""
+    huge = "x" * 200_000
+    fields = ["aide", "t1", "gpt"]
+    fields[column] = f'"{huge}"' if quoted else huge
+    path = tmp_path / "big.csv"
+    path.write_text("aide,t0\n" + ",".join(fields) + "\n")
+    with pytest.raises(JobFileError) as caught:
+        jobfile.parse_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:2: ") and str(jobfile.MAX_FIELD) in message and len(message) < 400
+
+
+def test_a_huge_line_without_commas_is_reported_briefly():
+    with pytest.raises(JobFileError, match=r"j\.csv:1: ") as caught:
+        jobfile.parse_text("y" * 100_000 + "\n", "j.csv")
+    assert len(str(caught.value)) < 400
+
+
+def test_huge_command_line_values_are_refused():
+    with pytest.raises(
+        JobFileError, match=rf"--task-id #1: task_id is 200000 characters long \(at most {jobfile.MAX_FIELD}\)"
+    ):
+        jobfile.from_task_ids(["z" * 200_000], agent="aide")
+    with pytest.raises(JobFileError, match=r"--model: model is 200000 characters long"):
+        jobfile.from_task_ids(["t1"], agent="aide", model="m" * 200_000)
+    with pytest.raises(JobFileError, match=r"--model: model is 200000 characters long"):
+        jobfile.parse_text("aide,t1\n", "j.csv", default_model="m" * 200_000)
+
+
+@given(st.text(alphabet=st.sampled_from('ab,"# \t\r\n\x00\x0c\u2028'), max_size=300), st.integers(0, 200_000))
+def test_any_job_file_text_parses_or_raises_a_job_file_error(text, pad):
+    text = text.replace("b", "b" * pad, 1)  # sometimes one value far above every limit
+    try:
+        jobfile.parse_text(text, "j.csv")
+    except JobFileError as exc:
+        assert str(exc).startswith("j.csv") and len(str(exc)) < 400
+
+
 def test_unknown_placeholder_is_a_config_error():
     with pytest.raises(ConfigError, match=r"FCEVAL_RUN_COMMAND=.*unknown placeholder \{task\}"):
         CommandTemplate("FCEVAL_RUN_COMMAND", "run {task}")

@@ -94,12 +94,32 @@ async def test_preflight_runs_the_local_checks_and_exports_them(console, state_d
         assert [f["id"] for f in exported] == ["local.tmux", "local.state-dir"]
 
 
+async def test_read_only_console_runs_a_read_only_audit(state_dir, settings_factory, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    modes = []
+
+    def recording_audit(settings, backend, on_progress=None, context=None, read_only=False):
+        modes.append(read_only)
+        return fake_audit(settings, backend, on_progress, context)
+
+    monkeypatch.setattr("fceval_tui.ui.screens.preflight.run_audit", recording_audit)
+    store = Store.open(state_dir)
+    try:
+        app = make_app(settings_factory(), store, readonly=True)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.press("p")
+            await wait_for(pilot, lambda: app.screen.report is not None, "the audit")
+    finally:
+        store.close()
+    assert modes == [True]
+
+
 # -- snapshots -------------------------------------------------------------------------------------
 
 SEVERITIES = [Severity.OK, Severity.ERROR, Severity.OK, Severity.WARNING, Severity.UNKNOWN, Severity.OK, Severity.INFO]
 
 
-def fake_audit(settings, backend, on_progress=None, context=None):
+def fake_audit(settings, backend, on_progress=None, context=None, read_only=False):
     """Fixed findings for every check of the backend, reported through the same progress events."""
     findings = []
     for index, check in enumerate(list_checks(backend)):

@@ -128,11 +128,19 @@ class LocalBackend(Backend):
         if status.done:
             return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
         pane = self.tmux(
-            "display-message", "-p", "-t", f"={resource_id}:", "#{pane_dead} #{pane_start_command}", check=False
+            "display-message",
+            "-p",
+            "-t",
+            f"={resource_id}:",
+            "#{session_name}\t#{pane_dead}\t#{pane_start_command}",
+            check=False,
         )
-        if pane.returncode != 0:
+        # display-message may not fail on a missing target (tmux 3.3a exits 0 with empty fields while the
+        # server has other sessions): only a line naming this very session proves it still exists.
+        name, _, rest = pane.stdout.rstrip("\n").partition("\t")
+        if pane.returncode != 0 or name != resource_id:
             raise ResourceGone(f"tmux session {resource_id} is gone before the pipeline finished")
-        dead, _, command = pane.stdout.strip().partition(" ")
+        dead, _, command = rest.partition("\t")
         if command.strip('"').startswith(IDLE_COMMAND):
             # A runner was killed between creating the session and starting the script in it.
             raise ResourceGone(f"the pipeline was never started in tmux session {resource_id}")

@@ -80,14 +80,14 @@ def list_checks(backend: str) -> tuple[Check, ...]:
     return checks_for(backend)
 
 
-def make_context(settings: Settings, backend: str, simulator=None) -> AuditContext:
+def make_context(settings: Settings, backend: str, simulator=None, read_only: bool = False) -> AuditContext:
     """Build the AWS clients up front (in the calling thread); raises UserError for a bad profile."""
     clients = {}
     if backend != "local":
         from fceval_tui.services.audit_checks.aws import build_clients
 
         clients = build_clients(settings, backend)
-    return AuditContext(settings, backend, clients, simulator)
+    return AuditContext(settings, backend, clients, simulator, read_only)
 
 
 def _failure(check: Check, exc: Exception) -> Finding:
@@ -140,10 +140,11 @@ def run_audit(
     backend: str | None = None,
     on_progress: Callable[[CheckEvent], None] | None = None,
     context: AuditContext | None = None,
+    read_only: bool = False,
 ) -> AuditReport:
     """Run every check for `backend` (default: the configured one) concurrently. Blocking."""
     backend = backend or (context.backend if context else settings.backend)
-    ctx = context or make_context(settings, backend)
+    ctx = context or make_context(settings, backend, read_only=read_only)
     checks = checks_for(backend)
     with ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="audit") as pool:
         futures = [pool.submit(_run_one, ctx, check, on_progress) for check in checks]

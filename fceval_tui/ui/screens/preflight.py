@@ -115,7 +115,7 @@ class PreflightScreen(ReportWorkerErrors, Screen):
         def progress(event: CheckEvent) -> None:  # called from the audit's pool threads
             self.post_message(self.Progress(event))
 
-        report = run_audit(self.app.settings, backend, on_progress=progress)
+        report = run_audit(self.app.settings, backend, on_progress=progress, read_only=self.app.readonly)
         self.post_message(self.Finished(report))
 
     def on_preflight_screen_progress(self, message: Progress) -> None:
