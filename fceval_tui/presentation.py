@@ -1,8 +1,11 @@
-"""How jobs look to people, shared by the CLI output and the console: icons, colours, durations."""
+"""How jobs look to people, shared by the CLI output and the console: icons, colours, durations, plans."""
 
 from __future__ import annotations
 
 from datetime import datetime
+
+from rich.console import Group
+from rich.text import Text
 
 from fceval_tui.domain.models import Job, utcnow
 
@@ -50,3 +53,29 @@ def elapsed(job: Job, now: datetime | None = None) -> str:
 
 def money(usd: float) -> str:
     return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else "<$0.01"
+
+
+def render_plan(plan: dict) -> Group:
+    """The dry-run plan as one renderable (the CLI prints it; the console's launch form shows it)."""
+    parts: list = [
+        Text.from_markup(
+            f"[bold]dry run[/] (nothing is created): run {plan['run_id']} (provisional id) on "
+            f"[bold]{plan['backend']}[/], {plan['concurrency']} at a time, timeout {plan['job_timeout_minutes']} min, "
+            f"up to {plan['max_attempts']} attempts, {len(plan['jobs'])} job(s)"
+        )
+    ]
+    cost = plan.get("estimated_cost_usd")
+    if cost and plan["backend"] != "local":
+        parts.append(Text(f"estimated cost at most ${cost:.2f} (every job running to its timeout)"))
+    for job in plan["jobs"]:
+        model = f" / {job['model']}" if job["model"] else ""
+        parts.append(
+            Text.from_markup(f"\n[bold]{job['job_id']}[/]  ") + Text(f"{job['agent']} / {job['task_id']}{model}")
+        )
+        if job["tmux"]:
+            parts.append(Text("  session: " + " ".join(job["tmux"])))
+        parts.append(Text("  run:     " + job["run_command"]))
+        if job["grade_command"]:
+            parts.append(Text("  grade:   " + job["grade_command"]))
+        parts.append(Text("  stores:  " + ", ".join(job["artifacts"])))
+    return Group(*parts)

@@ -21,11 +21,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fceval_tui import locations
 from fceval_tui.domain.models import Event, Job, JobSpec, Run, iso, job_id_for, new_run_id, parse_iso, utcnow
 from fceval_tui.domain.states import IllegalTransition, JobState
 from fceval_tui.errors import NotFoundError, StateDirError
-
-LEDGER_FILE = "ledger.sqlite3"
 
 # Append-only: each entry moves the schema from version i to i+1. Never edit a shipped entry.
 MIGRATIONS: tuple[str, ...] = (
@@ -79,6 +78,10 @@ MIGRATIONS: tuple[str, ...] = (
         BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
     CREATE TRIGGER events_append_only_d BEFORE DELETE ON events
         BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    """,
+    # The runner's process start time (clock ticks since boot): a reused pid is not the runner.
+    """
+    ALTER TABLE runs ADD COLUMN owner_started INTEGER;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -164,7 +167,7 @@ class Store:
 
     @classmethod
     def open(cls, state_dir: Path, clock=utcnow) -> Store:
-        return cls(state_dir / LEDGER_FILE, clock=clock)
+        return cls(locations.ledger_path(state_dir), clock=clock)
 
     def close(self) -> None:
         with self._lock:
@@ -319,11 +322,11 @@ class Store:
     def claim_run(self, run_id: str) -> None:
         """Mark this process as the run's runner, refusing if another live process holds it."""
         with self._tx() as db:
-            row = db.execute("SELECT owner_pid, owner_host FROM runs WHERE id=?", (run_id,)).fetchone()
+            row = db.execute("SELECT owner_pid, owner_host, owner_started FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"no run {run_id!r} in the ledger", "list runs with `fceval-tui status`")
-            pid, host = row["owner_pid"], row["owner_host"]
-            if pid and pid != os.getpid() and host == socket.gethostname() and _alive(pid):
+            pid = row["owner_pid"]
+            if pid and pid != os.getpid() and _owner_alive(row):
                 from fceval_tui.errors import UserError
 
                 raise UserError(
@@ -331,17 +334,22 @@ class Store:
                     f"watch it with `fceval-tui status {run_id}`, or stop that process first",
                 )
             db.execute(
-                "UPDATE runs SET owner_pid=?, owner_host=? WHERE id=?", (os.getpid(), socket.gethostname(), run_id)
+                "UPDATE runs SET owner_pid=?, owner_host=?, owner_started=? WHERE id=?",
+                (os.getpid(), socket.gethostname(), process_start_time(os.getpid()), run_id),
             )
 
     def release_run(self, run_id: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE runs SET owner_pid=NULL WHERE id=? AND owner_pid=?", (run_id, os.getpid()))
+            db.execute(
+                "UPDATE runs SET owner_pid=NULL, owner_started=NULL WHERE id=? AND owner_pid=?", (run_id, os.getpid())
+            )
 
     def run_owner(self, run_id: str) -> int | None:
         with self._lock:
-            row = self._db.execute("SELECT owner_pid, owner_host FROM runs WHERE id=?", (run_id,)).fetchone()
-        if row and row["owner_pid"] and row["owner_host"] == socket.gethostname() and _alive(row["owner_pid"]):
+            row = self._db.execute(
+                "SELECT owner_pid, owner_host, owner_started FROM runs WHERE id=?", (run_id,)
+            ).fetchone()
+        if row and row["owner_pid"] and _owner_alive(row):
             return row["owner_pid"]
         return None
 
@@ -444,6 +452,33 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
     if pending.strip():
         raise ValueError("incomplete statement in a migration")
+
+
+def process_start_time(pid: int) -> int | None:
+    """When a live process started (clock ticks since boot, field 22 of /proc/PID/stat), or None when
+    it is gone, a zombie, or the system has no /proc (then only the pid is compared)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if len(fields) < 20 or fields[0] == b"Z" or not fields[19].isdigit():
+        return None
+    return int(fields[19])
+
+
+def _owner_alive(row: sqlite3.Row) -> bool:
+    """Whether the process recorded as a run's runner is still that runner."""
+    pid, started = row["owner_pid"], row["owner_started"]
+    if row["owner_host"] != socket.gethostname() or not _alive(pid):
+        return False
+    if not os.path.isdir("/proc"):
+        return True  # no start times to compare here
+    # A zombie (killed, not yet reaped) drives nothing; a different start time means a reused pid.
+    now = process_start_time(pid)
+    return now is not None and (started is None or now == started)
 
 
 def _alive(pid: int) -> bool:

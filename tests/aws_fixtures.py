@@ -229,12 +229,14 @@ def batch_compute(aws_env, monkeypatch, local_machine) -> LocalMachine:
     threads: list[threading.Thread] = []
 
     def run_container(job) -> None:
-        command = (job.container_overrides or {}).get("command") or ["true"]
+        overrides = job.container_overrides or {}
+        command = overrides.get("command") or ["true"]
+        env = {**local_machine.env, **{item["name"]: item["value"] for item in overrides.get("environment", [])}}
         # Its own process group, so TerminateJob kills the whole pipeline like a container stop would.
         proc = subprocess.Popen(
             command,
             cwd=local_machine.root,
-            env=local_machine.env,
+            env=env,
             start_new_session=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -77,7 +77,8 @@ def make_context(
     """What the runner would hand a backend for one attempt."""
     from fceval_tui.backends.base import work_dir
     from fceval_tui.backends.cloud import remote_work_dir
-    from fceval_tui.services.runner import render_commands
+    from fceval_tui.domain.template import job_environment
+    from fceval_tui.services.runner import job_values, render_commands
 
     job = Job(
         id=f"{run_id}-{seq:03d}",
@@ -93,7 +94,8 @@ def make_context(
     )
     work = work_dir(settings, job)
     work.mkdir(parents=True, exist_ok=True)
-    run_command, grade_command = render_commands(settings, job, remote_work_dir(settings, job.id) + "/artifacts")
+    run_command, grade_command = render_commands(settings)
+    env = job_environment(job_values(job, remote_work_dir(settings, job.id) + "/artifacts"))
     return JobContext(
         job=job,
         attempt=attempt,
@@ -102,6 +104,7 @@ def make_context(
         artifact_prefix=settings.artifact_prefix,
         work_dir=work,
         expires_at=utcnow() + timedelta(minutes=settings.ttl_minutes),
+        env=env,
     )
 
 

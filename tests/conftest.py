@@ -39,9 +39,9 @@ def state_dir(tmp_path):
     path = tmp_path / "state"
     path.mkdir()
     yield path
-    from fceval_tui.backends.local import socket_name
+    from fceval_tui.locations import tmux_socket_name
 
-    subprocess.run(["tmux", "-L", socket_name(path), "kill-server"], capture_output=True)
+    subprocess.run(["tmux", "-L", tmux_socket_name(path), "kill-server"], capture_output=True)
 
 
 @dataclass

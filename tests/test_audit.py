@@ -74,6 +74,27 @@ def test_complete_setup_audits_without_error_and_reports_progress(audit_world):
     assert listed == []
 
 
+def test_read_only_audit_writes_nothing_and_says_so(audit_world):
+    settings = audit_world.settings()
+    ctx = audit.make_context(settings, "ec2", simulator=AllowAll(), read_only=True)
+    calls = []
+    ctx.client("s3").meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    report = audit.run_audit(settings, "ec2", context=ctx)
+    assert "GetBucketLocation" in calls  # the read-only checks still ran
+    assert not {"PutObject", "GetObject", "DeleteObject"} & set(calls), calls
+    finding = next(f for f in report.findings if f.id == "s3.staging.roundtrip")
+    assert finding.severity is Severity.UNKNOWN and "write probes skipped" in finding.summary
+    assert "read-only" in finding.summary and errors(report) == {}
+
+
+def test_read_only_flag_reaches_the_context(settings_factory, monkeypatch):
+    seen = []
+    real = audit.make_context
+    monkeypatch.setattr(audit, "make_context", lambda *a, **kw: seen.append(kw.get("read_only")) or real(*a, **kw))
+    report = audit.run_audit(settings_factory(), "local", read_only=True)
+    assert seen == [True] and report.findings
+
+
 def test_no_bucket(audit_world):
     audit_world.client("s3").delete_bucket(Bucket=audit_world.bucket)
     finding = only_error(run(audit_world.settings()), "s3.staging.exists")
@@ -285,6 +306,38 @@ def test_private_subnet_with_endpoints_is_fine(audit_world):
         ec2.delete_vpc_endpoints(VpcEndpointIds=created)  # the VPC is shared by the session
     route = next(f for f in report.findings if f.id == "network.route")
     assert route.severity is Severity.OK and "VPC endpoints" in route.detail
+
+
+def test_many_private_subnets_get_one_command_per_route_table_and_service(audit_world):
+    """Six subnets in three zones sharing two route tables: the fix is grouped, not repeated per subnet."""
+    from aws_helpers import ECS_CLUSTER
+
+    ec2 = audit_world.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.88.0.0/16")["Vpc"]["VpcId"]
+    tables = [ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(2)]
+    subnets, zones = [], {}
+    for i in range(6):
+        zone = f"us-east-1{'abc'[i % 3]}"
+        sid = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.88.{i}.0/24", AvailabilityZone=zone)["Subnet"]["SubnetId"]
+        ec2.associate_route_table(RouteTableId=tables[i // 3], SubnetId=sid)
+        subnets.append(sid)
+        zones.setdefault(zone, sid)
+    settings = audit_world.settings(
+        FCEVAL_BACKEND="ecs", FCEVAL_ECS_CLUSTER=ECS_CLUSTER, FCEVAL_ECS_SUBNETS=",".join(subnets)
+    )
+    finding = next(f for f in run(settings, backend="ecs").findings if f.id == "network.route")
+    assert finding.severity is Severity.ERROR and finding.summary.startswith("6 of 6 subnets")
+    assert finding.detail.count("no default route") == 1 and all(s in finding.detail for s in subnets)
+    fix = finding.fix
+    for table in tables:
+        assert fix.count(f"create-route --route-table-id {table} ") == 1
+    assert fix.count("aws ec2 create-route") == 2
+    assert fix.count("aws ec2 create-vpc-endpoint") == 5  # ssmmessages, s3, ecr.api, ecr.dkr, logs
+    assert f"--service-name com.amazonaws.us-east-1.s3 --route-table-ids {' '.join(tables)}" in fix
+    one_per_zone = " ".join(zones.values())  # an interface endpoint takes one subnet per zone
+    for service in ("ssmmessages", "ecr.api", "ecr.dkr", "logs"):
+        assert fix.count(f"com.amazonaws.us-east-1.{service} ") == 1
+        assert f"--service-name com.amazonaws.us-east-1.{service} --subnet-ids {one_per_zone} " in fix
 
 
 @pytest.mark.parametrize(

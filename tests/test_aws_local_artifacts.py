@@ -6,8 +6,8 @@ import subprocess
 
 from aws_helpers import RESULTS
 
-from fceval_tui.backends.local import socket_name
 from fceval_tui.domain.models import JobSpec
+from fceval_tui.locations import tmux_socket_name
 from fceval_tui.services.runner import Runner
 from fceval_tui.store import Store
 
@@ -27,4 +27,4 @@ def test_local_jobs_store_artifacts_under_an_s3_prefix(aws_env, aws_settings):
         assert store.jobs(run_id=run.id)[0].artifacts == (f"s3://{RESULTS}/{keys[1]}", f"s3://{RESULTS}/{keys[0]}")
     finally:
         store.close()
-        subprocess.run(["tmux", "-L", socket_name(settings.state_dir), "kill-server"], capture_output=True)
+        subprocess.run(["tmux", "-L", tmux_socket_name(settings.state_dir), "kill-server"], capture_output=True)

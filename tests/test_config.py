@@ -1,9 +1,22 @@
+import dataclasses
+import json
 import re
+import types
+import typing
 from pathlib import Path
 
 import pytest
 
-from fceval_tui.config import SETTINGS, load_settings, render_env_template
+from fceval_tui.config import (
+    SETTINGS,
+    Settings,
+    help_suffix,
+    load_settings,
+    render_env_template,
+    setting,
+    setting_for_env,
+)
+from fceval_tui.domain.models import BACKENDS
 from fceval_tui.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,3 +84,87 @@ def test_every_documented_example_is_a_valid_value(tmp_path):
     settings = load_settings(env_file=env_file, environ={}, state_dir=tmp_path)
     assert settings.sources["concurrent"] == str(env_file)
     assert settings.concurrent == 15
+
+
+def test_every_settings_field_declares_its_variable_doc_and_example():
+    settings_fields = [f for f in dataclasses.fields(Settings) if f.name not in ("state_dir", "env_file", "sources")]
+    assert [f.name for f in settings_fields] == [s.attr for s in SETTINGS]
+    for f in settings_fields:
+        declared = f.metadata["setting"]
+        assert declared.env and declared.doc.endswith(".") and declared.example, f.name
+        assert declared.group in ("general", "aws", "ecs", "batch"), f.name
+    assert len({s.env for s in SETTINGS}) == len(SETTINGS)
+
+
+def test_defaults_have_the_declared_field_types(tmp_path):
+    hints = typing.get_type_hints(Settings)
+    defaults = load_settings(environ={}, state_dir=tmp_path)
+    for s in SETTINGS:
+        value, hint = getattr(defaults, s.attr), hints[s.attr]
+        members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        allowed = tuple(typing.get_origin(t) or t for t in members)
+        assert isinstance(value, allowed), (s.attr, value, hint)
+        assert defaults.sources[s.attr] == "default"
+
+
+def test_env_template_is_generated_from_the_field_metadata():
+    lines = render_env_template().splitlines()
+    for s in SETTINGS:
+        i = lines.index(f"# {s.env}=" + (f"'{s.example}'" if any(c in s.example for c in " {}#'\"$") else s.example))
+        assert lines[i - 1] == f"# {s.doc} Default: {s.shown_default() or '(empty)'}."
+
+
+def test_backend_choices_are_the_registered_backends(tmp_path):
+    for name in BACKENDS:
+        assert load_settings(environ={"FCEVAL_BACKEND": name}, state_dir=tmp_path).backend == name
+    with pytest.raises(ConfigError, match="expected one of " + ", ".join(BACKENDS)):
+        setting("backend").parse("FCEVAL_BACKEND", "nowhere")
+
+
+def test_help_suffix_names_the_variable_and_the_default():
+    assert help_suffix("concurrent") == "env FCEVAL_CONCURRENT; default 4"
+    assert help_suffix("backend") == "env FCEVAL_BACKEND; default local"
+    assert help_suffix("keep_sessions") == "env FCEVAL_KEEP_SESSIONS; default false"
+    assert help_suffix("artifacts") == "env FCEVAL_ARTIFACTS; default <state dir>/artifacts"
+    assert help_suffix("agent") == "env FCEVAL_AGENT"
+    assert setting_for_env("FCEVAL_CONCURRENT") is setting("concurrent")
+    with pytest.raises(KeyError):
+        help_suffix("concurency")
+
+
+def test_settings_survive_the_ledgers_json(tmp_path):
+    environ = {
+        "FCEVAL_CONCURRENT": "12",
+        "FCEVAL_JOB_TIMEOUT_MINUTES": "7.5",
+        "FCEVAL_RUN_COMMAND": "run {task_id} --out {artifacts_dir}",
+        "FCEVAL_GRADE_COMMAND": "",
+        "FCEVAL_AWS_COMMAND_PREFIX": "aws-vault exec 'my profile' --",
+        "EC2_AVAILABILITY_ZONES": "us-east-1a,us-east-1b",
+        "SPOT_PRICE": "0.25",
+        "FCEVAL_KEEP_SESSIONS": "true",
+        "AWS_REGION": "eu-west-1",
+    }
+    launched = load_settings(environ=environ, state_dir=tmp_path)
+    stored = json.loads(json.dumps(launched.to_json()))
+    assert stored["run_command"] == "run {task_id} --out {artifacts_dir}" and stored["grade_command"] is None
+    assert stored["ec2_zones"] == ["us-east-1a", "us-east-1b"]
+    current = load_settings(environ={}, state_dir=tmp_path)
+    restored = current.with_json({**stored, "a_setting_since_removed": 1})
+    for s in SETTINGS:
+        assert getattr(restored, s.attr) == getattr(launched, s.attr), s.attr
+    assert restored.run_command.text == launched.run_command.text
+    assert restored.run_command.variable == "FCEVAL_RUN_COMMAND"
+    assert restored.aws_command_prefix == ("aws-vault", "exec", "my profile", "--")
+    assert restored.sources["concurrent"] == "override" and restored.state_dir == current.state_dir
+
+
+def test_replace_and_with_raw_check_the_names(tmp_path):
+    base = load_settings(environ={}, state_dir=tmp_path)
+    changed = base.with_raw({"concurrent": "9", "spot_price": ""})
+    assert changed.concurrent == 9 and changed.spot_price is None and changed.sources["concurrent"] == "override"
+    assert base.concurrent == 4
+    with pytest.raises(ConfigError, match="FCEVAL_CONCURRENT='0' is out of range"):
+        base.with_raw({"concurrent": "0"})
+    with pytest.raises(KeyError):
+        base.replace(state_dir=tmp_path / "elsewhere")
+    assert base.artifact_prefix == str(tmp_path / "artifacts")

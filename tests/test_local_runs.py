@@ -11,12 +11,12 @@ import time
 import pytest
 from conftest import REPO, run_cli
 
-from fceval_tui.backends.local import socket_name
+from fceval_tui.locations import tmux_socket_name
 
 
 def _sessions(state_dir):
     proc = subprocess.run(
-        ["tmux", "-L", socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
+        ["tmux", "-L", tmux_socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
     )
     return proc.stdout.split()
 
@@ -123,7 +123,7 @@ def test_lost_session_is_retried_and_attempts_recorded(state_dir, fast_env):
     run_id = json.loads(res.out)["run_id"]
     _wait(lambda: _status(state_dir, run_id)[0]["state"] == "running")
     job_id = _status(state_dir, run_id)[0]["id"]
-    subprocess.run(["tmux", "-L", socket_name(state_dir), "kill-session", "-t", job_id], check=True)
+    subprocess.run(["tmux", "-L", tmux_socket_name(state_dir), "kill-session", "-t", job_id], check=True)
     _wait(lambda: _status(state_dir, run_id)[0]["state"] == "succeeded", timeout=60)
     job = _status(state_dir, run_id)[0]
     assert job["attempts"] == 2
@@ -230,7 +230,7 @@ def test_resume_mid_attempt_states_finishes_each_job(state_dir, settings_factory
     store.transition(jobs[1].id, JobState.WAITING_CAPACITY, attempts=1)
     store.transition(jobs[2].id, JobState.STARTING, attempts=1, resource_id=jobs[2].id)
     subprocess.run(
-        ["tmux", "-L", socket_name(state_dir), "new-session", "-d", "-s", jobs[2].id, IDLE_COMMAND], check=True
+        ["tmux", "-L", tmux_socket_name(state_dir), "new-session", "-d", "-s", jobs[2].id, IDLE_COMMAND], check=True
     )  # the session exists, its script never started
     totals = Runner(store, settings, backoff_base=0.01).run(run.id)
     assert totals.counts == {"succeeded": 3}
@@ -266,3 +266,53 @@ def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, store, 
     job = store.get_job(failing.id)
     assert job.state == JobState.FAILED and job.attempts == 2  # ran again, in the same run
     assert [t["task_id"] for t in _trace(fast_env)].count("will-fail") == 2
+
+
+def test_a_killed_session_is_noticed_while_other_sessions_live(state_dir, settings_factory, store, tmp_path):
+    """tmux 3.3a's `display -p -t` on a missing session exits 0 with empty fields when the server
+    still has other sessions: the vanished job must still be retried at once, not at its timeout."""
+    import threading
+
+    from fceval_tui.backends.local import LocalBackend
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+    from fceval_tui.services.runner import Runner, cancel_jobs
+
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    # The first attempt of each job sleeps; a second attempt finishes at once.
+    command = f"if [ -e {seen}/{{task_id}} ]; then echo again; else touch {seen}/{{task_id}}; sleep 60; fi"
+    settings = settings_factory(FCEVAL_RUN_COMMAND=command, FCEVAL_GRADE_COMMAND="")
+    run, (lost, keeper) = Runner(store, settings).create_run([JobSpec("a", "lost"), JobSpec("a", "keeper")])
+    runner = Runner(store, settings, backoff_base=0.01)
+    thread = threading.Thread(target=runner.run, args=(run.id,))
+    thread.start()
+    try:
+        _wait(lambda: {j.state for j in store.jobs(run_id=run.id)} == {JobState.RUNNING})
+        LocalBackend(settings).tmux("kill-session", "-t", f"={lost.id}")  # on the backend's private socket
+        _wait(lambda: store.get_job(lost.id).state == JobState.SUCCEEDED, timeout=20)
+        assert store.get_job(lost.id).attempts == 2
+        assert store.get_job(keeper.id).state == JobState.RUNNING  # its session kept the server up
+        retry = next(e for e in store.events(job_id=lost.id) if e.kind == "retry_scheduled")
+        assert "gone" in retry.detail["error"]
+    finally:
+        cancel_jobs(store, settings, [keeper.id])
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_observe_matches_the_session_name_exactly(state_dir, settings_factory):
+    """A missing session is gone even when another session's name starts with its name."""
+    from fceval_tui.backends.base import ResourceGone
+    from fceval_tui.backends.local import LocalBackend
+    from fceval_tui.domain.models import Job
+    from fceval_tui.domain.states import JobState
+    from fceval_tui.services.runner import stop_context
+
+    backend = LocalBackend(settings_factory())
+    backend.tmux("new-session", "-d", "-s", "r0-0010", "sleep 60")
+    missing = Job("r0-001", "r0", 1, "a", "t", "", "", "local", JobState.RUNNING, attempts=1)
+    ctx = stop_context(backend.settings, missing)
+    ctx.work_dir.mkdir(parents=True)
+    with pytest.raises(ResourceGone):
+        backend.observe(ctx, "r0-001")

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fceval_tui.services.mirror import Mirror
-from fceval_tui.services.tmux_control import LineAssembler, cell_width
+from fceval_tui.services.mirror.control_mode import LineAssembler, cell_width
 from tests import tmux_fixtures
 from tests.tmux_fixtures import HISTORY_LIMIT, SYNC_TIMEOUT, WIDTH, true_lines
 

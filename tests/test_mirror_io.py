@@ -12,7 +12,7 @@ import pytest
 
 from fceval_tui.errors import ConfigError, NotFoundError
 from fceval_tui.services.mirror import Mirror, PaneGone
-from fceval_tui.services.tail import attach_argv, tail
+from fceval_tui.services.mirror.tail import attach_argv, tail
 from fceval_tui.transports.ecs_exec import EcsExecTransport
 from fceval_tui.transports.local import LocalTransport
 from fceval_tui.transports.ssm import SsmTransport

@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
-from fceval_tui.services.mirror import MirrorUpdate, tmux_quote
-from fceval_tui.services.tmux_control import Block, ControlParser, LineAssembler, Notice, Output, unescape_output
+from fceval_tui.services.mirror import MirrorUpdate
+from fceval_tui.services.mirror.control_mode import Block, ControlParser, LineAssembler, Notice, Output, unescape_output
+from fceval_tui.services.mirror.tmux_io import tmux_quote
 
 
 def test_output_unescaping_restores_control_bytes_and_backslashes():

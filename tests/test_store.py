@@ -100,3 +100,95 @@ def test_kill_9_loses_no_reported_event(state_dir):
     events = {e.job_id for e in s.events() if e.kind == "state"}
     assert events == started  # state and event always written together
     s.close()
+
+
+def _own_start_time() -> int:
+    from fceval_tui.store import process_start_time
+
+    started = process_start_time(os.getpid())
+    if started is None:
+        pytest.skip("no /proc: process start times are not available here")
+    return started
+
+
+def _set_owner(store, run_id, pid, started):
+    import socket
+
+    store._db.execute(
+        "UPDATE runs SET owner_pid=?, owner_host=?, owner_started=? WHERE id=?",
+        (pid, socket.gethostname(), started, run_id),
+    )
+
+
+def test_a_live_pid_with_another_start_time_is_a_dead_runner(store):
+    """After a `kill -9` the runner's pid may be reused: only the same pid *and* start time is its runner."""
+    started = _own_start_time()
+    run, _ = _run(store)
+    _set_owner(store, run.id, os.getpid(), started + 1)
+    assert store.run_owner(run.id) is None
+    _set_owner(store, run.id, os.getpid(), started)
+    assert store.run_owner(run.id) == os.getpid()
+
+
+def test_claim_refuses_a_live_runner_and_takes_over_a_reused_pid(store):
+    from fceval_tui.errors import UserError
+    from fceval_tui.store import process_start_time
+
+    _own_start_time()
+    run, _ = _run(store)
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        started = process_start_time(other.pid)
+        _set_owner(store, run.id, other.pid, started)
+        with pytest.raises(UserError, match=f"already being driven by process {other.pid}"):
+            store.claim_run(run.id)
+        _set_owner(store, run.id, other.pid, started - 1)  # same pid, another process: the runner died
+        store.claim_run(run.id)
+        assert store.run_owner(run.id) == os.getpid()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_killed_runner_not_yet_reaped_is_dead(store, state_dir):
+    """A runner killed with SIGKILL stays a zombie until its parent reaps it; resume must not wait for that."""
+    _own_start_time()
+    run, _ = _run(store)
+    claim = (
+        "import sys, time\nfrom pathlib import Path\nfrom fceval_tui.store import Store\n"
+        "Store.open(Path(sys.argv[1])).claim_run(sys.argv[2])\nprint('claimed', flush=True)\ntime.sleep(300)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", claim, str(state_dir), run.id], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "claimed"
+        assert store.run_owner(run.id) == proc.pid
+        os.kill(proc.pid, signal.SIGKILL)
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # dead, still unreaped
+        assert store.run_owner(run.id) is None
+        store.claim_run(run.id)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_migration_keeps_a_version_1_ledger(tmp_path):
+    from fceval_tui.store import MIGRATIONS, _statements
+
+    path = tmp_path / "ledger.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in _statements(MIGRATIONS[0]):
+        db.execute(statement)
+    db.execute(
+        "INSERT INTO runs(id, created_at, backend, concurrency, owner_pid, owner_host)"
+        " VALUES ('r1', '2024-01-01T00:00:00Z', 'local', 2, 1, 'elsewhere')"
+    )
+    db.execute("PRAGMA user_version=1")
+    db.close()
+    s = Store(path)
+    try:
+        assert s.schema_version == SCHEMA_VERSION
+        assert s.get_run("r1").backend == "local" and s.run_owner("r1") is None
+        s.claim_run("r1")
+        assert s.run_owner("r1") == os.getpid()
+    finally:
+        s.close()

@@ -15,7 +15,8 @@ from argparse import Namespace
 import pytest
 from conftest import HARNESS, run_cli
 
-from fceval_tui.backends.local import socket_name
+from fceval_tui.cli.commands import teardown as teardown_cli
+from fceval_tui.locations import tmux_socket_name
 from fceval_tui.services import teardown
 from fceval_tui.store import Store
 
@@ -32,7 +33,7 @@ def slow_env():
 
 def sessions(state_dir) -> list[str]:
     proc = subprocess.run(
-        ["tmux", "-L", socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
+        ["tmux", "-L", tmux_socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
     )
     return sorted(proc.stdout.split())
 
@@ -161,14 +162,16 @@ def test_interactive_confirmation_needs_the_typed_run_id(state_dir, settings_fac
     args = Namespace(run=run.id, orphans=False, all=False, dry_run=False, yes=False, json=False)
     settings = settings_factory()
     # Nothing to do yet: no confirmation asked, exit 0.
-    assert teardown.cli_main(args, settings, store) == 0
+    assert teardown_cli.tear_down(args, settings, store) == 0
     assert "nothing to tear down" in capsys.readouterr().out
     session = f"{run.id}-001"
-    subprocess.run(["tmux", "-L", socket_name(state_dir), "new-session", "-d", "-s", session, "sleep 300"], check=True)
-    assert teardown.cli_main(args, settings, store) == 1
+    subprocess.run(
+        ["tmux", "-L", tmux_socket_name(state_dir), "new-session", "-d", "-s", session, "sleep 300"], check=True
+    )
+    assert teardown_cli.tear_down(args, settings, store) == 1
     assert "not confirmed" in capsys.readouterr().err and sessions(state_dir) == [session]
     monkeypatch.setattr("builtins.input", lambda prompt: run.id)
-    assert teardown.cli_main(args, settings, store) == 0
+    assert teardown_cli.tear_down(args, settings, store) == 0
     assert sessions(state_dir) == []
 
 
@@ -206,7 +209,7 @@ def test_a_selection_cancels_only_the_jobs_of_what_is_chosen(state_dir, settings
     for job in jobs:
         store.transition(job.id, JobState.STARTING, resource_id=job.id, attempts=1)
         subprocess.run(
-            ["tmux", "-L", socket_name(state_dir), "new-session", "-d", "-s", job.id, "sleep 300"], check=True
+            ["tmux", "-L", tmux_socket_name(state_dir), "new-session", "-d", "-s", job.id, "sleep 300"], check=True
         )
     settings = settings_factory()
     plan = teardown.make_plan(settings, store, teardown.Scope.orphans())

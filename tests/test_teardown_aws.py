@@ -15,6 +15,7 @@ from aws_helpers import PROFILE, REGION, STAGING, make_context, new_run_id, spec
 from conftest import run_cli
 
 from fceval_tui.backends.ec2 import Ec2Backend
+from fceval_tui.cli.commands import teardown as teardown_cli
 from fceval_tui.domain.states import JobState
 from fceval_tui.services import teardown
 from fceval_tui.store import Store
@@ -122,6 +123,6 @@ def test_unlistable_backend_is_reported_not_skipped(aws_env, aws_settings, monke
     result = teardown.execute(settings, store, plan)
     assert not result.clean  # cannot vouch that nothing is left
     args = Namespace(run=None, orphans=True, all=False, dry_run=True, yes=False, json=False)
-    assert teardown.cli_main(args, settings, store) == 1
+    assert teardown_cli.tear_down(args, settings, store) == 1
     assert "could not list s3: listing staging objects" in capsys.readouterr().out
     store.close()

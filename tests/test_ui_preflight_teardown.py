@@ -13,9 +13,9 @@ from textual.widgets import DataTable, Input
 from ui_fixtures import FOREIGN_INSTANCE, LIVE_SESSION, SIZE, T0, Clock, fixed, seed
 
 from fceval_tui.backends.base import Resource
-from fceval_tui.backends.local import socket_name
 from fceval_tui.domain.models import JobSpec
 from fceval_tui.domain.states import JobState
+from fceval_tui.locations import tmux_socket_name
 from fceval_tui.services import teardown
 from fceval_tui.services.audit import AuditReport, CheckEvent, list_checks
 from fceval_tui.services.audit_checks import Finding, Severity
@@ -34,7 +34,7 @@ async def wait_for(pilot, predicate, what: str, limit: float = 30.0):
 
 def sessions(state_dir) -> list[str]:
     proc = subprocess.run(
-        ["tmux", "-L", socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
+        ["tmux", "-L", tmux_socket_name(state_dir), "ls", "-F", "#{session_name}"], capture_output=True, text=True
     )
     return sorted(proc.stdout.split())
 
@@ -52,7 +52,9 @@ async def test_orphan_notice_then_teardown_with_typed_confirmation(console, stat
     run, jobs = app.store.create_run("local", 1, [JobSpec("aide", "t1")])
     app.store.transition(jobs[0].id, JobState.STARTING, resource_id=jobs[0].id, attempts=1)
     orphan = jobs[0].id  # a session whose run nobody drives: what a killed console leaves
-    subprocess.run(["tmux", "-L", socket_name(state_dir), "new-session", "-d", "-s", orphan, "sleep 300"], check=True)
+    subprocess.run(
+        ["tmux", "-L", tmux_socket_name(state_dir), "new-session", "-d", "-s", orphan, "sleep 300"], check=True
+    )
     notes = []
     app.notify = lambda message, **kw: notes.append(message)
     async with app.run_test(size=(140, 40)) as pilot:
@@ -92,12 +94,32 @@ async def test_preflight_runs_the_local_checks_and_exports_them(console, state_d
         assert [f["id"] for f in exported] == ["local.tmux", "local.state-dir"]
 
 
+async def test_read_only_console_runs_a_read_only_audit(state_dir, settings_factory, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    modes = []
+
+    def recording_audit(settings, backend, on_progress=None, context=None, read_only=False):
+        modes.append(read_only)
+        return fake_audit(settings, backend, on_progress, context)
+
+    monkeypatch.setattr("fceval_tui.ui.screens.preflight.run_audit", recording_audit)
+    store = Store.open(state_dir)
+    try:
+        app = make_app(settings_factory(), store, readonly=True)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.press("p")
+            await wait_for(pilot, lambda: app.screen.report is not None, "the audit")
+    finally:
+        store.close()
+    assert modes == [True]
+
+
 # -- snapshots -------------------------------------------------------------------------------------
 
 SEVERITIES = [Severity.OK, Severity.ERROR, Severity.OK, Severity.WARNING, Severity.UNKNOWN, Severity.OK, Severity.INFO]
 
 
-def fake_audit(settings, backend, on_progress=None, context=None):
+def fake_audit(settings, backend, on_progress=None, context=None, read_only=False):
     """Fixed findings for every check of the backend, reported through the same progress events."""
     findings = []
     for index, check in enumerate(list_checks(backend)):

@@ -100,7 +100,7 @@ def test_help_screen(app, snap_compare):
 def test_attach_view(app, snap_compare, state_dir):
     import subprocess
 
-    from fceval_tui.backends.local import socket_name
+    from fceval_tui.locations import tmux_socket_name
     from fceval_tui.ui.screens.attach import AttachScreen
 
     job = app.store.get_job("r0demo01-002")
@@ -110,7 +110,7 @@ def test_attach_view(app, snap_compare, state_dir):
         [
             "tmux",
             "-L",
-            socket_name(state_dir),
+            tmux_socket_name(state_dir),
             "-f",
             "/dev/null",
             "new-session",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fceval_tui.services.tmux_control import LineAssembler
+from fceval_tui.services.mirror.control_mode import LineAssembler
 from fceval_tui.transports.local import LocalTransport
 
 HISTORY_LIMIT = 200

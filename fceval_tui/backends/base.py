@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
+from fceval_tui import locations
 from fceval_tui.backends.aws_constants import EXPIRES_AT_TAG, JOB_ID_TAG, MANAGED_BY, MANAGED_BY_TAG, RUN_ID_TAG
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, iso, parse_iso
@@ -25,7 +26,7 @@ from fceval_tui.errors import TransientError
 
 def work_dir(settings: Settings, job: Job) -> Path:
     """A job's private directory on this machine: pipeline script, status files, console.log, downloads."""
-    return settings.state_dir / "work" / job.run_id / job.id
+    return locations.job_work_dir(settings.state_dir, job.run_id, job.id)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class JobContext:
     artifact_prefix: str
     work_dir: Path  # a private local directory for this job (scripts, logs, downloads)
     expires_at: datetime  # the hard TTL, as put in the fceval:expires-at tag
+    env: Mapping[str, str] = field(default_factory=dict)  # the job's values, the pipeline's environment
 
     @property
     def tags(self) -> dict[str, str]:

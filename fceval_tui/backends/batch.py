@@ -150,7 +150,11 @@ class BatchBackend(CloudBackend):
                 jobName=name,
                 jobQueue=s.batch_queue,
                 jobDefinition=s.batch_job_definition,
-                containerOverrides={"command": ["sh", "-c", command], "resourceRequirements": resources},
+                containerOverrides={
+                    "command": ["sh", "-c", command],
+                    "resourceRequirements": resources,
+                    "environment": [{"name": k, "value": v} for k, v in ctx.env.items()],
+                },
                 # Batch-side retries only for lost hosts (spot reclaim); an agent failure is a verdict.
                 retryStrategy={
                     "attempts": s.batch_retry_attempts,

@@ -9,7 +9,7 @@ from pathlib import Path
 from fceval_tui.backends.aws_constants import DEFAULT_ARTIFACTS_PREFIX
 from fceval_tui.backends.base import Backend, JobContext
 from fceval_tui.backends.staging import Staging
-from fceval_tui.config import BY_ENV, Settings
+from fceval_tui.config import Settings, setting_for_env
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Job
 from fceval_tui.errors import ConfigError
@@ -56,7 +56,7 @@ class CloudBackend(Backend):
         prefix = cloud_artifact_prefix(self.settings)
         if prefix is not None:
             return prefix
-        if self.settings.values.get("artifacts"):
+        if self.settings.artifacts:
             raise ConfigError(
                 f"FCEVAL_ARTIFACTS={self.settings.artifacts} is a local directory, which {self.name} compute "
                 "cannot write to",
@@ -81,7 +81,7 @@ def cloud_artifact_prefix(settings: Settings) -> str | None:
     """The s3:// prefix cloud compute writes artifacts to; None when FCEVAL_ARTIFACTS is a local directory.
 
     Unset, it defaults to the results bucket (or the staging bucket) under DEFAULT_ARTIFACTS_PREFIX."""
-    artifacts = settings.values.get("artifacts") or ""
+    artifacts = settings.artifacts or ""
     if artifacts.startswith("s3://"):
         return artifacts
     if artifacts:
@@ -92,6 +92,6 @@ def cloud_artifact_prefix(settings: Settings) -> str | None:
 
 def require_settings(settings: Settings, backend: str, names: Sequence[str], fix: str) -> None:
     """Stop with one message naming every setting (by its variable) the backend needs but lacks."""
-    missing = [name for name in names if not settings.values[BY_ENV[name].attr]]
+    missing = [name for name in names if not getattr(settings, setting_for_env(name).attr)]
     if missing:
         raise ConfigError(f"the {backend} backend needs {' and '.join(missing)}", fix)

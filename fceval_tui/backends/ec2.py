@@ -166,8 +166,12 @@ class Ec2Backend(CloudBackend):
         script = self.pipeline_script(ctx, manifest.upload_shell(), f" on {resource_id}")
         staging.put(s3, MANIFEST, manifest.to_json())
         staging.put(s3, pipeline.SCRIPT_NAME, script)
-        fetch = f"aws s3 cp --only-show-errors {shlex.quote(staging.url(pipeline.SCRIPT_NAME))}"
-        launch = remote_tmux.launch_script(work, ctx.job.id, fetch + " {path}")
+        staging.put(s3, pipeline.ENV_FILE, pipeline.env_file_text(dict(ctx.env)))
+
+        def fetch(name: str, path: str) -> str:
+            return f"aws s3 cp --only-show-errors {shlex.quote(staging.url(name))} {path}"
+
+        launch = remote_tmux.launch_script(work, ctx.job.id, fetch)
         try:
             result = self._transport(ctx.job, ctx.attempt, resource_id).run(["sh", "-c", launch], timeout=600)
         except TimeoutError as exc:

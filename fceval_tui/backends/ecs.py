@@ -45,6 +45,7 @@ from fceval_tui.transports.base import Transport
 
 CONTAINER = "main"
 URL_SECONDS = 900  # presigned URLs live 15 minutes: long enough for one transfer
+_STAGED = (pipeline.SCRIPT_NAME, pipeline.ENV_FILE)
 _IMAGE_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 # Reads one URL per line from stdin and fetches/puts with whatever the image has.
@@ -175,9 +176,12 @@ class EcsBackend(CloudBackend):
         s3 = self.aws.s3
         staging.put(s3, MANIFEST, manifest.to_json())
         staging.put(s3, pipeline.SCRIPT_NAME, script)
-        url = self._presign("get_object", staging.bucket, staging.key(pipeline.SCRIPT_NAME))
-        launch = remote_tmux.launch_script(work, ctx.job.id, _FETCH)
-        result = self._transport_for(resource_id).run(["sh", "-c", launch], stdin=(url + "\n").encode(), timeout=300)
+        staging.put(s3, pipeline.ENV_FILE, pipeline.env_file_text(dict(ctx.env)))
+        # launch_script fetches the script, then the values: one URL line each, in that order.
+        urls = [self._presign("get_object", staging.bucket, staging.key(name)) for name in _STAGED]
+        launch = remote_tmux.launch_script(work, ctx.job.id, lambda name, path: _FETCH.replace("{path}", path))
+        stdin = "".join(url + "\n" for url in urls).encode()
+        result = self._transport_for(resource_id).run(["sh", "-c", launch], stdin=stdin, timeout=300)
         if result.exit_code == remote_tmux.EXIT_NO_TMUX:
             raise PermanentError(
                 f"tmux is not installed in the image of {resource_id}", "add tmux to the task image (FCEVAL_ECS_IMAGE)"

@@ -7,7 +7,6 @@ pane's output is also piped to `console.log` so it survives the session.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 from collections import deque
@@ -16,6 +15,7 @@ from pathlib import Path
 import libtmux
 from libtmux.exc import LibTmuxException
 
+from fceval_tui import locations
 from fceval_tui.backends.base import (
     Backend,
     JobContext,
@@ -35,11 +35,6 @@ from fceval_tui.errors import PermanentError, TransientError, UserError
 IDLE_COMMAND = "sleep 2147483647"  # holds a new pane until its log pipe is attached
 
 
-def socket_name(state_dir: Path) -> str:
-    digest = hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:10]
-    return f"fceval-{digest}"
-
-
 def require_tmux() -> str:
     path = shutil.which("tmux")
     if path is None:
@@ -57,7 +52,7 @@ class LocalBackend(Backend):
 
     def __init__(self, settings) -> None:
         super().__init__(settings)
-        self.socket = socket_name(settings.state_dir)
+        self.socket = locations.tmux_socket_name(settings.state_dir)
         self._server = None
 
     # -- tmux plumbing ------------------------------------------------------------------------
@@ -69,7 +64,7 @@ class LocalBackend(Backend):
     def server(self):
         if self._server is None:
             require_tmux()
-            conf = self.settings.state_dir / "tmux.conf"
+            conf = locations.tmux_conf(self.settings.state_dir)
             # Read when the private server starts: every job pane keeps a long history and stays
             # visible after its command exits, so the final output can still be mirrored.
             conf.write_text(
@@ -107,6 +102,9 @@ class LocalBackend(Backend):
             banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}",
         )
         (work / pipeline.SCRIPT_NAME).write_text(script)
+        env_file = work / pipeline.ENV_FILE
+        env_file.write_text(pipeline.env_file_text(dict(ctx.env)))
+        env_file.chmod(0o600)
         if self._has_session(resource_id):
             self.tmux("kill-session", "-t", f"={resource_id}", check=False)
         try:
@@ -130,11 +128,19 @@ class LocalBackend(Backend):
         if status.done:
             return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
         pane = self.tmux(
-            "display-message", "-p", "-t", f"={resource_id}:", "#{pane_dead} #{pane_start_command}", check=False
+            "display-message",
+            "-p",
+            "-t",
+            f"={resource_id}:",
+            "#{session_name}\t#{pane_dead}\t#{pane_start_command}",
+            check=False,
         )
-        if pane.returncode != 0:
+        # display-message may not fail on a missing target (tmux 3.3a exits 0 with empty fields while the
+        # server has other sessions): only a line naming this very session proves it still exists.
+        name, _, rest = pane.stdout.rstrip("\n").partition("\t")
+        if pane.returncode != 0 or name != resource_id:
             raise ResourceGone(f"tmux session {resource_id} is gone before the pipeline finished")
-        dead, _, command = pane.stdout.strip().partition(" ")
+        dead, _, command = rest.partition("\t")
         if command.strip('"').startswith(IDLE_COMMAND):
             # A runner was killed between creating the session and starting the script in it.
             raise ResourceGone(f"the pipeline was never started in tmux session {resource_id}")

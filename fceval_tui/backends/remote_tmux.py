@@ -14,14 +14,16 @@ EXIT_NO_TMUX = 4
 EXIT_NO_SCRIPT = 3
 
 
-def launch_script(work: str, session: str, fetch: str) -> str:
-    """Shell that fetches the staged pipeline and starts it in tmux, unless it already runs there.
+def launch_script(work: str, session: str, fetch: Callable[[str, str], str]) -> str:
+    """Shell that fetches the staged pipeline and its values and starts it in tmux, unless it already
+    runs there.
 
-    `fetch` is trusted shell (built with shlex.quote) with a `{path}` placeholder for the target file.
-    Exit codes: 4 tmux missing, 3 the script could not be fetched."""
+    `fetch(name, path)` gives trusted shell (built with shlex.quote) copying the staged file `name`
+    to the quoted `path`. Exit codes: 4 tmux missing, 3 a staged file could not be fetched."""
     q = shlex.quote
     target = f"={session}"
     script = f"{work}/{pipeline.SCRIPT_NAME}"
+    env_file = f"{work}/{pipeline.ENV_FILE}"
     conf = f"{work}/tmux.conf"
     return "\n".join(
         [
@@ -30,7 +32,8 @@ def launch_script(work: str, session: str, fetch: str) -> str:
             f"mkdir -p {q(work)} || exit 2",
             f"command -v tmux >/dev/null 2>&1 || {{ echo 'tmux is not installed' >&2; exit {EXIT_NO_TMUX}; }}",
             f"if tmux has-session -t {q(target)} 2>/dev/null; then exit 0; fi",
-            fetch.replace("{path}", q(script)) + f" || exit {EXIT_NO_SCRIPT}",
+            fetch(pipeline.SCRIPT_NAME, q(script)) + f" || exit {EXIT_NO_SCRIPT}",
+            f"(umask 077 && {fetch(pipeline.ENV_FILE, q(env_file))}) || exit {EXIT_NO_SCRIPT}",
             # Read when the (per-machine) tmux server starts: long history for the mirror, and
             # the pane stays after the pipeline exits so its last screen can still be seen.
             f"printf 'set -g history-limit {pipeline.HISTORY_LIMIT}\\nset -g remain-on-exit on\\n' > {q(conf)}",

@@ -15,7 +15,10 @@ from fceval_tui.domain.models import JobSpec
 from fceval_tui.errors import JobFileError
 
 HEADER = ("agent", "task_id", "model")
-MAX_FIELD = 256
+MAX_FIELD = 256  # characters in an agent, task id or model name
+# A job line holds three values (quoting may double one): anything longer is refused before the csv
+# module sees it, whose own field limit (128 KiB) would otherwise raise a bare _csv.Error.
+MAX_LINE = 8 * MAX_FIELD
 
 
 @dataclass(frozen=True)
@@ -29,10 +32,12 @@ def validate_field(name: str, value: str, where: str) -> str:
     if not value:
         raise JobFileError(f"{where}: {name} is empty", f"give a non-empty {name}")
     if len(value) > MAX_FIELD:
-        raise JobFileError(f"{where}: {name} is longer than {MAX_FIELD} characters", f"shorten the {name}")
+        raise JobFileError(
+            f"{where}: {name} is {len(value)} characters long (at most {MAX_FIELD})", f"shorten the {name}"
+        )
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise JobFileError(
-            f"{where}: {name} {value!r} contains a control character (newline, tab, ...)",
+            f"{where}: {name} {_excerpt(value)} contains a control character (newline, tab, ...)",
             f"remove control characters from the {name}",
         )
     return value
@@ -42,18 +47,29 @@ def parse_text(text: str, source: str, dataset: str = "", default_model: str = "
     specs: list[JobSpec] = []
     warnings: list[str] = []
     seen: dict[tuple[str, str, str], int] = {}
+    if default_model:
+        validate_field("model", default_model, "--model")
     lines = text.splitlines()
     for lineno, raw in enumerate(lines, start=1):
         where = f"{source}:{lineno}"
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        fields = [f.strip() for f in next(csv.reader([raw], skipinitialspace=True))]
+        if len(raw) > MAX_LINE:
+            raise JobFileError(
+                f"{where}: line is {len(raw)} characters long (at most {MAX_LINE};"
+                f" agent, task_id and model are at most {MAX_FIELD} characters each)",
+                "shorten the line's values",
+            )
+        try:
+            fields = [f.strip() for f in next(csv.reader([raw], skipinitialspace=True))]
+        except csv.Error as exc:
+            raise JobFileError(f"{where}: not a valid CSV line ({exc})", "check the line's quoting") from None
         if tuple(f.lower() for f in fields) in (HEADER, HEADER[:2]) and not specs and not seen:
             continue
         if len(fields) < 2:
             raise JobFileError(
-                f"{where}: expected 'agent,task_id[,model]', found {len(fields)} column: {stripped!r}",
+                f"{where}: expected 'agent,task_id[,model]', found {len(fields)} column: {_excerpt(stripped)}",
                 "add the missing column",
             )
         if len(fields) > 3:
@@ -98,6 +114,8 @@ def parse_file(path: Path, dataset: str = "", default_model: str = "") -> Parsed
 def from_task_ids(task_ids: list[str], agent: str, model: str = "", dataset: str = "") -> ParsedJobs:
     specs: list[JobSpec] = []
     warnings: list[str] = []
+    if model:
+        validate_field("model", model, "--model")
     for i, task_id in enumerate(task_ids, start=1):
         where = f"--task-id #{i}"
         spec = JobSpec(
@@ -111,3 +129,8 @@ def from_task_ids(task_ids: list[str], agent: str, model: str = "", dataset: str
             continue
         specs.append(spec)
     return ParsedJobs(tuple(specs), tuple(warnings))
+
+
+def _excerpt(value: str, limit: int = 60) -> str:
+    """A value as quoted in an error message, cut so a huge value cannot flood the screen."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"

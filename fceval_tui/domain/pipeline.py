@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from fceval_tui.domain.artifacts import GRADING_REPORT
 from fceval_tui.domain.states import JobState
+from fceval_tui.domain.template import ENV_PREFIX
 
 PHASE_FILE = "phase"
 RUN_EXIT = "run.exit"
@@ -26,6 +27,7 @@ DONE_FILE = "done"
 RUN_ARCHIVE = "out/run.tar.gz"
 REPORT_ARCHIVE = "out/grading_report.json.gz"
 SCRIPT_NAME = "pipeline.sh"
+ENV_FILE = "job.env"  # the job's values, NAME=value a line: data the script exports, never parses
 CONSOLE_LOG = "console.log"  # the pane's output, piped next to the status files
 HISTORY_LIMIT = 50000  # scrollback kept by every job's tmux session
 
@@ -64,13 +66,19 @@ def render(
     upload: str = "",
     banner: str = "",
 ) -> str:
-    """`run_command`/`grade_command` are rendered templates (values already quoted); `upload` is
-    trusted shell built by a backend with shlex.quote."""
+    """`run_command`/`grade_command` are rendered templates (they read the job's values from the
+    environment: `ENV_FILE` in the work directory, or the container's environment where the backend
+    sets it); `upload` is trusted shell built by a backend with shlex.quote."""
     q = shlex.quote
     grade = grade_command or ""
     return f"""#!/bin/sh
 # {banner or "fceval-tui pipeline"}
 cd {q(work_dir)} || exit 97
+if [ -f {ENV_FILE} ]; then
+  while IFS= read -r kv || [ -n "$kv" ]; do
+    case $kv in {ENV_PREFIX}*=*) export "$kv" ;; esac
+  done < {ENV_FILE}
+fi
 mkdir -p {q(artifacts_dir)} out
 phase() {{ printf '%s\\n' "$1" > {PHASE_FILE}.tmp && mv {PHASE_FILE}.tmp {PHASE_FILE}; }}
 phase running
@@ -97,6 +105,11 @@ phase done
 printf '%s\\n' "$code" > {DONE_FILE}.tmp && mv {DONE_FILE}.tmp {DONE_FILE}
 echo "fceval-tui: pipeline finished with exit code $code"
 """
+
+
+def env_file_text(env: dict[str, str]) -> str:
+    """`ENV_FILE`'s content (values are single-line: `template.job_environment` checks it)."""
+    return "".join(f"{name}={value}\n" for name, value in env.items())
 
 
 def parse_status(files: dict[str, str | None]) -> PipelineResult:

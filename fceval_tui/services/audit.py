@@ -4,15 +4,13 @@
 
 `on_progress` is called from the pool's threads with a CheckEvent when each check starts and
 finishes (the console posts it as a message; it must not touch widgets). `launch` calls
-`require_no_errors` for cloud backends; `fceval-tui audit` is `cli_main`.
+`require_no_errors` for cloud backends; `fceval-tui audit` prints the report (fceval_tui/cli/commands/audit.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +29,6 @@ __all__ = [
     "CheckEvent",
     "Finding",
     "Severity",
-    "cli_main",
     "list_checks",
     "make_context",
     "print_policy",
@@ -83,14 +80,14 @@ def list_checks(backend: str) -> tuple[Check, ...]:
     return checks_for(backend)
 
 
-def make_context(settings: Settings, backend: str, simulator=None) -> AuditContext:
+def make_context(settings: Settings, backend: str, simulator=None, read_only: bool = False) -> AuditContext:
     """Build the AWS clients up front (in the calling thread); raises UserError for a bad profile."""
     clients = {}
     if backend != "local":
         from fceval_tui.services.audit_checks.aws import build_clients
 
         clients = build_clients(settings, backend)
-    return AuditContext(settings, backend, clients, simulator)
+    return AuditContext(settings, backend, clients, simulator, read_only)
 
 
 def _failure(check: Check, exc: Exception) -> Finding:
@@ -143,10 +140,11 @@ def run_audit(
     backend: str | None = None,
     on_progress: Callable[[CheckEvent], None] | None = None,
     context: AuditContext | None = None,
+    read_only: bool = False,
 ) -> AuditReport:
     """Run every check for `backend` (default: the configured one) concurrently. Blocking."""
     backend = backend or (context.backend if context else settings.backend)
-    ctx = context or make_context(settings, backend)
+    ctx = context or make_context(settings, backend, read_only=read_only)
     checks = checks_for(backend)
     with ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="audit") as pool:
         futures = [pool.submit(_run_one, ctx, check, on_progress) for check in checks]
@@ -210,70 +208,3 @@ def _pass_roles_offline(settings: Settings, backend: str, notes: list[str]) -> l
             return ["arn:aws:iam::*:role/*"]
         return roles
     return ["arn:aws:iam::*:role/*"]
-
-
-# -- command line -------------------------------------------------------------------------------
-
-_LABEL = {
-    Severity.OK: "ok",
-    Severity.INFO: "info",
-    Severity.WARNING: "WARNING",
-    Severity.ERROR: "ERROR",
-    Severity.UNKNOWN: "unknown",
-}
-
-
-def format_report(report: AuditReport) -> str:
-    lines = [
-        f"preflight audit: {report.backend} backend"
-        + (f", region {report.region}" if report.backend != "local" else "")
-    ]
-    area = None
-    for finding in report.findings:
-        if finding.area != area:
-            area = finding.area
-            lines.append(f"\n{area}")
-        lines.append(f"  {_LABEL[finding.severity]:<8} {finding.id:<30} {finding.summary}")
-        if finding.detail and finding.severity is not Severity.OK:
-            lines.append(f"  {'':<8} {'':<30} {finding.detail}")
-        if finding.fix and finding.severity in (Severity.ERROR, Severity.WARNING, Severity.UNKNOWN):
-            lines.append(f"  {'':<8} {'':<30} fix: {finding.fix}")
-    counts = report.counts()
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    lines.append(f"\n{summary or 'no findings'}")
-    return "\n".join(lines)
-
-
-class _Progress:
-    """`[done/total] title` on stderr while checks run, only when stderr is a terminal."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
-        self.enabled = sys.stderr.isatty()
-        self._lock = threading.Lock()
-
-    def __call__(self, event: CheckEvent) -> None:
-        if not self.enabled or not event.finished:
-            return
-        with self._lock:  # called from the pool's threads
-            self.done += 1
-            end = "\n" if self.done == self.total else ""
-            sys.stderr.write(f"\r\033[K[{self.done}/{self.total}] {event.check.title}{end}")
-            sys.stderr.flush()
-
-
-def cli_main(args, settings: Settings, store) -> int:
-    backend = args.backend or settings.backend
-    if args.print_policy:
-        text, notes = print_policy(settings, backend, args.print_policy)
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-        print(text)
-        return 0
-    report = run_audit(settings, backend, on_progress=None if args.json else _Progress(len(checks_for(backend))))
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(format_report(report))
-    return 1 if report.has_errors else 0

@@ -8,16 +8,17 @@ import sys
 import time
 from pathlib import Path
 
+from fceval_tui import locations
 from fceval_tui.backends import backend_class
 from fceval_tui.backends.base import work_dir
-from fceval_tui.config import Settings, _default_grade_command, _default_run_command
+from fceval_tui.config import Settings, setting
 from fceval_tui.domain import jobfile
 from fceval_tui.domain.artifacts import join_prefix, keys_for
 from fceval_tui.domain.models import Job, JobSpec, job_id_for, new_run_id, utcnow
 from fceval_tui.domain.states import JobState
-from fceval_tui.domain.template import CommandTemplate
+from fceval_tui.domain.template import job_environment
 from fceval_tui.errors import UserError
-from fceval_tui.services.runner import Runner, render_commands
+from fceval_tui.services.runner import Runner, job_values
 from fceval_tui.store import Store
 
 BACKGROUND_START_TIMEOUT = 20.0
@@ -35,8 +36,8 @@ def demo_settings(settings: Settings) -> Settings:
     """The demo always runs the bundled example harness on this machine."""
     return settings.replace(
         backend="local",
-        run_command=CommandTemplate("FCEVAL_RUN_COMMAND", _default_run_command()),
-        grade_command=CommandTemplate("FCEVAL_GRADE_COMMAND", _default_grade_command()),
+        run_command=setting("run_command").default_value(),
+        grade_command=setting("grade_command").default_value(),
     )
 
 
@@ -73,7 +74,8 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
             JobState.PENDING,
         )
         work = work_dir(settings, job)
-        run_command, grade_command = render_commands(settings, job, backend.artifacts_dir(job, work))
+        values = job_values(job, backend.artifacts_dir(job, work))
+        job_environment(values)  # a value the pipeline could not receive fails the dry run too
         keys = keys_for(job, True, utcnow())
         target = backend.tmux_target(job)
         jobs.append(
@@ -82,8 +84,8 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
                 "agent": spec.agent,
                 "task_id": spec.task_id,
                 "model": spec.model,
-                "run_command": run_command,
-                "grade_command": grade_command,
+                "run_command": settings.run_command.preview(values),
+                "grade_command": settings.grade_command.preview(values) if settings.grade_command else None,
                 "work_dir": str(work),
                 "tmux": (["tmux", *target.tmux_args, "new-session", "-s", target.session] if target else None),
                 "artifacts": [join_prefix(prefix, keys.run_archive), join_prefix(prefix, keys.grading_report)],
@@ -111,7 +113,7 @@ def estimate_cost(settings: Settings, hourly: float, jobs: int) -> float:
 
 def spawn_background_runner(settings: Settings, run_id: str, env_file: Path | None) -> int:
     """Start `fceval-tui resume RUN` detached from this terminal; return once it owns the run."""
-    log_path = settings.state_dir / "logs" / f"runner-{run_id}.log"
+    log_path = locations.runner_log(settings.state_dir, run_id)
     argv = [sys.executable, "-m", "fceval_tui", "resume", run_id, "--quiet", "--state-dir", str(settings.state_dir)]
     if env_file is not None:
         argv += ["--env-file", str(env_file)]

@@ -21,11 +21,11 @@ from datetime import timedelta
 
 from fceval_tui.backends import make_backend
 from fceval_tui.backends.base import Backend, JobContext, Observation, ResourceGone, work_dir
-from fceval_tui.config import BY_ATTR, Settings
+from fceval_tui.config import Settings
 from fceval_tui.domain.backoff import full_jitter
 from fceval_tui.domain.models import Job, JobSpec, Run, utcnow
 from fceval_tui.domain.states import PIPELINE_ORDER, IllegalTransition, JobState
-from fceval_tui.domain.template import CommandTemplate
+from fceval_tui.domain.template import job_environment
 from fceval_tui.errors import BackendError, CapacityError, PermanentError
 from fceval_tui.store import Store
 
@@ -49,34 +49,15 @@ class RunTotals:
         return all(state == JobState.SUCCEEDED for state, n in self.counts.items() if n)
 
 
-def settings_snapshot(settings: Settings) -> dict:
-    """Every setting a run was launched with (JSON-able), kept in the ledger with the run."""
-    snapshot = {}
-    for attr, value in settings.values.items():
-        if isinstance(value, CommandTemplate):
-            value = value.text
-        snapshot[attr] = list(value) if isinstance(value, tuple) else value
-    return snapshot
-
-
 def run_settings(settings: Settings, run: Run) -> Settings:
     """The settings a run was launched with: a resume, retry or cancel acts in the same region, with the
     same commands and limits, whatever the current shell or console says."""
-    overrides = {"backend": run.backend, "concurrent": run.concurrency}
-    for attr, value in run.settings.items():
-        if attr not in BY_ATTR or attr in overrides:
-            continue
-        if attr in ("run_command", "grade_command"):
-            value = CommandTemplate(BY_ATTR[attr].env, value) if value else None
-        elif isinstance(value, list):
-            value = tuple(value)
-        overrides[attr] = value
-    return settings.replace(**overrides)
+    return settings.with_json(run.settings).replace(backend=run.backend, concurrent=run.concurrency)
 
 
-def render_commands(settings: Settings, job: Job, artifacts_dir: str) -> tuple[str, str | None]:
-    """The job's run and grade commands, every value shell-quoted."""
-    values = {
+def job_values(job: Job, artifacts_dir: str) -> dict[str, str]:
+    """The placeholder values of one job, by placeholder name."""
+    return {
         "agent": job.agent,
         "task_id": job.task_id,
         "model": job.model,
@@ -85,8 +66,12 @@ def render_commands(settings: Settings, job: Job, artifacts_dir: str) -> tuple[s
         "job_id": job.id,
         "artifacts_dir": artifacts_dir,
     }
+
+
+def render_commands(settings: Settings) -> tuple[str, str | None]:
+    """The run and grade commands as the pipeline runs them (values come from its environment)."""
     grade = settings.grade_command
-    return settings.run_command.render(values), grade.render(values) if grade else None
+    return settings.run_command.render(), grade.render() if grade else None
 
 
 def stop_context(settings: Settings, job: Job) -> JobContext:
@@ -126,7 +111,7 @@ class Runner:
 
     def create_run(self, specs: list[JobSpec], skip_preflight: bool = False) -> tuple[Run, list[Job]]:
         backend = self.backend or make_backend(self.settings.backend, self.settings)
-        snapshot = settings_snapshot(self.settings)
+        snapshot = self.settings.to_json()
         snapshot["artifacts"] = backend.artifact_prefix()
         return self.store.create_run(
             self.settings.backend, self.settings.concurrent, specs, settings=snapshot, skip_preflight=skip_preflight
@@ -189,7 +174,7 @@ class Runner:
     def _context(self, run: Run, job: Job, attempt: int) -> JobContext:
         work = work_dir(self.settings, job)
         work.mkdir(parents=True, exist_ok=True)
-        run_command, grade_command = render_commands(self.settings, job, self.backend.artifacts_dir(job, work))
+        run_command, grade_command = render_commands(self.settings)
         return JobContext(
             job=job,
             attempt=attempt,
@@ -198,6 +183,7 @@ class Runner:
             artifact_prefix=run.settings.get("artifacts") or self.settings.artifact_prefix,
             work_dir=work,
             expires_at=utcnow() + timedelta(minutes=self.settings.ttl_minutes),
+            env=job_environment(job_values(job, self.backend.artifacts_dir(job, work))),
         )
 
     def _drive(self, run: Run, job_id: str) -> None:

@@ -13,10 +13,8 @@ is gone, in a run nobody drives, is marked cancelled. Everything blocks: call fr
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -508,88 +506,3 @@ def find_orphans(settings: Settings, store: Store) -> list[Resource]:
     for backend, why in plan.listing.unlisted.items():
         log.warning("could not look for orphans on %s: %s", backend, why)
     return [i.resource for i in plan.items if i.action == DESTROY]
-
-
-# -- command line ------------------------------------------------------------------------------
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes = int(seconds // 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
-
-
-def format_plan(plan: Plan) -> str:
-    now = plan.created_at
-    lines = [f"teardown ({plan.scope}): looked at {', '.join(plan.listing.listed) or 'nothing'}"]
-    for backend, why in plan.listing.unlisted.items():
-        lines.append(f"  could not list {backend}: {why}")
-    lines.extend(f"  note: {note}" for note in plan.listing.notes)
-    if plan.items:
-        lines.append(f"{'ACTION':<15} {'BACKEND':<7} {'KIND':<16} {'ID':<40} {'AGE':>6} {'COST':>8}  REASON")
-        for item in plan.items:
-            r = item.resource
-            lines.append(
-                f"{item.action:<15} {r.backend:<7} {r.kind:<16} {r.id:<40} "
-                f"{_age(item.age_seconds(now)):>6} {r.cost_usd:>8.2f}  {item.reason}"
-            )
-    cancel_only = [j for j in plan.cancel_job_ids if j not in {i.resource.job_id for i in plan.items}]
-    if cancel_only:
-        lines.append(f"jobs cancelled in the ledger (no compute yet): {', '.join(cancel_only)}")
-    for item in plan.kept:
-        lines.append(f"kept: {item.resource.kind} {item.resource.id} ({item.reason})")
-    if not plan.actionable:
-        lines.append("nothing to tear down")
-    else:
-        lines.append(
-            f"{len([i for i in plan.items if i.action == DESTROY])} resource(s) to remove, "
-            f"{len(plan.cancel_job_ids)} job(s) to cancel; cost so far ${plan.cost_usd:.2f}"
-        )
-    return "\n".join(lines)
-
-
-def _scope(args) -> Scope:
-    if args.run:
-        return Scope.run(args.run)
-    return Scope.all() if args.all else Scope.orphans()
-
-
-def _confirmed(plan: Plan) -> bool:
-    wanted = plan.scope.run_id if plan.scope.kind == "run" else "yes"
-    prompt = f"type the run id ({wanted}) to confirm: " if plan.scope.kind == "run" else "type 'yes' to confirm: "
-    try:
-        answer = input(prompt)
-    except EOFError:
-        return False
-    return answer.strip() == wanted
-
-
-def cli_main(args, settings: Settings, store: Store) -> int:
-    plan = make_plan(settings, store, _scope(args))
-    if args.dry_run or not plan.actionable:
-        if args.json:
-            print(json.dumps({**plan.to_json(), "dry_run": bool(args.dry_run)}, indent=2))
-        else:
-            print(format_plan(plan) + ("\ndry run: nothing was changed" if args.dry_run and plan.actionable else ""))
-        return 1 if plan.listing.unlisted else 0
-    if not args.json:
-        print(format_plan(plan))
-    if not args.yes and not _confirmed(plan):
-        print("not confirmed: nothing was changed", file=sys.stderr)
-        return 1
-    say = None if args.json else (lambda message: print(message, flush=True))
-    result = execute(settings, store, plan, on_progress=say)
-    if args.json:
-        print(json.dumps({**result.to_json(), "dry_run": False}, indent=2))
-    else:
-        for item, error in result.failed:
-            print(f"failed: {item.resource.kind} {item.resource.id}: {error}")
-        for resource in result.left:
-            print(f"still there: {resource.backend} {resource.kind} {resource.id} ({resource.state})")
-        for backend, why in result.unlisted_after.items():
-            print(f"could not check {backend} afterwards: {why}")
-        if result.still_active:
-            print(f"jobs still active in the ledger: {', '.join(result.still_active)}")
-        print("nothing is left" if result.clean else "something is left: see above, then run teardown again")
-    return 0 if result.clean else 1

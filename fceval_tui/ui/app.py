@@ -17,6 +17,7 @@ from textual.worker import Worker, WorkerState
 # libtmux reads sys.stdout.encoding when imported, and Textual swaps sys.stdout while it runs:
 # import the local backend before the app starts, not later from a runner thread.
 import fceval_tui.backends.local  # noqa: F401
+from fceval_tui import locations
 from fceval_tui.backends.base import Resource
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, JobSpec, utcnow
@@ -34,12 +35,6 @@ from fceval_tui.ui.screens.teardown import TeardownScreen
 from fceval_tui.ui.themes import DEFAULT_THEME, load_themes
 
 MUTATING_ACTIONS = {"launch", "teardown"}
-
-
-def keymap_path() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("fceval-tui", appauthor=False)) / "keymap.toml"
 
 
 def read_keymap(path: Path) -> tuple[dict[str, str], str | None]:
@@ -215,7 +210,7 @@ class FcevalApp(App):
                     seen.add(binding.id)
                     keys = ", ".join(self.get_key_display(Binding(k, "")) for k in binding.key.split(","))
                     rows.append((keys, binding.description or binding.action, binding.id or ""))
-        self.push_screen(HelpScreen(rows, str(keymap_path())))
+        self.push_screen(HelpScreen(rows, str(locations.keymap_path())))
 
     def action_jump(self) -> None:
         def go(view: str | None) -> None:
@@ -330,7 +325,7 @@ def make_app(
     demo_specs: Iterable[JobSpec] | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> FcevalApp:
-    keymap, problem = read_keymap(keymap_path())
+    keymap, problem = read_keymap(locations.keymap_path())
     app = FcevalApp(settings, store, readonly=readonly, theme=theme, demo_specs=demo_specs, clock=clock, keymap=keymap)
     app._keymap_problem = problem
     return app

@@ -13,6 +13,7 @@ from pathlib import Path
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
+from fceval_tui import locations
 from fceval_tui.resources import themes_dir
 
 DEFAULT_THEME = "fceval-dark"
@@ -37,12 +38,6 @@ class ThemeProblem:
 
     def __str__(self) -> str:
         return f"theme file {self.path}: {self.reason}"
-
-
-def user_themes_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("fceval-tui", appauthor=False)) / "themes"
 
 
 def parse_theme(path: Path) -> Theme:
@@ -75,7 +70,7 @@ def parse_theme(path: Path) -> Theme:
 def load_themes(extra_dirs: tuple[Path, ...] = ()) -> tuple[list[Theme], list[ThemeProblem]]:
     themes: list[Theme] = []
     problems: list[ThemeProblem] = []
-    for folder in (themes_dir(), user_themes_dir(), *extra_dirs):
+    for folder in (themes_dir(), locations.user_themes_dir(), *extra_dirs):
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.toml")):

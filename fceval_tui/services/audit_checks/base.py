@@ -91,6 +91,8 @@ class AuditContext:
     clients: dict[str, Any] = field(default_factory=dict)
     # IAM client used for iam:SimulatePrincipalPolicy; the shared IAM client unless given.
     simulator: Any = None
+    # A read-only console's audit only looks: checks skip their write probes and say so.
+    read_only: bool = False
     _memo: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -20,7 +20,12 @@ class Verdict:
     subnet: str
     ok: bool
     how: str
-    fix: str = ""
+    # Enough to write the fix for a subnet that cannot reach the services:
+    vpc: str = ""
+    zone: str = ""
+    table: str | None = None  # its route table (explicit or the VPC's main one)
+    route: str | None = None  # its default route: "igw", "other" or None
+    missing: tuple[str, ...] = ()  # VPC endpoints it lacks
 
 
 def _subnets(ctx: AuditContext) -> tuple[list[dict], str]:
@@ -104,7 +109,7 @@ def _public_ip(ctx: AuditContext, subnet: dict) -> bool:
 
 
 def _verdict(ctx: AuditContext, subnet: dict) -> Verdict:
-    sid, vpc, region = subnet["SubnetId"], subnet["VpcId"], ctx.settings.region
+    sid = subnet["SubnetId"]
     table = _route_table(ctx, subnet)
     route = _default_route(table)
     public = _public_ip(ctx, subnet)
@@ -122,29 +127,81 @@ def _verdict(ctx: AuditContext, subnet: dict) -> Verdict:
         + "; missing VPC endpoints: "
         + ", ".join(missing)
     )
+    table_id = table["RouteTableId"] if table else None
+    return Verdict(
+        sid, False, why, subnet["VpcId"], subnet.get("AvailabilityZone", ""), table_id, route, tuple(missing)
+    )
+
+
+def _internet_fixes(ctx: AuditContext, bad: list[Verdict]) -> list[str]:
+    """Give the subnets internet access: public IPs where an internet gateway route exists, else one
+    NAT gateway route per route table (subnets often share one)."""
     fixes = []
-    if route == "igw":
-        fixes.append(
-            f"aws ec2 modify-subnet-attribute --subnet-id {sid} --map-public-ip-on-launch"
-            if ctx.backend != "ecs"
-            else "set FCEVAL_ECS_ASSIGN_PUBLIC_IP=true"
-        )
-    else:
-        where = table["RouteTableId"] if table else "its route table"
-        fixes.append(f"add a NAT gateway route for 0.0.0.0/0 to {where}")
-    for service in missing:
-        name = shlex.quote(f"com.amazonaws.{region}.{service}")
-        if service == "s3" and table:
-            fixes.append(
-                f"aws ec2 create-vpc-endpoint --vpc-id {vpc} --service-name {name} "
-                f"--route-table-ids {table['RouteTableId']}"
-            )
-        else:
+    public = [v.subnet for v in bad if v.route == "igw"]
+    if public and ctx.backend == "ecs":
+        fixes.append("set FCEVAL_ECS_ASSIGN_PUBLIC_IP=true")
+    elif len(public) == 1:
+        fixes.append(f"aws ec2 modify-subnet-attribute --subnet-id {public[0]} --map-public-ip-on-launch")
+    elif public:
+        command = 'aws ec2 modify-subnet-attribute --subnet-id "$s" --map-public-ip-on-launch'
+        fixes.append(f"for s in {' '.join(public)}; do {command}; done")
+    routed = [v for v in bad if v.route != "igw"]
+    routes = [
+        f"aws ec2 create-route --route-table-id {table} --destination-cidr-block 0.0.0.0/0 --nat-gateway-id NAT_ID"
+        for table in dict.fromkeys(v.table for v in routed if v.table)
+    ]
+    if routes:
+        routes[-1] += " (NAT_ID: a NAT gateway in a public subnet of the VPC)"
+    fixes.extend(routes)
+    for v in routed:
+        if not v.table:
+            fixes.append(f"add a NAT gateway route for 0.0.0.0/0 to the route table of {v.subnet}")
+    return fixes
+
+
+def _endpoint_fixes(ctx: AuditContext, bad: list[Verdict]) -> list[str]:
+    """One create-vpc-endpoint per VPC and service: a gateway endpoint (S3) on every route table that
+    lacks it; an interface endpoint (private DNS, so it serves the whole VPC) in one subnet per zone,
+    as AWS allows no more."""
+    fixes = []
+    for vpc in dict.fromkeys(v.vpc for v in bad):
+        in_vpc = [v for v in bad if v.vpc == vpc]
+        for service in ENDPOINTS[ctx.backend]:
+            lacking = [v for v in in_vpc if service in v.missing]
+            if not lacking:
+                continue
+            name = shlex.quote(f"com.amazonaws.{ctx.settings.region}.{service}")
+            tables = list(dict.fromkeys(v.table for v in lacking if v.table))
+            if service == "s3" and tables:
+                fixes.append(
+                    f"aws ec2 create-vpc-endpoint --vpc-id {vpc} --service-name {name} "
+                    f"--route-table-ids {' '.join(tables)}"
+                )
+                lacking = [v for v in lacking if not v.table]
+                if not lacking:
+                    continue
+            one_per_zone: dict[str, str] = {}
+            for v in lacking:
+                one_per_zone.setdefault(v.zone, v.subnet)
             fixes.append(
                 f"aws ec2 create-vpc-endpoint --vpc-id {vpc} --vpc-endpoint-type Interface "
-                f"--service-name {name} --subnet-ids {sid} --private-dns-enabled"
+                f"--service-name {name} --subnet-ids {' '.join(one_per_zone.values())} --private-dns-enabled"
             )
-    return Verdict(sid, False, why, "either " + fixes[0] + (", or " + "; ".join(fixes[1:]) if fixes[1:] else ""))
+    return fixes
+
+
+def _fix(ctx: AuditContext, bad: list[Verdict]) -> str:
+    internet, endpoints = _internet_fixes(ctx, bad), _endpoint_fixes(ctx, bad)
+    text = "either give them internet access: " + "; ".join(internet)
+    return text + (", or create VPC endpoints: " + "; ".join(endpoints) if endpoints else "")
+
+
+def _detail(verdicts: list[Verdict]) -> str:
+    """Subnets in the same situation share one clause."""
+    by_how: dict[str, list[str]] = {}
+    for v in verdicts:
+        by_how.setdefault(v.how, []).append(v.subnet)
+    return "; ".join(f"{', '.join(subnets)}: {how}" for how, subnets in by_how.items())
 
 
 def check_network(ctx: AuditContext, f: Findings) -> None:
@@ -168,13 +225,13 @@ def check_network(ctx: AuditContext, f: Findings) -> None:
         return
     verdicts = [_verdict(ctx, subnet) for subnet in subnets]
     bad = [v for v in verdicts if not v.ok]
-    detail = "; ".join(f"{v.subnet}: {v.how}" for v in verdicts)
+    detail = _detail(verdicts)
     if bad:
         f.error(
             "network.route",
             f"{len(bad)} of {len(verdicts)} subnets ({source}) cannot reach {needs}",
             detail,
-            " | ".join(f"{v.subnet}: {v.fix}" for v in bad),
+            _fix(ctx, bad),
         )
     else:
         f.ok("network.route", f"{len(verdicts)} subnet(s) ({source}) reach {needs}", detail)

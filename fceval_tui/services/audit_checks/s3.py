@@ -1,4 +1,4 @@
-"""The staging bucket (exists, region, write/read/delete round trip) and the artifacts bucket."""
+"""The staging bucket (exists, region, write/read/delete round trip unless read-only) and the artifacts bucket."""
 
 from __future__ import annotations
 
@@ -80,6 +80,14 @@ def check_staging_bucket(ctx: AuditContext, f: Findings) -> None:
     if not _bucket(ctx, f, "s3.staging", bucket, "staging bucket"):
         f.unknown("s3.staging.roundtrip", f"write/read/delete on s3://{bucket} not tried", "see s3.staging.exists")
         return
+    if ctx.read_only:
+        f.unknown(
+            "s3.staging.roundtrip",
+            f"write probes skipped: the console is read-only, so no object was written to s3://{bucket}",
+            "whether jobs can write, read back and delete staging objects was not tested",
+            "run `fceval-tui audit` (or the console without --readonly) to test them",
+        )
+        return
     s3 = ctx.client("s3")
     key = f"{AUDIT_PREFIX}{uuid.uuid4().hex}"
     body = f"fceval-tui preflight probe {key}".encode()
@@ -114,7 +122,7 @@ def check_staging_bucket(ctx: AuditContext, f: Findings) -> None:
 
 
 def check_results_bucket(ctx: AuditContext, f: Findings) -> None:
-    artifacts = ctx.settings.values.get("artifacts") or ""
+    artifacts = ctx.settings.artifacts or ""
     if artifacts and not artifacts.startswith("s3://"):
         f.error(
             "s3.results.exists",

@@ -201,7 +201,7 @@ class AttachScreen(ReportWorkerErrors, Screen):
     def action_interactive(self) -> None:
         if self.target is None:
             return
-        from fceval_tui.services.tail import attach_argv, attach_env
+        from fceval_tui.services.mirror.tail import attach_argv, attach_env
 
         argv = attach_argv(self.target.tmux_args, self.target.session, self.target.transport)
         with self.app.suspend():

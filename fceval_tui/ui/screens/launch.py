@@ -12,10 +12,10 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
-from fceval_tui.cli_output import render_plan
-from fceval_tui.config import BY_ATTR, Settings
+from fceval_tui.config import Settings, setting
 from fceval_tui.domain.models import BACKENDS
 from fceval_tui.errors import ConfigError, JobFileError, UserError
+from fceval_tui.presentation import render_plan
 from fceval_tui.services import launching
 from fceval_tui.services.runner import Runner
 from fceval_tui.ui.workers import ReportWorkerErrors
@@ -34,13 +34,13 @@ FIELDS = (
     ("spot_price", "Spot price", "spot_price", "USD/h; empty: on-demand"),
     ("artifacts", "Artifacts", "artifacts", "local dir or s3://bucket/prefix"),
 )
-ENV_TO_FIELD = {BY_ATTR[attr].env: fid for fid, _, attr, _ in FIELDS if attr} | {"FCEVAL_BACKEND": "backend"}
+ENV_TO_FIELD = {setting(attr).env: fid for fid, _, attr, _ in FIELDS if attr} | {"FCEVAL_BACKEND": "backend"}
 
 
 def _initial(settings: Settings, attr: str | None) -> str:
     if attr is None:
         return ""
-    value = settings.values[attr]
+    value = getattr(settings, attr)
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():

@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from fceval_tui import locations
 from fceval_tui.domain.models import BACKENDS
 from fceval_tui.services.audit import AuditReport, CheckEvent, list_checks, run_audit
 from fceval_tui.services.audit_checks import Finding, Severity
@@ -114,7 +115,7 @@ class PreflightScreen(ReportWorkerErrors, Screen):
         def progress(event: CheckEvent) -> None:  # called from the audit's pool threads
             self.post_message(self.Progress(event))
 
-        report = run_audit(self.app.settings, backend, on_progress=progress)
+        report = run_audit(self.app.settings, backend, on_progress=progress, read_only=self.app.readonly)
         self.post_message(self.Finished(report))
 
     def on_preflight_screen_progress(self, message: Progress) -> None:
@@ -168,7 +169,7 @@ class PreflightScreen(ReportWorkerErrors, Screen):
             self.notify("the audit is still running", severity="warning")
             return
         stamp = self.app.clock().strftime("%Y%m%dT%H%M%SZ")
-        self._export(self.report, self.app.settings.state_dir / f"preflight-{self.backend}-{stamp}.json")
+        self._export(self.report, locations.preflight_export(self.app.settings.state_dir, self.backend, stamp))
 
     @work(thread=True, group="preflight-export", exit_on_error=False)
     def _export(self, report: AuditReport, path) -> None:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from fceval_tui.services.mirror import Mirror
+from fceval_tui.services.mirror.facade import Mirror
 from fceval_tui.transports.base import Transport
 
 

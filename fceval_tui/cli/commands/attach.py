@@ -1,0 +1,25 @@
+"""`fceval-tui attach JOB`: replace this process with an interactive terminal on the job's tmux session."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from fceval_tui.cli.context import job_target, load_context
+from fceval_tui.cli.exit_codes import EXIT_OK
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", metavar="JOB")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fceval_tui.services.mirror.tail import attach_argv, attach_env
+
+    settings, store = load_context(args)
+    _job, target = job_target(settings, store, args.job)
+    argv = attach_argv(target.tmux_args, target.session, target.transport)
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, attach_env())
+    return EXIT_OK  # not reached: exec replaces this process

@@ -1,0 +1,31 @@
+"""`fceval-tui resume RUN`: continue every non-final job of a run, here or in the background."""
+
+from __future__ import annotations
+
+import argparse
+
+from fceval_tui.cli.context import load_context
+from fceval_tui.cli.exit_codes import EXIT_OK
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN")
+    parser.add_argument("--detach", action="store_true", help="continue in the background")
+    parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fceval_tui.services.runner import run_settings
+
+    settings, store = load_context(args)
+    resumed = store.get_run(args.run)
+    settings = run_settings(settings, resumed)
+    if args.detach:
+        from fceval_tui.services import launching
+
+        pid = launching.spawn_background_runner(settings, resumed.id, getattr(args, "env_file", None))
+        print(f"run {resumed.id}: continuing in the background (pid {pid})")
+        return EXIT_OK
+    from fceval_tui.cli.progress import drive
+
+    return drive(settings, store, resumed.id, quiet=args.quiet)

@@ -1,0 +1,65 @@
+"""What every command starts from: settings from the global options, the ledger, a log file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fceval_tui.errors import UserError
+
+if TYPE_CHECKING:
+    from fceval_tui.backends.base import TmuxTarget
+    from fceval_tui.config import Settings
+    from fceval_tui.domain.models import Job
+    from fceval_tui.store import Store
+
+
+def load_context(args: argparse.Namespace, overrides: dict | None = None) -> tuple[Settings, Store]:
+    from fceval_tui.config import load_settings
+    from fceval_tui.locations import ensure_state_dir
+    from fceval_tui.store import Store
+
+    cli = dict(overrides or {})
+    if getattr(args, "region", None):
+        cli["region"] = args.region
+    if getattr(args, "profile", None):
+        cli["profile"] = args.profile
+    explicit = hasattr(args, "env_file")
+    env_file = args.env_file if explicit else Path(".env")
+    settings = load_settings(
+        cli=cli, env_file=env_file, state_dir=getattr(args, "state_dir", None), explicit_env_file=explicit
+    )
+    ensure_state_dir(settings.state_dir)
+    _setup_logging(settings.state_dir)
+    return settings, Store.open(settings.state_dir)
+
+
+def _setup_logging(state_dir: Path) -> None:
+    import logging
+
+    from fceval_tui.locations import logs_dir
+
+    logs = logs_dir(state_dir)
+    logs.mkdir(exist_ok=True)
+    handler = logging.FileHandler(logs / "fceval-tui.log", encoding="utf-8")
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger("fceval_tui")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+
+
+def job_target(settings: Settings, store: Store, job_id: str) -> tuple[Job, TmuxTarget]:
+    """A job and its tmux session (for tail and attach); UserError when its backend has none."""
+    from fceval_tui.backends import make_backend
+
+    job = store.get_job(job_id)
+    target = make_backend(job.backend, settings).tmux_target(job)
+    if target is None:
+        raise UserError(
+            f"job {job.id} runs on {job.backend}, which has no tmux session",
+            f"see its logs with `fceval-tui status {job.run_id}` or in the console",
+        )
+    return job, target

@@ -1,0 +1,201 @@
+"""How the CLI prints: tables, JSON, summaries, one-line errors, and the audit and teardown reports.
+
+Service types are imported inside the functions that use them: `status` loads neither the
+audit's AWS checks nor teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from fceval_tui.domain.models import Job
+from fceval_tui.domain.states import FINAL_STATES, JobState
+from fceval_tui.presentation import STATE_STYLE, elapsed, money, render_plan
+
+if TYPE_CHECKING:
+    from fceval_tui.config import Settings
+    from fceval_tui.services.audit import AuditReport, CheckEvent
+    from fceval_tui.services.runner import RunTotals
+    from fceval_tui.services.teardown import Plan
+    from fceval_tui.store import RunSummary, Store
+
+
+def console() -> Console:
+    # Piped output is for scripts and logs: never truncate columns to a guessed 80-column width.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 250)
+
+
+def print_error(error: Exception) -> None:
+    """The one line a usage or configuration error gets (the exit status is 2)."""
+    print(f"fceval-tui: error: {error}", file=sys.stderr)
+
+
+def print_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def print_json(data, indent: int | None = 2) -> None:
+    print(json.dumps(data, indent=indent), flush=True)
+
+
+def print_plan(plan: dict) -> None:
+    console().print(render_plan(plan))
+
+
+def print_jobs(jobs: list[Job]) -> None:
+    table = Table(box=None, pad_edge=False)
+    for col in ("job", "agent", "task", "model", "backend", "state", "att", "exit", "elapsed", "cost"):
+        table.add_column(col, no_wrap=col in ("job", "state"))
+    for job in jobs:
+        style = STATE_STYLE.get(job.state.value, "")
+        # Agents and task ids are user data: Text, never markup ("[/x]" is a valid task id).
+        table.add_row(
+            job.id,
+            Text(job.agent),
+            Text(job.task_id),
+            Text(job.model),
+            job.backend,
+            Text(job.state.value, style=style),
+            str(job.attempts),
+            "" if job.exit_code is None else str(job.exit_code),
+            elapsed(job),
+            money(job.cost_usd),
+        )
+    console().print(table)
+    errors = [j for j in jobs if j.error and j.state in FINAL_STATES and j.state != JobState.SUCCEEDED]
+    for job in errors:
+        console().print(f"{job.id}: {job.error}", markup=False, style="red")
+
+
+def print_runs(summaries: list[RunSummary]) -> None:
+    if not summaries:
+        console().print("no runs yet: start one with `fceval-tui launch --jobs FILE` or `fceval-tui demo`")
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("run", "created", "backend", "jobs", "done", "succeeded", "failed", "active"):
+        table.add_column(col)
+    for s in summaries:
+        active = sum(n for st, n in s.counts.items() if not JobState(st).is_final)
+        failed = s.counts.get("failed", 0) + s.counts.get("timed_out", 0)
+        table.add_row(
+            s.run.id,
+            s.run.created_at.strftime("%Y-%m-%d %H:%M"),
+            s.run.backend,
+            str(s.total),
+            str(s.done),
+            str(s.counts.get("succeeded", 0)),
+            str(failed),
+            str(active),
+        )
+    console().print(table)
+
+
+def print_summary(store: Store, run_id: str, totals: RunTotals, settings: Settings) -> None:
+    counts = totals.counts
+    out = console()
+    parts = [f"{counts.get(s, 0)} {s}" for s in ("succeeded", "failed", "timed_out", "cancelled") if counts.get(s)]
+    out.print(f"\n[bold]run {run_id}[/]: " + (", ".join(parts) or "no jobs") + f" in {totals.wall_seconds:.1f}s")
+    prefix = store.get_run(run_id).settings.get("artifacts") or settings.artifact_prefix
+    out.print(f"artifacts: {prefix}", markup=False)
+    if not totals.all_succeeded:
+        out.print(f"details:   fceval-tui status {run_id}", markup=False)
+
+
+# -- audit --------------------------------------------------------------------------------------
+
+
+def format_audit_report(report: AuditReport) -> str:
+    from fceval_tui.services.audit_checks import Severity
+
+    label = {
+        Severity.OK: "ok",
+        Severity.INFO: "info",
+        Severity.WARNING: "WARNING",
+        Severity.ERROR: "ERROR",
+        Severity.UNKNOWN: "unknown",
+    }
+    lines = [
+        f"preflight audit: {report.backend} backend"
+        + (f", region {report.region}" if report.backend != "local" else "")
+    ]
+    area = None
+    for finding in report.findings:
+        if finding.area != area:
+            area = finding.area
+            lines.append(f"\n{area}")
+        lines.append(f"  {label[finding.severity]:<8} {finding.id:<30} {finding.summary}")
+        if finding.detail and finding.severity is not Severity.OK:
+            lines.append(f"  {'':<8} {'':<30} {finding.detail}")
+        if finding.fix and finding.severity in (Severity.ERROR, Severity.WARNING, Severity.UNKNOWN):
+            lines.append(f"  {'':<8} {'':<30} fix: {finding.fix}")
+    counts = report.counts()
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    lines.append(f"\n{summary or 'no findings'}")
+    return "\n".join(lines)
+
+
+class AuditProgress:
+    """`[done/total] title` on stderr while checks run, only when stderr is a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.enabled = sys.stderr.isatty()
+        self._lock = threading.Lock()
+
+    def __call__(self, event: CheckEvent) -> None:
+        if not self.enabled or not event.finished:
+            return
+        with self._lock:  # called from the pool's threads
+            self.done += 1
+            end = "\n" if self.done == self.total else ""
+            sys.stderr.write(f"\r\033[K[{self.done}/{self.total}] {event.check.title}{end}")
+            sys.stderr.flush()
+
+
+# -- teardown -----------------------------------------------------------------------------------
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def format_teardown_plan(plan: Plan) -> str:
+    from fceval_tui.services.teardown import DESTROY
+
+    now = plan.created_at
+    lines = [f"teardown ({plan.scope}): looked at {', '.join(plan.listing.listed) or 'nothing'}"]
+    for backend, why in plan.listing.unlisted.items():
+        lines.append(f"  could not list {backend}: {why}")
+    lines.extend(f"  note: {note}" for note in plan.listing.notes)
+    if plan.items:
+        lines.append(f"{'ACTION':<15} {'BACKEND':<7} {'KIND':<16} {'ID':<40} {'AGE':>6} {'COST':>8}  REASON")
+        for item in plan.items:
+            r = item.resource
+            lines.append(
+                f"{item.action:<15} {r.backend:<7} {r.kind:<16} {r.id:<40} "
+                f"{_age(item.age_seconds(now)):>6} {r.cost_usd:>8.2f}  {item.reason}"
+            )
+    cancel_only = [j for j in plan.cancel_job_ids if j not in {i.resource.job_id for i in plan.items}]
+    if cancel_only:
+        lines.append(f"jobs cancelled in the ledger (no compute yet): {', '.join(cancel_only)}")
+    for item in plan.kept:
+        lines.append(f"kept: {item.resource.kind} {item.resource.id} ({item.reason})")
+    if not plan.actionable:
+        lines.append("nothing to tear down")
+    else:
+        lines.append(
+            f"{len([i for i in plan.items if i.action == DESTROY])} resource(s) to remove, "
+            f"{len(plan.cancel_job_ids)} job(s) to cancel; cost so far ${plan.cost_usd:.2f}"
+        )
+    return "\n".join(lines)
