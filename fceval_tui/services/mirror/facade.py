@@ -30,7 +30,7 @@ from fceval_tui.services.mirror.streaming import StreamingMirror
 from fceval_tui.services.mirror.tmux_io import TmuxCli
 from fceval_tui.transports.base import Transport
 from fceval_tui.transports.local import LocalTransport
-from fceval_tui.transports.remote import RetryPolicy
+from fceval_tui.transports.retry import RetryPolicy
 
 
 class Mirror:

@@ -33,7 +33,7 @@ from fceval_tui.services.mirror.snapshot import (
 )
 from fceval_tui.services.mirror.strategy import MirrorStrategy
 from fceval_tui.services.mirror.tmux_io import ControlLink, TmuxCli
-from fceval_tui.transports.remote import RetryPolicy
+from fceval_tui.transports.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
