@@ -44,6 +44,14 @@ def live_jobs(world, run_id: str) -> list[dict]:
     return [j for j in jobs if j.get("tags", {}).get("fceval:run-id") == run_id]
 
 
+def wait_all_ended(world, run_id: str) -> list[dict]:
+    """TerminateJob is asynchronous (the job leaves RUNNING when its container stops): wait for it."""
+    deadline = time.monotonic() + 15
+    while (left := live_jobs(world, run_id)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
 def wait_done(backend, ctx, job_id):
     for _ in range(600):
         observation = backend.observe(ctx, job_id)
@@ -142,7 +150,7 @@ def test_retried_submit_after_a_lost_reply_submits_once(aws_settings, batch_comp
     )
     assert [s["jobId"] for s in named["jobSummaryList"]] == [first]
     backend.cleanup(ctx, first)
-    assert live_jobs(aws_env, ctx.job.run_id) == []
+    assert wait_all_ended(aws_env, ctx.job.run_id) == []
 
 
 def test_observing_many_jobs_costs_one_describe_per_refresh(aws_settings, batch_compute):
