@@ -28,16 +28,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def writer(state_dir, job_ids, path, rate, stop, written) -> None:
-    from fceval_tui.store import Store
+    from fceval_tui.ledger import Ledger
 
-    store = Store.open(state_dir)
+    ledger = Ledger.open(state_dir)
     interval = 1.0 / rate
     next_at = time.perf_counter()
     for state in path:
         for job_id in job_ids:
             if stop.is_set():
                 return
-            store.transition(job_id, state)
+            ledger.transition(job_id, state)
             with written.get_lock():
                 written.value += 1
             next_at += interval
@@ -56,18 +56,18 @@ def main() -> None:
     from fceval_tui.config import load_settings
     from fceval_tui.domain.models import JobSpec
     from fceval_tui.domain.states import JobState
-    from fceval_tui.store import Store
+    from fceval_tui.ledger import Ledger
     from fceval_tui.ui.app import make_app
     from fceval_tui.ui.widgets.jobs_table import JobsTable
 
     state_dir = Path(tempfile.mkdtemp(prefix="fceval-bench-"))
-    store = Store.open(state_dir)
+    ledger = Ledger.open(state_dir)
     t = time.perf_counter()
     specs = [JobSpec(f"agent{i % 7}", f"task-{i:05d}", f"model{i % 3}") for i in range(args.jobs)]
-    _, jobs = store.create_run("local", 50, specs)
+    _, jobs = ledger.create_run("local", 50, specs)
     print(f"ledger: {args.jobs} jobs written in {time.perf_counter() - t:.2f}s")
     settings = load_settings(environ={}, state_dir=state_dir)
-    app = make_app(settings, store)
+    app = make_app(settings, ledger)
     path = (JobState.STARTING, JobState.RUNNING, JobState.GRADING, JobState.UPLOADING, JobState.SUCCEEDED)
 
     job_ids = [job.id for job in jobs]

@@ -24,7 +24,7 @@ from fceval_tui import locations
 from fceval_tui.domain.models import BACKENDS
 from fceval_tui.domain.template import CommandTemplate
 from fceval_tui.errors import ConfigError
-from fceval_tui.resources import example_harness
+from fceval_tui.package_data import example_harness
 
 Parser = Callable[[str, str], Any]
 

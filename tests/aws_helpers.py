@@ -119,17 +119,17 @@ def s3_keys(world: MotoWorld, bucket: str, prefix: str) -> list[str]:
 
 def run_with_runner(settings, backend, specs):
     """Drive jobs with the real runner and ledger; return (run, {task_id: final job})."""
+    from fceval_tui.ledger import Ledger
     from fceval_tui.services.runner import Runner
-    from fceval_tui.store import Store
 
-    store = Store.open(settings.state_dir)
+    ledger = Ledger.open(settings.state_dir)
     try:
-        runner = Runner(store, settings, backend, backoff_base=0.01)
+        runner = Runner(ledger, settings, backend, backoff_base=0.01)
         run, _ = runner.create_run(list(specs))
         runner.run(run.id)
-        return run, {job.task_id: job for job in store.jobs(run.id)}
+        return run, {job.task_id: job for job in ledger.jobs(run.id)}
     finally:
-        store.close()
+        ledger.close()
 
 
 # -- recording and failing API calls ------------------------------------------------------------

@@ -87,10 +87,10 @@ def settings_factory(state_dir):
 
 
 @pytest.fixture
-def store(state_dir):
-    from fceval_tui.store import Store
+def ledger(state_dir):
+    from fceval_tui.ledger import Ledger
 
-    s = Store.open(state_dir)
+    s = Ledger.open(state_dir)
     yield s
     s.close()
 

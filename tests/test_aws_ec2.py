@@ -33,20 +33,20 @@ def instances_of_run(world, run_id: str, states=("pending", "running", "stopping
 
 
 def test_runner_drives_jobs_end_to_end_through_ssm(aws_settings, ssm_agent, aws_env, tmp_path):
+    from fceval_tui.ledger import Ledger
     from fceval_tui.services.runner import Runner
-    from fceval_tui.store import Store
 
     settings = aws_settings(FCEVAL_CONCURRENT="2", FCEVAL_BACKEND="ec2")
     backend = fast(Ec2Backend(settings))
     calls = record_calls(backend.aws.all())
-    store = Store.open(settings.state_dir)
+    ledger = Ledger.open(settings.state_dir)
     try:
-        runner = Runner(store, settings, backend, backoff_base=0.01)
+        runner = Runner(ledger, settings, backend, backoff_base=0.01)
         run, jobs = runner.create_run([spec("hello"), spec("always-fail", agent="biomni")])
         totals = runner.run(run.id)
-        final = {job.task_id: job for job in store.jobs(run.id)}
+        final = {job.task_id: job for job in ledger.jobs(run.id)}
     finally:
-        store.close()
+        ledger.close()
     ok, bad = final["hello"], final["always-fail"]
     assert ok.state == JobState.SUCCEEDED, ok.error
     assert ok.exit_code == 0 and ok.resource_id.startswith("i-")

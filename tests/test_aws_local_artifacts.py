@@ -7,24 +7,24 @@ import subprocess
 from aws_helpers import RESULTS
 
 from fceval_tui.domain.models import JobSpec
+from fceval_tui.ledger import Ledger
 from fceval_tui.locations import tmux_socket_name
 from fceval_tui.services.runner import Runner
-from fceval_tui.store import Store
 
 pytest_plugins = ("aws_fixtures",)
 
 
 def test_local_jobs_store_artifacts_under_an_s3_prefix(aws_env, aws_settings):
     settings = aws_settings(FCEVAL_BACKEND="local", FCEVAL_ARTIFACTS=f"s3://{RESULTS}/local-evals")
-    store = Store.open(settings.state_dir)
+    ledger = Ledger.open(settings.state_dir)
     try:
-        run, _ = Runner(store, settings).create_run([JobSpec("aide", "hub/t1")])
-        assert Runner(store, settings).run(run.id).counts == {"succeeded": 1}
+        run, _ = Runner(ledger, settings).create_run([JobSpec("aide", "hub/t1")])
+        assert Runner(ledger, settings).run(run.id).counts == {"succeeded": 1}
         listed = aws_env.client("s3").list_objects_v2(Bucket=RESULTS, Prefix="local-evals/")["Contents"]
         keys = sorted(obj["Key"] for obj in listed)
         assert keys[1] == f"local-evals/runs/aide/hub/t1/{run.id}.tar.gz"
         assert keys[0].startswith("local-evals/grades/aide/hub/t1/") and keys[0].endswith("_grading_report.json.gz")
-        assert store.jobs(run_id=run.id)[0].artifacts == (f"s3://{RESULTS}/{keys[1]}", f"s3://{RESULTS}/{keys[0]}")
+        assert ledger.jobs(run_id=run.id)[0].artifacts == (f"s3://{RESULTS}/{keys[1]}", f"s3://{RESULTS}/{keys[0]}")
     finally:
-        store.close()
+        ledger.close()
         subprocess.run(["tmux", "-L", tmux_socket_name(settings.state_dir), "kill-server"], capture_output=True)

@@ -215,7 +215,7 @@ def test_tail_of_a_missing_target_is_a_usage_error(state_dir):
     assert res.code == 2 and "no job 'r0-nope'" in res.err
 
 
-def test_resume_mid_attempt_states_finishes_each_job(state_dir, settings_factory, store, fast_env, monkeypatch):
+def test_resume_mid_attempt_states_finishes_each_job(state_dir, settings_factory, ledger, fast_env, monkeypatch):
     """A runner killed while provisioning, waiting for capacity, or between creating a session and
     starting the script in it: resume completes the same jobs without an internal error."""
     from fceval_tui.backends.local import IDLE_COMMAND
@@ -225,22 +225,22 @@ def test_resume_mid_attempt_states_finishes_each_job(state_dir, settings_factory
 
     monkeypatch.setenv("FCEVAL_EXAMPLE_TRACE", fast_env["FCEVAL_EXAMPLE_TRACE"])  # tmux passes it to the harness
     settings = settings_factory()
-    run, jobs = Runner(store, settings).create_run([JobSpec("a", f"t{i}") for i in range(3)])
-    store.transition(jobs[0].id, JobState.STARTING, attempts=1)  # killed before recording the session
-    store.transition(jobs[1].id, JobState.WAITING_CAPACITY, attempts=1)
-    store.transition(jobs[2].id, JobState.STARTING, attempts=1, resource_id=jobs[2].id)
+    run, jobs = Runner(ledger, settings).create_run([JobSpec("a", f"t{i}") for i in range(3)])
+    ledger.transition(jobs[0].id, JobState.STARTING, attempts=1)  # killed before recording the session
+    ledger.transition(jobs[1].id, JobState.WAITING_CAPACITY, attempts=1)
+    ledger.transition(jobs[2].id, JobState.STARTING, attempts=1, resource_id=jobs[2].id)
     subprocess.run(
         ["tmux", "-L", tmux_socket_name(state_dir), "new-session", "-d", "-s", jobs[2].id, IDLE_COMMAND], check=True
     )  # the session exists, its script never started
-    totals = Runner(store, settings, backoff_base=0.01).run(run.id)
+    totals = Runner(ledger, settings, backoff_base=0.01).run(run.id)
     assert totals.counts == {"succeeded": 3}
-    final = {j.id: j for j in store.jobs(run_id=run.id)}
+    final = {j.id: j for j in ledger.jobs(run_id=run.id)}
     assert final[jobs[0].id].attempts == 1 and final[jobs[1].id].attempts == 1
     assert final[jobs[2].id].attempts == 2  # the never-started attempt was given up, then retried
     assert sorted(t["task_id"] for t in _trace(fast_env)) == ["t0", "t1", "t2"]
 
 
-def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, store, fast_env, monkeypatch):
+def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, ledger, fast_env, monkeypatch):
     """A job put back to pending while its run is driven is picked up by that same runner."""
     import threading
 
@@ -251,24 +251,24 @@ def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, store, 
 
     monkeypatch.setenv("FCEVAL_EXAMPLE_TRACE", fast_env["FCEVAL_EXAMPLE_TRACE"])
     settings = settings_factory(FCEVAL_GRADE_COMMAND="")
-    run, (failing, slow) = Runner(store, settings).create_run([JobSpec("a", "will-fail"), JobSpec("a", "slow")])
+    run, (failing, slow) = Runner(ledger, settings).create_run([JobSpec("a", "will-fail"), JobSpec("a", "slow")])
     # "slow" keeps the run (and its runner) busy while the failed job is retried.
     slow_down = settings.run_command.text + " && case {task_id} in slow) sleep 3;; esac"
     settings = settings.replace(run_command=CommandTemplate("FCEVAL_RUN_COMMAND", slow_down))
-    runner = Runner(store, settings)
+    runner = Runner(ledger, settings)
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("totals", runner.run(run.id)))
     thread.start()
-    _wait(lambda: store.get_job(failing.id).state == JobState.FAILED)
-    assert store.get_job(slow.id).state == JobState.RUNNING
-    retry_jobs(store, [failing.id])
+    _wait(lambda: ledger.get_job(failing.id).state == JobState.FAILED)
+    assert ledger.get_job(slow.id).state == JobState.RUNNING
+    retry_jobs(ledger, [failing.id])
     thread.join(60)
-    job = store.get_job(failing.id)
+    job = ledger.get_job(failing.id)
     assert job.state == JobState.FAILED and job.attempts == 2  # ran again, in the same run
     assert [t["task_id"] for t in _trace(fast_env)].count("will-fail") == 2
 
 
-def test_a_killed_session_is_noticed_while_other_sessions_live(state_dir, settings_factory, store, tmp_path):
+def test_a_killed_session_is_noticed_while_other_sessions_live(state_dir, settings_factory, ledger, tmp_path):
     """tmux 3.3a's `display -p -t` on a missing session exits 0 with empty fields when the server
     still has other sessions: the vanished job must still be retried at once, not at its timeout."""
     import threading
@@ -283,20 +283,20 @@ def test_a_killed_session_is_noticed_while_other_sessions_live(state_dir, settin
     # The first attempt of each job sleeps; a second attempt finishes at once.
     command = f"if [ -e {seen}/{{task_id}} ]; then echo again; else touch {seen}/{{task_id}}; sleep 60; fi"
     settings = settings_factory(FCEVAL_RUN_COMMAND=command, FCEVAL_GRADE_COMMAND="")
-    run, (lost, keeper) = Runner(store, settings).create_run([JobSpec("a", "lost"), JobSpec("a", "keeper")])
-    runner = Runner(store, settings, backoff_base=0.01)
+    run, (lost, keeper) = Runner(ledger, settings).create_run([JobSpec("a", "lost"), JobSpec("a", "keeper")])
+    runner = Runner(ledger, settings, backoff_base=0.01)
     thread = threading.Thread(target=runner.run, args=(run.id,))
     thread.start()
     try:
-        _wait(lambda: {j.state for j in store.jobs(run_id=run.id)} == {JobState.RUNNING})
+        _wait(lambda: {j.state for j in ledger.jobs(run_id=run.id)} == {JobState.RUNNING})
         LocalBackend(settings).tmux("kill-session", "-t", f"={lost.id}")  # on the backend's private socket
-        _wait(lambda: store.get_job(lost.id).state == JobState.SUCCEEDED, timeout=20)
-        assert store.get_job(lost.id).attempts == 2
-        assert store.get_job(keeper.id).state == JobState.RUNNING  # its session kept the server up
-        retry = next(e for e in store.events(job_id=lost.id) if e.kind == "retry_scheduled")
+        _wait(lambda: ledger.get_job(lost.id).state == JobState.SUCCEEDED, timeout=20)
+        assert ledger.get_job(lost.id).attempts == 2
+        assert ledger.get_job(keeper.id).state == JobState.RUNNING  # its session kept the server up
+        retry = next(e for e in ledger.events(job_id=lost.id) if e.kind == "retry_scheduled")
         assert "gone" in retry.detail["error"]
     finally:
-        cancel_jobs(store, settings, [keeper.id])
+        cancel_jobs(ledger, settings, [keeper.id])
         thread.join(30)
     assert not thread.is_alive()
 

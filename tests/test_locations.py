@@ -9,7 +9,7 @@ from fceval_tui.backends.base import work_dir
 from fceval_tui.config import load_settings
 from fceval_tui.domain.models import JobSpec
 from fceval_tui.errors import StateDirError
-from fceval_tui.store import Store
+from fceval_tui.ledger import Ledger
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="XDG directories are what platformdirs uses on Linux")
@@ -23,9 +23,9 @@ def test_user_dirs_follow_xdg(monkeypatch, tmp_path):
 
 
 def test_state_dir_layout(state_dir):
-    store = Store.open(state_dir)
-    run, (job,) = store.create_run("local", 1, [JobSpec("aide", "t1")])
-    store.close()
+    ledger = Ledger.open(state_dir)
+    run, (job,) = ledger.create_run("local", 1, [JobSpec("aide", "t1")])
+    ledger.close()
     assert (state_dir / "ledger.sqlite3").is_file()
     settings = load_settings(environ={}, state_dir=state_dir)
     assert work_dir(settings, job) == state_dir / "work" / run.id / job.id

@@ -16,9 +16,9 @@ import pytest
 from conftest import HARNESS, run_cli
 
 from fceval_tui.cli.commands import teardown as teardown_cli
+from fceval_tui.ledger import Ledger
 from fceval_tui.locations import tmux_socket_name
 from fceval_tui.services import teardown
-from fceval_tui.store import Store
 
 SLOW_RUN = (
     f"{sys.executable} {HARNESS} agent --agent {{agent}} --task-id {{task_id}} --out {{artifacts_dir}} --seconds 300"
@@ -62,11 +62,11 @@ def jobs_of(state_dir) -> list[dict]:
 
 
 def event_count(state_dir) -> int:
-    store = Store.open(state_dir)
+    ledger = Ledger.open(state_dir)
     try:
-        return len(store.events())
+        return len(ledger.events())
     finally:
-        store.close()
+        ledger.close()
 
 
 def teardown_json(state_dir, *args: str):
@@ -113,9 +113,9 @@ def test_killed_console_leaves_sessions_that_teardown_removes(state_dir, slow_en
     assert sorted(result["destroyed"]) == left
     assert sessions(state_dir) == []
     assert {j["state"] for j in jobs_of(state_dir)} == {"cancelled"}
-    store = Store.open(state_dir)
-    kinds = [e.kind for e in store.events(run_id=run_id)]
-    store.close()
+    ledger = Ledger.open(state_dir)
+    kinds = [e.kind for e in ledger.events(run_id=run_id)]
+    ledger.close()
     assert kinds.count("teardown_destroy") == len(TASKS) and kinds.count("teardown_done") == len(TASKS)
 
     code, again, err = teardown_json(state_dir, "--orphans", "--yes")
@@ -136,8 +136,8 @@ def test_a_driven_run_is_not_an_orphan_but_run_scope_removes_it(state_dir, slow_
     )
     assert res.code == 0, res.err
     run_id = json.loads(res.out.splitlines()[0])["run_id"]
-    store = Store.open(state_dir)
-    runner = store.run_owner(run_id)
+    ledger = Ledger.open(state_dir)
+    runner = ledger.run_owner(run_id)
     try:
         assert runner is not None
         wait_for(lambda: len(sessions(state_dir)) == len(TASKS), "every job's tmux session")
@@ -149,29 +149,29 @@ def test_a_driven_run_is_not_an_orphan_but_run_scope_removes_it(state_dir, slow_
         code, result, err = teardown_json(state_dir, "--run", run_id, "--yes")
         assert code == 0, err
         assert result["clean"] and sessions(state_dir) == []
-        assert {j.state.value for j in store.jobs(run_id=run_id)} == {"cancelled"}
+        assert {j.state.value for j in ledger.jobs(run_id=run_id)} == {"cancelled"}
     finally:
-        if store.run_owner(run_id):
+        if ledger.run_owner(run_id):
             os.kill(runner, signal.SIGKILL)
-        store.close()
+        ledger.close()
 
 
-def test_interactive_confirmation_needs_the_typed_run_id(state_dir, settings_factory, store, monkeypatch, capsys):
-    run, _jobs = store.create_run("local", 1, [])
+def test_interactive_confirmation_needs_the_typed_run_id(state_dir, settings_factory, ledger, monkeypatch, capsys):
+    run, _jobs = ledger.create_run("local", 1, [])
     monkeypatch.setattr("builtins.input", lambda prompt: "yes")  # not the run id
     args = Namespace(run=run.id, orphans=False, all=False, dry_run=False, yes=False, json=False)
     settings = settings_factory()
     # Nothing to do yet: no confirmation asked, exit 0.
-    assert teardown_cli.tear_down(args, settings, store) == 0
+    assert teardown_cli.tear_down(args, settings, ledger) == 0
     assert "nothing to tear down" in capsys.readouterr().out
     session = f"{run.id}-001"
     subprocess.run(
         ["tmux", "-L", tmux_socket_name(state_dir), "new-session", "-d", "-s", session, "sleep 300"], check=True
     )
-    assert teardown_cli.tear_down(args, settings, store) == 1
+    assert teardown_cli.tear_down(args, settings, ledger) == 1
     assert "not confirmed" in capsys.readouterr().err and sessions(state_dir) == [session]
     monkeypatch.setattr("builtins.input", lambda prompt: run.id)
-    assert teardown_cli.tear_down(args, settings, store) == 0
+    assert teardown_cli.tear_down(args, settings, ledger) == 0
     assert sessions(state_dir) == []
 
 
@@ -180,43 +180,43 @@ def test_cli_refuses_without_confirmation_in_scripts(state_dir):
     assert res.code == 2 and "--yes" in res.err
 
 
-def test_ledger_entry_whose_session_is_gone_is_marked_cancelled(state_dir, settings_factory, store):
+def test_ledger_entry_whose_session_is_gone_is_marked_cancelled(state_dir, settings_factory, ledger):
     from fceval_tui.domain.models import JobSpec
     from fceval_tui.domain.states import JobState
 
-    run, jobs = store.create_run("local", 2, [JobSpec("aide", "gone"), JobSpec("aide", "never-started")])
-    store.transition(jobs[0].id, JobState.STARTING, resource_id=jobs[0].id, attempts=1)
-    store.transition(jobs[0].id, JobState.RUNNING)  # the ledger says running; no tmux session exists
+    run, jobs = ledger.create_run("local", 2, [JobSpec("aide", "gone"), JobSpec("aide", "never-started")])
+    ledger.transition(jobs[0].id, JobState.STARTING, resource_id=jobs[0].id, attempts=1)
+    ledger.transition(jobs[0].id, JobState.RUNNING)  # the ledger says running; no tmux session exists
     settings = settings_factory()
-    plan = teardown.make_plan(settings, store, teardown.Scope.orphans())
+    plan = teardown.make_plan(settings, ledger, teardown.Scope.orphans())
     assert [(i.action, i.resource.kind, i.resource.id) for i in plan.items] == [
         ("mark-cancelled", "ledger-entry", jobs[0].id)
     ]
     assert f"{jobs[0].id} is gone" in plan.items[0].reason
     assert plan.cancel_job_ids == [jobs[0].id]  # a job that never got compute is left for `resume`
-    result = teardown.execute(settings, store, plan)
+    result = teardown.execute(settings, ledger, plan)
     assert result.clean and result.cancelled == [jobs[0].id]
-    assert store.get_job(jobs[0].id).state is JobState.CANCELLED
-    assert store.get_job(jobs[1].id).state is JobState.PENDING
-    assert not teardown.make_plan(settings, store, teardown.Scope.orphans()).actionable
+    assert ledger.get_job(jobs[0].id).state is JobState.CANCELLED
+    assert ledger.get_job(jobs[1].id).state is JobState.PENDING
+    assert not teardown.make_plan(settings, ledger, teardown.Scope.orphans()).actionable
 
 
-def test_a_selection_cancels_only_the_jobs_of_what_is_chosen(state_dir, settings_factory, store):
+def test_a_selection_cancels_only_the_jobs_of_what_is_chosen(state_dir, settings_factory, ledger):
     from fceval_tui.domain.models import JobSpec
     from fceval_tui.domain.states import JobState
 
-    run, jobs = store.create_run("local", 2, [JobSpec("aide", "a"), JobSpec("aide", "b")])
+    run, jobs = ledger.create_run("local", 2, [JobSpec("aide", "a"), JobSpec("aide", "b")])
     for job in jobs:
-        store.transition(job.id, JobState.STARTING, resource_id=job.id, attempts=1)
+        ledger.transition(job.id, JobState.STARTING, resource_id=job.id, attempts=1)
         subprocess.run(
             ["tmux", "-L", tmux_socket_name(state_dir), "new-session", "-d", "-s", job.id, "sleep 300"], check=True
         )
     settings = settings_factory()
-    plan = teardown.make_plan(settings, store, teardown.Scope.orphans())
+    plan = teardown.make_plan(settings, ledger, teardown.Scope.orphans())
     assert sorted(plan.cancel_job_ids) == [j.id for j in jobs]
     first = next(i for i in plan.items if i.resource.id == jobs[0].id)
     chosen = plan.subset([first.key])
     assert [i.resource.id for i in chosen.items] == [jobs[0].id] and chosen.cancel_job_ids == [jobs[0].id]
-    assert teardown.execute(settings, store, chosen).clean
+    assert teardown.execute(settings, ledger, chosen).clean
     assert sessions(state_dir) == [jobs[1].id]
-    assert store.get_job(jobs[1].id).state is JobState.STARTING
+    assert ledger.get_job(jobs[1].id).state is JobState.STARTING

@@ -17,13 +17,13 @@ from conftest import run_cli
 from fceval_tui.backends.ec2 import Ec2Backend
 from fceval_tui.cli.commands import teardown as teardown_cli
 from fceval_tui.domain.states import JobState
+from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
-from fceval_tui.store import Store
 
 pytest_plugins = ("aws_fixtures",)
 CLAIM_AND_SLEEP = (
-    "import sys, time\nfrom pathlib import Path\nfrom fceval_tui.store import Store\n"
-    "Store.open(Path(sys.argv[1])).claim_run(sys.argv[2])\nprint('claimed', flush=True)\n"
+    "import sys, time\nfrom pathlib import Path\nfrom fceval_tui.ledger import Ledger\n"
+    "Ledger.open(Path(sys.argv[1])).claim_run(sys.argv[2])\nprint('claimed', flush=True)\n"
     "time.sleep(300)\n"
 )
 
@@ -51,21 +51,21 @@ def staging_keys(world, run_id: str) -> list[str]:
 
 def test_ec2_orphans_of_a_killed_console(aws_env, aws_settings):
     settings = aws_settings(FCEVAL_BACKEND="ec2", EC2_INSTANCE_TYPE="t3.medium")
-    store = Store.open(settings.state_dir)
-    run, jobs = store.create_run("ec2", 2, [spec("a"), spec("b")])
+    ledger = Ledger.open(settings.state_dir)
+    run, jobs = ledger.create_run("ec2", 2, [spec("a"), spec("b")])
     backend = Ec2Backend(settings)
     ours = []
     for job in jobs:
         ctx = make_context(settings, run.id, seq=job.seq, task_id=job.task_id)
         instance = backend.provision(ctx)
-        store.transition(job.id, JobState.PROVISIONING, resource_id=instance, attempts=1)
+        ledger.transition(job.id, JobState.PROVISIONING, resource_id=instance, attempts=1)
         aws_env.client("s3").put_object(
             Bucket=STAGING, Key=f"fceval-tui/staging/{run.id}/{job.id}/a1/manifest.json", Body=b"{}"
         )
         ours.append(instance)
     stranger = backend.provision(make_context(settings, new_run_id(), task_id="stranger"))
     kill_runner_of(settings.state_dir, run.id)
-    assert store.run_owner(run.id) is None
+    assert ledger.run_owner(run.id) is None
     env = {
         "FCEVAL_BACKEND": "ec2",
         "FC_EVAL_S3_BUCKET": STAGING,
@@ -88,7 +88,7 @@ def test_ec2_orphans_of_a_killed_console(aws_env, aws_settings):
     # Nothing changed.
     assert set(instance_states(aws_env, [*ours, stranger]).values()) <= {"pending", "running"}
     assert len(staging_keys(aws_env, run.id)) == 2
-    assert {j.state for j in store.jobs(run_id=run.id)} == {JobState.PROVISIONING}
+    assert {j.state for j in ledger.jobs(run_id=run.id)} == {JobState.PROVISIONING}
 
     res = run_cli("teardown", "--orphans", "--yes", "--json", state_dir=settings.state_dir, env=env)
     assert res.code == 0, res.err + res.out
@@ -97,32 +97,32 @@ def test_ec2_orphans_of_a_killed_console(aws_env, aws_settings):
     assert set(instance_states(aws_env, ours).values()) <= {"shutting-down", "terminated"}
     assert instance_states(aws_env, [stranger])[stranger] in ("pending", "running")
     assert staging_keys(aws_env, run.id) == []
-    assert {j.state for j in store.jobs(run_id=run.id)} == {JobState.CANCELLED}
+    assert {j.state for j in ledger.jobs(run_id=run.id)} == {JobState.CANCELLED}
 
-    again = teardown.make_plan(settings, store, teardown.Scope.orphans())
+    again = teardown.make_plan(settings, ledger, teardown.Scope.orphans())
     assert again.items == [] and again.cancel_job_ids == [] and again.listing.unlisted == {}
     res = run_cli("teardown", "--all", "--yes", "--json", state_dir=settings.state_dir, env=env)
     assert res.code == 0, res.err + res.out
     assert instance_states(aws_env, [stranger])[stranger] in ("shutting-down", "terminated")
-    store.close()
+    ledger.close()
 
 
 def test_unlistable_backend_is_reported_not_skipped(aws_env, aws_settings, monkeypatch, capsys):
     settings = aws_settings(FCEVAL_BACKEND="ec2")
-    store = Store.open(settings.state_dir)
+    ledger = Ledger.open(settings.state_dir)
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(settings.state_dir / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(settings.state_dir / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    plan = teardown.make_plan(settings, store, teardown.Scope.orphans())
+    plan = teardown.make_plan(settings, ledger, teardown.Scope.orphans())
     # The staging lister builds a fresh Session; the EC2 backend may reuse one from earlier tests,
     # whose credentials botocore has cached, so only S3 is certain to fail here.
     assert "s3" in plan.listing.unlisted and "s3" not in plan.listing.listed
     assert all("credentials" in why for why in plan.listing.unlisted.values())
-    result = teardown.execute(settings, store, plan)
+    result = teardown.execute(settings, ledger, plan)
     assert not result.clean  # cannot vouch that nothing is left
     args = Namespace(run=None, orphans=True, all=False, dry_run=True, yes=False, json=False)
-    assert teardown_cli.tear_down(args, settings, store) == 1
+    assert teardown_cli.tear_down(args, settings, ledger) == 1
     assert "could not list s3: listing staging objects" in capsys.readouterr().out
-    store.close()
+    ledger.close()

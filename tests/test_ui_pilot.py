@@ -7,7 +7,7 @@ from conftest import REPO
 from textual.widgets import Button, Input
 
 from fceval_tui.domain.states import JobState
-from fceval_tui.store import Store
+from fceval_tui.ledger import Ledger
 from fceval_tui.ui.app import make_app
 from fceval_tui.ui.widgets.jobs_table import JobsTable
 
@@ -15,13 +15,13 @@ from fceval_tui.ui.widgets.jobs_table import JobsTable
 @pytest.fixture
 def console(state_dir, settings_factory, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    store = Store.open(state_dir)
+    ledger = Ledger.open(state_dir)
 
     def make(**kwargs):
-        return make_app(settings_factory(FCEVAL_CONCURRENT=4), store, **kwargs)
+        return make_app(settings_factory(FCEVAL_CONCURRENT=4), ledger, **kwargs)
 
     yield make
-    store.close()
+    ledger.close()
 
 
 async def wait_for(pilot, predicate, timeout=30.0):
@@ -105,10 +105,10 @@ async def test_switch_theme_and_broken_theme_file_falls_back(console, tmp_path):
             assert app.current_theme.name == name
 
 
-async def test_filter_and_sort(console, store):
+async def test_filter_and_sort(console, ledger):
     from fceval_tui.domain.models import JobSpec
 
-    store.create_run("local", 2, [JobSpec("aide", "t1"), JobSpec("biomni", "t2"), JobSpec("aide", "t3")])
+    ledger.create_run("local", 2, [JobSpec("aide", "t1"), JobSpec("biomni", "t2"), JobSpec("aide", "t3")])
     app = console()
     async with app.run_test(size=(140, 40)) as pilot:
         table = app.screen.query_one(JobsTable)
@@ -123,17 +123,17 @@ async def test_filter_and_sort(console, store):
         assert table.row_count == 3  # an invalid filter changes nothing
 
 
-async def test_incremental_updates_touch_only_changed_rows(console, store):
+async def test_incremental_updates_touch_only_changed_rows(console, ledger):
     from fceval_tui.domain.models import JobSpec
 
-    _, jobs = store.create_run("local", 2, [JobSpec("a", f"t{i}") for i in range(50)])
+    _, jobs = ledger.create_run("local", 2, [JobSpec("a", f"t{i}") for i in range(50)])
     app = console()
     async with app.run_test(size=(140, 40)) as pilot:
         table = app.screen.query_one(JobsTable)
         await wait_for(pilot, lambda: table.row_count == 50)
         order = table.visible_ids
         before = table.lines_refreshed
-        store.transition(jobs[7].id, JobState.STARTING, attempts=1)
+        ledger.transition(jobs[7].id, JobState.STARTING, attempts=1)
         await wait_for(pilot, lambda: table.jobs[jobs[7].id].state == JobState.STARTING)
         assert table.lines_refreshed - before == 1  # one changed row merged, no rebuild
         assert table.visible_ids == order
@@ -202,7 +202,7 @@ async def test_attach_shows_live_output_and_control_sends_keys(console, settings
         await wait_for(pilot, lambda: "got-yesq" in text())
         await pilot.press("ctrl+t")
         assert not app.screen.control
-        await wait_for(pilot, lambda: [j.state for j in app.store.jobs()] == [JobState.SUCCEEDED])
+        await wait_for(pilot, lambda: [j.state for j in app.ledger.jobs()] == [JobState.SUCCEEDED])
 
 
 async def test_attach_to_a_finished_job_shows_its_saved_output(console, settings_factory):
@@ -215,8 +215,8 @@ async def test_attach_to_a_finished_job_shows_its_saved_output(console, settings
         app.launch(
             settings_factory(FCEVAL_RUN_COMMAND="echo said-{task_id}", FCEVAL_GRADE_COMMAND=""), [JobSpec("a", "t")]
         )
-        await wait_for(pilot, lambda: [j.state for j in app.store.jobs()] == [JobState.SUCCEEDED])
-        await pilot.app.push_screen(AttachScreen(app.store.jobs()[0]))
+        await wait_for(pilot, lambda: [j.state for j in app.ledger.jobs()] == [JobState.SUCCEEDED])
+        await pilot.app.push_screen(AttachScreen(app.ledger.jobs()[0]))
         log = app.screen.query_one(PaneView).query_one("#scrollback")
         await wait_for(pilot, lambda: "said-t" in "\n".join(strip.text for strip in log.lines))
         assert "its saved output follows" in "\n".join(strip.text for strip in log.lines)

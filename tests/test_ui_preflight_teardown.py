@@ -15,11 +15,11 @@ from ui_fixtures import FOREIGN_INSTANCE, LIVE_SESSION, SIZE, T0, Clock, fixed, 
 from fceval_tui.backends.base import Resource
 from fceval_tui.domain.models import JobSpec
 from fceval_tui.domain.states import JobState
+from fceval_tui.ledger import Ledger
 from fceval_tui.locations import tmux_socket_name
 from fceval_tui.services import teardown
 from fceval_tui.services.audit import AuditReport, CheckEvent, list_checks
 from fceval_tui.services.audit_checks import Finding, Severity
-from fceval_tui.store import Store
 from fceval_tui.ui.app import make_app
 
 
@@ -42,15 +42,15 @@ def sessions(state_dir) -> list[str]:
 @pytest.fixture
 def console(state_dir, settings_factory, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    store = Store.open(state_dir)
-    yield lambda: make_app(settings_factory(), store)
-    store.close()
+    ledger = Ledger.open(state_dir)
+    yield lambda: make_app(settings_factory(), ledger)
+    ledger.close()
 
 
 async def test_orphan_notice_then_teardown_with_typed_confirmation(console, state_dir):
     app = console()
-    run, jobs = app.store.create_run("local", 1, [JobSpec("aide", "t1")])
-    app.store.transition(jobs[0].id, JobState.STARTING, resource_id=jobs[0].id, attempts=1)
+    run, jobs = app.ledger.create_run("local", 1, [JobSpec("aide", "t1")])
+    app.ledger.transition(jobs[0].id, JobState.STARTING, resource_id=jobs[0].id, attempts=1)
     orphan = jobs[0].id  # a session whose run nobody drives: what a killed console leaves
     subprocess.run(
         ["tmux", "-L", tmux_socket_name(state_dir), "new-session", "-d", "-s", orphan, "sleep 300"], check=True
@@ -75,7 +75,7 @@ async def test_orphan_notice_then_teardown_with_typed_confirmation(console, stat
         await wait_for(pilot, lambda: any("nothing is left" in n for n in notes), "the teardown")
         assert sessions(state_dir) == []
         await wait_for(pilot, lambda: table.row_count == 0, "the refreshed plan")
-        assert app.store.get_job(orphan).state is JobState.CANCELLED  # the ledger first
+        assert app.ledger.get_job(orphan).state is JobState.CANCELLED  # the ledger first
 
 
 async def test_preflight_runs_the_local_checks_and_exports_them(console, state_dir):
@@ -103,14 +103,14 @@ async def test_read_only_console_runs_a_read_only_audit(state_dir, settings_fact
         return fake_audit(settings, backend, on_progress, context)
 
     monkeypatch.setattr("fceval_tui.ui.screens.preflight.run_audit", recording_audit)
-    store = Store.open(state_dir)
+    ledger = Ledger.open(state_dir)
     try:
-        app = make_app(settings_factory(), store, readonly=True)
+        app = make_app(settings_factory(), ledger, readonly=True)
         async with app.run_test(size=(140, 40)) as pilot:
             await pilot.press("p")
             await wait_for(pilot, lambda: app.screen.report is not None, "the audit")
     finally:
-        store.close()
+        ledger.close()
     assert modes == [True]
 
 
@@ -139,7 +139,7 @@ def fake_audit(settings, backend, on_progress=None, context=None, read_only=Fals
     return AuditReport(backend, "us-east-1", tuple(findings))
 
 
-def fake_plan(settings, store, scope, listing=None):
+def fake_plan(settings, ledger, scope, listing=None):
     items = [
         teardown.PlanItem(
             LIVE_SESSION,
@@ -178,10 +178,10 @@ def snap_app(state_dir, settings_factory, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
     monkeypatch.setattr("fceval_tui.ui.screens.preflight.run_audit", fake_audit)
     monkeypatch.setattr("fceval_tui.ui.screens.teardown.make_plan", fake_plan)
-    monkeypatch.setattr("fceval_tui.services.teardown.find_orphans", lambda settings, store: [])
-    store = Store.open(state_dir, clock=Clock())
-    seed(store)
-    application = make_app(settings_factory(), store, clock=fixed())
+    monkeypatch.setattr("fceval_tui.services.teardown.find_orphans", lambda settings, ledger: [])
+    ledger = Ledger.open(state_dir, clock=Clock())
+    seed(ledger)
+    application = make_app(settings_factory(), ledger, clock=fixed())
     application.polling_enabled = False
     return application
 

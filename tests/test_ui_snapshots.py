@@ -8,7 +8,7 @@ import pytest
 from textual.widgets import Input
 from ui_fixtures import FOREIGN_INSTANCE, LIVE_SESSION, SIZE, Clock, fixed, seed
 
-from fceval_tui.store import Store
+from fceval_tui.ledger import Ledger
 from fceval_tui.ui.app import make_app
 
 
@@ -21,10 +21,10 @@ def utc(monkeypatch):
 @pytest.fixture
 def app(state_dir, settings_factory, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")  # no user themes or keymap, a fixed path
-    monkeypatch.setattr("fceval_tui.ui.app.teardown.find_orphans", lambda settings, store: [])  # no timed toast
-    store = Store.open(state_dir, clock=Clock())
-    seed(store)
-    application = make_app(settings_factory(), store, clock=fixed())
+    monkeypatch.setattr("fceval_tui.ui.app.teardown.find_orphans", lambda settings, ledger: [])  # no timed toast
+    ledger = Ledger.open(state_dir, clock=Clock())
+    seed(ledger)
+    application = make_app(settings_factory(), ledger, clock=fixed())
     application.polling_enabled = False  # one load, then a still picture
     return application
 
@@ -103,7 +103,7 @@ def test_attach_view(app, snap_compare, state_dir):
     from fceval_tui.locations import tmux_socket_name
     from fceval_tui.ui.screens.attach import AttachScreen
 
-    job = app.store.get_job("r0demo01-002")
+    job = app.ledger.get_job("r0demo01-002")
     # A pane with fixed content under the job's session name, on the console's private socket.
     script = "printf 'step 1/3: reading the task\\nstep 2/3: \\033[32mtests pass\\033[0m\\nprogress 40%%\\r'; sleep 60"
     subprocess.run(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from fceval_tui.backends.base import Resource
 from fceval_tui.domain.models import JobSpec
 from fceval_tui.domain.states import JobState as S
-from fceval_tui.store import Store
+from fceval_tui.ledger import Ledger
 
 T0 = datetime(2026, 11, 22, 9, 30, 0, tzinfo=UTC)
 SIZE = (120, 36)
@@ -28,7 +28,7 @@ def fixed(at: datetime = T0 + timedelta(minutes=5)):
     return lambda: at
 
 
-def seed(store: Store) -> str:
+def seed(ledger: Ledger) -> str:
     """A run with jobs in every interesting state; returns the run id."""
     specs = [
         JobSpec("aide", "polarishub/tdcommons-caco2-wang", "gpt-4o"),
@@ -39,13 +39,13 @@ def seed(store: Store) -> str:
         JobSpec("dummy", "slow-task"),
         JobSpec("aide", "capacity-task"),
     ]
-    run, jobs = store.create_run("local", 3, specs, run_id="r0demo01")
+    run, jobs = ledger.create_run("local", 3, specs, run_id="r0demo01")
     started = T0 + timedelta(seconds=10)
 
     def go(job, *path, **fields):
         for state in path[:-1]:
-            store.transition(job.id, state)
-        return store.transition(job.id, path[-1], **fields)
+            ledger.transition(job.id, state)
+        return ledger.transition(job.id, path[-1], **fields)
 
     go(
         jobs[0],
@@ -71,19 +71,19 @@ def seed(store: Store) -> str:
         started_at=started + timedelta(seconds=30),
         resource_id=jobs[2].id,
     )
-    store.transition(jobs[3].id, S.STARTING, attempts=1, started_at=started)
-    store.transition(jobs[3].id, S.RUNNING)
-    store.transition(
+    ledger.transition(jobs[3].id, S.STARTING, attempts=1, started_at=started)
+    ledger.transition(jobs[3].id, S.RUNNING)
+    ledger.transition(
         jobs[3].id,
         S.FAILED,
         exit_code=3,
         ended_at=started + timedelta(seconds=40),
         error="agent step exited with code 3",
     )
-    store.transition(jobs[5].id, S.STARTING, attempts=1, started_at=started)
-    store.transition(jobs[5].id, S.TIMED_OUT, ended_at=started + timedelta(minutes=2), error="exceeded 2 min")
-    store.transition(jobs[6].id, S.WAITING_CAPACITY, reason="InsufficientInstanceCapacity in us-east-1a")
-    store.record(run.id, jobs[6].id, "capacity_wait", error="InsufficientInstanceCapacity", retry_in=4.2)
+    ledger.transition(jobs[5].id, S.STARTING, attempts=1, started_at=started)
+    ledger.transition(jobs[5].id, S.TIMED_OUT, ended_at=started + timedelta(minutes=2), error="exceeded 2 min")
+    ledger.transition(jobs[6].id, S.WAITING_CAPACITY, reason="InsufficientInstanceCapacity in us-east-1a")
+    ledger.record(run.id, jobs[6].id, "capacity_wait", error="InsufficientInstanceCapacity", retry_in=4.2)
     return run.id
 
 

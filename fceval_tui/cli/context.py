@@ -12,13 +12,13 @@ if TYPE_CHECKING:
     from fceval_tui.backends.base import TmuxTarget
     from fceval_tui.config import Settings
     from fceval_tui.domain.models import Job
-    from fceval_tui.store import Store
+    from fceval_tui.ledger import Ledger
 
 
-def load_context(args: argparse.Namespace, overrides: dict | None = None) -> tuple[Settings, Store]:
+def load_context(args: argparse.Namespace, overrides: dict | None = None) -> tuple[Settings, Ledger]:
     from fceval_tui.config import load_settings
+    from fceval_tui.ledger import Ledger
     from fceval_tui.locations import ensure_state_dir
-    from fceval_tui.store import Store
 
     cli = dict(overrides or {})
     if getattr(args, "region", None):
@@ -32,7 +32,7 @@ def load_context(args: argparse.Namespace, overrides: dict | None = None) -> tup
     )
     ensure_state_dir(settings.state_dir)
     _setup_logging(settings.state_dir)
-    return settings, Store.open(settings.state_dir)
+    return settings, Ledger.open(settings.state_dir)
 
 
 def _setup_logging(state_dir: Path) -> None:
@@ -51,11 +51,11 @@ def _setup_logging(state_dir: Path) -> None:
     root.addHandler(handler)
 
 
-def job_target(settings: Settings, store: Store, job_id: str) -> tuple[Job, TmuxTarget]:
+def job_target(settings: Settings, ledger: Ledger, job_id: str) -> tuple[Job, TmuxTarget]:
     """A job and its tmux session (for tail and attach); UserError when its backend has none."""
     from fceval_tui.backends import make_backend
 
-    job = store.get_job(job_id)
+    job = ledger.get_job(job_id)
     target = make_backend(job.backend, settings).tmux_target(job)
     if target is None:
         raise UserError(

@@ -21,10 +21,10 @@ from fceval_tui.presentation import STATE_STYLE, elapsed, money, render_plan
 
 if TYPE_CHECKING:
     from fceval_tui.config import Settings
+    from fceval_tui.ledger import Ledger, RunSummary
     from fceval_tui.services.audit import AuditReport, CheckEvent
     from fceval_tui.services.runner import RunTotals
     from fceval_tui.services.teardown import Plan
-    from fceval_tui.store import RunSummary, Store
 
 
 def console() -> Console:
@@ -97,12 +97,12 @@ def print_runs(summaries: list[RunSummary]) -> None:
     console().print(table)
 
 
-def print_summary(store: Store, run_id: str, totals: RunTotals, settings: Settings) -> None:
+def print_summary(ledger: Ledger, run_id: str, totals: RunTotals, settings: Settings) -> None:
     counts = totals.counts
     out = console()
     parts = [f"{counts.get(s, 0)} {s}" for s in ("succeeded", "failed", "timed_out", "cancelled") if counts.get(s)]
     out.print(f"\n[bold]run {run_id}[/]: " + (", ".join(parts) or "no jobs") + f" in {totals.wall_seconds:.1f}s")
-    prefix = store.get_run(run_id).settings.get("artifacts") or settings.artifact_prefix
+    prefix = ledger.get_run(run_id).settings.get("artifacts") or settings.artifact_prefix
     out.print(f"artifacts: {prefix}", markup=False)
     if not totals.all_succeeded:
         out.print(f"details:   fceval-tui status {run_id}", markup=False)

@@ -13,26 +13,26 @@ from fceval_tui.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from fceval_tui.cli.output import console, print_summary
 from fceval_tui.config import Settings
 from fceval_tui.domain.states import FINAL_STATES
+from fceval_tui.ledger import Ledger
 from fceval_tui.presentation import STATE_ICON, STATE_STYLE, elapsed
 from fceval_tui.services.runner import Runner, RunTotals
-from fceval_tui.store import Store
 
 FINAL_MARK = {s: STATE_ICON[s] for s in ("succeeded", "failed", "cancelled", "timed_out")}
 REFRESH = 0.5
 
 
-def drive(settings: Settings, store: Store, run_id: str, quiet: bool = False) -> int:
+def drive(settings: Settings, ledger: Ledger, run_id: str, quiet: bool = False) -> int:
     """Run every non-final job of the run until all are final; the exit status says whether all succeeded."""
-    runner = Runner(store, settings)
-    totals = run_with_progress(runner, store, run_id, quiet=quiet)
+    runner = Runner(ledger, settings)
+    totals = run_with_progress(runner, ledger, run_id, quiet=quiet)
     if totals is None:
         return EXIT_INTERRUPTED
     if not quiet:
-        print_summary(store, run_id, totals, settings)
+        print_summary(ledger, run_id, totals, settings)
     return EXIT_OK if totals.all_succeeded else EXIT_FAILED
 
 
-def run_with_progress(runner: Runner, store: Store, run_id: str, quiet: bool = False) -> RunTotals | None:
+def run_with_progress(runner: Runner, ledger: Ledger, run_id: str, quiet: bool = False) -> RunTotals | None:
     """Drive the run in a thread; show per-job results and a progress bar from the ledger."""
     result: dict = {}
 
@@ -43,7 +43,7 @@ def run_with_progress(runner: Runner, store: Store, run_id: str, quiet: bool = F
             result["error"] = exc
 
     # The cursor is taken before the runner starts, so a job that ends at once is still reported.
-    cursor = max((e.id for e in store.events(run_id=run_id, newest_first=True, limit=1)), default=0)
+    cursor = max((e.id for e in ledger.events(run_id=run_id, newest_first=True, limit=1)), default=0)
     thread = threading.Thread(target=work, name=f"runner-{run_id}", daemon=True)
     thread.start()
     out = console()
@@ -60,18 +60,18 @@ def run_with_progress(runner: Runner, store: Store, run_id: str, quiet: bool = F
             console=out,
             transient=True,
         )
-        live.add_task(run_id, total=len(store.jobs(run_id=run_id)), counts="")
+        live.add_task(run_id, total=len(ledger.jobs(run_id=run_id)), counts="")
         live.start()
     try:
         while thread.is_alive():
             thread.join(REFRESH)
-            cursor = _report(store, run_id, cursor, out if not quiet else None, live)
+            cursor = _report(ledger, run_id, cursor, out if not quiet else None, live)
     except KeyboardInterrupt:
         runner.stop()
         if live:
             live.stop()
         thread.join(30)
-        active = [j for j in store.jobs(run_id=run_id) if not j.state.is_final]
+        active = [j for j in ledger.jobs(run_id=run_id) if not j.state.is_final]
         print(
             f"\nstopped watching run {run_id}: {len(active)} job(s) not final; running tmux sessions go on.\n"
             f"  continue: fceval-tui resume {run_id}\n  stop:     fceval-tui cancel --run {run_id}",
@@ -81,19 +81,19 @@ def run_with_progress(runner: Runner, store: Store, run_id: str, quiet: bool = F
     finally:
         if live and live.live.is_started:
             live.stop()
-    _report(store, run_id, cursor, out if not quiet else None, None)
+    _report(ledger, run_id, cursor, out if not quiet else None, None)
     if "error" in result:
         raise result["error"]
     return result["totals"]
 
 
-def _report(store: Store, run_id: str, cursor: int, out: Console | None, live) -> int:
-    for event in store.events(run_id=run_id, after=cursor):
+def _report(ledger: Ledger, run_id: str, cursor: int, out: Console | None, live) -> int:
+    for event in ledger.events(run_id=run_id, after=cursor):
         cursor = event.id
         if out is None or event.kind != "state":
             continue
         if event.to_state in FINAL_MARK:
-            job = store.get_job(event.job_id)
+            job = ledger.get_job(event.job_id)
             style = STATE_STYLE[event.to_state]
             detail = f" ({job.error})" if job.error and event.to_state != "succeeded" else ""
             line = Text(f"{FINAL_MARK[event.to_state]} {event.to_state:<9}", style=style)
@@ -104,7 +104,7 @@ def _report(store: Store, run_id: str, cursor: int, out: Console | None, live) -
             line.append(f"     {event.job_id}  {event.detail.get('reason', '')}")
             out.print(line)
     if live is not None:
-        jobs = store.jobs(run_id=run_id)
+        jobs = ledger.jobs(run_id=run_id)
         counts = Counter(j.state.value for j in jobs)
         done = sum(counts[s.value] for s in FINAL_STATES)
         text = "  ".join(f"{state} {n}" for state, n in sorted(counts.items()))

@@ -18,8 +18,8 @@ from fceval_tui.domain.models import Job, JobSpec, job_id_for, new_run_id, utcno
 from fceval_tui.domain.states import JobState
 from fceval_tui.domain.template import job_environment
 from fceval_tui.errors import UserError
+from fceval_tui.ledger import Ledger
 from fceval_tui.services.runner import Runner, job_values
-from fceval_tui.store import Store
 
 BACKGROUND_START_TIMEOUT = 20.0
 
@@ -51,8 +51,8 @@ def check_can_launch(settings: Settings, skip_preflight: bool) -> None:
         audit.require_no_errors(settings, settings.backend)
 
 
-def create_run(store: Store, settings: Settings, specs, skip_preflight: bool = False):
-    return Runner(store, settings).create_run(list(specs), skip_preflight=skip_preflight)
+def create_run(ledger: Ledger, settings: Settings, specs, skip_preflight: bool = False):
+    return Runner(ledger, settings).create_run(list(specs), skip_preflight=skip_preflight)
 
 
 def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
@@ -126,20 +126,20 @@ def spawn_background_runner(settings: Settings, run_id: str, env_file: Path | No
             start_new_session=True,
             env=os.environ.copy(),
         )
-    store = Store.open(settings.state_dir)
+    ledger = Ledger.open(settings.state_dir)
     deadline = time.monotonic() + BACKGROUND_START_TIMEOUT
     try:
         while time.monotonic() < deadline:
-            if store.run_owner(run_id) == proc.pid:
+            if ledger.run_owner(run_id) == proc.pid:
                 return proc.pid
             if proc.poll() is not None:
-                if not [j for j in store.jobs(run_id=run_id) if not j.state.is_final]:
+                if not [j for j in ledger.jobs(run_id=run_id) if not j.state.is_final]:
                     return proc.pid  # it already finished every job
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
                 raise UserError(f"the background runner exited at once: {tail[0]}", f"see {log_path}")
             time.sleep(0.05)
     finally:
-        store.close()
+        ledger.close()
     raise UserError(
         f"the background runner did not start within {BACKGROUND_START_TIMEOUT:.0f}s",
         f"see {log_path}; continue with `fceval-tui resume {run_id}`",

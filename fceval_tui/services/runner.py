@@ -27,7 +27,7 @@ from fceval_tui.domain.models import Job, JobSpec, Run, utcnow
 from fceval_tui.domain.states import PIPELINE_ORDER, IllegalTransition, JobState
 from fceval_tui.domain.template import job_environment
 from fceval_tui.errors import BackendError, CapacityError, PermanentError
-from fceval_tui.store import Store
+from fceval_tui.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +91,13 @@ class _Cancelled(Exception):
 class Runner:
     def __init__(
         self,
-        store: Store,
+        ledger: Ledger,
         settings: Settings,
         backend: Backend | None = None,
         backoff_base: float = 1.0,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self.store = store
+        self.ledger = ledger
         self.settings = settings
         self.backend = backend
         self.backoff_base = backoff_base
@@ -113,7 +113,7 @@ class Runner:
         backend = self.backend or make_backend(self.settings.backend, self.settings)
         snapshot = self.settings.to_json()
         snapshot["artifacts"] = backend.artifact_prefix()
-        return self.store.create_run(
+        return self.ledger.create_run(
             self.settings.backend, self.settings.concurrent, specs, settings=snapshot, skip_preflight=skip_preflight
         )
 
@@ -124,15 +124,15 @@ class Runner:
     def run(self, run_id: str) -> RunTotals:
         """Drive the run until every job is final (or `stop`). Safe to call again to resume."""
         started = time.monotonic()
-        run = self.store.get_run(run_id)
+        run = self.ledger.get_run(run_id)
         backend = self.backend or make_backend(run.backend, self.settings)
         self.backend = backend
         backend.check_ready()
-        self.store.claim_run(run_id)
+        self.ledger.claim_run(run_id)
         try:
-            pending = [j.id for j in self.store.jobs(run_id=run_id) if not j.state.is_final]
+            pending = [j.id for j in self.ledger.jobs(run_id=run_id) if not j.state.is_final]
             if pending:
-                self.store.record(run_id, None, "runner_started", jobs=len(pending), resumed=self._resumed(run_id))
+                self.ledger.record(run_id, None, "runner_started", jobs=len(pending), resumed=self._resumed(run_id))
             with ThreadPoolExecutor(max_workers=run.concurrency, thread_name_prefix=f"job-{run_id}") as pool:
                 in_flight = {job_id: pool.submit(self._drive_safely, run, job_id) for job_id in pending}
                 while in_flight:
@@ -143,18 +143,18 @@ class Runner:
                             future.result()
                     if not self._stop.is_set():
                         # A job put back to pending (a retry from the console or the CLI) joins this run.
-                        for job in self.store.jobs(run_id=run_id, states=[JobState.PENDING]):
+                        for job in self.ledger.jobs(run_id=run_id, states=[JobState.PENDING]):
                             if job.id not in in_flight:
                                 in_flight[job.id] = pool.submit(self._drive_safely, run, job.id)
         finally:
-            self.store.release_run(run_id)
+            self.ledger.release_run(run_id)
         counts: dict[str, int] = {}
-        for job in self.store.jobs(run_id=run_id):
+        for job in self.ledger.jobs(run_id=run_id):
             counts[job.state.value] = counts.get(job.state.value, 0) + 1
         return RunTotals(counts, time.monotonic() - started)
 
     def _resumed(self, run_id: str) -> bool:
-        return any(e.kind == "runner_started" for e in self.store.events(run_id=run_id))
+        return any(e.kind == "runner_started" for e in self.ledger.events(run_id=run_id))
 
     def _drive_safely(self, run: Run, job_id: str) -> None:
         if self._stop.is_set():
@@ -187,7 +187,7 @@ class Runner:
         )
 
     def _drive(self, run: Run, job_id: str) -> None:
-        job = self.store.get_job(job_id)
+        job = self.ledger.get_job(job_id)
         used = job.attempts if job.state == JobState.PENDING else max(0, job.attempts - 1)
         self._limits[job.id] = used + self.settings.max_attempts
         while not job.state.is_final and not self._stop.is_set():
@@ -235,11 +235,11 @@ class Runner:
                         job = self._move(job, JobState.WAITING_CAPACITY, reason=str(exc))
                     self._check_timeout(job)
                     delay = backoff(waits, self.backoff_base)
-                    self.store.record(job.run_id, job.id, "capacity_wait", error=str(exc), retry_in=round(delay, 2))
+                    self.ledger.record(job.run_id, job.id, "capacity_wait", error=str(exc), retry_in=round(delay, 2))
                     self._sleep(delay)
                     job = self._reload(job)
                     job = self._move(job, backend.first_state, reason="retrying after capacity wait")
-            job = self.store.update(job.id, resource_id=resource_id)
+            job = self.ledger.update(job.id, resource_id=resource_id)
             if job.state != JobState.STARTING:
                 job = self._move(job, JobState.STARTING)
             backend.start(ctx, resource_id)
@@ -297,12 +297,12 @@ class Runner:
     def _advance(self, job: Job, observation: Observation) -> Job:
         """Walk forward along the pipeline up to the observed phase (never backwards)."""
         if observation.cost_usd is not None:
-            job = self.store.update(job.id, cost_usd=observation.cost_usd)
+            job = self.ledger.update(job.id, cost_usd=observation.cost_usd)
         elif job.started_at:
             rate = self.backend.hourly_cost()
             if rate:
                 hours = (utcnow() - job.started_at).total_seconds() / 3600
-                job = self.store.update(job.id, cost_usd=round(rate * hours, 6))
+                job = self.ledger.update(job.id, cost_usd=round(rate * hours, 6))
         order = PIPELINE_ORDER
         if job.state == JobState.STARTING:
             job = self._move(job, JobState.RUNNING)
@@ -334,7 +334,7 @@ class Runner:
             return self._finish(job.id, JobState.FAILED, error=f"gave up after {job.attempts} attempts: {exc}")
         delay = backoff(job.attempts, self.backoff_base)
         job = self._move(job, JobState.PENDING, reason=f"retrying: {exc}", error=str(exc))
-        self.store.record(
+        self.ledger.record(
             job.run_id,
             job.id,
             "retry_scheduled",
@@ -352,25 +352,25 @@ class Runner:
             raise _TimedOut()
 
     def _reload(self, job: Job) -> Job:
-        job = self.store.get_job(job.id)
+        job = self.ledger.get_job(job.id)
         if job.state.is_final:
             raise _Cancelled()
         return job
 
     def _move(self, job: Job, target: JobState, reason: str = "", **fields) -> Job:
         try:
-            return self.store.transition(job.id, target, expect=job.state, reason=reason, **fields)
+            return self.ledger.transition(job.id, target, expect=job.state, reason=reason, **fields)
         except IllegalTransition:
-            current = self.store.get_job(job.id)
+            current = self.ledger.get_job(job.id)
             if current.state.is_final:
                 raise _Cancelled() from None
             raise
 
     def _finish(self, job_id: str, state: JobState, **fields) -> Job:
         try:
-            return self.store.transition(job_id, state, ended_at=utcnow(), **fields)
+            return self.ledger.transition(job_id, state, ended_at=utcnow(), **fields)
         except IllegalTransition:
-            return self.store.get_job(job_id)  # already final (cancelled elsewhere): keep that verdict
+            return self.ledger.get_job(job_id)  # already final (cancelled elsewhere): keep that verdict
 
     def _stop_compute(self, ctx: JobContext, resource_id: str | None) -> None:
         """Cancel then clean up, recording (not raising) a failure: the job's verdict is already decided."""
@@ -379,7 +379,7 @@ class Runner:
         try:
             self.backend.cancel(ctx, resource_id)
         except BackendError as exc:
-            self.store.record(ctx.job.run_id, ctx.job.id, "cancel_failed", resource_id=resource_id, error=str(exc))
+            self.ledger.record(ctx.job.run_id, ctx.job.id, "cancel_failed", resource_id=resource_id, error=str(exc))
         self._cleanup(ctx, resource_id)
 
     def _cleanup(self, ctx: JobContext, resource_id: str | None) -> None:
@@ -389,7 +389,7 @@ class Runner:
             self.backend.cleanup(ctx, resource_id)
         except BackendError as exc:
             # Recorded so teardown can find it; the job's verdict stands.
-            self.store.record(ctx.job.run_id, ctx.job.id, "cleanup_failed", resource_id=resource_id, error=str(exc))
+            self.ledger.record(ctx.job.run_id, ctx.job.id, "cleanup_failed", resource_id=resource_id, error=str(exc))
 
 
 class _TimedOut(Exception):
@@ -400,41 +400,41 @@ class _Lost(BackendError):
     transient = True
 
 
-def cancel_jobs(store: Store, settings: Settings, job_ids: list[str], reason: str = "cancelled by user") -> list[Job]:
+def cancel_jobs(ledger: Ledger, settings: Settings, job_ids: list[str], reason: str = "cancelled by user") -> list[Job]:
     """Cancel jobs now, whether or not a runner is alive: the ledger first, then the compute."""
     cancelled = []
     backends: dict[str, Backend] = {}
     for job_id in job_ids:
-        job = store.get_job(job_id)
+        job = ledger.get_job(job_id)
         if job.state.is_final:
             continue
         try:
             # No `expect`: every non-final state may be cancelled, whatever a runner just moved it to.
-            job = store.transition(job.id, JobState.CANCELLED, reason=reason, ended_at=utcnow())
+            job = ledger.transition(job.id, JobState.CANCELLED, reason=reason, ended_at=utcnow())
         except IllegalTransition:
             continue  # it became final meanwhile
         cancelled.append(job)
         if job.resource_id:
             if job.run_id not in backends:
-                backends[job.run_id] = make_backend(job.backend, run_settings(settings, store.get_run(job.run_id)))
+                backends[job.run_id] = make_backend(job.backend, run_settings(settings, ledger.get_run(job.run_id)))
             backend = backends[job.run_id]
             ctx = stop_context(settings, job)
             try:
                 backend.cancel(ctx, job.resource_id)
                 backend.cleanup(ctx, job.resource_id)
             except BackendError as exc:
-                store.record(job.run_id, job.id, "cleanup_failed", resource_id=job.resource_id, error=str(exc))
+                ledger.record(job.run_id, job.id, "cleanup_failed", resource_id=job.resource_id, error=str(exc))
     return cancelled
 
 
-def retry_jobs(store: Store, job_ids: list[str]) -> list[Job]:
+def retry_jobs(ledger: Ledger, job_ids: list[str]) -> list[Job]:
     """Put final, unsuccessful jobs back to pending (a user decision); a runner then drives them."""
     retried = []
     for job_id in job_ids:
-        job = store.get_job(job_id)
+        job = ledger.get_job(job_id)
         if job.state in (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT):
             retried.append(
-                store.transition(
+                ledger.transition(
                     job.id,
                     JobState.PENDING,
                     expect=job.state,

@@ -1,8 +1,8 @@
 """Teardown: find everything the console left running or stored, reconcile it with the ledger,
 remove what is in scope, and check that nothing is left.
 
-    plan = make_plan(settings, store, Scope.orphans())       # lists; changes nothing
-    result = execute(settings, store, plan)                   # cancels jobs, destroys, lists again
+    plan = make_plan(settings, ledger, Scope.orphans())       # lists; changes nothing
+    result = execute(settings, ledger, plan)                   # cancels jobs, destroys, lists again
 
 Resources come from two sides: each backend's `list_resources` (by the ManagedBy tag, or the
 private tmux socket) plus the S3 staging prefixes, and the ledger (jobs with a resource id). A
@@ -26,8 +26,8 @@ from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, iso
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import BackendError, TransientError, UserError
+from fceval_tui.ledger import Ledger
 from fceval_tui.services import staging_objects
-from fceval_tui.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +178,12 @@ class Result:
 # -- listing -----------------------------------------------------------------------------------
 
 
-def backends_to_list(settings: Settings, store: Store, scope: Scope) -> list[str]:
+def backends_to_list(settings: Settings, ledger: Ledger, scope: Scope) -> list[str]:
     """This machine's tmux always; a cloud backend when configured or used by a run in the ledger."""
     if scope.kind == "run":
-        used = {store.get_run(scope.run_id).backend}
+        used = {ledger.get_run(scope.run_id).backend}
     else:
-        used = {run.backend for run in store.runs()} | {settings.backend}
+        used = {run.backend for run in ledger.runs()} | {settings.backend}
     return ["local"] + sorted(used - {"local"})
 
 
@@ -218,46 +218,46 @@ def list_everything(settings: Settings, backends: Iterable[str]) -> Listing:
 # -- planning ----------------------------------------------------------------------------------
 
 
-class _Ledger:
+class _LedgerView:
     """What the ledger knows, read once per plan."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.runs = {run.id: run for run in store.runs()}
-        self.jobs = {job.id: job for job in store.jobs()}
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.runs = {run.id: run for run in ledger.runs()}
+        self.jobs = {job.id: job for job in ledger.jobs()}
         self._owners: dict[str, int | None] = {}
 
     def owner(self, run_id: str) -> int | None:
         if run_id not in self._owners:
-            self._owners[run_id] = self.store.run_owner(run_id)
+            self._owners[run_id] = self.ledger.run_owner(run_id)
         return self._owners[run_id]
 
     def active_jobs(self, run_id: str | None = None) -> list[Job]:
         return [j for j in self.jobs.values() if not j.state.is_final and (run_id is None or j.run_id == run_id)]
 
 
-def _orphan_reason(resource: Resource, ledger: _Ledger) -> str | None:
+def _orphan_reason(resource: Resource, view: _LedgerView) -> str | None:
     """Why nobody owns this resource, or None while a live runner drives it."""
     run_id = resource.run_id
-    if not run_id or run_id not in ledger.runs:
+    if not run_id or run_id not in view.runs:
         return "not in this ledger" + (f" (run {run_id})" if run_id else "")
     if resource.job_id:
-        job = ledger.jobs.get(resource.job_id)
+        job = view.jobs.get(resource.job_id)
         if job is None:
             return f"job {resource.job_id} is not in this ledger"
         if job.state.is_final:
             return f"its job is {job.state.value}"
-    elif not ledger.active_jobs(run_id):
+    elif not view.active_jobs(run_id):
         return f"run {run_id} has finished"
-    if ledger.owner(run_id) is None:
+    if view.owner(run_id) is None:
         return f"run {run_id} has no live runner (its console was stopped or killed)"
     return None
 
 
-def _foreign_and_unexpired(resource: Resource, ledger: _Ledger) -> str | None:
+def _foreign_and_unexpired(resource: Resource, view: _LedgerView) -> str | None:
     """A tagged resource of a run this ledger never saw, still inside its TTL, may be a colleague's live
     run on the same account: `--orphans` leaves it (its own dead-man's switch ends it); `--all` does not."""
-    if resource.run_id in ledger.runs or resource.expires_at is None:
+    if resource.run_id in view.runs or resource.expires_at is None:
         return None
     if resource.expires_at <= datetime.now(UTC):
         return None
@@ -265,31 +265,31 @@ def _foreign_and_unexpired(resource: Resource, ledger: _Ledger) -> str | None:
     return f"run {resource.run_id or '?'} is not in this ledger and lives until {until} (another console?)"
 
 
-def _job_state(resource: Resource, ledger: _Ledger) -> str | None:
-    job = ledger.jobs.get(resource.job_id) if resource.job_id else None
+def _job_state(resource: Resource, view: _LedgerView) -> str | None:
+    job = view.jobs.get(resource.job_id) if resource.job_id else None
     return job.state.value if job else None
 
 
-def make_plan(settings: Settings, store: Store, scope: Scope, listing: Listing | None = None) -> Plan:
+def make_plan(settings: Settings, ledger: Ledger, scope: Scope, listing: Listing | None = None) -> Plan:
     """List (unless given a listing) and decide, per resource, what teardown would do. Changes nothing."""
     if scope.kind == "run":
-        store.get_run(scope.run_id)  # NotFoundError names the run
-    listing = listing or list_everything(settings, backends_to_list(settings, store, scope))
-    ledger = _Ledger(store)
+        ledger.get_run(scope.run_id)  # NotFoundError names the run
+    listing = listing or list_everything(settings, backends_to_list(settings, ledger, scope))
+    view = _LedgerView(ledger)
     items: list[PlanItem] = []
     kept: list[PlanItem] = []
     for resource in listing.resources:
         if resource.kind in SHARED_KINDS:
             continue  # decided below, once the compute's fate is known
-        state = _job_state(resource, ledger)
+        state = _job_state(resource, view)
         if scope.kind == "all":
             items.append(PlanItem(resource, DESTROY, "--all", state))
         elif scope.kind == "run":
             if resource.run_id == scope.run_id:
                 items.append(PlanItem(resource, DESTROY, f"in run {scope.run_id}", state))
         else:
-            reason = _orphan_reason(resource, ledger)
-            foreign = _foreign_and_unexpired(resource, ledger)
+            reason = _orphan_reason(resource, view)
+            foreign = _foreign_and_unexpired(resource, view)
             if foreign:
                 kept.append(PlanItem(resource, KEEP, foreign, state))
             elif reason:
@@ -299,13 +299,13 @@ def make_plan(settings: Settings, store: Store, scope: Scope, listing: Listing |
                     PlanItem(
                         resource,
                         KEEP,
-                        f"run {resource.run_id} is driven by process {ledger.owner(resource.run_id)}",
+                        f"run {resource.run_id} is driven by process {view.owner(resource.run_id)}",
                         state,
                     )
                 )
     _plan_shared(listing, items, kept)
-    cancel = _jobs_to_cancel(scope, ledger, items)
-    items.extend(_stale_entries(scope, ledger, listing, cancel))
+    cancel = _jobs_to_cancel(scope, view, items)
+    items.extend(_stale_entries(scope, view, listing, cancel))
     return Plan(scope, items, kept, cancel, listing, datetime.now(UTC))
 
 
@@ -329,24 +329,24 @@ def _plan_shared(listing: Listing, items: list[PlanItem], kept: list[PlanItem]) 
             items.append(PlanItem(resource, DESTROY, "shared by fceval-tui compute, and none is left"))
 
 
-def _jobs_to_cancel(scope: Scope, ledger: _Ledger, items: list[PlanItem]) -> list[str]:
+def _jobs_to_cancel(scope: Scope, view: _LedgerView, items: list[PlanItem]) -> list[str]:
     """Active jobs whose compute goes away: the ledger first, so no runner retries them."""
     if scope.kind == "all":
-        return [j.id for j in ledger.active_jobs()]
+        return [j.id for j in view.active_jobs()]
     if scope.kind == "run":
-        return [j.id for j in ledger.active_jobs(scope.run_id)]
+        return [j.id for j in view.active_jobs(scope.run_id)]
     ids = {i.resource.job_id for i in items if i.resource.job_id}
-    return [j.id for j in ledger.active_jobs() if j.id in ids]
+    return [j.id for j in view.active_jobs() if j.id in ids]
 
 
-def _stale_entries(scope: Scope, ledger: _Ledger, listing: Listing, cancel: list[str]) -> list[PlanItem]:
+def _stale_entries(scope: Scope, view: _LedgerView, listing: Listing, cancel: list[str]) -> list[PlanItem]:
     """Ledger entries claiming compute that is gone (checked only on backends that were listed)."""
     present = {(r.backend, r.id) for r in listing.resources}
     stale = []
-    for job in ledger.active_jobs():
+    for job in view.active_jobs():
         if not job.resource_id or job.backend not in listing.listed or (job.backend, job.resource_id) in present:
             continue
-        in_scope = job.id in cancel or (scope.kind == "orphans" and ledger.owner(job.run_id) is None)
+        in_scope = job.id in cancel or (scope.kind == "orphans" and view.owner(job.run_id) is None)
         if not in_scope:
             continue
         if job.id not in cancel:
@@ -385,7 +385,7 @@ def _destroy(settings: Settings, resource: Resource, backends: dict) -> None:
 
 def execute(
     settings: Settings,
-    store: Store,
+    ledger: Ledger,
     plan: Plan,
     on_progress: Callable[[str], None] | None = None,
     settle_seconds: float = SETTLE_SECONDS,
@@ -398,24 +398,24 @@ def execute(
     pending_jobs = list(plan.cancel_job_ids)
     while pending_jobs:
         try:
-            cancel_jobs(store, settings, pending_jobs, reason="teardown")
+            cancel_jobs(ledger, settings, pending_jobs, reason="teardown")
             break
         except UserError as exc:
             # A job's compute could not be stopped (e.g. no credentials). Its ledger entry is cancelled
             # already and the destroy step below tries (and reports) its resource; go on with the rest.
             say(f"could not stop a cancelled job's compute: {exc}")
-        still = [j for j in pending_jobs if not store.get_job(j).state.is_final]
+        still = [j for j in pending_jobs if not ledger.get_job(j).state.is_final]
         if len(still) == len(pending_jobs):
             break  # no progress; the jobs left active are reported below
         pending_jobs = still
-    result.still_active = [j for j in plan.cancel_job_ids if not store.get_job(j).state.is_final]
+    result.still_active = [j for j in plan.cancel_job_ids if not ledger.get_job(j).state.is_final]
     if result.still_active:
-        say(f"still active in the ledger: {', '.join(result.still_active)}")
-    result.cancelled = [j for j in plan.cancel_job_ids if store.get_job(j).state is JobState.CANCELLED]
+        say(f"still active in the view: {', '.join(result.still_active)}")
+    result.cancelled = [j for j in plan.cancel_job_ids if ledger.get_job(j).state is JobState.CANCELLED]
     say(f"cancelled {len(result.cancelled)} job(s) in the ledger")
     for item in plan.items:
         if item.action == CANCEL:  # a ledger entry whose compute is gone: done once its job is final
-            if store.get_job(item.resource.id).state.is_final:
+            if ledger.get_job(item.resource.id).state.is_final:
                 result.destroyed.append(item)
             else:
                 result.failed.append((item, "the job could not be cancelled in the ledger"))
@@ -426,23 +426,23 @@ def execute(
         # Shared groups go last: AWS refuses to delete them while instances still use them.
         compute_left = any(i.resource.kind not in SHARED_KINDS for i in pending)
         batch = [i for i in pending if not (compute_left and i.resource.kind in SHARED_KINDS)]
-        retry = _destroy_batch(settings, store, batch, backends, result, say)
+        retry = _destroy_batch(settings, ledger, batch, backends, result, say)
         pending = [i for i in pending if i not in batch] + retry
         if retry and time.monotonic() >= deadline:
             result.failed.extend((i, "still refused after waiting; run teardown again later") for i in retry)
             break
         if retry:
             time.sleep(RETRY_PAUSE)
-    _verify(settings, store, result)
+    _verify(settings, ledger, result)
     return result
 
 
-def _destroy_batch(settings, store, batch, backends, result, say) -> list[PlanItem]:
+def _destroy_batch(settings, ledger, batch, backends, result, say) -> list[PlanItem]:
     """Destroy concurrently; return the items that hit a transient error (to retry)."""
 
     def one(item: PlanItem) -> tuple[PlanItem, Exception | None]:
         r = item.resource
-        store.record(
+        ledger.record(
             r.run_id or "",
             r.job_id,
             "teardown_destroy",
@@ -469,7 +469,7 @@ def _destroy_batch(settings, store, batch, backends, result, say) -> list[PlanIt
                 say(f"{r.kind} {r.id}: {exc} (retrying)")
             else:
                 result.failed.append((item, str(exc)))
-                store.record(
+                ledger.record(
                     r.run_id or "",
                     r.job_id,
                     "teardown_failed",
@@ -482,7 +482,7 @@ def _destroy_batch(settings, store, batch, backends, result, say) -> list[PlanIt
     return retry
 
 
-def _verify(settings: Settings, store: Store, result: Result) -> None:
+def _verify(settings: Settings, ledger: Ledger, result: Result) -> None:
     listing = list_everything(settings, result.plan.listing.backends)
     result.unlisted_after = listing.unlisted
     present = {(r.backend, r.kind, r.id): r for r in listing.resources}
@@ -495,14 +495,14 @@ def _verify(settings: Settings, store: Store, result: Result) -> None:
     for item in result.destroyed:
         r = item.resource
         left = any((x.backend, x.kind, x.id) == item.key for x in result.left)
-        store.record(
+        ledger.record(
             r.run_id or "", r.job_id, "teardown_done", backend=r.backend, resource_kind=r.kind, resource=r.id, left=left
         )
 
 
-def find_orphans(settings: Settings, store: Store) -> list[Resource]:
+def find_orphans(settings: Settings, ledger: Ledger) -> list[Resource]:
     """Orphaned resources, for the console's start-up notice. Backends that cannot be listed are logged."""
-    plan = make_plan(settings, store, Scope.orphans())
+    plan = make_plan(settings, ledger, Scope.orphans())
     for backend, why in plan.listing.unlisted.items():
         log.warning("could not look for orphans on %s: %s", backend, why)
     return [i.resource for i in plan.items if i.action == DESTROY]

@@ -22,9 +22,9 @@ from fceval_tui.backends.base import Resource
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.errors import UserError
+from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
 from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs, run_settings
-from fceval_tui.store import Store
 from fceval_tui.ui.screens.events import EventsScreen
 from fceval_tui.ui.screens.jobs import JobsScreen
 from fceval_tui.ui.screens.launch import LaunchScreen
@@ -70,7 +70,7 @@ class FcevalApp(App):
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        ledger: Ledger,
         readonly: bool = False,
         theme: str | None = None,
         demo_specs: Iterable[JobSpec] | None = None,
@@ -79,7 +79,7 @@ class FcevalApp(App):
     ) -> None:
         super().__init__()
         self.settings = settings
-        self.store = store
+        self.ledger = ledger
         self.readonly = readonly
         self.requested_theme = theme or settings.theme
         self.demo_specs = tuple(demo_specs or ())
@@ -118,7 +118,7 @@ class FcevalApp(App):
 
     @work(thread=True, group="orphans", exit_on_error=False)
     def _check_orphans(self) -> None:
-        orphans = teardown.find_orphans(self.settings, self.store)
+        orphans = teardown.find_orphans(self.settings, self.ledger)
         if orphans:
             self.call_from_thread(
                 self.notify,
@@ -132,7 +132,7 @@ class FcevalApp(App):
 
     def launch(self, settings: Settings, specs: Iterable[JobSpec]) -> str:
         """Create the run and start driving it (the demo's start-up path; the form does the same in a worker)."""
-        runner = Runner(self.store, settings)
+        runner = Runner(self.ledger, settings)
         run, _jobs = runner.create_run(list(specs))
         self.drive(runner, run.id)
         return run.id
@@ -149,14 +149,14 @@ class FcevalApp(App):
     def retry(self, jobs: list[Job]) -> None:
         if self.readonly or not jobs:
             return
-        retried = retry_jobs(self.store, [j.id for j in jobs])
+        retried = retry_jobs(self.ledger, [j.id for j in jobs])
         if not retried:
             self.notify("only failed, timed-out or cancelled jobs can be retried", severity="warning")
             return
         for run_id in {j.run_id for j in retried}:
-            if self._driving(run_id) or self.store.run_owner(run_id):
+            if self._driving(run_id) or self.ledger.run_owner(run_id):
                 continue  # whoever drives the run picks up its pending jobs
-            self.drive(Runner(self.store, run_settings(self.settings, self.store.get_run(run_id))), run_id)
+            self.drive(Runner(self.ledger, run_settings(self.settings, self.ledger.get_run(run_id))), run_id)
         self.notify(f"retrying {len(retried)} job(s)")
 
     def _driving(self, run_id: str) -> bool:
@@ -174,7 +174,7 @@ class FcevalApp(App):
 
     @work(thread=True, group="cancel", exit_on_error=False)
     def _cancel(self, job_ids: list[str]) -> None:
-        cancelled = cancel_jobs(self.store, self.settings, job_ids)
+        cancelled = cancel_jobs(self.ledger, self.settings, job_ids)
         self.call_from_thread(self.notify, f"cancelled {len(cancelled)} job(s)")
 
     def resource_listing(self) -> tuple[list[Resource], dict[str, str], list[str]]:
@@ -182,9 +182,9 @@ class FcevalApp(App):
 
         The same listing and orphan rules as `fceval-tui teardown` (called from a worker thread)."""
         listing = teardown.list_everything(
-            self.settings, teardown.backends_to_list(self.settings, self.store, teardown.Scope.orphans())
+            self.settings, teardown.backends_to_list(self.settings, self.ledger, teardown.Scope.orphans())
         )
-        plan = teardown.make_plan(self.settings, self.store, teardown.Scope.orphans(), listing)
+        plan = teardown.make_plan(self.settings, self.ledger, teardown.Scope.orphans(), listing)
         orphans = {item.resource.id: item.reason for item in plan.items if item.action == teardown.DESTROY}
         errors = [f"{name}: {why}" for name, why in listing.unlisted.items()]
         return listing.resources, orphans, errors
@@ -281,7 +281,7 @@ class FcevalApp(App):
                     )
 
     def _launch_examples(self) -> None:
-        from fceval_tui.resources import example_jobs
+        from fceval_tui.package_data import example_jobs
 
         self.action_launch(str(example_jobs()))
 
@@ -319,13 +319,13 @@ def _detached_message(run_ids: list[str]) -> str:
 
 def make_app(
     settings: Settings,
-    store: Store,
+    ledger: Ledger,
     readonly: bool = False,
     theme: str | None = None,
     demo_specs: Iterable[JobSpec] | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> FcevalApp:
     keymap, problem = read_keymap(locations.keymap_path())
-    app = FcevalApp(settings, store, readonly=readonly, theme=theme, demo_specs=demo_specs, clock=clock, keymap=keymap)
+    app = FcevalApp(settings, ledger, readonly=readonly, theme=theme, demo_specs=demo_specs, clock=clock, keymap=keymap)
     app._keymap_problem = problem
     return app

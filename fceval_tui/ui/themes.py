@@ -14,7 +14,7 @@ from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from fceval_tui import locations
-from fceval_tui.resources import themes_dir
+from fceval_tui.package_data import themes_dir
 
 DEFAULT_THEME = "fceval-dark"
 COLOR_KEYS = (

@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fceval_tui.services.mirror.tail import attach_argv, attach_env
 
-    settings, store = load_context(args)
-    _job, target = job_target(settings, store, args.job)
+    settings, ledger = load_context(args)
+    _job, target = job_target(settings, ledger, args.job)
     argv = attach_argv(target.tmux_args, target.session, target.transport)
     sys.stdout.flush()
     os.execvpe(argv[0], argv, attach_env())

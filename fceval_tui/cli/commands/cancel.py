@@ -17,16 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fceval_tui.services.runner import cancel_jobs
 
-    settings, store = load_context(args)
+    settings, ledger = load_context(args)
     if args.run:
-        store.get_run(args.run)
-        ids = [j.id for j in store.jobs(run_id=args.run) if not j.state.is_final]
+        ledger.get_run(args.run)
+        ids = [j.id for j in ledger.jobs(run_id=args.run) if not j.state.is_final]
     else:
-        job = store.get_job(args.job)
+        job = ledger.get_job(args.job)
         if job.state.is_final:
             print(f"job {job.id} is already {job.state}; nothing to cancel")
             return EXIT_OK
         ids = [job.id]
-    cancelled = cancel_jobs(store, settings, ids)
+    cancelled = cancel_jobs(ledger, settings, ids)
     print(f"cancelled {len(cancelled)} job(s)" + (f": {', '.join(j.id for j in cancelled)}" if cancelled else ""))
     return EXIT_OK

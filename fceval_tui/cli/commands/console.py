@@ -12,15 +12,15 @@ from fceval_tui.errors import UserError
 
 if TYPE_CHECKING:
     from fceval_tui.config import Settings
-    from fceval_tui.store import Store
+    from fceval_tui.ledger import Ledger
 
 
 def run(args: argparse.Namespace) -> int:
-    settings, store = load_context(args)
-    return open_console(args, settings, store)
+    settings, ledger = load_context(args)
+    return open_console(args, settings, ledger)
 
 
-def open_console(args: argparse.Namespace, settings: Settings, store: Store, demo_specs=None) -> int:
+def open_console(args: argparse.Namespace, settings: Settings, ledger: Ledger, demo_specs=None) -> int:
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         raise UserError(
             "the console needs an interactive terminal",
@@ -28,6 +28,6 @@ def open_console(args: argparse.Namespace, settings: Settings, store: Store, dem
         )
     from fceval_tui.ui.app import make_app
 
-    app = make_app(settings, store, readonly=args.readonly, theme=args.theme, demo_specs=demo_specs)
+    app = make_app(settings, ledger, readonly=args.readonly, theme=args.theme, demo_specs=demo_specs)
     app.run()
     return app.return_code or EXIT_OK

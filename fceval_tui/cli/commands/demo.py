@@ -15,19 +15,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fceval_tui.resources import example_jobs
+    from fceval_tui.package_data import example_jobs
     from fceval_tui.services import launching
 
-    settings, store = load_context(args, {"backend": "local"})
+    settings, ledger = load_context(args, {"backend": "local"})
     settings = launching.demo_settings(settings)
     parsed = launching.parse_jobs(settings, jobs_file=example_jobs(), task_ids=None)
     launching.check_can_launch(settings, skip_preflight=False)
     if args.headless:
-        demo_run, jobs = launching.create_run(store, settings, parsed.specs)
+        demo_run, jobs = launching.create_run(ledger, settings, parsed.specs)
         print(
             f"demo run {demo_run.id}: {len(jobs)} example jobs on this machine (tmux), {demo_run.concurrency} at a time"
         )
         from fceval_tui.cli.progress import drive
 
-        return drive(settings, store, demo_run.id)
-    return open_console(args, settings, store, demo_specs=parsed.specs)
+        return drive(settings, ledger, demo_run.id)
+    return open_console(args, settings, ledger, demo_specs=parsed.specs)

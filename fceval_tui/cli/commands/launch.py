@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         "artifacts": args.artifacts,
         "keep_sessions": args.keep_sessions,
     }
-    settings, store = load_context(args, overrides)
+    settings, ledger = load_context(args, overrides)
     parsed = launching.parse_jobs(settings, jobs_file=args.jobs, task_ids=args.task_id)
     for warning in parsed.warnings:
         output.print_warning(warning)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             output.print_plan(plan)
         return EXIT_OK
     launching.check_can_launch(settings, skip_preflight=args.skip_preflight)
-    new_run, jobs = launching.create_run(store, settings, parsed.specs, skip_preflight=args.skip_preflight)
+    new_run, jobs = launching.create_run(ledger, settings, parsed.specs, skip_preflight=args.skip_preflight)
     if args.json:
         output.print_json({"run_id": new_run.id}, indent=None)
     else:
@@ -76,4 +76,4 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     from fceval_tui.cli.progress import drive
 
-    return drive(settings, store, new_run.id, quiet=args.json)
+    return drive(settings, ledger, new_run.id, quiet=args.json)

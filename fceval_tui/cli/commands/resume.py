@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fceval_tui.services.runner import run_settings
 
-    settings, store = load_context(args)
-    resumed = store.get_run(args.run)
+    settings, ledger = load_context(args)
+    resumed = ledger.get_run(args.run)
     settings = run_settings(settings, resumed)
     if args.detach:
         from fceval_tui.services import launching
@@ -28,4 +28,4 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     from fceval_tui.cli.progress import drive
 
-    return drive(settings, store, resumed.id, quiet=args.quiet)
+    return drive(settings, ledger, resumed.id, quiet=args.quiet)

@@ -16,14 +16,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fceval_tui.cli import output
 
-    _settings, store = load_context(args)
+    _settings, ledger = load_context(args)
     if args.run:
-        store.get_run(args.run)
-    jobs = store.jobs(run_id=args.run)
+        ledger.get_run(args.run)
+    jobs = ledger.jobs(run_id=args.run)
     if args.json:
         output.print_json([job.to_json() for job in jobs])
     elif args.run:
         output.print_jobs(jobs)
     else:
-        output.print_runs(store.run_summaries())
+        output.print_runs(ledger.run_summaries())
     return EXIT_OK

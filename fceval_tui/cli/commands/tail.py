@@ -24,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
     if args.job and (args.socket_name or args.socket_path or args.target):
         raise UserError("give either JOB or -L/-S with -t, not both", "e.g. `fceval-tui tail r1234abcd-001`")
     if args.job:
-        settings, store = load_context(args)
-        _job, target = job_target(settings, store, args.job)
+        settings, ledger = load_context(args)
+        _job, target = job_target(settings, ledger, args.job)
         return tail(target.transport, target.tmux_args, target.session, args.from_start, sys.stdout)
     if not args.target or not (args.socket_name or args.socket_path):
         raise UserError(

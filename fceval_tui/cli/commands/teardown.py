@@ -15,8 +15,8 @@ from fceval_tui.cli.exit_codes import EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
     from fceval_tui.config import Settings
+    from fceval_tui.ledger import Ledger
     from fceval_tui.services.teardown import Plan, Scope
-    from fceval_tui.store import Store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,18 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings, store = load_context(args)
+    settings, ledger = load_context(args)
     if not args.yes and not args.dry_run:
         confirm.require_terminal("teardown needs confirmation", "pass --yes in scripts, or --dry-run to look")
-    return tear_down(args, settings, store)
+    return tear_down(args, settings, ledger)
 
 
-def tear_down(args: argparse.Namespace, settings: Settings, store: Store) -> int:
+def tear_down(args: argparse.Namespace, settings: Settings, ledger: Ledger) -> int:
     """Plan, then (unless a dry run) confirm, execute and report what is left."""
     from fceval_tui.cli import output
     from fceval_tui.services.teardown import execute, make_plan
 
-    plan = make_plan(settings, store, _scope(args))
+    plan = make_plan(settings, ledger, _scope(args))
     if args.dry_run or not plan.actionable:
         if args.json:
             output.print_json({**plan.to_json(), "dry_run": bool(args.dry_run)})
@@ -55,7 +55,7 @@ def tear_down(args: argparse.Namespace, settings: Settings, store: Store) -> int
         print("not confirmed: nothing was changed", file=sys.stderr)
         return EXIT_FAILED
     say = None if args.json else (lambda message: print(message, flush=True))
-    result = execute(settings, store, plan, on_progress=say)
+    result = execute(settings, ledger, plan, on_progress=say)
     if args.json:
         output.print_json({**result.to_json(), "dry_run": False})
     else:

@@ -115,7 +115,7 @@ class AttachScreen(ReportWorkerErrors, Screen):
         then mirror it, or show the logs of a backend without tmux."""
         from fceval_tui.services.mirror import Mirror
 
-        settings = run_settings(self.app.settings, self.app.store.get_run(self.job.run_id))
+        settings = run_settings(self.app.settings, self.app.ledger.get_run(self.job.run_id))
         backend = make_backend(self.job.backend, settings)
         target = backend.tmux_target(self.job)
         if target is None:

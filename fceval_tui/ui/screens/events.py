@@ -62,9 +62,9 @@ class EventsScreen(PollingScreen):
     @work(thread=True, exclusive=True, group="events-poll", exit_on_error=False)
     def _load(self, after: int) -> None:
         if after == 0:
-            events = self.app.store.events(newest_first=True, limit=KEEP)[::-1]
+            events = self.app.ledger.events(newest_first=True, limit=KEEP)[::-1]
         else:
-            events = self.app.store.events(after=after)
+            events = self.app.ledger.events(after=after)
         self.post_message(self.Loaded(events))
 
     def on_events_screen_loaded(self, message: Loaded) -> None:

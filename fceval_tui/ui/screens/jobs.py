@@ -13,7 +13,7 @@ from fceval_tui.backends.base import work_dir
 from fceval_tui.backends.local import console_tail
 from fceval_tui.domain.models import Event, Job
 from fceval_tui.domain.states import JobState
-from fceval_tui.store import RunSummary
+from fceval_tui.ledger import RunSummary
 from fceval_tui.ui import filters
 from fceval_tui.ui.polling import PollingScreen
 from fceval_tui.ui.widgets.job_detail import JobDetail
@@ -101,9 +101,9 @@ class JobsScreen(PollingScreen):
 
     @work(thread=True, exclusive=True, group="jobs-poll", exit_on_error=False)
     def _load(self, cursor: int) -> None:
-        store = self.app.store
-        jobs, new_cursor = store.jobs_changed_since(cursor)
-        self.post_message(self.Loaded(jobs, new_cursor, store.run_summaries()))
+        ledger = self.app.ledger
+        jobs, new_cursor = ledger.jobs_changed_since(cursor)
+        self.post_message(self.Loaded(jobs, new_cursor, ledger.run_summaries()))
 
     def on_jobs_screen_loaded(self, message: Loaded) -> None:
         self._cursor = message.cursor
@@ -141,7 +141,7 @@ class JobsScreen(PollingScreen):
 
     @work(thread=True, exclusive=True, group="jobs-detail", exit_on_error=False)
     def _read_detail(self, job: Job) -> None:
-        events = [e for e in self.app.store.events(job_id=job.id) if e.kind != "job_created"]
+        events = [e for e in self.app.ledger.events(job_id=job.id) if e.kind != "job_created"]
         # This machine's copy of the pane output (local jobs); cloud logs are read on attach, not per poll.
         output = console_tail(work_dir(self.app.settings, job), OUTPUT_LINES)
         self.post_message(self.DetailLoaded(job, events, output))

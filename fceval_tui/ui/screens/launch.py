@@ -195,7 +195,7 @@ class LaunchScreen(ReportWorkerErrors, ModalScreen[str | None]):
         # Checks again (files and cloud state may have changed since the preview) and writes the
         # run: AWS calls and ledger writes stay off the event loop. A UserError is shown by the app.
         settings, specs = self.resolve(raw, backend)
-        runner = Runner(self.app.store, settings)
+        runner = Runner(self.app.ledger, settings)
         run, _jobs = runner.create_run(list(specs))
         self.post_message(self.Created(runner, run.id))
 

@@ -97,7 +97,7 @@ class TeardownScreen(ReportWorkerErrors, Screen):
 
     @work(thread=True, exclusive=True, group="teardown-plan", exit_on_error=False)
     def _plan(self, scope: Scope) -> None:
-        self.post_message(self.Planned(make_plan(self.app.settings, self.app.store, scope)))
+        self.post_message(self.Planned(make_plan(self.app.settings, self.app.ledger, scope)))
 
     def on_teardown_screen_planned(self, message: Planned) -> None:
         plan = message.plan
@@ -180,7 +180,7 @@ class TeardownScreen(ReportWorkerErrors, Screen):
             self.notify("nothing selected", severity="warning")
             return
         runs = {i.resource.run_id for i in chosen.items} | {
-            self.app.store.get_job(j).run_id for j in chosen.cancel_job_ids
+            self.app.ledger.get_job(j).run_id for j in chosen.cancel_job_ids
         }
         word = runs.pop() if len(runs) == 1 and None not in runs else "yes"
         count = len([i for i in chosen.items if i.action == DESTROY])
@@ -201,7 +201,10 @@ class TeardownScreen(ReportWorkerErrors, Screen):
     def _execute(self, plan: Plan) -> None:
         try:
             result = execute(
-                self.app.settings, self.app.store, plan, on_progress=lambda line: self.post_message(self.Progress(line))
+                self.app.settings,
+                self.app.ledger,
+                plan,
+                on_progress=lambda line: self.post_message(self.Progress(line)),
             )
         finally:
             self.app.call_from_thread(setattr, self, "busy", False)

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from fceval_tui.domain.states import JobState
-from fceval_tui.store import RunSummary
+from fceval_tui.ledger import RunSummary
 
 MAX_RUNS = 4
 

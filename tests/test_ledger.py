@@ -9,53 +9,53 @@ import pytest
 
 from fceval_tui.domain.models import JobSpec
 from fceval_tui.domain.states import IllegalTransition, JobState
-from fceval_tui.store import SCHEMA_VERSION, Store
+from fceval_tui.ledger import SCHEMA_VERSION, Ledger
 
 
-def _run(store, n=2):
-    return store.create_run("local", 2, [JobSpec("aide", f"t{i}") for i in range(n)])
+def _run(ledger, n=2):
+    return ledger.create_run("local", 2, [JobSpec("aide", f"t{i}") for i in range(n)])
 
 
-def test_wal_schema_version_and_events(store):
-    run, jobs = _run(store)
-    assert store.schema_version == SCHEMA_VERSION
-    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+def test_wal_schema_version_and_events(ledger):
+    run, jobs = _run(ledger)
+    assert ledger.schema_version == SCHEMA_VERSION
+    mode = sqlite3.connect(ledger.path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
-    job = store.transition(jobs[0].id, JobState.STARTING, attempts=1)
+    job = ledger.transition(jobs[0].id, JobState.STARTING, attempts=1)
     assert job.state == JobState.STARTING and job.attempts == 1
-    kinds = [(e.kind, e.from_state, e.to_state) for e in store.events(job_id=jobs[0].id)]
+    kinds = [(e.kind, e.from_state, e.to_state) for e in ledger.events(job_id=jobs[0].id)]
     assert kinds == [("job_created", None, "pending"), ("state", "pending", "starting")]
 
 
-def test_illegal_transitions_are_refused_and_not_written(store):
-    _, jobs = _run(store)
+def test_illegal_transitions_are_refused_and_not_written(ledger):
+    _, jobs = _run(ledger)
     with pytest.raises(IllegalTransition):
-        store.transition(jobs[0].id, JobState.SUCCEEDED)
+        ledger.transition(jobs[0].id, JobState.SUCCEEDED)
     with pytest.raises(IllegalTransition):  # stale expectation: someone else moved it
-        store.transition(jobs[0].id, JobState.STARTING, expect=JobState.RUNNING)
-    assert store.get_job(jobs[0].id).state == JobState.PENDING
-    assert [e.kind for e in store.events(job_id=jobs[0].id)] == ["job_created"]
+        ledger.transition(jobs[0].id, JobState.STARTING, expect=JobState.RUNNING)
+    assert ledger.get_job(jobs[0].id).state == JobState.PENDING
+    assert [e.kind for e in ledger.events(job_id=jobs[0].id)] == ["job_created"]
 
 
-def test_events_are_append_only(store):
-    _run(store)
+def test_events_are_append_only(ledger):
+    _run(ledger)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        store._db.execute("DELETE FROM events")
+        ledger._db.execute("DELETE FROM events")
 
 
-def test_incremental_change_cursor(store):
-    _, jobs = _run(store, 3)
-    _, cursor = store.jobs_changed_since(0)
-    store.transition(jobs[1].id, JobState.STARTING)
-    changed, cursor2 = store.jobs_changed_since(cursor)
+def test_incremental_change_cursor(ledger):
+    _, jobs = _run(ledger, 3)
+    _, cursor = ledger.jobs_changed_since(0)
+    ledger.transition(jobs[1].id, JobState.STARTING)
+    changed, cursor2 = ledger.jobs_changed_since(cursor)
     assert [j.id for j in changed] == [jobs[1].id] and cursor2 > cursor
-    assert store.jobs_changed_since(cursor2)[0] == []
+    assert ledger.jobs_changed_since(cursor2)[0] == []
 
 
 def test_migration_from_an_empty_older_file(tmp_path):
     path = tmp_path / "ledger.sqlite3"
     sqlite3.connect(path).close()  # version 0
-    s = Store(path)
+    s = Ledger(path)
     assert s.schema_version == SCHEMA_VERSION
     s.close()
 
@@ -68,7 +68,7 @@ def test_newer_schema_is_refused(tmp_path):
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
     db.close()
     with pytest.raises(StateDirError, match="newer fceval-tui"):
-        Store(path)
+        Ledger(path)
 
 
 def test_kill_9_loses_no_reported_event(state_dir):
@@ -76,10 +76,10 @@ def test_kill_9_loses_no_reported_event(state_dir):
     code = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from fceval_tui.store import Store
+        from fceval_tui.ledger import Ledger
         from fceval_tui.domain.models import JobSpec
         from fceval_tui.domain.states import JobState
-        s = Store.open(Path({str(state_dir)!r}))
+        s = Ledger.open(Path({str(state_dir)!r}))
         run, jobs = s.create_run("local", 1, [JobSpec("a", f"t{{i}}") for i in range(2000)])
         for job in jobs:
             s.transition(job.id, JobState.STARTING)
@@ -94,7 +94,7 @@ def test_kill_9_loses_no_reported_event(state_dir):
             break
     proc.wait()
     reported.extend(line.strip() for line in proc.stdout)
-    s = Store.open(state_dir)
+    s = Ledger.open(state_dir)
     started = {j.id for j in s.jobs(states=[JobState.STARTING])}
     assert set(reported) <= started
     events = {e.job_id for e in s.events() if e.kind == "state"}
@@ -103,7 +103,7 @@ def test_kill_9_loses_no_reported_event(state_dir):
 
 
 def _own_start_time() -> int:
-    from fceval_tui.store import process_start_time
+    from fceval_tui.ledger import process_start_time
 
     started = process_start_time(os.getpid())
     if started is None:
@@ -111,68 +111,68 @@ def _own_start_time() -> int:
     return started
 
 
-def _set_owner(store, run_id, pid, started):
+def _set_owner(ledger, run_id, pid, started):
     import socket
 
-    store._db.execute(
+    ledger._db.execute(
         "UPDATE runs SET owner_pid=?, owner_host=?, owner_started=? WHERE id=?",
         (pid, socket.gethostname(), started, run_id),
     )
 
 
-def test_a_live_pid_with_another_start_time_is_a_dead_runner(store):
+def test_a_live_pid_with_another_start_time_is_a_dead_runner(ledger):
     """After a `kill -9` the runner's pid may be reused: only the same pid *and* start time is its runner."""
     started = _own_start_time()
-    run, _ = _run(store)
-    _set_owner(store, run.id, os.getpid(), started + 1)
-    assert store.run_owner(run.id) is None
-    _set_owner(store, run.id, os.getpid(), started)
-    assert store.run_owner(run.id) == os.getpid()
+    run, _ = _run(ledger)
+    _set_owner(ledger, run.id, os.getpid(), started + 1)
+    assert ledger.run_owner(run.id) is None
+    _set_owner(ledger, run.id, os.getpid(), started)
+    assert ledger.run_owner(run.id) == os.getpid()
 
 
-def test_claim_refuses_a_live_runner_and_takes_over_a_reused_pid(store):
+def test_claim_refuses_a_live_runner_and_takes_over_a_reused_pid(ledger):
     from fceval_tui.errors import UserError
-    from fceval_tui.store import process_start_time
+    from fceval_tui.ledger import process_start_time
 
     _own_start_time()
-    run, _ = _run(store)
+    run, _ = _run(ledger)
     other = subprocess.Popen(["sleep", "60"])
     try:
         started = process_start_time(other.pid)
-        _set_owner(store, run.id, other.pid, started)
+        _set_owner(ledger, run.id, other.pid, started)
         with pytest.raises(UserError, match=f"already being driven by process {other.pid}"):
-            store.claim_run(run.id)
-        _set_owner(store, run.id, other.pid, started - 1)  # same pid, another process: the runner died
-        store.claim_run(run.id)
-        assert store.run_owner(run.id) == os.getpid()
+            ledger.claim_run(run.id)
+        _set_owner(ledger, run.id, other.pid, started - 1)  # same pid, another process: the runner died
+        ledger.claim_run(run.id)
+        assert ledger.run_owner(run.id) == os.getpid()
     finally:
         other.kill()
         other.wait()
 
 
-def test_a_killed_runner_not_yet_reaped_is_dead(store, state_dir):
+def test_a_killed_runner_not_yet_reaped_is_dead(ledger, state_dir):
     """A runner killed with SIGKILL stays a zombie until its parent reaps it; resume must not wait for that."""
     _own_start_time()
-    run, _ = _run(store)
+    run, _ = _run(ledger)
     claim = (
-        "import sys, time\nfrom pathlib import Path\nfrom fceval_tui.store import Store\n"
-        "Store.open(Path(sys.argv[1])).claim_run(sys.argv[2])\nprint('claimed', flush=True)\ntime.sleep(300)\n"
+        "import sys, time\nfrom pathlib import Path\nfrom fceval_tui.ledger import Ledger\n"
+        "Ledger.open(Path(sys.argv[1])).claim_run(sys.argv[2])\nprint('claimed', flush=True)\ntime.sleep(300)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", claim, str(state_dir), run.id], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "claimed"
-        assert store.run_owner(run.id) == proc.pid
+        assert ledger.run_owner(run.id) == proc.pid
         os.kill(proc.pid, signal.SIGKILL)
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # dead, still unreaped
-        assert store.run_owner(run.id) is None
-        store.claim_run(run.id)
+        assert ledger.run_owner(run.id) is None
+        ledger.claim_run(run.id)
     finally:
         proc.kill()
         proc.wait()
 
 
 def test_migration_keeps_a_version_1_ledger(tmp_path):
-    from fceval_tui.store import MIGRATIONS, _statements
+    from fceval_tui.ledger import MIGRATIONS, _statements
 
     path = tmp_path / "ledger.sqlite3"
     db = sqlite3.connect(path, isolation_level=None)
@@ -184,7 +184,7 @@ def test_migration_keeps_a_version_1_ledger(tmp_path):
     )
     db.execute("PRAGMA user_version=1")
     db.close()
-    s = Store(path)
+    s = Ledger(path)
     try:
         assert s.schema_version == SCHEMA_VERSION
         assert s.get_run("r1").backend == "local" and s.run_owner("r1") is None

@@ -145,7 +145,7 @@ class RunSummary:
         return sum(n for state, n in self.counts.items() if JobState(state).is_final)
 
 
-class Store:
+class Ledger:
     """Thread-safe handle on the ledger; one connection guarded by a lock (SQLite serialises anyway)."""
 
     def __init__(self, path: Path, clock=utcnow) -> None:
@@ -166,7 +166,7 @@ class Store:
             ) from None
 
     @classmethod
-    def open(cls, state_dir: Path, clock=utcnow) -> Store:
+    def open(cls, state_dir: Path, clock=utcnow) -> Ledger:
         return cls(locations.ledger_path(state_dir), clock=clock)
 
     def close(self) -> None:
