@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.message import Message
 from textual.widgets import DataTable, Footer, Header
 
 from fceval_tui.domain.models import Event
 from fceval_tui.presentation import STATE_STYLE
+from fceval_tui.ui.messages import EventsLoaded
 from fceval_tui.ui.polling import PollingScreen
 
 KEEP = 2000
@@ -32,11 +32,6 @@ def describe(event: Event) -> Text:
 
 class EventsScreen(PollingScreen):
     poll_interval = 1.0
-
-    class Loaded(Message):
-        def __init__(self, events: list[Event]) -> None:
-            super().__init__()
-            self.events = events
 
     def __init__(self) -> None:
         super().__init__()
@@ -65,9 +60,9 @@ class EventsScreen(PollingScreen):
             events = self.app.store.events(newest_first=True, limit=KEEP)[::-1]
         else:
             events = self.app.store.events(after=after)
-        self.post_message(self.Loaded(events))
+        self.post_message(EventsLoaded(events))
 
-    def on_events_screen_loaded(self, message: Loaded) -> None:
+    def on_events_loaded(self, message: EventsLoaded) -> None:
         table = self.query_one(DataTable)
         for event in message.events:
             self._after = max(self._after, event.id)

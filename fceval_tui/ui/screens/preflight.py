@@ -8,13 +8,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from fceval_tui.domain.models import BACKENDS
 from fceval_tui.services.audit import AuditReport, CheckEvent, list_checks, run_audit
 from fceval_tui.services.audit_checks import Finding, Severity
+from fceval_tui.ui.messages import AuditFinished, AuditProgress, FindingsExported
 from fceval_tui.ui.workers import ReportWorkerErrors
 
 SEVERITY_STYLE = {
@@ -50,21 +50,6 @@ class PreflightScreen(ReportWorkerErrors, Screen):
         Binding("b", "next_backend", "Backend", id="preflight.backend"),
         Binding("e", "export", "Export JSON", id="preflight.export"),
     ]
-
-    class Progress(Message):
-        def __init__(self, event: CheckEvent) -> None:
-            super().__init__()
-            self.event = event
-
-    class Finished(Message):
-        def __init__(self, report: AuditReport) -> None:
-            super().__init__()
-            self.report = report
-
-    class Exported(Message):
-        def __init__(self, path: str) -> None:
-            super().__init__()
-            self.path = path
 
     def __init__(self, backend: str | None = None) -> None:
         super().__init__()
@@ -112,12 +97,12 @@ class PreflightScreen(ReportWorkerErrors, Screen):
     @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
     def _audit(self, backend: str) -> None:
         def progress(event: CheckEvent) -> None:  # called from the audit's pool threads
-            self.post_message(self.Progress(event))
+            self.post_message(AuditProgress(event))
 
         report = run_audit(self.app.settings, backend, on_progress=progress)
-        self.post_message(self.Finished(report))
+        self.post_message(AuditFinished(report))
 
-    def on_preflight_screen_progress(self, message: Progress) -> None:
+    def on_audit_progress(self, message: AuditProgress) -> None:
         event = message.event
         checks = self.query_one("#checks", DataTable)
         if event.check.id not in checks.rows:
@@ -127,7 +112,7 @@ class PreflightScreen(ReportWorkerErrors, Screen):
             return
         checks.update_cell(event.check.id, "status", severity_text(worst(event.findings)))
 
-    def on_preflight_screen_finished(self, message: Finished) -> None:
+    def on_audit_finished(self, message: AuditFinished) -> None:
         if message.report.backend != self.backend:
             return
         self.report = message.report
@@ -172,7 +157,7 @@ class PreflightScreen(ReportWorkerErrors, Screen):
 
     @work(thread=True, group="preflight-export", exit_on_error=False)
     def _export(self, report: AuditReport, path) -> None:
-        self.post_message(self.Exported(str(report.export(path))))
+        self.post_message(FindingsExported(str(report.export(path))))
 
-    def on_preflight_screen_exported(self, message: Exported) -> None:
+    def on_findings_exported(self, message: FindingsExported) -> None:
         self.notify(f"findings written to {message.path}", title="Preflight")

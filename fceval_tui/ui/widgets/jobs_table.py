@@ -88,15 +88,17 @@ class JobsTable(ScrollView, can_focus=True):
         Binding("enter", "select", "Select", show=False),
     ]
 
+    @dataclass
     class JobHighlighted(Message):
-        def __init__(self, job: Job | None) -> None:
-            super().__init__()
-            self.job = job
+        """The cursor is on this job (None: the table is empty)."""
 
+        job: Job | None
+
+    @dataclass
     class JobSelected(Message):
-        def __init__(self, job: Job) -> None:
-            super().__init__()
-            self.job = job
+        """Enter or a double click on this job's row."""
+
+        job: Job
 
     def __init__(self, clock: Callable[[], datetime] = utcnow, **kwargs) -> None:
         super().__init__(**kwargs)
