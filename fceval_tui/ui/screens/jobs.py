@@ -121,7 +121,7 @@ class JobsScreen(PollingScreen):
         self._detail_timer = self.set_timer(DETAIL_DELAY, lambda: self._load_detail(job))
 
     def _load_detail(self, job: Job) -> None:
-        if self.query_one("#detail-scroll").display:
+        if not self.query_one("#detail-scroll").has_class("hidden"):
             self._read_detail(job)
 
     @work(thread=True, exclusive=True, group="jobs-detail", exit_on_error=False)
@@ -190,6 +190,12 @@ class JobsScreen(PollingScreen):
 
     def action_toggle_detail(self) -> None:
         self.query_one("#detail-scroll").toggle_class("hidden")
+        job, detail = self.table.selected, self.query_one(JobDetail)
+        if job is not None:
+            # While hidden, the panel loaded nothing: show the highlighted job now, its timeline once read.
+            if detail.job is None or detail.job.id != job.id:
+                detail.show(job)
+            self._load_detail(job)
 
     def action_copy_id(self) -> None:
         job = self.table.selected

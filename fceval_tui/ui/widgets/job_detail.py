@@ -18,6 +18,11 @@ class JobDetail(Static):
 
     _shown: tuple | None = None
 
+    @property
+    def job(self) -> Job | None:
+        """The job on show (None: none yet)."""
+        return self._shown[0] if self._shown else None
+
     def show(self, job: Job | None, events: list[Event] | None = None, output: list[str] | None = None) -> None:
         key = (job, tuple(e.id for e in events or ()), tuple(output or ()))
         if key == self._shown:

@@ -1,0 +1,54 @@
+"""The console at a common terminal size (80x30), driven like a user would, against a real ledger."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+from ui_fixtures import Clock, fixed, seed
+
+from fceval_tui.store import Store
+from fceval_tui.ui.app import make_app
+from fceval_tui.ui.widgets.job_detail import JobDetail
+from fceval_tui.ui.widgets.jobs_table import JobsTable
+
+SMALL = (80, 30)
+
+
+@pytest.fixture
+def seeded(state_dir, settings_factory, monkeypatch):
+    """A console over the snapshot data (run r0demo01, seven jobs), with no orphan check."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
+    monkeypatch.setattr("fceval_tui.ui.app.teardown.find_orphans", lambda settings, store: [])
+    store = Store.open(state_dir, clock=Clock())
+    seed(store)
+    yield make_app(settings_factory(), store, clock=fixed())
+    store.close()
+
+
+async def wait_for(pilot, predicate, timeout=20.0):
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def text_of(renderable, width: int = 200) -> str:
+    console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+async def test_opening_the_detail_panel_shows_the_highlighted_job(seeded):
+    async with seeded.run_test(size=SMALL) as pilot:
+        table = seeded.screen.query_one(JobsTable)
+        await wait_for(pilot, lambda: table.row_count == 7)
+        detail = seeded.screen.query_one(JobDetail)
+        await pilot.pause(0.5)  # the user looks at the table first
+        await pilot.press("d")  # hidden at start below 150 columns
+        await wait_for(pilot, lambda: "r0demo01-001" in text_of(detail.content))
+        assert "No job selected" not in text_of(detail.content)
+        await pilot.press("down")
+        await wait_for(pilot, lambda: "r0demo01-002" in text_of(detail.content))
