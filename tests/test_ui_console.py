@@ -52,3 +52,14 @@ async def test_opening_the_detail_panel_shows_the_highlighted_job(seeded):
         assert "No job selected" not in text_of(detail.content)
         await pilot.press("down")
         await wait_for(pilot, lambda: "r0demo01-002" in text_of(detail.content))
+
+
+async def test_jobs_table_numbers_jobs_within_their_run_and_gives_the_width_to_the_task(seeded):
+    async with seeded.run_test(size=SMALL) as pilot:
+        table = seeded.screen.query_one(JobsTable)
+        await wait_for(pilot, lambda: table.row_count == 7)
+        header, first = table.render_line(0).text, table.render_line(1).text
+        assert first.split()[0] == "001" and "r0demo01" not in first  # the run is named above the table
+        assert "r0demo01" in text_of(seeded.screen.query_one("#runs").render())
+        assert "polarishub/tdcommons" in first  # was cut to "polarishub/…" at 80 columns
+        assert "Elapsed" in header and first.rstrip().endswith("1:35")  # nothing runs off the right edge
