@@ -63,3 +63,24 @@ async def test_jobs_table_numbers_jobs_within_their_run_and_gives_the_width_to_t
         assert "r0demo01" in text_of(seeded.screen.query_one("#runs").render())
         assert "polarishub/tdcommons" in first  # was cut to "polarishub/…" at 80 columns
         assert "Elapsed" in header and first.rstrip().endswith("1:35")  # nothing runs off the right edge
+
+
+async def test_events_view_shows_which_job_each_event_is_about(seeded):
+    from textual.widgets import DataTable
+
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+
+    _, (job,) = seeded.store.create_run("local", 1, [JobSpec("dummy", "hello-world")])  # a real, 11-character run id
+    seeded.store.transition(job.id, JobState.STARTING, attempts=1)
+    async with seeded.run_test(size=SMALL) as pilot:
+        await pilot.press("3")
+        table = seeded.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count > 10)
+        await pilot.pause(0.1)
+        lines = [table.render_line(y).text for y in range(1, table.size.height)]
+        failed = next(line for line in lines if "→ failed" in line)
+        assert "r0demo01-004" in failed  # the job's number within its run, not cut off
+        assert "biomni" in failed and "always-fail" in failed
+        newest = next(line for line in lines if "→ starting" in line)
+        assert job.id in newest and "dummy" in newest and "hello-world" in newest

@@ -47,9 +47,10 @@ class JobDetailLoaded(Message):
 
 @dataclass
 class EventsLoaded(Message):
-    """Ledger events newer than the last ones shown."""
+    """Ledger events newer than the last ones shown, and the jobs they name that the view had not seen."""
 
     events: list[Event]
+    jobs: dict[str, Job]  # job id -> job
 
 
 @dataclass
