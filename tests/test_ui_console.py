@@ -84,3 +84,46 @@ async def test_events_view_shows_which_job_each_event_is_about(seeded):
         assert "biomni" in failed and "always-fail" in failed
         newest = next(line for line in lines if "→ starting" in line)
         assert job.id in newest and "dummy" in newest and "hello-world" in newest
+
+
+async def test_saved_output_shows_carriage_returns_as_the_terminal_did(state_dir, settings_factory, monkeypatch):
+    """A finished job's saved output: `\\r\\n` ends one line, a `\\r` rewrites it from column 0."""
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+    from fceval_tui.ui.screens.attach import AttachScreen
+    from fceval_tui.ui.widgets.pane_view import PaneView
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
+    store = Store.open(state_dir)
+    app = make_app(settings_factory(), store)
+    # tmux's terminal turns each \n into \r\n; the progress bar rewrites itself with \r.
+    script = r"printf 'one\n\rbar 10%%\rbar 100%%\nlong text here\rshort\n\033[32mtwo\033[0m\n' # {task_id}"
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.launch(settings_factory(FCEVAL_RUN_COMMAND=script, FCEVAL_GRADE_COMMAND=""), [JobSpec("a", "t")])
+        await wait_for(pilot, lambda: [j.state for j in store.jobs()] == [JobState.SUCCEEDED])
+        expected = ["one", "bar 100%", "shorttext here", "two"]
+
+        def shown(lines: list[str]) -> list[str]:
+            start = lines.index("one") if "one" in lines else 0
+            return lines[start : start + 4]
+
+        await pilot.press("d")
+        detail = app.screen.query_one(JobDetail)
+        await wait_for(pilot, lambda: "two" in text_of(detail.content))
+        assert shown([line.rstrip() for line in text_of(detail.content).splitlines()]) == expected
+
+        await pilot.app.push_screen(AttachScreen(store.jobs()[0]))
+        log = app.screen.query_one(PaneView).query_one("#scrollback")
+        await wait_for(pilot, lambda: "two" in [strip.text.rstrip() for strip in log.lines])
+        assert shown([strip.text.rstrip() for strip in log.lines]) == expected
+    store.close()
+
+
+def test_a_raw_line_is_drawn_like_a_terminal():
+    from fceval_tui.ui.terminal_text import as_shown
+
+    assert as_shown("\rprogress 10%\rprogress 100%\r").plain == "progress 100%"
+    assert as_shown("working… 40%\r\x1b[Kdone").plain == "done"  # erase-in-line clears the rest
+    coloured = as_shown("\x1b[1;36m[aide]\x1b[0m step 1\r\x1b[33m[b]")
+    assert coloured.plain == "[b]de] step 1"
+    assert [(s.start, s.end, str(s.style)) for s in coloured.spans] == [(0, 3, "color(3)"), (3, 6, "bold color(6)")]

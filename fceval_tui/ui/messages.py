@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual.message import Message
 
 if TYPE_CHECKING:
@@ -35,11 +36,11 @@ class JobsLoaded(Message):
 
 @dataclass
 class JobDetailLoaded(Message):
-    """One job's timeline and the last lines it printed."""
+    """One job's timeline and the last lines it printed, drawn as its terminal showed them."""
 
     job: Job
     events: list[Event]
-    output: list[str]
+    output: list[Text]
 
 
 # -- events and resources views --------------------------------------------------------------------
@@ -73,9 +74,10 @@ class PaneAttached(Message):
 
 @dataclass
 class PaneUpdate(Message):
-    """New completed lines, a notice, the visible screen, and the pane's state."""
+    """New completed lines (the mirror's plain text, or saved output drawn as Text), a notice, the
+    visible screen, and the pane's state."""
 
-    lines: list[str]
+    lines: list[str | Text]
     notice: str | None
     screen: list[str] | None
     ended: bool

@@ -19,6 +19,7 @@ from fceval_tui.domain.models import Job
 from fceval_tui.errors import BackendError, UserError
 from fceval_tui.services.runner import run_settings
 from fceval_tui.ui.messages import PaneAttached, PaneUpdate
+from fceval_tui.ui.terminal_text import as_shown
 from fceval_tui.ui.widgets.pane_view import PaneView
 from fceval_tui.ui.workers import ReportWorkerErrors
 
@@ -128,7 +129,7 @@ class AttachScreen(ReportWorkerErrors, Screen):
         except (UserError, BackendError) as exc:
             self.post_message(PaneUpdate([], f"{note}; cannot read them: {exc}", None, True, False))
             return
-        self.post_message(PaneUpdate(list(lines), note, None, True, False))
+        self.post_message(PaneUpdate([as_shown(line) for line in lines], note, None, True, False))
 
     def on_pane_attached(self, message: PaneAttached) -> None:
         self.target = message.target

@@ -15,6 +15,7 @@ from fceval_tui.domain.states import JobState
 from fceval_tui.ui import filters
 from fceval_tui.ui.messages import JobDetailLoaded, JobsLoaded
 from fceval_tui.ui.polling import PollingScreen
+from fceval_tui.ui.terminal_text import as_shown
 from fceval_tui.ui.widgets.job_detail import JobDetail
 from fceval_tui.ui.widgets.jobs_table import COLUMNS, JobsTable
 from fceval_tui.ui.widgets.run_progress import RunProgress
@@ -128,7 +129,7 @@ class JobsScreen(PollingScreen):
     def _read_detail(self, job: Job) -> None:
         events = [e for e in self.app.store.events(job_id=job.id) if e.kind != "job_created"]
         # This machine's copy of the pane output (local jobs); cloud logs are read on attach, not per poll.
-        output = console_tail(work_dir(self.app.settings, job), OUTPUT_LINES)
+        output = [as_shown(line) for line in console_tail(work_dir(self.app.settings, job), OUTPUT_LINES)]
         self.post_message(JobDetailLoaded(job, events, output))
 
     def on_job_detail_loaded(self, message: JobDetailLoaded) -> None:
