@@ -127,3 +127,38 @@ def test_a_raw_line_is_drawn_like_a_terminal():
     coloured = as_shown("\x1b[1;36m[aide]\x1b[0m step 1\r\x1b[33m[b]")
     assert coloured.plain == "[b]de] step 1"
     assert [(s.start, s.end, str(s.style)) for s in coloured.spans] == [(0, 3, "color(3)"), (3, 6, "bold color(6)")]
+
+
+async def test_demo_flow_attach_take_control_and_answer_the_agent(state_dir, settings_factory, monkeypatch):
+    """What the demo shows: the first example job asks a question; attach, take control, answer it."""
+    from conftest import FAST_RUN
+
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+    from fceval_tui.ui.screens.attach import AttachScreen
+    from fceval_tui.ui.widgets.pane_view import PaneView
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
+    store = Store.open(state_dir)
+    app = make_app(settings_factory(), store)
+    # 6 s of work: half a second a step, and up to 6 s for the answer (the pilot types within one).
+    settings = settings_factory(FCEVAL_RUN_COMMAND=FAST_RUN.replace("--seconds 0.3", "--seconds 6"))
+    async with app.run_test(size=SMALL) as pilot:
+        app.launch(settings, [JobSpec("dummy", "ask-the-operator"), JobSpec("aide", "t")])
+        table = app.screen.query_one(JobsTable)
+        await wait_for(pilot, lambda: table.row_count == 2 and table.selected.state == JobState.RUNNING)
+        table.focus()
+        await pilot.press("enter")
+        assert isinstance(app.screen, AttachScreen)
+        log = app.screen.query_one(PaneView).query_one("#scrollback")
+
+        def text() -> str:
+            return "\n".join(strip.text for strip in log.lines)
+
+        await wait_for(pilot, lambda: "which metric should I optimise?" in text())
+        await pilot.press("ctrl+t", *"auc", "enter")
+        await wait_for(pilot, lambda: "the operator says: auc" in text())
+        assert "no answer" not in text()
+        await pilot.press("ctrl+t", "escape")
+        await wait_for(pilot, lambda: {j.state for j in store.jobs()} == {JobState.SUCCEEDED}, timeout=60)
+    store.close()
