@@ -162,3 +162,34 @@ async def test_demo_flow_attach_take_control_and_answer_the_agent(state_dir, set
         await pilot.press("ctrl+t", "escape")
         await wait_for(pilot, lambda: {j.state for j in store.jobs()} == {JobState.SUCCEEDED}, timeout=60)
     store.close()
+
+
+async def test_a_long_audit_fix_is_wrapped_aligned_whole_and_copyable(seeded, monkeypatch):
+    import json
+
+    from textual.geometry import Region
+
+    from fceval_tui.services.audit import AuditReport
+    from fceval_tui.services.audit_checks import Finding, Severity
+
+    document = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:PutObject"] * 8}]})
+    fix = f"aws iam put-role-policy --role-name fceval-batch --policy-name fceval-tui --policy-document '{document}'"
+    finding = Finding("iam.role", "iam", Severity.ERROR, "role fceval-batch does not allow staging", "missing", fix)
+    monkeypatch.setattr(
+        "fceval_tui.ui.screens.preflight.run_audit",
+        lambda settings, backend, on_progress=None: AuditReport(backend, "us-east-1", (finding,)),
+    )
+    async with seeded.run_test(size=SMALL) as pilot:
+        await pilot.press("p")
+        screen = seeded.screen
+        await wait_for(pilot, lambda: screen.report is not None)
+        await pilot.pause(0.2)
+        shown = screen.query_one("#detail-fix")
+        lines = [strip.text.rstrip() for strip in shown.render_lines(Region(0, 0, *shown.size))]
+        assert len([line for line in lines if line]) > 2  # wrapped, not cut at the edge
+        assert "".join(lines).replace(" ", "") == fix.replace(" ", "")  # whole, nothing cut off
+        label = screen.query_one("#detail-fix-label")
+        assert shown.region.x > label.region.x  # every wrapped line starts under the fix, right of its label
+        assert shown.allow_select
+        await pilot.press("y")
+        assert seeded.clipboard == fix

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -43,12 +43,16 @@ class PreflightScreen(ReportWorkerErrors, Screen):
     PreflightScreen #checks { width: 46; border: round $primary; }
     PreflightScreen #findings { width: 1fr; border: round $primary; }
     PreflightScreen #detail { height: 9; border: round $secondary; padding: 0 1; }
+    PreflightScreen #detail Horizontal { height: auto; }
+    PreflightScreen #detail .label { width: 8; text-style: bold; }
+    PreflightScreen #detail .value { width: 1fr; text-overflow: fold; }
     """
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="preflight.back"),
         Binding("r", "rerun", "Run again", id="preflight.rerun"),
         Binding("b", "next_backend", "Backend", id="preflight.backend"),
         Binding("e", "export", "Export JSON", id="preflight.export"),
+        Binding("y", "copy_fix", "Copy fix", id="preflight.copy_fix"),
     ]
 
     def __init__(self, backend: str | None = None) -> None:
@@ -56,6 +60,7 @@ class PreflightScreen(ReportWorkerErrors, Screen):
         self.backend = backend
         self.report: AuditReport | None = None
         self._findings: list[Finding] = []
+        self._shown: Finding | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -63,7 +68,13 @@ class PreflightScreen(ReportWorkerErrors, Screen):
             yield DataTable(cursor_type="row", id="checks")
             with Vertical(id="findings"):
                 yield DataTable(cursor_type="row", zebra_stripes=True, id="finding-table")
-        yield Static("", id="detail")
+        # Label and value side by side: a long value (an IAM policy) wraps under itself, and is selectable.
+        with VerticalScroll(id="detail"):
+            yield Static("", id="detail-head")
+            for field in ("detail", "fix"):
+                with Horizontal(id=f"detail-{field}-row"):
+                    yield Static(field, id=f"detail-{field}-label", classes="label")
+                    yield Static("", id=f"detail-{field}", classes="value")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -86,7 +97,7 @@ class PreflightScreen(ReportWorkerErrors, Screen):
         for check in list_checks(self.backend):
             checks.add_row(check.title, Text("waiting", style="dim"), key=check.id)
         self.query_one("#finding-table", DataTable).clear()
-        self.query_one("#detail", Static).update("")
+        self._show(None)
         self.sub_title = f"{self.backend} backend: running {checks.row_count} checks"
         self._audit(self.backend)
 
@@ -134,17 +145,25 @@ class PreflightScreen(ReportWorkerErrors, Screen):
         if event.row_key.value is not None and int(event.row_key.value) < len(self._findings):
             self._show(self._findings[int(event.row_key.value)])
 
-    def _show(self, finding: Finding) -> None:
-        text = Text()
-        text.append(f"{finding.id}  ", style="bold")
-        text.append_text(severity_text(finding.severity))
-        text.append(f"\n{finding.summary}\n")
-        if finding.detail:
-            text.append(finding.detail + "\n", style="dim")
-        if finding.fix:
-            text.append("fix: ", style="bold")
-            text.append(finding.fix)
-        self.query_one("#detail", Static).update(text)
+    def _show(self, finding: Finding | None) -> None:
+        self._shown = finding
+        head = Text()
+        if finding is not None:
+            head.append(f"{finding.id}  ", style="bold")
+            head.append_text(severity_text(finding.severity))
+            head.append(f"  {finding.summary}")
+        self.query_one("#detail-head", Static).update(head)
+        for field in ("detail", "fix"):
+            value = getattr(finding, field) if finding is not None else ""
+            self.query_one(f"#detail-{field}-row").display = bool(value)
+            self.query_one(f"#detail-{field}", Static).update(Text(value, style="dim" if field == "detail" else ""))
+
+    def action_copy_fix(self) -> None:
+        if self._shown is None or not self._shown.fix:
+            self.notify("this finding has no fix", severity="warning")
+            return
+        self.app.copy_to_clipboard(self._shown.fix)
+        self.notify(f"copied the fix for {self._shown.id}", title="Preflight")
 
     # -- export --------------------------------------------------------------------------------
 
