@@ -4,11 +4,15 @@
     harness.py agent --agent A --task-id T [--model M] --out DIR [--seconds S]
     harness.py grade --task-id T --out DIR
 
-The agent prints progress (plain lines, colours and a carriage-return progress bar) for a few
-seconds and writes DIR/result.json. A task id containing "fail" makes it fail on purpose (exit 3)
-so the demo shows the failure path. The grader turns result.json into grading_report.json.
-Set FCEVAL_EXAMPLE_SECONDS to change the default duration; FCEVAL_EXAMPLE_TRACE to append one
-line per agent run to a file (the tests count runs with it).
+The agent works through a dozen steps over S seconds (default 60, or FCEVAL_EXAMPLE_SECONDS):
+each step animates a spinner and an overall progress bar on one line (rewritten with carriage
+returns), then prints its result and what it saw, in colour. It writes DIR/result.json.
+A task id containing "fail" makes it fail on purpose (exit 3), to show the failure path.
+A task id starting with "ask-" makes it stop after a few steps and ask the operator a question on
+stdin: attach to it, take control, type the answer and press enter. It waits up to S seconds,
+then says so and goes on with a default answer (so a run nobody watches still finishes).
+The grader turns result.json into grading_report.json.
+FCEVAL_EXAMPLE_TRACE names a file to append one line per agent run to (the tests count runs with it).
 """
 
 from __future__ import annotations
@@ -17,9 +21,55 @@ import argparse
 import json
 import os
 import random
+import select
 import sys
 import time
 from pathlib import Path
+
+STEPS = (
+    ("read the task description", "{files} files, {lines} lines of instructions"),
+    ("list the data files", "train.csv ({rows} rows), test.csv ({test} rows)"),
+    ("load the dataset", "{rows} rows, {cols} columns, {missing} missing values"),
+    ("write a baseline", "baseline.py: {lines} lines"),
+    ("run the baseline", "validation score {score}"),
+    ("inspect the errors", "{errors} misses, mostly on the rarest class"),
+    ("engineer features", "{cols} new columns"),
+    ("tune hyperparameters", "best of {trials} trials: score {score}"),
+    ("run the tests", "{passed}/{tests} tests pass"),
+    ("write predictions", "predictions.csv ({test} rows)"),
+    ("check the submission", "format ok"),
+    ("write the report", "report.md ({lines} lines)"),
+)
+ASK_AFTER = 3  # steps done before an "ask-" task asks its question
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+TICK = 0.25  # seconds between two drawings of the progress line
+BAR = 20
+
+BOLD, DIM, RED, GREEN, YELLOW, CYAN, RESET = (f"\033[{c}m" for c in ("1", "2", "31", "32", "33", "36", "0"))
+CLEAR_LINE = "\r\033[K"
+
+
+def progress_line(frame: int, step: int, action: str, done: float) -> str:
+    filled = int(done * BAR)
+    bar = "#" * filled + "." * (BAR - filled)
+    spin = SPINNER[frame % len(SPINNER)]
+    return f"{CLEAR_LINE}{CYAN}{spin}{RESET} step {step:2d}/{len(STEPS)} {action:<26} [{bar}] {done * 100:3.0f}%"
+
+
+def ask(question: str, default: str, timeout: float) -> str:
+    """Print the question and wait up to `timeout` seconds for a line on stdin."""
+    print(f"{BOLD}{YELLOW}? {question}{RESET}")
+    print(f"{DIM}  type an answer and press enter (attach, ctrl+t to take control); waiting {timeout:.0f} s{RESET}")
+    sys.stdout.write("> ")
+    sys.stdout.flush()
+    ready, _, _ = select.select([sys.stdin], [], [], timeout)
+    answer = sys.stdin.readline().strip() if ready else None
+    if answer:
+        print(f"{GREEN}✓ the operator says: {answer}{RESET}")
+        return answer
+    why = "stdin is closed" if ready else f"no answer after {timeout:.0f} s"
+    print(f"\n{YELLOW}! {why}: going on with {default!r}{RESET}")
+    return default
 
 
 def agent(args: argparse.Namespace) -> int:
@@ -29,24 +79,57 @@ def agent(args: argparse.Namespace) -> int:
     if trace:
         with open(trace, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"agent": args.agent, "task_id": args.task_id, "pid": os.getpid()}) + "\n")
-    seconds = args.seconds if args.seconds is not None else float(os.environ.get("FCEVAL_EXAMPLE_SECONDS", "4"))
-    steps = 10
+    seconds = args.seconds if args.seconds is not None else float(os.environ.get("FCEVAL_EXAMPLE_SECONDS", "60"))
     rng = random.Random(f"{args.agent}/{args.task_id}")
-    print(f"\033[1;36m[{args.agent}]\033[0m starting task {args.task_id!r} with model {args.model or '(default)'}")
-    for step in range(1, steps + 1):
-        time.sleep(seconds / steps)
-        print(f"step {step}/{steps}: thinking about {args.task_id} (score so far {rng.random():.3f})")
-        bar = "#" * step + "." * (steps - step)
-        sys.stdout.write(f"\rprogress [{bar}] {step * 10:3d}%")
-        sys.stdout.flush()
-        sys.stdout.write("\n")
+    step_seconds = seconds / len(STEPS)
+    ticks = max(1, round(step_seconds / TICK))
+    print(
+        f"{BOLD}{CYAN}[{args.agent}]{RESET} task {BOLD}{args.task_id}{RESET} with model "
+        f"{args.model or '(default)'}: {len(STEPS)} steps, about {seconds:.0f} s"
+    )
+    metric = "accuracy"
+    frame = 0
+    for step, (action, seen) in enumerate(STEPS, start=1):
+        began = time.monotonic()
+        for tick in range(ticks):
+            done = (step - 1 + tick / ticks) / len(STEPS)
+            sys.stdout.write(progress_line(frame, step, action, done))
+            sys.stdout.flush()
+            frame += 1
+            time.sleep(step_seconds / ticks)
+        took = time.monotonic() - began
+        done_line = f"{GREEN}✓{RESET} step {step:2d}/{len(STEPS)} {BOLD}{action}{RESET} {DIM}({took:.1f} s){RESET}"
+        print(CLEAR_LINE + done_line)
+        values = {
+            "files": rng.randint(2, 9),
+            "lines": rng.randint(20, 400),
+            "rows": rng.randint(1000, 90000),
+            "test": rng.randint(100, 9000),
+            "cols": rng.randint(5, 60),
+            "missing": rng.randint(0, 300),
+            "score": f"{rng.random():.3f}",
+            "errors": rng.randint(3, 90),
+            "trials": rng.randint(8, 64),
+            "tests": 20,
+            "passed": rng.randint(12, 20),
+        }
+        print(f"{DIM}    → {seen.format(**values)}{RESET}")
+        if step == ASK_AFTER and args.task_id.startswith("ask-"):
+            metric = ask("which metric should I optimise? (accuracy, f1, auc)", metric, seconds)
+            print(f"{DIM}    → optimising {metric}{RESET}")
     if "fail" in args.task_id:
-        print(f"\033[31merror:\033[0m the agent could not solve {args.task_id!r}", file=sys.stderr)
+        print(f"{RED}error:{RESET} the agent could not solve {args.task_id!r}", file=sys.stderr)
         (out / "error.txt").write_text("deliberate failure for the demo\n", encoding="utf-8")
         return 3
-    result = {"agent": args.agent, "task_id": args.task_id, "model": args.model, "answer": rng.randint(0, 100)}
+    result = {
+        "agent": args.agent,
+        "task_id": args.task_id,
+        "model": args.model,
+        "metric": metric,
+        "answer": rng.randint(0, 100),
+    }
     (out / "result.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"\033[32mdone:\033[0m wrote {out / 'result.json'}")
+    print(f"{GREEN}done:{RESET} wrote {out / 'result.json'}")
     return 0
 
 
@@ -72,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--task-id", required=True)
     a.add_argument("--model", default="")
     a.add_argument("--out", required=True)
-    a.add_argument("--seconds", type=float)
+    a.add_argument("--seconds", type=float, help="how long the agent works (default: FCEVAL_EXAMPLE_SECONDS or 60)")
     g = sub.add_parser("grade")
     g.add_argument("--task-id", required=True)
     g.add_argument("--out", required=True)

@@ -61,7 +61,9 @@ def test_example_jobs_end_to_end(state_dir, fast_env):
     assert "/grades/dummy/hello-world/" in report and report.endswith("_grading_report.json.gz")
     assert any("/failed_runs/biomni/always-fail-demo/" in a for a in failed["artifacts"])
     assert _sessions(state_dir) == []  # sessions cleaned up when jobs end
-    assert len(_trace(fast_env)) == 5
+    assert len(_trace(fast_env)) == 6
+    asked = jobs["ask-the-operator"]  # nobody answered its question: it went on with its default
+    assert asked["state"] == "succeeded" and asked["attempts"] == 1
 
 
 def test_human_launch_output_has_a_summary(state_dir, fast_env):

@@ -42,12 +42,12 @@ async def test_launch_example_jobs_from_the_form_and_watch_them_finish(console):
         await wait_for(pilot, lambda: not form.query_one("#launch", Button).disabled)
         await pilot.click("#launch")
         table = app.screen.query_one(JobsTable)
-        await wait_for(pilot, lambda: len(table.jobs) == 5)
+        await wait_for(pilot, lambda: len(table.jobs) == 6)
         await wait_for(pilot, lambda: all(j.state.is_final for j in table.jobs.values()), timeout=60)
         states = {j.task_id: j.state for j in table.jobs.values()}
         assert states["always-fail-demo"] == JobState.FAILED
         assert states["hello-world"] == JobState.SUCCEEDED
-        assert table.row_count == 5
+        assert table.row_count == 6
 
 
 async def test_form_refuses_bad_input_with_the_cli_message(console):

@@ -236,10 +236,11 @@ class LocalBackend(Backend):
 
 
 def console_tail(work: Path, limit: int) -> list[str]:
-    """The last `limit` lines of a job's piped pane output, each as it last looked (after any \\r rewrite)."""
+    """The last `limit` lines of a job's piped pane output as written: split at line feeds only, carriage
+    returns and escape sequences kept for the viewer to draw (a progress bar is one line)."""
     try:
-        with open(work / pipeline.CONSOLE_LOG, encoding="utf-8", errors="replace") as fh:
-            return [line.rstrip("\r\n").rsplit("\r", 1)[-1] for line in deque(fh, maxlen=limit)]
+        with open(work / pipeline.CONSOLE_LOG, encoding="utf-8", errors="replace", newline="\n") as fh:
+            return [line.rstrip("\r\n") for line in deque(fh, maxlen=limit)]
     except FileNotFoundError:
         return []
 

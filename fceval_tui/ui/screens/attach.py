@@ -9,7 +9,6 @@ from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
@@ -19,6 +18,8 @@ from fceval_tui.backends.base import TmuxTarget
 from fceval_tui.domain.models import Job
 from fceval_tui.errors import BackendError, UserError
 from fceval_tui.services.runner import run_settings
+from fceval_tui.ui.messages import PaneAttached, PaneUpdate
+from fceval_tui.ui.terminal_text import as_shown
 from fceval_tui.ui.widgets.pane_view import PaneView
 from fceval_tui.ui.workers import ReportWorkerErrors
 
@@ -65,17 +66,6 @@ class AttachScreen(ReportWorkerErrors, Screen):
         Binding("A", "interactive", "Interactive attach", id="attach.interactive"),
     ]
 
-    class Update(Message):
-        def __init__(
-            self, lines: list[str], notice: str | None, screen: list[str] | None, ended: bool, reconnecting: bool
-        ) -> None:
-            super().__init__()
-            self.lines = lines
-            self.notice = notice
-            self.screen = screen
-            self.ended = ended
-            self.reconnecting = reconnecting
-
     def __init__(self, job: Job) -> None:
         super().__init__()
         self.job = job
@@ -103,12 +93,6 @@ class AttachScreen(ReportWorkerErrors, Screen):
         if self.mirror is not None:
             self.mirror.close()
 
-    class Attached(Message):
-        def __init__(self, target: TmuxTarget, mirror) -> None:
-            super().__init__()
-            self.target = target
-            self.mirror = mirror
-
     @work(thread=True, exclusive=True, group="attach", exit_on_error=False)
     def _follow(self) -> None:
         """Find the job's pane (building a cloud backend means AWS clients: not on the event loop),
@@ -124,36 +108,36 @@ class AttachScreen(ReportWorkerErrors, Screen):
             return
         worker = get_current_worker()
         mirror = Mirror(target.transport, target.tmux_args, target.session, from_start=True)
-        self.post_message(self.Attached(target, mirror))
+        self.post_message(PaneAttached(target, mirror))
         try:
             with mirror:
                 for update in mirror:
                     if worker.is_cancelled:
                         break
                     self.post_message(
-                        self.Update(update.lines, update.gap_text(), update.screen, update.ended, update.reconnecting)
+                        PaneUpdate(update.lines, update.gap_text(), update.screen, update.ended, update.reconnecting)
                     )
         except UserError as exc:
             if self.job.state.is_final:  # its session was cleaned up: show what it printed instead
                 self._show_logs(backend, "the job has ended and its tmux session is gone; its saved output follows")
             else:
-                self.post_message(self.Update([], f"cannot attach: {exc}", None, True, False))
+                self.post_message(PaneUpdate([], f"cannot attach: {exc}", None, True, False))
 
     def _show_logs(self, backend, note: str) -> None:
         try:
             lines = backend.log_lines(self.job)
         except (UserError, BackendError) as exc:
-            self.post_message(self.Update([], f"{note}; cannot read them: {exc}", None, True, False))
+            self.post_message(PaneUpdate([], f"{note}; cannot read them: {exc}", None, True, False))
             return
-        self.post_message(self.Update(list(lines), note, None, True, False))
+        self.post_message(PaneUpdate([as_shown(line) for line in lines], note, None, True, False))
 
-    def on_attach_screen_attached(self, message: Attached) -> None:
+    def on_pane_attached(self, message: PaneAttached) -> None:
         self.target = message.target
         self.mirror = message.mirror
         if not self.is_mounted:  # left before the pane was found
             message.mirror.close()
 
-    def on_attach_screen_update(self, message: Update) -> None:
+    def on_pane_update(self, message: PaneUpdate) -> None:
         view = self.query_one(PaneView)
         if message.notice:
             view.add_notice(message.notice)

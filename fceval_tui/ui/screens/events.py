@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.message import Message
 from textual.widgets import DataTable, Footer, Header
 
-from fceval_tui.domain.models import Event
+from fceval_tui.domain.models import Event, Job
+from fceval_tui.ledger import Ledger
 from fceval_tui.presentation import STATE_STYLE
+from fceval_tui.ui.messages import EventsLoaded
 from fceval_tui.ui.polling import PollingScreen
 
 KEEP = 2000
 NOISY = {"job_created"}
+# (key, label, width): the job id keeps its number within the run; "who" and "what" share the rest.
+FIXED = (("id", "#", 6), ("time", "time", 8), ("job", "job", 15))
+MIN_WHO, MAX_WHO = 20, 36
+SCROLLBAR = 2
 
 
 def describe(event: Event) -> Text:
@@ -30,17 +37,35 @@ def describe(event: Event) -> Text:
     return Text(f"{event.kind}  {parts}".strip(), style=style)
 
 
+def who(job: Job | None) -> Text:
+    """Agent and task of the job an event is about (blank for run-wide events)."""
+    if job is None:
+        return Text("")
+    return Text.assemble((job.agent, "dim"), " ", job.task_id)
+
+
+def who_width(screen_width: int) -> int:
+    """Two fifths of what the fixed columns leave (each column has one cell of padding on both sides)."""
+    rest = screen_width - SCROLLBAR - sum(width + 2 for *_, width in FIXED) - 2 * 2
+    return max(MIN_WHO, min(MAX_WHO, rest * 2 // 5))
+
+
+def jobs_named(ledger: Ledger, events: Iterable[Event], known: frozenset[str]) -> dict[str, Job]:
+    """The jobs that `events` are about and that are not in `known`, read one run at a time."""
+    wanted: dict[str, set[str]] = {}
+    for event in events:
+        if event.job_id and event.job_id not in known:
+            wanted.setdefault(event.run_id, set()).add(event.job_id)
+    return {job.id: job for run_id, ids in wanted.items() for job in ledger.jobs(run_id=run_id) if job.id in ids}
+
+
 class EventsScreen(PollingScreen):
     poll_interval = 1.0
-
-    class Loaded(Message):
-        def __init__(self, events: list[Event]) -> None:
-            super().__init__()
-            self.events = events
 
     def __init__(self) -> None:
         super().__init__()
         self._after = 0
+        self._jobs: dict[str, Job] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -49,25 +74,23 @@ class EventsScreen(PollingScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("#", key="id", width=6)
-        table.add_column("time", key="time", width=8)
-        table.add_column("run", key="run", width=10)
-        table.add_column("job", key="job", width=14)
+        for key, label, width in FIXED:
+            table.add_column(label, key=key, width=width)
+        table.add_column("agent / task", key="who", width=who_width(self.app.size.width))
         table.add_column("what", key="what")
         self.sub_title = "events, newest first"
 
     def start_poll(self) -> None:
-        self._load(self._after)
+        self._load(self._after, frozenset(self._jobs))
 
     @work(thread=True, exclusive=True, group="events-poll", exit_on_error=False)
-    def _load(self, after: int) -> None:
-        if after == 0:
-            events = self.app.ledger.events(newest_first=True, limit=KEEP)[::-1]
-        else:
-            events = self.app.ledger.events(after=after)
-        self.post_message(self.Loaded(events))
+    def _load(self, after: int, known: frozenset[str]) -> None:
+        ledger = self.app.ledger
+        events = ledger.events(newest_first=True, limit=KEEP)[::-1] if after == 0 else ledger.events(after=after)
+        self.post_message(EventsLoaded(events, jobs_named(ledger, events, known)))
 
-    def on_events_screen_loaded(self, message: Loaded) -> None:
+    def on_events_loaded(self, message: EventsLoaded) -> None:
+        self._jobs.update(message.jobs)
         table = self.query_one(DataTable)
         for event in message.events:
             self._after = max(self._after, event.id)
@@ -76,8 +99,8 @@ class EventsScreen(PollingScreen):
             table.add_row(
                 event.id,
                 event.ts.astimezone().strftime("%H:%M:%S"),
-                event.run_id,
-                event.job_id or "",
+                event.job_id or event.run_id,
+                who(self._jobs.get(event.job_id or "")),
                 describe(event),
                 key=str(event.id),
             )

@@ -6,16 +6,16 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.widgets import Footer, Header, Input
 
 from fceval_tui.backends.base import work_dir
 from fceval_tui.backends.local import console_tail
-from fceval_tui.domain.models import Event, Job
+from fceval_tui.domain.models import Job
 from fceval_tui.domain.states import JobState
-from fceval_tui.ledger import RunSummary
 from fceval_tui.ui import filters
+from fceval_tui.ui.messages import JobDetailLoaded, JobsLoaded
 from fceval_tui.ui.polling import PollingScreen
+from fceval_tui.ui.terminal_text import as_shown
 from fceval_tui.ui.widgets.job_detail import JobDetail
 from fceval_tui.ui.widgets.jobs_table import COLUMNS, JobsTable
 from fceval_tui.ui.widgets.run_progress import RunProgress
@@ -49,20 +49,6 @@ class JobsScreen(PollingScreen):
     ]
     # Below this width the detail panel starts hidden so that every table column fits.
     DETAIL_MIN_WIDTH = 150
-
-    class Loaded(Message):
-        def __init__(self, jobs: list[Job], cursor: int, summaries: list[RunSummary]) -> None:
-            super().__init__()
-            self.jobs = jobs
-            self.cursor = cursor
-            self.summaries = summaries
-
-    class DetailLoaded(Message):
-        def __init__(self, job: Job, events: list[Event], output: list[str]) -> None:
-            super().__init__()
-            self.job = job
-            self.events = events
-            self.output = output
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,9 +89,9 @@ class JobsScreen(PollingScreen):
     def _load(self, cursor: int) -> None:
         ledger = self.app.ledger
         jobs, new_cursor = ledger.jobs_changed_since(cursor)
-        self.post_message(self.Loaded(jobs, new_cursor, ledger.run_summaries()))
+        self.post_message(JobsLoaded(jobs, new_cursor, ledger.run_summaries()))
 
-    def on_jobs_screen_loaded(self, message: Loaded) -> None:
+    def on_jobs_loaded(self, message: JobsLoaded) -> None:
         self._cursor = message.cursor
         self.query_one(RunProgress).show(message.summaries)
         if message.jobs:
@@ -136,17 +122,17 @@ class JobsScreen(PollingScreen):
         self._detail_timer = self.set_timer(DETAIL_DELAY, lambda: self._load_detail(job))
 
     def _load_detail(self, job: Job) -> None:
-        if self.query_one("#detail-scroll").display:
+        if not self.query_one("#detail-scroll").has_class("hidden"):
             self._read_detail(job)
 
     @work(thread=True, exclusive=True, group="jobs-detail", exit_on_error=False)
     def _read_detail(self, job: Job) -> None:
         events = [e for e in self.app.ledger.events(job_id=job.id) if e.kind != "job_created"]
         # This machine's copy of the pane output (local jobs); cloud logs are read on attach, not per poll.
-        output = console_tail(work_dir(self.app.settings, job), OUTPUT_LINES)
-        self.post_message(self.DetailLoaded(job, events, output))
+        output = [as_shown(line) for line in console_tail(work_dir(self.app.settings, job), OUTPUT_LINES)]
+        self.post_message(JobDetailLoaded(job, events, output))
 
-    def on_jobs_screen_detail_loaded(self, message: DetailLoaded) -> None:
+    def on_job_detail_loaded(self, message: JobDetailLoaded) -> None:
         selected = self.table.selected
         if selected is not None and selected.id == message.job.id:
             self.query_one(JobDetail).show(selected, message.events, message.output)
@@ -205,6 +191,12 @@ class JobsScreen(PollingScreen):
 
     def action_toggle_detail(self) -> None:
         self.query_one("#detail-scroll").toggle_class("hidden")
+        job, detail = self.table.selected, self.query_one(JobDetail)
+        if job is not None:
+            # While hidden, the panel loaded nothing: show the highlighted job now, its timeline once read.
+            if detail.job is None or detail.job.id != job.id:
+                detail.show(job)
+            self._load_detail(job)
 
     def action_copy_id(self) -> None:
         job = self.table.selected

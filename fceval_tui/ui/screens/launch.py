@@ -8,7 +8,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
@@ -18,6 +17,7 @@ from fceval_tui.errors import ConfigError, JobFileError, UserError
 from fceval_tui.presentation import render_plan
 from fceval_tui.services import launching
 from fceval_tui.services.runner import Runner
+from fceval_tui.ui.messages import LaunchPreviewed, RunCreated
 from fceval_tui.ui.workers import ReportWorkerErrors
 
 # (field id, label, settings attr or None, placeholder)
@@ -66,12 +66,6 @@ class LaunchScreen(ReportWorkerErrors, ModalScreen[str | None]):
         Binding("escape", "dismiss(None)", "Close", id="launch.close"),
         Binding("ctrl+r", "preview", "Preview", id="launch.preview"),
     ]
-
-    class Previewed(Message):
-        def __init__(self, plan: dict | None, errors: dict[str, str]) -> None:
-            super().__init__()
-            self.plan = plan
-            self.errors = errors
 
     def __init__(self, settings: Settings, jobs_file: str = "") -> None:
         super().__init__()
@@ -136,7 +130,7 @@ class LaunchScreen(ReportWorkerErrors, ModalScreen[str | None]):
         except (ConfigError, JobFileError, UserError) as exc:
             errors[self._field_for(exc, raw)] = str(exc)
             plan = None
-        self.post_message(self.Previewed(plan, errors))
+        self.post_message(LaunchPreviewed(plan, errors))
 
     def resolve(self, raw: dict[str, str], backend: str):
         """The same parsing and checks as `fceval-tui launch`, with form values as command-line values."""
@@ -164,7 +158,7 @@ class LaunchScreen(ReportWorkerErrors, ModalScreen[str | None]):
             return "agent"
         return "jobs"
 
-    def on_launch_screen_previewed(self, message: Previewed) -> None:
+    def on_launch_previewed(self, message: LaunchPreviewed) -> None:
         errors_label = self.query_one("#errors", Label)
         for fid, *_ in FIELDS:
             self.query_one(f"#{fid}", Input).set_class(fid in message.errors, "-invalid")
@@ -197,14 +191,8 @@ class LaunchScreen(ReportWorkerErrors, ModalScreen[str | None]):
         settings, specs = self.resolve(raw, backend)
         runner = Runner(self.app.ledger, settings)
         run, _jobs = runner.create_run(list(specs))
-        self.post_message(self.Created(runner, run.id))
+        self.post_message(RunCreated(runner, run.id))
 
-    class Created(Message):
-        def __init__(self, runner: Runner, run_id: str) -> None:
-            super().__init__()
-            self.runner = runner
-            self.run_id = run_id
-
-    def on_launch_screen_created(self, message: Created) -> None:
+    def on_run_created(self, message: RunCreated) -> None:
         self.app.drive(message.runner, message.run_id)
         self.dismiss(message.run_id)

@@ -7,8 +7,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.message import Message
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -16,6 +15,7 @@ from fceval_tui import locations
 from fceval_tui.domain.models import BACKENDS
 from fceval_tui.services.audit import AuditReport, CheckEvent, list_checks, run_audit
 from fceval_tui.services.audit_checks import Finding, Severity
+from fceval_tui.ui.messages import AuditFinished, AuditProgress, FindingsExported
 from fceval_tui.ui.workers import ReportWorkerErrors
 
 SEVERITY_STYLE = {
@@ -44,34 +44,24 @@ class PreflightScreen(ReportWorkerErrors, Screen):
     PreflightScreen #checks { width: 46; border: round $primary; }
     PreflightScreen #findings { width: 1fr; border: round $primary; }
     PreflightScreen #detail { height: 9; border: round $secondary; padding: 0 1; }
+    PreflightScreen #detail Horizontal { height: auto; }
+    PreflightScreen #detail .label { width: 8; text-style: bold; }
+    PreflightScreen #detail .value { width: 1fr; text-overflow: fold; }
     """
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="preflight.back"),
         Binding("r", "rerun", "Run again", id="preflight.rerun"),
         Binding("b", "next_backend", "Backend", id="preflight.backend"),
         Binding("e", "export", "Export JSON", id="preflight.export"),
+        Binding("y", "copy_fix", "Copy fix", id="preflight.copy_fix"),
     ]
-
-    class Progress(Message):
-        def __init__(self, event: CheckEvent) -> None:
-            super().__init__()
-            self.event = event
-
-    class Finished(Message):
-        def __init__(self, report: AuditReport) -> None:
-            super().__init__()
-            self.report = report
-
-    class Exported(Message):
-        def __init__(self, path: str) -> None:
-            super().__init__()
-            self.path = path
 
     def __init__(self, backend: str | None = None) -> None:
         super().__init__()
         self.backend = backend
         self.report: AuditReport | None = None
         self._findings: list[Finding] = []
+        self._shown: Finding | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -79,7 +69,13 @@ class PreflightScreen(ReportWorkerErrors, Screen):
             yield DataTable(cursor_type="row", id="checks")
             with Vertical(id="findings"):
                 yield DataTable(cursor_type="row", zebra_stripes=True, id="finding-table")
-        yield Static("", id="detail")
+        # Label and value side by side: a long value (an IAM policy) wraps under itself, and is selectable.
+        with VerticalScroll(id="detail"):
+            yield Static("", id="detail-head")
+            for field in ("detail", "fix"):
+                with Horizontal(id=f"detail-{field}-row"):
+                    yield Static(field, id=f"detail-{field}-label", classes="label")
+                    yield Static("", id=f"detail-{field}", classes="value")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -102,7 +98,7 @@ class PreflightScreen(ReportWorkerErrors, Screen):
         for check in list_checks(self.backend):
             checks.add_row(check.title, Text("waiting", style="dim"), key=check.id)
         self.query_one("#finding-table", DataTable).clear()
-        self.query_one("#detail", Static).update("")
+        self._show(None)
         self.sub_title = f"{self.backend} backend: running {checks.row_count} checks"
         self._audit(self.backend)
 
@@ -113,12 +109,12 @@ class PreflightScreen(ReportWorkerErrors, Screen):
     @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
     def _audit(self, backend: str) -> None:
         def progress(event: CheckEvent) -> None:  # called from the audit's pool threads
-            self.post_message(self.Progress(event))
+            self.post_message(AuditProgress(event))
 
         report = run_audit(self.app.settings, backend, on_progress=progress, read_only=self.app.readonly)
-        self.post_message(self.Finished(report))
+        self.post_message(AuditFinished(report))
 
-    def on_preflight_screen_progress(self, message: Progress) -> None:
+    def on_audit_progress(self, message: AuditProgress) -> None:
         event = message.event
         checks = self.query_one("#checks", DataTable)
         if event.check.id not in checks.rows:
@@ -128,7 +124,7 @@ class PreflightScreen(ReportWorkerErrors, Screen):
             return
         checks.update_cell(event.check.id, "status", severity_text(worst(event.findings)))
 
-    def on_preflight_screen_finished(self, message: Finished) -> None:
+    def on_audit_finished(self, message: AuditFinished) -> None:
         if message.report.backend != self.backend:
             return
         self.report = message.report
@@ -150,17 +146,25 @@ class PreflightScreen(ReportWorkerErrors, Screen):
         if event.row_key.value is not None and int(event.row_key.value) < len(self._findings):
             self._show(self._findings[int(event.row_key.value)])
 
-    def _show(self, finding: Finding) -> None:
-        text = Text()
-        text.append(f"{finding.id}  ", style="bold")
-        text.append_text(severity_text(finding.severity))
-        text.append(f"\n{finding.summary}\n")
-        if finding.detail:
-            text.append(finding.detail + "\n", style="dim")
-        if finding.fix:
-            text.append("fix: ", style="bold")
-            text.append(finding.fix)
-        self.query_one("#detail", Static).update(text)
+    def _show(self, finding: Finding | None) -> None:
+        self._shown = finding
+        head = Text()
+        if finding is not None:
+            head.append(f"{finding.id}  ", style="bold")
+            head.append_text(severity_text(finding.severity))
+            head.append(f"  {finding.summary}")
+        self.query_one("#detail-head", Static).update(head)
+        for field in ("detail", "fix"):
+            value = getattr(finding, field) if finding is not None else ""
+            self.query_one(f"#detail-{field}-row").display = bool(value)
+            self.query_one(f"#detail-{field}", Static).update(Text(value, style="dim" if field == "detail" else ""))
+
+    def action_copy_fix(self) -> None:
+        if self._shown is None or not self._shown.fix:
+            self.notify("this finding has no fix", severity="warning")
+            return
+        self.app.copy_to_clipboard(self._shown.fix)
+        self.notify(f"copied the fix for {self._shown.id}", title="Preflight")
 
     # -- export --------------------------------------------------------------------------------
 
@@ -173,7 +177,7 @@ class PreflightScreen(ReportWorkerErrors, Screen):
 
     @work(thread=True, group="preflight-export", exit_on_error=False)
     def _export(self, report: AuditReport, path) -> None:
-        self.post_message(self.Exported(str(report.export(path))))
+        self.post_message(FindingsExported(str(report.export(path))))
 
-    def on_preflight_screen_exported(self, message: Exported) -> None:
+    def on_findings_exported(self, message: FindingsExported) -> None:
         self.notify(f"findings written to {message.path}", title="Preflight")

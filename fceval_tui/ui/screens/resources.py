@@ -6,24 +6,16 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import DataTable, Footer, Header
 
-from fceval_tui.backends.base import Resource
 from fceval_tui.presentation import duration, money
+from fceval_tui.ui.messages import ResourcesLoaded
 from fceval_tui.ui.polling import PollingScreen
 
 
 class ResourcesScreen(PollingScreen):
     poll_interval = 3.0
     BINDINGS = [Binding("ctrl+r", "refresh", "Refresh", id="resources.refresh")]
-
-    class Loaded(Message):
-        def __init__(self, resources: list[Resource], orphans: dict[str, str], errors: list[str]) -> None:
-            super().__init__()
-            self.resources = resources
-            self.orphans = orphans
-            self.errors = errors
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -52,9 +44,9 @@ class ResourcesScreen(PollingScreen):
 
     @work(thread=True, exclusive=True, group="resources-poll", exit_on_error=False)
     def _load(self) -> None:
-        self.post_message(self.Loaded(*self.app.resource_listing()))
+        self.post_message(ResourcesLoaded(*self.app.resource_listing()))
 
-    def on_resources_screen_loaded(self, message: Loaded) -> None:
+    def on_resources_loaded(self, message: ResourcesLoaded) -> None:
         table = self.query_one(DataTable)
         now = self.app.clock()
         seen = set()

@@ -7,12 +7,12 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, RichLog
 
 from fceval_tui.presentation import duration, money
-from fceval_tui.services.teardown import DESTROY, Plan, Result, Scope, execute, make_plan
+from fceval_tui.services.teardown import DESTROY, Plan, Scope, execute, make_plan
+from fceval_tui.ui.messages import TeardownDone, TeardownPlanned, TeardownProgress
 from fceval_tui.ui.screens.modals import ConfirmScreen
 from fceval_tui.ui.workers import ReportWorkerErrors
 
@@ -49,21 +49,6 @@ class TeardownScreen(ReportWorkerErrors, Screen):
         Binding("x", "execute", "Tear down", id="teardown.execute"),
     ]
 
-    class Planned(Message):
-        def __init__(self, plan: Plan) -> None:
-            super().__init__()
-            self.plan = plan
-
-    class Progress(Message):
-        def __init__(self, line: str) -> None:
-            super().__init__()
-            self.line = line
-
-    class Done(Message):
-        def __init__(self, result: Result) -> None:
-            super().__init__()
-            self.result = result
-
     def __init__(self, scope: Scope | None = None) -> None:
         super().__init__()
         self.scope = scope or Scope.orphans()
@@ -97,9 +82,9 @@ class TeardownScreen(ReportWorkerErrors, Screen):
 
     @work(thread=True, exclusive=True, group="teardown-plan", exit_on_error=False)
     def _plan(self, scope: Scope) -> None:
-        self.post_message(self.Planned(make_plan(self.app.settings, self.app.ledger, scope)))
+        self.post_message(TeardownPlanned(make_plan(self.app.settings, self.app.ledger, scope)))
 
-    def on_teardown_screen_planned(self, message: Planned) -> None:
+    def on_teardown_planned(self, message: TeardownPlanned) -> None:
         plan = message.plan
         if plan.scope != self.scope:
             return  # the user switched scope meanwhile; the newer plan follows
@@ -204,16 +189,16 @@ class TeardownScreen(ReportWorkerErrors, Screen):
                 self.app.settings,
                 self.app.ledger,
                 plan,
-                on_progress=lambda line: self.post_message(self.Progress(line)),
+                on_progress=lambda line: self.post_message(TeardownProgress(line)),
             )
         finally:
             self.app.call_from_thread(setattr, self, "busy", False)
-        self.post_message(self.Done(result))
+        self.post_message(TeardownDone(result))
 
-    def on_teardown_screen_progress(self, message: Progress) -> None:
+    def on_teardown_progress(self, message: TeardownProgress) -> None:
         self.query_one("#log", RichLog).write(message.line)
 
-    def on_teardown_screen_done(self, message: Done) -> None:
+    def on_teardown_done(self, message: TeardownDone) -> None:
         result = message.result
         log = self.query_one("#log", RichLog)
         for item, error in result.failed:

@@ -18,7 +18,12 @@ class JobDetail(Static):
 
     _shown: tuple | None = None
 
-    def show(self, job: Job | None, events: list[Event] | None = None, output: list[str] | None = None) -> None:
+    @property
+    def job(self) -> Job | None:
+        """The job on show (None: none yet)."""
+        return self._shown[0] if self._shown else None
+
+    def show(self, job: Job | None, events: list[Event] | None = None, output: list[Text] | None = None) -> None:
         key = (job, tuple(e.id for e in events or ()), tuple(output or ()))
         if key == self._shown:
             return  # an update re-lays out the screen: skip it when nothing changed
@@ -56,5 +61,5 @@ class JobDetail(Static):
                 timeline.add_row(event.ts.strftime("%H:%M:%S"), Text(f"{label} {reason}".strip(), style=style))
             parts += [Text("\ntimeline", style="bold"), timeline]
         if output:
-            parts += [Text("\nlast output", style="bold"), Text.from_ansi("\n".join(output))]
+            parts += [Text("\nlast output", style="bold"), Text("\n").join(output)]
         self.update(Group(*parts))

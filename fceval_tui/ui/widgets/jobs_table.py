@@ -34,22 +34,38 @@ class Column:
     width: int  # 0: takes the remaining width
     sort_key: Callable[[Job], object]
     right: bool = False
+    drop: int = 0  # on a narrow table the highest goes first to make room for the task (0: always shown)
 
 
 COLUMNS = (
-    Column("id", "Job", 15, lambda j: (j.run_id, j.seq)),
+    # The job's number within its run: the run progress above the table names the run.
+    Column("id", "#", 5, lambda j: (j.run_id, j.seq)),
     Column("agent", "Agent", 9, lambda j: j.agent),
     Column("task", "Task", 0, lambda j: j.task_id),
-    Column("model", "Model", 12, lambda j: j.model),
-    Column("backend", "Backend", 7, lambda j: j.backend),
+    Column("model", "Model", 12, lambda j: j.model, drop=2),
+    Column("backend", "Backend", 7, lambda j: j.backend, drop=5),  # also named by the run progress
     Column("state", "State", 18, lambda j: j.state.value),
-    Column("attempts", "Att", 3, lambda j: j.attempts, right=True),
-    Column("elapsed", "Elapsed", 8, lambda j: j.started_at.timestamp() if j.started_at else 0, right=True),
-    Column("cost", "Cost", 8, lambda j: j.cost_usd, right=True),
+    Column("attempts", "Att", 3, lambda j: j.attempts, right=True, drop=4),
+    Column("elapsed", "Elapsed", 8, lambda j: j.started_at.timestamp() if j.started_at else 0, right=True, drop=1),
+    Column("cost", "Cost", 8, lambda j: j.cost_usd, right=True, drop=3),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
 GAP = 1
 MIN_TASK = 12
+TASK_TARGET = 16  # narrower than this, the task gets the width of the least useful columns
+
+
+def layout(width: int) -> tuple[tuple[Column, int], ...]:
+    """The columns shown on a table `width` cells wide, each with its width; the task takes the rest."""
+    shown = list(COLUMNS)
+    droppable = sorted((c for c in COLUMNS if c.drop), key=lambda c: -c.drop)
+    fixed = sum(c.width for c in shown) + GAP * (len(shown) + 1)
+    while width - fixed < TASK_TARGET and droppable:
+        column = droppable.pop(0)
+        shown.remove(column)
+        fixed -= column.width + GAP
+    task = max(MIN_TASK, width - fixed)
+    return tuple((c, c.width or task) for c in shown)
 
 
 def cell_text(column: str, job: Job, now: datetime) -> Text:
@@ -57,7 +73,7 @@ def cell_text(column: str, job: Job, now: datetime) -> Text:
         state = job.state.value
         return Text(f"{STATE_ICON[state]} {state}", style=STATE_STYLE[state])
     value = {
-        "id": job.id,
+        "id": f"{job.seq:03d}",
         "agent": job.agent,
         "task": job.task_id,
         "model": job.model,
@@ -88,15 +104,17 @@ class JobsTable(ScrollView, can_focus=True):
         Binding("enter", "select", "Select", show=False),
     ]
 
+    @dataclass
     class JobHighlighted(Message):
-        def __init__(self, job: Job | None) -> None:
-            super().__init__()
-            self.job = job
+        """The cursor is on this job (None: the table is empty)."""
 
+        job: Job | None
+
+    @dataclass
     class JobSelected(Message):
-        def __init__(self, job: Job) -> None:
-            super().__init__()
-            self.job = job
+        """Enter or a double click on this job's row."""
+
+        job: Job
 
     def __init__(self, clock: Callable[[], datetime] = utcnow, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -110,6 +128,7 @@ class JobsTable(ScrollView, can_focus=True):
         self.sort_reverse = False
         self._lines: dict[str, tuple] = {}  # job id -> (job, style, width, elapsed, strip)
         self.lines_refreshed = 0  # on-screen rows repainted because their job changed (tests check incrementality)
+        self._layout: tuple[int, tuple[tuple[Column, int], ...]] = (-1, ())  # (table width, columns for it)
 
     # -- data -----------------------------------------------------------------------------------
 
@@ -192,16 +211,17 @@ class JobsTable(ScrollView, can_focus=True):
 
     # -- rendering ------------------------------------------------------------------------------
 
-    def _widths(self) -> list[int]:
-        fixed = sum(c.width for c in COLUMNS) + GAP * (len(COLUMNS) + 1)
-        flexible = max(MIN_TASK, self.size.width - fixed)
-        return [c.width or flexible for c in COLUMNS]
+    def _columns(self) -> tuple[tuple[Column, int], ...]:
+        width = self.size.width
+        if self._layout[0] != width:
+            self._layout = (width, layout(width))
+        return self._layout[1]
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if y == 0:
             style = self.get_component_rich_style("jobs-table--header")
-            return self._strip([self._header_text(c) for c in COLUMNS], style, width)
+            return self._strip([self._header_text(c) for c, _ in self._columns()], style, width)
         row = int(self.scroll_y) + y - 1
         if row >= len(self._order):
             return Strip.blank(width, self.rich_style)
@@ -218,7 +238,7 @@ class JobsTable(ScrollView, can_focus=True):
         # A repaint re-renders every visible line; reuse those whose job, style and clock did not change.
         if cached and cached[0] is job and cached[1:4] == (style, width, ticking):
             return cached[4]
-        strip = self._strip([cell_text(c.key, job, now) for c in COLUMNS], style, width)
+        strip = self._strip([cell_text(c.key, job, now) for c, _ in self._columns()], style, width)
         self._lines[job.id] = (job, style, width, ticking, strip)
         return strip
 
@@ -228,7 +248,7 @@ class JobsTable(ScrollView, can_focus=True):
 
     def _strip(self, cells: list[Text], base: Style, width: int) -> Strip:
         segments = [Segment(" " * GAP, base)]
-        for column, text, cell_width in zip(COLUMNS, cells, self._widths(), strict=True):
+        for (column, cell_width), text in zip(self._columns(), cells, strict=True):
             text.truncate(cell_width, overflow="ellipsis", pad=False)
             pad = " " * (cell_width - text.cell_len)
             if column.right:
@@ -282,7 +302,7 @@ class JobsTable(ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         if event.y == 0:
             x = GAP
-            for column, width in zip(COLUMNS, self._widths(), strict=True):
+            for column, width in self._columns():
                 if x <= event.x < x + width + GAP:
                     self.sort_by(column.key)
                     return

@@ -25,10 +25,10 @@ class PaneView(Vertical):
         screen.border_title = "live screen (f: whole screen)"
         yield screen
 
-    def add_lines(self, lines: list[str]) -> None:
+    def add_lines(self, lines: list[str | Text]) -> None:
         log = self.query_one(RichLog)
         for line in lines:
-            log.write(Text(line))
+            log.write(line if isinstance(line, Text) else Text(line))
 
     def add_notice(self, text: str, style: str = "bold yellow") -> None:
         self.query_one(RichLog).write(Text(f"── {text} ──", style=style))
