@@ -1,23 +1,17 @@
-"""Shared fixtures: an isolated environment, a private state dir (its tmux server killed after),
-and helpers to run the real CLI in-process or as a subprocess."""
+"""Fixtures every test folder shares: an isolated environment, a private state dir (its tmux server
+killed after), settings and a ledger on it. Plain helpers live in the `tests.helpers` package; the
+AWS, audit and tmux fixtures are plugins registered here so each folder can ask for them."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-HARNESS = REPO / "examples" / "harness.py"
-FAST_RUN = (
-    f"{sys.executable} {HARNESS} agent --agent {{agent}} --task-id {{task_id}} --model {{model}}"
-    " --out {artifacts_dir} --seconds 0.3"
-)
-FAST_GRADE = f"{sys.executable} {HARNESS} grade --task-id {{task_id}} --out {{artifacts_dir}}"
+from tests.helpers.cli import FAST_GRADE, FAST_RUN
+
+pytest_plugins = ("tests.helpers.aws_fixtures", "tests.helpers.audit_fixtures", "tests.helpers.tmux")
 
 
 @pytest.fixture(autouse=True)
@@ -42,24 +36,6 @@ def state_dir(tmp_path):
     from fceval_tui.locations import tmux_socket_name
 
     subprocess.run(["tmux", "-L", tmux_socket_name(path), "kill-server"], capture_output=True)
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(*args: str, state_dir: Path | None = None, env: dict | None = None, timeout: float = 120) -> CliResult:
-    """The real CLI in a child process (what a user or script sees)."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    argv = [sys.executable, "-m", "fceval_tui", *args]
-    if state_dir is not None:
-        argv[3:3] = ["--state-dir", str(state_dir)]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env)
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import REPO
+
+from tests.helpers.cli import REPO
 
 
 @pytest.mark.parametrize("args", [["check"], ["format", "--check"]])

@@ -1,0 +1,161 @@
+"""ECS Fargate backend against moto; ECS Exec (not in moto) is a LocalContainer running commands
+on this machine, so the pipeline really runs in tmux and its artifacts go through presigned URLs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fceval_tui.backends.base import ResourceGone
+from fceval_tui.backends.ecs import EcsBackend, image_for
+from fceval_tui.domain.states import JobState
+from fceval_tui.errors import CapacityError, PermanentError
+from tests.helpers.aws import (
+    RESULTS,
+    STAGING,
+    declared,
+    make_context,
+    new_run_id,
+    record_calls,
+    run_with_runner,
+    s3_keys,
+    spec,
+)
+
+
+def backend_for(settings, ecs_exec) -> EcsBackend:
+    backend = EcsBackend(settings, transport_for=ecs_exec.transport_for)
+    backend.poll_interval = 0.05
+    return backend
+
+
+def live_tasks(world, run_id: str) -> list[dict]:
+    ecs = world.client("ecs")
+    arns = ecs.list_tasks(cluster="fceval-test", desiredStatus="RUNNING")["taskArns"]
+    if not arns:
+        return []
+    tasks = ecs.describe_tasks(cluster="fceval-test", tasks=arns, include=["TAGS"])["tasks"]
+    return [
+        t
+        for t in tasks
+        if {"key": "fceval:run-id", "value": run_id} in t.get("tags", []) and t["lastStatus"] != "STOPPED"
+    ]
+
+
+def active_definitions(world, run_id: str) -> list[str]:
+    arns = world.client("ecs").list_task_definitions(status="ACTIVE")["taskDefinitionArns"]
+    return [arn for arn in arns if f"/fceval-tui-{run_id}-" in arn]
+
+
+def test_runner_drives_fargate_jobs_end_to_end(aws_settings, ecs_exec, aws_env):
+    settings = aws_settings(FCEVAL_BACKEND="ecs")
+    backend = backend_for(settings, ecs_exec)
+    calls = record_calls(backend.aws.all())
+    run, final = run_with_runner(settings, backend, [spec("hello"), spec("always-fail", agent="biomni")])
+    ok, bad = final["hello"], final["always-fail"]
+    assert ok.state == JobState.SUCCEEDED, ok.error
+    assert ok.artifacts[0] == f"s3://{RESULTS}/evals/runs/aide/hello/{run.id}.tar.gz"
+    assert "/evals/grades/aide/hello/" in ok.artifacts[1]
+    assert bad.state == JobState.FAILED and bad.exit_code == 3
+    assert s3_keys(aws_env, RESULTS, f"evals/failed_runs/biomni/always-fail/{run.id}") != []
+    # The task definition: image from the template, `sleep TTL` as the hard limit, tags.
+    register = calls.named("RegisterTaskDefinition")[0]
+    container = register["containerDefinitions"][0]
+    assert container["image"].endswith("/tasks:hello") or container["image"].endswith("/tasks:always-fail")
+    assert container["command"][0] == "sleep" and int(container["command"][1]) > 60 * 170
+    assert {"key": "ManagedBy", "value": "fceval-tui"} in register["tags"]
+    run_task = calls.named("RunTask")[0]
+    assert run_task["enableExecuteCommand"] is True and run_task["launchType"] == "FARGATE"
+    assert {t["key"] for t in run_task["tags"]} >= {"fceval:run-id", "fceval:job-id", "fceval:expires-at"}
+    # Presigned URLs were fetched in the container from stdin, never put in argv.
+    assert not any("X-Amz-Signature" in cmd or "Signature=" in cmd for cmd in ecs_exec.machine.commands)
+    # Nothing left: tasks stopped, definitions deregistered, staging emptied.
+    assert live_tasks(aws_env, run.id) == [] and active_definitions(aws_env, run.id) == []
+    assert s3_keys(aws_env, STAGING, f"fceval-tui/staging/{run.id}/") == []
+    called, undeclared = declared(EcsBackend, calls)
+    assert not undeclared, undeclared
+    assert {"ecs:RunTask", "ecs:RegisterTaskDefinition", "ecs:StopTask", "ecs:DeregisterTaskDefinition"} <= called
+
+
+def test_capacity_unavailable_is_a_capacity_error_and_the_retry_runs_one_task(aws_settings, ecs_exec, aws_env):
+    settings = aws_settings()
+    backend = backend_for(settings, ecs_exec)
+    ctx = make_context(settings, new_run_id(), backend="ecs")
+    failures = []
+
+    def no_capacity(http_response, parsed, **_):
+        if not failures:
+            failures.append(1)
+            parsed["failures"] = [{"arn": "x", "reason": "Capacity is unavailable at this time. Please try again."}]
+            parsed["tasks"] = []
+
+    backend.aws.ecs.meta.events.register("after-call.ecs.RunTask", no_capacity)
+    with pytest.raises(CapacityError, match="Capacity is unavailable"):
+        backend.provision(ctx)
+    # moto did start a task on that call: the retry must find it instead of starting a second one.
+    first = backend.provision(ctx)
+    assert backend.provision(ctx) == first
+    assert len(active_definitions(aws_env, ctx.job.run_id)) == 1  # one definition for the attempt
+    assert [t["taskArn"] for t in live_tasks(aws_env, ctx.job.run_id)] == [first]
+    backend.cleanup(ctx, first)
+    assert live_tasks(aws_env, ctx.job.run_id) == [] and active_definitions(aws_env, ctx.job.run_id) == []
+
+
+def test_other_run_task_failures_are_permanent(aws_settings, ecs_exec, aws_env):
+    settings = aws_settings()
+    backend = backend_for(settings, ecs_exec)
+    ctx = make_context(settings, new_run_id(), backend="ecs")
+
+    def bad_subnet(http_response, parsed, **_):
+        parsed["failures"] = [{"arn": "x", "reason": "MISSING", "detail": "subnet not found"}]
+        parsed["tasks"] = []
+
+    backend.aws.ecs.meta.events.register("after-call.ecs.RunTask", bad_subnet)
+    with pytest.raises(PermanentError, match="subnet not found"):
+        backend.provision(ctx)
+    backend.cleanup(ctx, "")  # also after errors: whatever this attempt started is stopped
+    family = f"fceval-tui-{ctx.job.id}-a{ctx.attempt}"
+    assert backend.aws.ecs.list_tasks(cluster="fceval-test", family=family, desiredStatus="RUNNING")["taskArns"] == []
+    assert active_definitions(aws_env, ctx.job.run_id) == []
+
+
+def test_cancel_stops_the_task_and_observe_reports_it_gone(aws_settings, ecs_exec, aws_env):
+    settings = aws_settings(FCEVAL_RUN_COMMAND="sleep 60")
+    backend = backend_for(settings, ecs_exec)
+    ctx = make_context(settings, new_run_id(), backend="ecs")
+    task = backend.provision(ctx)
+    backend.start(ctx, task)
+    assert backend.observe(ctx, task).phase == JobState.RUNNING
+    assert ctx.job.id in ecs_exec.machine.sessions()
+    target = backend.tmux_target(dataclasses.replace(ctx.job, resource_id=task))
+    assert target.session == ctx.job.id and target.transport is ecs_exec.containers[task]
+    backend.cancel(ctx, task)
+    with pytest.raises(ResourceGone):
+        backend.observe(ctx, task)
+    backend.cleanup(ctx, task)
+    backend.cleanup(ctx, task)  # idempotent
+    assert live_tasks(aws_env, ctx.job.run_id) == [] and active_definitions(aws_env, ctx.job.run_id) == []
+    ecs_exec.machine.tmux("kill-session", "-t", f"={ctx.job.id}")
+
+
+def test_list_resources_batches_describe_calls(aws_settings, ecs_exec, aws_env):
+    settings = aws_settings()
+    backend = backend_for(settings, ecs_exec)
+    run_id = new_run_id()
+    contexts = [make_context(settings, run_id, seq=n, backend="ecs") for n in (1, 2)]
+    tasks = [backend.provision(ctx) for ctx in contexts]
+    calls = record_calls([backend.aws.ecs])
+    mine = [r for r in backend.list_resources() if r.run_id == run_id]
+    assert [op for _, op, _ in calls.calls] == ["ListTasks", "DescribeTasks", "ListTaskDefinitions"]
+    assert sorted(r.id for r in mine if r.kind == "task") == sorted(tasks)
+    assert sorted(r.job_id for r in mine if r.kind == "task-definition") == sorted(c.job.id for c in contexts)
+    task = next(r for r in mine if r.kind == "task")
+    assert task.expires_at is not None and task.cost_usd >= 0
+    for resource in mine:
+        backend.destroy_resource(resource)
+    assert [r for r in backend.list_resources() if r.run_id == run_id] == []
+
+
+def test_image_template_takes_the_task_id_as_a_valid_tag():
+    assert image_for("repo/tasks:{task_id}", "hub/caco2 wang") == "repo/tasks:hub-caco2-wang"

@@ -1,0 +1,276 @@
+"""moto fixtures shared by the AWS backend tests, and test doubles for what moto does not run.
+Loaded with `pytest_plugins = ("aws_fixtures",)`; plain helpers are in aws_helpers.py.
+
+- `moto_server`: one ThreadedMotoServer on 127.0.0.1 for the whole session (the first EC2 call
+  costs ~1.8 s, so state is shared; every test uses its own run id and filters by it). Child
+  processes (the `aws` CLI inside the pipeline) reach it through AWS_ENDPOINT_URL.
+- `ssm_agent`: moto records SendCommand but runs nothing. This double wraps moto's SSM backend:
+  each command sent to a running instance is executed by `sh` on a LocalMachine, and its exit
+  code, output and S3 output copy are written back, so GetCommandInvocation answers like the real
+  agent. DescribeInstanceInformation (not in moto) is added to moto's SSM responses: every
+  instance moto has running has an online agent.
+- `ecs_exec`: ECS Exec is not in moto; the EcsBackend's transport factory is given LocalContainer
+  transports that run commands on a LocalMachine.
+- `batch_compute`: moto's Batch without Docker runs nothing; this double runs the submitted
+  command on a LocalMachine in a thread (the job is RUNNING meanwhile), writes its output to
+  CloudWatch Logs and finishes the job with the command's exit code. TerminateJob kills it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fceval_tui.config import load_settings
+from tests.helpers.aws import (
+    BATCH_DEFINITION,
+    BATCH_QUEUE,
+    ECS_CLUSTER,
+    GRADE,
+    PROFILE,
+    QUICK,
+    REGION,
+    RESULTS,
+    RUN,
+    STAGING,
+    EcsExecDouble,
+    LocalMachine,
+    MotoWorld,
+)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoWorld]:
+    from moto.moto_api._internal.models import moto_api_backend
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    moto_api_backend.set_config({"batch": {"use_docker": False}})
+    world = MotoWorld(endpoint=f"http://{host}:{port}")
+    _create_world(world)
+    yield world
+    server.stop()
+
+
+def _create_world(world: MotoWorld) -> None:
+    s3 = world.client("s3")
+    for bucket in (STAGING, RESULTS):
+        s3.create_bucket(Bucket=bucket)
+    iam = world.client("iam")
+    iam.create_instance_profile(InstanceProfileName=PROFILE)
+    role = iam.create_role(RoleName="fceval-batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    ec2 = world.client("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    world.subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
+    world.security_group = ec2.create_security_group(GroupName="fceval-test-tasks", Description="tasks", VpcId=vpc)[
+        "GroupId"
+    ]
+    world.client("ecs").create_cluster(clusterName=ECS_CLUSTER)
+    batch = world.client("batch")
+    env = batch.create_compute_environment(
+        computeEnvironmentName="fceval-ce", type="UNMANAGED", state="ENABLED", serviceRole=role
+    )
+    batch.create_job_queue(
+        jobQueueName=BATCH_QUEUE,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
+    )
+    batch.register_job_definition(
+        jobDefinitionName=BATCH_DEFINITION,
+        type="container",
+        containerProperties={"image": "busybox", "vcpus": 1, "memory": 512, "command": ["true"]},
+    )
+
+
+@pytest.fixture
+def aws_env(moto_server, monkeypatch, isolated_env) -> MotoWorld:
+    """After conftest's isolation: point every boto3 client (and child process) at the moto server."""
+    for key, value in moto_server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FCEVAL_EXAMPLE_SECONDS", QUICK)
+    return moto_server
+
+
+@pytest.fixture
+def aws_settings(aws_env, tmp_path):
+    """Settings for the AWS backends, with the remote work directory inside this test's tmp dir."""
+
+    def make(**env: str):
+        environ = {
+            "AWS_REGION": REGION,
+            "FC_EVAL_S3_BUCKET": STAGING,
+            "FCEVAL_ARTIFACTS": f"s3://{RESULTS}/evals",
+            "FCEVAL_INSTANCE_PROFILE": PROFILE,
+            "FCEVAL_REMOTE_WORK_DIR": str(tmp_path / "remote"),
+            "FCEVAL_RUN_COMMAND": RUN,
+            "FCEVAL_GRADE_COMMAND": GRADE,
+            "EC2_USE_NVME_STORAGE": "true",
+            "FCEVAL_ECS_CLUSTER": ECS_CLUSTER,
+            "FCEVAL_ECS_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/tasks:{task_id}",
+            "FCEVAL_ECS_SUBNETS": aws_env.subnet,
+            "FCEVAL_ECS_SECURITY_GROUPS": aws_env.security_group,
+            "FCEVAL_BATCH_QUEUE": BATCH_QUEUE,
+            "FCEVAL_BATCH_JOB_DEFINITION": BATCH_DEFINITION,
+        }
+        environ.update(env)
+        state = tmp_path / "state"
+        state.mkdir(exist_ok=True)
+        return load_settings(environ=environ, state_dir=state)
+
+    return make
+
+
+@pytest.fixture
+def local_machine(tmp_path_factory) -> Iterator[LocalMachine]:
+    root = tmp_path_factory.mktemp("machine")
+    # tmux socket paths must stay short (sun_path is ~100 bytes).
+    machine = LocalMachine(root, Path(os.path.realpath(tmp_path_factory.mktemp("tx"))))
+    yield machine
+    machine.tmux("kill-server")
+
+
+def _running(account_id: str, region: str, instance_id: str) -> bool:
+    from moto.ec2.exceptions import InvalidInstanceIdError
+    from moto.ec2.models import ec2_backends
+
+    try:
+        return ec2_backends[account_id][region].get_instance(instance_id).state == "running"
+    except InvalidInstanceIdError:
+        return False
+
+
+@pytest.fixture
+def ssm_agent(aws_env, monkeypatch, local_machine) -> LocalMachine:
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.responses import ActionResult
+    from moto.s3.models import s3_backends
+    from moto.ssm.models import SimpleSystemManagerBackend
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    original = SimpleSystemManagerBackend.send_command
+
+    def send_command(self, **kwargs):
+        for instance_id in kwargs["instance_ids"]:
+            if not _running(self.account_id, self.region_name, instance_id):
+                raise JsonRESTError("InvalidInstanceId", f"Instances [{instance_id}] not in a valid state")
+        command = original(self, **kwargs)
+        script = "\n".join(command.parameters.get("commands", []))
+        local_machine.commands.append(script)
+        for invocation in command.invocations:
+            proc = subprocess.run(
+                ["sh", "-c", script],
+                cwd=local_machine.root,
+                env=local_machine.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            invocation.update(
+                ResponseCode=proc.returncode,
+                Status="Success" if proc.returncode == 0 else "Failed",
+                StatusDetails="Success" if proc.returncode == 0 else "Failed",
+                StandardOutputContent=proc.stdout[:24000],
+                StandardErrorContent=proc.stderr[:8000],
+            )
+            if command.output_s3_bucket_name:
+                prefix = f"{command.output_s3_key_prefix}/{command.command_id}/{invocation['InstanceId']}"
+                s3 = s3_backends[self.account_id]["aws"]
+                for stream, text in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+                    s3.put_object(
+                        command.output_s3_bucket_name,
+                        f"{prefix}/awsrunShellScript/0.awsrunShellScript/{stream}",
+                        text.encode(),
+                    )
+        return command
+
+    def describe_instance_information(self):
+        wanted = [v for f in self._get_param("Filters", []) if f["Key"] == "InstanceIds" for v in f["Values"]]
+        info = [
+            {"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"}
+            for i in wanted
+            if _running(self.current_account, self.region, i)
+        ]
+        return ActionResult({"InstanceInformationList": info})
+
+    monkeypatch.setattr(SimpleSystemManagerBackend, "send_command", send_command)
+    monkeypatch.setattr(
+        SimpleSystemManagerResponse, "describe_instance_information", describe_instance_information, raising=False
+    )
+    return local_machine
+
+
+@pytest.fixture
+def ecs_exec(aws_env, local_machine) -> Iterator[EcsExecDouble]:
+    """Give `ecs_exec.transport_for` to EcsBackend(transport_for=...). moto advances a task's status
+    on every DescribeTasks (RUNNING -> ... -> STOPPED); here tasks stay RUNNING until stopped."""
+    from moto.moto_api import state_manager
+
+    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
+    yield EcsExecDouble(local_machine)
+    state_manager.unset_transition("ecs::task")
+
+
+@pytest.fixture
+def batch_compute(aws_env, monkeypatch, local_machine) -> LocalMachine:
+    from moto.batch.models import JobStatus
+    from moto.batch_simple.models import BatchSimpleBackend
+    from moto.core.utils import unix_time_millis
+
+    threads: list[threading.Thread] = []
+
+    def run_container(job) -> None:
+        overrides = job.container_overrides or {}
+        command = overrides.get("command") or ["true"]
+        env = {**local_machine.env, **{item["name"]: item["value"] for item in overrides.get("environment", [])}}
+        # Its own process group, so TerminateJob kills the whole pipeline like a container stop would.
+        proc = subprocess.Popen(
+            command,
+            cwd=local_machine.root,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        while proc.poll() is None:
+            if job.stop:  # TerminateJob
+                os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                continue
+        output = proc.stdout.read() if proc.stdout else ""
+        now = int(unix_time_millis())
+        job._log_backend.ensure_log_group(job._log_group)
+        job._log_backend.ensure_log_stream(job._log_group, job.log_stream_name)
+        events = [{"timestamp": now, "message": line} for line in output.splitlines() if line]
+        if events:
+            job._log_backend.put_log_events(job._log_group, job.log_stream_name, events)
+        job.exit_code = proc.returncode
+        job.latest_attempt["container"]["exitCode"] = proc.returncode  # where DescribeJobs shows it
+        job._mark_stopped(success=proc.returncode == 0 and not job.stop)
+
+    def start_job(self, include_start_attempt: bool, job) -> None:
+        self.backend._jobs[job.job_id] = job
+        job.job_started_at = datetime.datetime.now()
+        job.log_stream_name = job._stream_name
+        job._start_attempt()
+        job.status = JobStatus.RUNNING
+        thread = threading.Thread(target=run_container, args=(job,), daemon=True)
+        threads.append(thread)
+        thread.start()
+
+    monkeypatch.setattr(BatchSimpleBackend, "_mark_job_as_finished", start_job)
+    yield local_machine
+    for thread in threads:
+        thread.join(timeout=30)
