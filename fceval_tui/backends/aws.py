@@ -212,17 +212,24 @@ AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError
 
 
 # API operations whose IAM action is not simply service:OperationName.
-_ACTION_OF_OPERATION = {
-    ("s3", "HeadObject"): "s3:GetObject",
-    ("s3", "ListObjectsV2"): "s3:ListBucket",
-    ("s3", "DeleteObjects"): "s3:DeleteObject",
-    ("logs", "GetLogEvents"): "logs:GetLogEvents",
+_ACTIONS_OF_OPERATION = {
+    ("s3", "HeadObject"): ("s3:GetObject",),
+    ("s3", "ListObjectsV2"): ("s3:ListBucket",),
+    ("s3", "DeleteObjects"): ("s3:DeleteObject",),
+    # A copy reads its source and writes its target; large ones go through a multipart upload.
+    ("s3", "CopyObject"): ("s3:GetObject", "s3:PutObject"),
+    ("s3", "UploadPartCopy"): ("s3:GetObject", "s3:PutObject"),
+    ("s3", "CreateMultipartUpload"): ("s3:PutObject",),
+    ("s3", "UploadPart"): ("s3:PutObject",),
+    ("s3", "CompleteMultipartUpload"): ("s3:PutObject",),
+    ("s3", "AbortMultipartUpload"): ("s3:AbortMultipartUpload",),
+    ("logs", "GetLogEvents"): ("logs:GetLogEvents",),
 }
 
 
-def iam_action(service: str, operation: str) -> str:
-    """The IAM action that authorises one API operation (`service` is the signing name: ec2, s3, ecs...)."""
-    return _ACTION_OF_OPERATION.get((service, operation), f"{service}:{operation}")
+def iam_actions(service: str, operation: str) -> tuple[str, ...]:
+    """The IAM actions that authorise one API operation (`service` is the signing name: ec2, s3, ecs...)."""
+    return _ACTIONS_OF_OPERATION.get((service, operation), (f"{service}:{operation}",))
 
 
 def upload_file(clients: AwsClients, source: Path, url: str) -> None:

@@ -18,6 +18,9 @@ ATTEMPT_TAG = "fceval:attempt"
 # The console's S3 keys, all under one root so that one policy statement covers them.
 S3_ROOT = "fceval-tui/"
 STAGING_PREFIX = S3_ROOT + "staging/"  # per attempt: {run id}/{job id}/a{attempt}/
+# The compute's only S3 access: PutObject under its attempt's inbox, {run id}/{job id}-a{attempt}-{token}/,
+# where the token is 128 random bits known to that attempt alone (it cannot list, read or delete).
+INBOX_PREFIX = S3_ROOT + "inbox/"
 AUDIT_PREFIX = S3_ROOT + "audit/"  # the preflight audit's write/read/delete probes
 DEFAULT_ARTIFACTS_PREFIX = S3_ROOT + "artifacts"  # when FCEVAL_ARTIFACTS is unset
 

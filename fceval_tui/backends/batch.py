@@ -33,7 +33,7 @@ from fceval_tui.backends.base import (
     is_managed,
 )
 from fceval_tui.backends.cloud import CloudBackend, remote_work_dir, require_settings
-from fceval_tui.backends.manifest import MANIFEST, Manifest, load_manifest, verify_uploads
+from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job
 from fceval_tui.domain.prices import batch_hourly, cost_so_far
@@ -131,7 +131,7 @@ class BatchBackend(CloudBackend):
             return existing[0]  # a retry after a lost SubmitJob response
         s = self.settings
         work = remote_work_dir(s, ctx.job.id)
-        manifest = Manifest.for_job(ctx, ctx.artifact_prefix)
+        manifest = self.new_manifest(ctx)
         script = self.pipeline_script(ctx, manifest.upload_shell(), "")
         # The job's exit code is the pipeline's verdict, so Batch shows agent failures as FAILED.
         command = f'mkdir -p {shlex.quote(work)} || exit 2\n{script}\nexit "$code"\n'
@@ -153,7 +153,7 @@ class BatchBackend(CloudBackend):
                 containerOverrides={
                     "command": ["sh", "-c", command],
                     "resourceRequirements": resources,
-                    "environment": [{"name": k, "value": v} for k, v in ctx.env.items()],
+                    "environment": [{"name": k, "value": v} for k, v in {**ctx.env, **manifest.environment()}.items()],
                 },
                 # Batch-side retries only for lost hosts (spot reclaim); an agent failure is a verdict.
                 retryStrategy={
@@ -205,8 +205,7 @@ class BatchBackend(CloudBackend):
         for batch_job_id in sorted(ids):
             self._terminate(batch_job_id, "fceval-tui job ended")
             self._board.forget(batch_job_id)
-        if self.settings.staging_bucket:
-            self.staging(ctx.job, ctx.attempt).delete_all(self.aws.s3)
+        self.delete_staged(ctx)
 
     def hourly_cost(self) -> float:
         return batch_hourly(self.settings.batch_vcpu, self.settings.batch_memory)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fceval_tui.backends.aws_constants import DEFAULT_ARTIFACTS_PREFIX
 from fceval_tui.backends.base import Backend, JobContext
+from fceval_tui.backends.manifest import MANIFEST, Manifest, delete_inbox
 from fceval_tui.backends.staging import Staging
 from fceval_tui.config import Settings, setting_for_env
 from fceval_tui.domain import pipeline
@@ -33,10 +34,31 @@ class CloudBackend(Backend):
                 f"not on {self.name} compute",
                 "set FCEVAL_RUN_COMMAND (and FCEVAL_GRADE_COMMAND) to the harness command available on your image",
             )
+        if self.settings.grade_command and self.settings.sources.get("grade_command") == "default":
+            raise ConfigError(
+                f"FCEVAL_GRADE_COMMAND is not set, so the grade step is the bundled example grader, which exists "
+                f"only on this machine, not on {self.name} compute",
+                "set FCEVAL_GRADE_COMMAND to the grader on your image, or to an empty value for no grade step",
+            )
 
     def staging(self, job: Job, attempt: int) -> Staging:
         """The attempt's staging area (a ConfigError without a staging bucket)."""
         return Staging.for_job(require_staging_bucket(self.settings, self.name), job, attempt)
+
+    def new_manifest(self, ctx: JobContext) -> Manifest:
+        """A fresh manifest for this attempt, with its own inbox (written to staging before the pipeline starts)."""
+        return Manifest.for_job(ctx, ctx.artifact_prefix, self.staging(ctx.job, ctx.attempt).bucket)
+
+    def delete_staged(self, ctx: JobContext) -> None:
+        """Remove the attempt's inbox and staging objects (nothing to do without a staging bucket)."""
+        if not self.settings.staging_bucket:
+            return
+        s3 = self.aws.s3
+        staging = self.staging(ctx.job, ctx.attempt)
+        manifest = Manifest.parse(staging.get(s3, MANIFEST))
+        if manifest is not None:
+            delete_inbox(s3, manifest)
+        staging.delete_all(s3)
 
     def artifacts_dir(self, job: Job, local_work: Path) -> str:
         return remote_work_dir(self.settings, job.id) + "/artifacts"

@@ -35,7 +35,7 @@ from fceval_tui.backends.base import (
 from fceval_tui.backends.cloud import CloudBackend, remote_work_dir
 from fceval_tui.backends.ec2_image import Ec2Images
 from fceval_tui.backends.ec2_network import Ec2Network
-from fceval_tui.backends.manifest import MANIFEST, Manifest, load_manifest, verify_uploads
+from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Job, utcnow
@@ -162,11 +162,11 @@ class Ec2Backend(CloudBackend):
         s3 = self.aws.s3
         work = remote_work_dir(self.settings, ctx.job.id)
         staging = self.staging(ctx.job, ctx.attempt)
-        manifest = Manifest.for_job(ctx, ctx.artifact_prefix)
+        manifest = self.new_manifest(ctx)
         script = self.pipeline_script(ctx, manifest.upload_shell(), f" on {resource_id}")
         staging.put(s3, MANIFEST, manifest.to_json())
         staging.put(s3, pipeline.SCRIPT_NAME, script)
-        staging.put(s3, pipeline.ENV_FILE, pipeline.env_file_text(dict(ctx.env)))
+        staging.put(s3, pipeline.ENV_FILE, pipeline.env_file_text({**ctx.env, **manifest.environment()}))
 
         def fetch(name: str, path: str) -> str:
             return f"aws s3 cp --only-show-errors {shlex.quote(staging.url(name))} {path}"
@@ -210,8 +210,7 @@ class Ec2Backend(CloudBackend):
         # Also whatever carries this attempt's tags: a launch whose reply was lost is found here.
         ids = {resource_id} | {item["InstanceId"] for item in self._instances_of(ctx)}
         self._terminate(sorted(i for i in ids if i.startswith("i-")))
-        if self.settings.staging_bucket:
-            self.staging(ctx.job, ctx.attempt).delete_all(self.aws.s3)
+        self.delete_staged(ctx)
 
     def hourly_cost(self) -> float:
         return ec2_hourly(self.settings.ec2_instance_type, self.settings.spot_price) or 0.0

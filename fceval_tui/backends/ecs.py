@@ -33,7 +33,7 @@ from fceval_tui.backends.base import (
     is_managed,
 )
 from fceval_tui.backends.cloud import CloudBackend, remote_work_dir, require_settings
-from fceval_tui.backends.manifest import MANIFEST, Manifest, load_manifest, verify_uploads
+from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.artifacts import split_s3
@@ -171,7 +171,7 @@ class EcsBackend(CloudBackend):
         self._wait_running(resource_id)
         work = remote_work_dir(self.settings, ctx.job.id)
         staging = self.staging(ctx.job, ctx.attempt)
-        manifest = Manifest.for_job(ctx, ctx.artifact_prefix)
+        manifest = self.new_manifest(ctx)
         script = self.pipeline_script(ctx, "", f" in {resource_id}")
         s3 = self.aws.s3
         staging.put(s3, MANIFEST, manifest.to_json())
@@ -219,8 +219,7 @@ class EcsBackend(CloudBackend):
         self._stop(sorted({resource_id, *self._tasks_of(family)} - {""}), "fceval-tui job ended")
         for arn in self._definitions(family):
             self._deregister(arn)
-        if self.settings.staging_bucket:
-            self.staging(ctx.job, ctx.attempt).delete_all(self.aws.s3)
+        self.delete_staged(ctx)
 
     def hourly_cost(self) -> float:
         return fargate_hourly(self.settings.ecs_cpu, self.settings.ecs_memory)

@@ -1,17 +1,23 @@
-"""The manifest of the artifact URLs a job's pipeline uploads to, and their verification in `collect`.
+"""The manifest of a job's uploads, and their delivery and verification in `collect`.
+
+The compute never writes the artifact layout itself: its pipeline copies its archives into the
+attempt's inbox (`aws_constants.INBOX_PREFIX`, PutObject only, under a random token that only that
+attempt is given), and `collect` copies them, with the console's credentials, to the layout's keys
+for the verdict. So an agent on one job cannot read, list or overwrite another job's objects.
 
 The manifest is written to S3 before the pipeline starts, so a console that was killed and
-resumed verifies exactly the keys the pipeline was told to upload (the grading report's name
-carries a timestamp that only the starting console knew).
+resumed delivers exactly to the keys chosen at start (the grading report's name carries a
+timestamp that only the starting console knew).
 """
 
 from __future__ import annotations
 
 import json
-import shlex
+import secrets
 from dataclasses import dataclass
 
 from fceval_tui.backends.aws import AWS_ERRORS, classify, error_code
+from fceval_tui.backends.aws_constants import INBOX_PREFIX
 from fceval_tui.backends.base import JobContext, Outcome
 from fceval_tui.backends.staging import Staging
 from fceval_tui.config import Settings
@@ -20,6 +26,8 @@ from fceval_tui.domain.artifacts import join_prefix, keys_for, split_s3
 from fceval_tui.domain.models import utcnow
 
 MANIFEST = "manifest.json"
+UPLOAD_ENV = "FCEVAL_JOB_UPLOAD_PREFIX"  # the inbox, in the pipeline's environment
+INBOX_RUN, INBOX_REPORT = "run.tar.gz", "grading_report.json.gz"
 
 
 @dataclass(frozen=True)
@@ -31,18 +39,25 @@ class Manifest:
     failed_run: str
     failed_report: str
     grade: bool
+    inbox: str = ""  # s3:// prefix the pipeline uploads to; empty in manifests written before inboxes
 
     @classmethod
-    def for_job(cls, ctx: JobContext, prefix: str) -> Manifest:
+    def for_job(cls, ctx: JobContext, prefix: str, staging_bucket: str) -> Manifest:
         when = utcnow()
         good, bad = keys_for(ctx.job, True, when), keys_for(ctx.job, False, when)
+        token = secrets.token_hex(16)
         return cls(
             join_prefix(prefix, good.run_archive),
             join_prefix(prefix, good.grading_report),
             join_prefix(prefix, bad.run_archive),
             join_prefix(prefix, bad.grading_report),
             bool(ctx.grade_command),
+            f"s3://{staging_bucket}/{INBOX_PREFIX}{ctx.job.run_id}/{ctx.job.id}-a{ctx.attempt}-{token}",
         )
+
+    def environment(self) -> dict[str, str]:
+        """What the pipeline needs to know besides the job's values: where to upload."""
+        return {UPLOAD_ENV: self.inbox}
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -51,21 +66,27 @@ class Manifest:
     def from_json(cls, text: str) -> Manifest:
         return cls(**json.loads(text))
 
+    @classmethod
+    def parse(cls, text: str | None) -> Manifest | None:
+        """The manifest in `text`, or None when there is none or it is not one (a stray object)."""
+        try:
+            return cls.from_json(text) if text else None
+        except (ValueError, TypeError):
+            return None
+
     def urls(self, succeeded: bool) -> tuple[str, str]:
         return (self.succeeded_run, self.succeeded_report) if succeeded else (self.failed_run, self.failed_report)
 
     def upload_shell(self) -> str:
-        """Shell run by the pipeline after packing (`$code` is the job's exit code): copy to S3."""
-        q = shlex.quote
+        """Shell run by the pipeline after packing: copy the archives into the inbox (see the module doc)."""
         copy = "aws s3 cp --only-show-errors"
         warn = "|| echo 'fceval-tui: upload failed:'"
+        run, report = f'"${UPLOAD_ENV}/{INBOX_RUN}"', f'"${UPLOAD_ENV}/{INBOX_REPORT}"'
         return "\n".join(
             [
-                f'if [ "$code" -eq 0 ]; then run_url={q(self.succeeded_run)}; report_url={q(self.succeeded_report)}',
-                f"else run_url={q(self.failed_run)}; report_url={q(self.failed_report)}; fi",
-                f'{copy} {pipeline.RUN_ARCHIVE} "$run_url" {warn} "$run_url" >&2',
+                f"{copy} {pipeline.RUN_ARCHIVE} {run} {warn} {run} >&2",
                 f"if [ -f {pipeline.REPORT_ARCHIVE} ]; then",
-                f'  {copy} {pipeline.REPORT_ARCHIVE} "$report_url" {warn} "$report_url" >&2',
+                f"  {copy} {pipeline.REPORT_ARCHIVE} {report} {warn} {report} >&2",
                 "fi",
             ]
         )
@@ -75,6 +96,9 @@ def verify_uploads(s3, manifest: Manifest, exit_code: int | None) -> Outcome:
     """Success needs exit code 0 and every expected upload present in S3; never trust the script alone."""
     succeeded = exit_code == 0
     run_url, report_url = manifest.urls(succeeded)
+    if manifest.inbox:
+        _deliver(s3, manifest.inbox + "/" + INBOX_RUN, run_url)
+        _deliver(s3, manifest.inbox + "/" + INBOX_REPORT, report_url)
     expected = [run_url] + ([report_url] if succeeded and manifest.grade else [])
     present: list[str] = []
     missing: list[str] = []
@@ -86,6 +110,18 @@ def verify_uploads(s3, manifest: Manifest, exit_code: int | None) -> Outcome:
         return Outcome(False, exit_code, tuple(present), f"expected upload {missing[0]} is missing")
     error = None if succeeded else f"the pipeline exited with code {exit_code}"
     return Outcome(succeeded, exit_code, tuple(present), error)
+
+
+def _deliver(s3, inbox_url: str, final_url: str) -> None:
+    """Copy an uploaded archive from the inbox to its place in the layout (again after a resume: idempotent)."""
+    if not _exists(s3, inbox_url):
+        return
+    source_bucket, source_key = split_s3(inbox_url)
+    bucket, key = split_s3(final_url)
+    try:
+        s3.copy({"Bucket": source_bucket, "Key": source_key}, bucket, key)  # multipart above 8 MB
+    except AWS_ERRORS as exc:
+        raise classify(exc, f"copying {inbox_url} to {final_url}") from exc
 
 
 def _exists(s3, url: str) -> bool:
@@ -103,5 +139,11 @@ def load_manifest(s3, staging: Staging, ctx: JobContext, settings: Settings) -> 
     text = staging.get(s3, MANIFEST)
     if text is None:
         # Start never got as far as staging; nothing can have been uploaded under these names.
-        return Manifest.for_job(ctx, ctx.artifact_prefix)
+        return Manifest.for_job(ctx, ctx.artifact_prefix, staging.bucket)
     return Manifest.from_json(text)
+
+
+def delete_inbox(s3, manifest: Manifest) -> None:
+    if manifest.inbox:
+        bucket, prefix = split_s3(manifest.inbox)
+        Staging(bucket, prefix).delete_all(s3)

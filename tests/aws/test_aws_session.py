@@ -65,8 +65,9 @@ def test_missing_credentials_error_is_a_user_error():
 
 
 def test_iam_action_of_operations():
-    assert aws.iam_action("s3", "HeadObject") == "s3:GetObject"
-    assert aws.iam_action("ec2", "RunInstances") == "ec2:RunInstances"
+    assert aws.iam_actions("s3", "HeadObject") == ("s3:GetObject",)
+    assert aws.iam_actions("s3", "CopyObject") == ("s3:GetObject", "s3:PutObject")
+    assert aws.iam_actions("ec2", "RunInstances") == ("ec2:RunInstances",)
 
 
 def test_cost_table_is_approximate_and_never_invents_prices():

@@ -67,6 +67,7 @@ class AuditWorld:
             "FCEVAL_EC2_SUBNET_ID": self.network.public_subnet,
             "EC2_INSTANCE_TYPE": "c5ad.large",
             "FCEVAL_RUN_COMMAND": "fceval run --task-id {task_id} --output {artifacts_dir}",
+            "FCEVAL_GRADE_COMMAND": "fceval grade --task-id {task_id} --run-dir {artifacts_dir}",
         }
         environ.update(env)
         state = self.tmp_path / "state"

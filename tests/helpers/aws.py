@@ -167,9 +167,9 @@ def client_error(code: str, message: str, operation: str):
 
 def declared(backend_class, calls: CallLog) -> tuple[set[str], set[str]]:
     """(IAM actions called, those of them the backend does not declare)."""
-    from fceval_tui.backends.aws import iam_action
+    from fceval_tui.backends.aws import iam_actions
 
-    called = {iam_action(service, op) for service, op in calls.operations()}
+    called = {action for service, op in calls.operations() for action in iam_actions(service, op)}
     return called, called - set(backend_class.caller_actions)
 
 

@@ -123,6 +123,7 @@ def aws_settings(aws_env, tmp_path):
             "FCEVAL_BATCH_JOB_DEFINITION": BATCH_DEFINITION,
         }
         environ.update(env)
+        environ = {k: v for k, v in environ.items() if v is not None}  # None: leave the variable unset
         state = tmp_path / "state"
         state.mkdir(exist_ok=True)
         return load_settings(environ=environ, state_dir=state)
