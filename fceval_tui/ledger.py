@@ -153,13 +153,15 @@ class Ledger:
         self._clock = clock  # injectable so tests and snapshots get fixed timestamps
         self._lock = threading.RLock()
         try:
+            # SQLite gives the -wal and -shm files the database file's permissions.
+            locations.private_file(path)
             self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except sqlite3.OperationalError as exc:
+        except (sqlite3.OperationalError, OSError) as exc:
             raise StateDirError(
                 f"cannot open the ledger {path} ({exc})",
                 "pass --state-dir DIR or set FCEVAL_STATE_DIR to a writable directory",

@@ -8,6 +8,7 @@ keymap. Every path is computed when asked for, so tests can point XDG_* or the s
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from fceval_tui.errors import StateDirError
@@ -22,11 +23,27 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
 
 
+def private_dir(path: Path) -> Path:
+    """Create `path` readable by its owner only (0700); an existing directory is left as its owner set it."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode is filtered by the umask
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Make sure `path` exists and only its owner can read it (0600): the ledger and the logs hold
+    commands, settings and output."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    path.chmod(0o600)
+    return path
+
+
 def ensure_state_dir(path: Path) -> Path:
-    """Create the state dir if needed and prove it is writable; a clear error otherwise."""
+    """Create the state dir (private to the user) if needed and prove it is writable; a clear error otherwise."""
     path = path.expanduser()
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
         probe = path / ".write-test"
         probe.write_text("ok")
         probe.unlink()

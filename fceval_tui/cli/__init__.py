@@ -11,7 +11,7 @@ import sys
 
 from fceval_tui.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from fceval_tui.cli.parser import CONSOLE, build_parser, command_module
-from fceval_tui.errors import UserError
+from fceval_tui.errors import BackendError, UserError
 
 __all__ = ["main"]
 
@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return command_module(args.command or CONSOLE).run(args)
-    except UserError as exc:
+    except (UserError, BackendError) as exc:
+        # A backend error reaching the top (no tmux, AWS unreachable, a target gone) is the user's
+        # to fix too: one line with its fix, never a traceback.
         from fceval_tui.cli import output  # here, not at the top: `--help` stays free of rich
 
         output.print_error(exc)

@@ -38,11 +38,10 @@ def load_context(args: argparse.Namespace, overrides: dict | None = None) -> tup
 def _setup_logging(state_dir: Path) -> None:
     import logging
 
-    from fceval_tui.locations import logs_dir
+    from fceval_tui.locations import logs_dir, private_dir, private_file
 
-    logs = logs_dir(state_dir)
-    logs.mkdir(exist_ok=True)
-    handler = logging.FileHandler(logs / "fceval-tui.log", encoding="utf-8")
+    logs = private_dir(logs_dir(state_dir))
+    handler = logging.FileHandler(private_file(logs / "fceval-tui.log"), encoding="utf-8")
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s")
     )

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from fceval_tui.domain.models import Job
 from fceval_tui.domain.states import FINAL_STATES, JobState
+from fceval_tui.errors import UserError
 from fceval_tui.presentation import STATE_STYLE, elapsed, money, render_plan
 
 if TYPE_CHECKING:
@@ -34,7 +35,9 @@ def console() -> Console:
 
 def print_error(error: Exception) -> None:
     """The one line a usage or configuration error gets (the exit status is 2)."""
-    print(f"fceval-tui: error: {error}", file=sys.stderr)
+    fix = getattr(error, "fix", "")
+    text = str(error) if isinstance(error, UserError) or not fix else f"{error} (fix: {fix})"
+    print(f"fceval-tui: error: {text}", file=sys.stderr)
 
 
 def print_warning(message: str) -> None:

@@ -114,6 +114,8 @@ def estimate_cost(settings: Settings, hourly: float, jobs: int) -> float:
 def spawn_background_runner(settings: Settings, run_id: str, env_file: Path | None) -> int:
     """Start `fceval-tui resume RUN` detached from this terminal; return once it owns the run."""
     log_path = locations.runner_log(settings.state_dir, run_id)
+    locations.private_dir(log_path.parent)
+    locations.private_file(log_path)
     argv = [sys.executable, "-m", "fceval_tui", "resume", run_id, "--quiet", "--state-dir", str(settings.state_dir)]
     if env_file is not None:
         argv += ["--env-file", str(env_file)]
