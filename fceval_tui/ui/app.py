@@ -89,11 +89,14 @@ class FcevalApp(App):
         self._keymap = keymap or {}
         self._keymap_problem: str | None = None
         self.sub_title = "READ-ONLY" if readonly else ""
+        # Chosen before the first screen is styled: choosing it on mount styles every widget twice.
+        self._theme_notes = self._install_themes()
 
     # -- start-up -------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self._install_themes()
+        for note in self._theme_notes:
+            self.notify(note, title="Theme", severity="warning", timeout=10)
         if self._keymap:
             self.set_keymap(self._keymap)
         if self._keymap_problem:
@@ -103,18 +106,19 @@ class FcevalApp(App):
             self.notify(f"demo run {run_id}: {len(self.demo_specs)} example jobs on this machine", title="Demo")
         self._check_orphans()
 
-    def _install_themes(self) -> None:
+    def _install_themes(self) -> list[str]:
+        """Register the shipped and user themes and select the requested one; returns what to warn about."""
         themes, problems = load_themes()
         for theme in themes:
             self.register_theme(theme)
-        for problem in problems:
-            self.notify(str(problem) + "; skipped", title="Theme", severity="warning", timeout=10)
+        notes = [str(problem) + "; skipped" for problem in problems]
         wanted = self.requested_theme
         if wanted not in self.available_themes:
             if wanted != DEFAULT_THEME:
-                self.notify(f"theme {wanted!r} not found; using {DEFAULT_THEME}", title="Theme", severity="warning")
+                notes.append(f"theme {wanted!r} not found; using {DEFAULT_THEME}")
             wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
         self.theme = wanted
+        return notes
 
     @work(thread=True, group="orphans", exit_on_error=False)
     def _check_orphans(self) -> None:

@@ -192,3 +192,43 @@ async def test_a_long_audit_fix_is_wrapped_aligned_whole_and_copyable(seeded, mo
         assert shown.allow_select
         await pilot.press("y")
         assert seeded.clipboard == fix
+
+
+async def test_a_changed_row_is_repainted_alone_and_at_once(state_dir, settings_factory, monkeypatch):
+    """The table repaints one changed line (not the whole widget), and that repaint reaches the terminal."""
+    from textual._compositor import ChopsUpdate
+
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
+    store = Store.open(state_dir)
+    _, jobs = store.create_run("local", 1, [JobSpec("a", f"t{i}") for i in range(30)])
+    app = make_app(settings_factory(), store)
+    sent: list[dict[int, str]] = []  # per partial update: screen line -> text sent
+    display = app._display
+
+    def spy(screen, renderable):
+        if isinstance(renderable, ChopsUpdate):
+            texts = ("".join(strip.text for strip in chop.values() if strip) for chop in renderable.chops)
+            sent.append({y: text for y, text in enumerate(texts) if text})
+        return display(screen, renderable)
+
+    app._display = spy
+    async with app.run_test(size=SMALL) as pilot:
+        table = app.screen.query_one(JobsTable)
+        await wait_for(pilot, lambda: table.row_count == 30)
+        await pilot.pause(0.3)
+        sent.clear()
+        store.transition(jobs[7].id, JobState.CANCELLED)  # pending -> cancelled: nothing else on screen changes
+        await wait_for(pilot, lambda: any("cancelled" in text for update in sent for text in update.values()))
+        update = next(u for u in sent if any("cancelled" in text for text in u.values()))
+        row_y = table.region.y + 1 + 7  # below the header
+        assert "cancelled" in update[row_y] and "008" in update[row_y]
+        assert not any(y in update for y in range(table.region.y + 1, table.region.bottom) if y != row_y)
+        sent.clear()
+        await pilot.press("down")  # the cursor leaves row 0 for row 1: those two lines are repainted
+        first = table.region.y + 1
+        await wait_for(pilot, lambda: any(first + 1 in update for update in sent))
+        table_lines = set().union(*sent) & set(range(first, table.region.bottom))
+        assert table_lines == {first, first + 1}

@@ -97,8 +97,12 @@ class JobsScreen(PollingScreen):
         if message.jobs:
             self.table.apply(message.jobs)
         selected = self.table.selected
-        if selected is not None and (not selected.state.is_final or any(j.id == selected.id for j in message.jobs)):
-            self._load_detail(selected)  # its timeline and output are still growing
+        # Its timeline and output are still growing; while the cursor moves, the detail waits for it to rest.
+        growing = selected is not None and (
+            not selected.state.is_final or any(j.id == selected.id for j in message.jobs)
+        )
+        if growing and self._detail_timer is None:
+            self._load_detail(selected)
         self.sub_title = self._subtitle()
         self.poll_done()
 
@@ -112,14 +116,20 @@ class JobsScreen(PollingScreen):
     # -- detail ---------------------------------------------------------------------------------
 
     def on_jobs_table_job_highlighted(self, message: JobsTable.JobHighlighted) -> None:
-        if message.job is None:
-            self.query_one(JobDetail).show(None)
-            return
-        # Holding a key down moves the cursor many rows a second: load the detail once it rests.
+        # Holding a key down moves the cursor many rows a second: load the detail once it rests
+        # (showing it re-lays out the screen, which would slow the keys down).
         if self._detail_timer is not None:
             self._detail_timer.stop()
+            self._detail_timer = None
         job = message.job
-        self._detail_timer = self.set_timer(DETAIL_DELAY, lambda: self._load_detail(job))
+        if job is None:
+            self.query_one(JobDetail).show(None)
+            return
+        self._detail_timer = self.set_timer(DETAIL_DELAY, lambda: self._rested(job))
+
+    def _rested(self, job: Job) -> None:
+        self._detail_timer = None
+        self._load_detail(job)
 
     def _load_detail(self, job: Job) -> None:
         if not self.query_one("#detail-scroll").has_class("hidden"):

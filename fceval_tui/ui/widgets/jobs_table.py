@@ -1,9 +1,9 @@
 """The jobs table: a Line-API view that renders only the rows on screen.
 
 Every known job is held in memory; the visible order is a list of ids (filtered, sorted). A change
-to a job re-renders only that job's line, and only if it is on screen; nothing is measured or
-rebuilt per row, so 10,000 jobs cost what 50 do. (Textual's DataTable measures every cell of
-every new row, which takes seconds at this size.)
+to a job repaints only that job's line, and only if it is on screen; a cursor move repaints the two
+lines it touches; nothing is measured or rebuilt per row, so 10,000 jobs cost what 50 do.
+(Textual's DataTable measures every cell of every new row, which takes seconds at this size.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -129,6 +129,7 @@ class JobsTable(ScrollView, can_focus=True):
         self._lines: dict[str, tuple] = {}  # job id -> (job, style, width, elapsed, strip)
         self.lines_refreshed = 0  # on-screen rows repainted because their job changed (tests check incrementality)
         self._layout: tuple[int, tuple[tuple[Column, int], ...]] = (-1, ())  # (table width, columns for it)
+        self._styles: tuple[bool, dict[str, Style]] | None = None  # (focused, styles): see _style
 
     # -- data -----------------------------------------------------------------------------------
 
@@ -165,10 +166,7 @@ class JobsTable(ScrollView, can_focus=True):
         if reorder:
             self._rebuild_order(selected_id)
         else:
-            on_screen = [job_id for job_id in touched if self._on_screen(self._index[job_id])]
-            self.lines_refreshed += len(on_screen)
-            if on_screen:
-                self.refresh()
+            self.lines_refreshed += self._refresh_rows(*(self._index[job_id] for job_id in touched))
         if selected_id is None or selected_id in {j.id for j in jobs} or reorder:
             self._announce()
         return len(jobs)
@@ -198,6 +196,7 @@ class JobsTable(ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._lines.clear()  # a theme change restyles every line
+        self._styles = None
 
     def _rebuild_order(self, keep: str | None) -> None:
         key = BY_KEY[self.sort_column].sort_key
@@ -217,21 +216,31 @@ class JobsTable(ScrollView, can_focus=True):
             self._layout = (width, layout(width))
         return self._layout[1]
 
+    def _style(self, name: str) -> Style:
+        """The row styles, worked out once per focus change or theme (Textual drops its own cache of
+        them on every repaint, and working them out costs more than drawing a cached line)."""
+        if self._styles is None or self._styles[0] != self.has_focus:
+            self._styles = (
+                self.has_focus,
+                {
+                    "header": self.get_component_rich_style("jobs-table--header"),
+                    "cursor": self.get_component_rich_style("jobs-table--cursor"),
+                    "even": self.get_component_rich_style("jobs-table--even"),
+                    "odd": self.rich_style,
+                },
+            )
+        return self._styles[1][name]
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if y == 0:
-            style = self.get_component_rich_style("jobs-table--header")
+            style = self._style("header")
             return self._strip([self._header_text(c) for c, _ in self._columns()], style, width)
         row = int(self.scroll_y) + y - 1
         if row >= len(self._order):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self._style("odd"))
         job = self.jobs[self._order[row]]
-        if row == self.cursor:
-            style = self.get_component_rich_style("jobs-table--cursor")
-        elif row % 2:
-            style = self.get_component_rich_style("jobs-table--even")
-        else:
-            style = self.rich_style
+        style = self._style("cursor" if row == self.cursor else "even" if row % 2 else "odd")
         now = self.clock()
         ticking = elapsed(job, now) if job.started_at and not job.state.is_final else ""
         cached = self._lines.get(job.id)
@@ -261,9 +270,15 @@ class JobsTable(ScrollView, can_focus=True):
         return strip.adjust_cell_length(width, base)
 
     def _on_screen(self, row: int) -> bool:
-        # Repaints are whole-widget: region refreshes of a Line-API widget can wait for the next
-        # unrelated repaint in Textual 8, and the widget only ever renders its visible lines anyway.
         return 0 <= row - int(self.scroll_y) < self.size.height - 1
+
+    def _refresh_rows(self, *rows: int) -> int:
+        """Repaint these rows where they are on screen (below the header); returns how many."""
+        top = int(self.scroll_y)
+        on_screen = [row for row in rows if self._on_screen(row)]
+        for row in on_screen:
+            self.refresh(Region(0, row - top + 1, self.size.width, 1))
+        return len(on_screen)
 
     def on_resize(self, event: events.Resize) -> None:
         self.virtual_size = Size(event.size.width, len(self._order) + 1)
@@ -276,14 +291,17 @@ class JobsTable(ScrollView, can_focus=True):
         row = max(0, min(len(self._order) - 1, row))
         if row == self.cursor:
             return
-        self.cursor = row
+        old, self.cursor = self.cursor, row
         visible_rows = max(1, self.size.height - 1)
         top = int(self.scroll_y)
         if row < top:
             self.scroll_to(y=row, animate=False)
+            self.refresh()
         elif row >= top + visible_rows:
             self.scroll_to(y=row - visible_rows + 1, animate=False)
-        self.refresh()
+            self.refresh()
+        else:
+            self._refresh_rows(old, row)  # the cursor left one line for another: only they change
         self._announce()
 
     def action_cursor(self, delta: int) -> None:
