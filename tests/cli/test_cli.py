@@ -127,3 +127,34 @@ def test_tmux_missing_from_path(state_dir, tmp_path, fast_env):
 def test_status_without_runs_is_friendly(state_dir):
     res = run_cli("status", state_dir=state_dir)
     assert res.code == 0 and "no runs yet" in res.out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("tail", "{job}"), ("attach", "{job}"), ("tail", "-L", "somewhere", "-t", "x"), ("cancel", "{job}")],
+)
+def test_subcommands_without_tmux_give_one_line_and_exit_2(ledger, state_dir, tmp_path, args):
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+
+    _, jobs = ledger.create_run("local", 1, [JobSpec("a", "t")])
+    ledger.transition(jobs[0].id, JobState.PROVISIONING, resource_id=jobs[0].id)
+    empty = tmp_path / "no-tmux-here"
+    empty.mkdir()
+    res = run_cli(*(a.format(job=jobs[0].id) for a in args), state_dir=state_dir, env={"PATH": str(empty)})
+    assert res.code == 2, res
+    assert "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1
+    assert "tmux" in res.err and "fix:" in res.err
+
+
+def test_state_dir_ledger_and_logs_are_private_to_the_user(tmp_path):
+    state = tmp_path / "fresh-state"
+    assert run_cli("status", state_dir=state).code == 0
+    modes = {
+        path.relative_to(state).as_posix(): path.stat().st_mode & 0o777
+        for path in [state, *state.rglob("*")]
+        if path.name != ".write-test"
+    }
+    assert modes["."] == 0o700 and modes["logs"] == 0o700
+    assert modes["ledger.sqlite3"] == 0o600 and modes["logs/fceval-tui.log"] == 0o600
+    assert all(mode & 0o077 == 0 for mode in modes.values()), modes

@@ -202,9 +202,9 @@ async def test_a_changed_row_is_repainted_alone_and_at_once(state_dir, settings_
     from fceval_tui.domain.states import JobState
 
     monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
-    store = Store.open(state_dir)
-    _, jobs = store.create_run("local", 1, [JobSpec("a", f"t{i}") for i in range(30)])
-    app = make_app(settings_factory(), store)
+    ledger = Ledger.open(state_dir)
+    _, jobs = ledger.create_run("local", 1, [JobSpec("a", f"t{i}") for i in range(30)])
+    app = make_app(settings_factory(), ledger)
     sent: list[dict[int, str]] = []  # per partial update: screen line -> text sent
     display = app._display
 
@@ -220,7 +220,7 @@ async def test_a_changed_row_is_repainted_alone_and_at_once(state_dir, settings_
         await wait_for(pilot, lambda: table.row_count == 30)
         await pilot.pause(0.3)
         sent.clear()
-        store.transition(jobs[7].id, JobState.CANCELLED)  # pending -> cancelled: nothing else on screen changes
+        ledger.transition(jobs[7].id, JobState.CANCELLED)  # pending -> cancelled: nothing else on screen changes
         await wait_for(pilot, lambda: any("cancelled" in text for update in sent for text in update.values()))
         update = next(u for u in sent if any("cancelled" in text for text in u.values()))
         row_y = table.region.y + 1 + 7  # below the header

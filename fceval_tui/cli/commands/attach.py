@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 
 from fceval_tui.cli.context import job_target, load_context
 from fceval_tui.cli.exit_codes import EXIT_OK
+from fceval_tui.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +22,12 @@ def run(args: argparse.Namespace) -> int:
     settings, ledger = load_context(args)
     _job, target = job_target(settings, ledger, args.job)
     argv = attach_argv(target.tmux_args, target.session, target.transport)
+    env = attach_env()
+    if shutil.which(argv[0], path=env.get("PATH")) is None:
+        raise UserError(
+            f"{argv[0]!r} is not installed or not on PATH; attach runs it",
+            "install tmux (local jobs) or the AWS CLI and session-manager-plugin (cloud jobs)",
+        )
     sys.stdout.flush()
-    os.execvpe(argv[0], argv, attach_env())
+    os.execvpe(argv[0], argv, env)
     return EXIT_OK  # not reached: exec replaces this process
