@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fceval_tui.services.mirror import Mirror
@@ -153,6 +153,9 @@ def test_polling_is_exact_or_reports_the_gap(tmux_server, steps):
 
 @SETTINGS
 @given(steps=STEPS, drop_after=st.integers(0, 5))
+# Blank lines, then a clear (which also erases the scrollback) while the stream is down.
+@example(steps=[b"\n\n" + CLEAR + b"\n", b"\n"], drop_after=1)
+@example(steps=[b"\n" + CLEAR, b"\n"], drop_after=1)
 def test_a_dropped_stream_resumes_after_the_last_line_without_duplicates(tmux_server, steps, drop_after):
     from fceval_tui.transports.retry import RetryPolicy
 
