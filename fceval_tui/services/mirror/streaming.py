@@ -9,7 +9,9 @@ attached (`%session-changed`), since tmux may run commands from the client's std
 attach-session has completed; output before the baseline's reply is in the baseline, output after
 it is in the stream. A dropped stream reconnects and resumes after the last line delivered, without
 duplicates; what happened while disconnected is read back the polling way (a full-window snapshot
-compared with the lines streamed since the last position fix), with polling's limits.
+compared with the lines streamed since the last position fix), with polling's limits. A `clear`
+seen in the stream is itself a position fix (the pane is then empty); other output that moves rows
+(cursor addressing, erasing the display) makes a reconnect before the next fix report itself inexact.
 """
 
 from __future__ import annotations
