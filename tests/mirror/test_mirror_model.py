@@ -85,6 +85,28 @@ def test_a_wide_character_that_does_not_fit_moves_to_the_next_row_without_a_blan
     assert model.feed("abcd中\n".encode()) == ["abcd中"]
 
 
+# Where the pane's rows stand relative to the lines: emptied by a clear (a known place), or moved.
+@pytest.mark.parametrize(
+    ("data", "cleared_after", "moved"),
+    [
+        (b"a\nb\n\x1b[H\x1b[2J\x1b[3Jc\n", 2, False),  # `clear`: after 2 lines, nothing is left
+        (b"a\n\x1b[2J\x1b[1;1H\x1b[3J", 1, False),  # the same with erase and home swapped
+        (b"a\n\x1b[H\x1b[J\x1b[3J", 1, False),  # erase below the cursor, from home: the whole screen
+        (b"a\n\x1b[3J\x1b[H\x1b[2J", None, True),  # scrollback first: the screen then goes to history
+        (b"a\n\x1b[H\x1b[2Jb\x1b[3J", None, True),  # text written before the scrollback is erased
+        (b"a\n\x1b[H\x1b[2J\n\x1b[3J", None, True),  # the cursor left home before it
+        (b"a\n\x1b[H\x1b[2J\x1b[5G\x1b[3J", None, True),  # ... or its column
+        (b"\x1b[H\x1b[2J\x1b[3J\x1b[5;1Hx\n", 0, True),  # cursor addressing after the clear
+        (b"a\n\x1b[1;32mb\x1b[0m\r\x1b[Kc\n", None, False),  # colours, erase-line: rows follow lines
+        (b"\x1b[?1049h\x1b[H\x1b[2J\x1b[3Jx\n\x1b[?1049l", None, False),  # the alternate screen
+    ],
+)
+def test_line_model_reports_clears_and_moved_rows(data, cleared_after, moved):
+    model = LineAssembler(80)
+    model.feed(data)
+    assert (model.cleared_after, model.moved_rows) == (cleared_after, moved)
+
+
 @pytest.mark.parametrize("word", ["plain", "%3", "$1", "#{pane_id} #{x}", 'q"uote\\$HOME ;', ""])
 def test_tmux_quote_survives_tmux_own_command_parser(word, tmp_path):
     import subprocess

@@ -108,6 +108,14 @@ class LineAssembler:
     trimmed, are delivered, and an empty line starts. Cursor addressing (CSI H/f/d/A/B) or an
     erase of the display moves the cursor away from the row without completing it: that text
     belongs to the screen, not to the line log. SGR and all other escape sequences are dropped.
+
+    Each `feed` also says how the pane's rows relate to the lines (for a reader of the pane that
+    must find its place among them again): `cleared_after` is set when the output emptied the pane
+    (cursor home, erase display, then erase scrollback, as `clear` does: no row is left, so the
+    next line is the pane's row 0) to the number of that feed's lines completed before it;
+    `moved_rows` is set when, after that, the output moved the cursor to another row or erased
+    or scrolled rows, so that rows no longer follow the lines one to one. Both ignore the
+    alternate screen (`alt_screen`), whose rows are not the pane's history.
     """
 
     def __init__(self, width: int = 80) -> None:
@@ -118,6 +126,12 @@ class LineAssembler:
         self._pending_wrap = False
         self._state = "text"  # text | esc | csi | string (OSC/DCS/APC/PM/SOS) | string_esc
         self._params = ""
+        self.alt_screen = False
+        self.cleared_after: int | None = None
+        self.moved_rows = False
+        self._home = False  # the cursor is known to be at the top left of the screen
+        self._blank = False  # the screen is known to be blank
+        self._done = 0  # lines completed in the current feed
 
     def set_line(self, text: str, col: int) -> None:
         """Start from a partially written line (e.g. the cursor row read with capture-pane)."""
@@ -126,12 +140,14 @@ class LineAssembler:
             self._put(ch)
         self._col = max(0, min(col, len(self._cells)))
         self._pending_wrap = False
+        self._home = self._blank = False
 
     def partial(self) -> str:
         return "".join(self._cells).rstrip()
 
     def feed(self, data: bytes) -> list[str]:
         done: list[str] = []
+        self.cleared_after, self.moved_rows, self._done = None, False, 0
         for ch in self._decoder.decode(data):
             self._char(ch, done)
         return done
@@ -144,6 +160,8 @@ class LineAssembler:
             elif ch == "\n":
                 done.append(self.partial())
                 self._cells, self._col, self._pending_wrap = [], 0, False
+                self._home = False
+                self._done += 1
             elif ch == "\r":
                 self._col = self._row_start()
                 self._pending_wrap = False
@@ -152,11 +170,13 @@ class LineAssembler:
                     self._col -= 1
                 self._pending_wrap = False
             elif ch == "\t":
+                self._home = False
                 start = self._row_start()
                 self._col = min(start + ((self._col - start) // 8 + 1) * 8, start + self.width - 1)
                 self._pending_wrap = False
             elif ch >= " " and ch != "\x7f":
                 self._put(ch)
+                self._home = self._blank = False
         elif state == "esc":
             if ch == "[":
                 self._state, self._params = "csi", ""
@@ -164,6 +184,9 @@ class LineAssembler:
                 self._state = "string"
             else:
                 self._state = "text"  # two-character escapes (ESC 7, ESC =, ...) do not touch the line
+                if ch in "MDEc8":  # reverse index, index, next line, reset, restore cursor
+                    self._rows_moved()
+                    self._home = self._blank = False
         elif state == "csi":
             if "\x40" <= ch <= "\x7e":
                 self._csi(ch)
@@ -205,15 +228,29 @@ class LineAssembler:
             self._cells.append(" ")
         self._cells[col] = ch
 
+    def _rows_moved(self) -> None:
+        if not self.alt_screen:
+            self.moved_rows = True
+
     def _csi(self, final: str) -> None:
         params = self._params
         if params[:1] in ("?", ">", "<", "="):
-            return  # private modes (cursor visibility, bracketed paste, ...)
+            # Private modes (cursor visibility, bracketed paste, ...): only the alternate screen matters.
+            if params[:1] == "?" and final in "hl" and {"47", "1047", "1049"} & set(params[1:].split(";")):
+                self.alt_screen = final == "h"
+                self._home = self._blank = False
+            return
         try:
             n = int(params.split(";")[0] or 0)
         except ValueError:
             n = 0
         start = self._row_start()
+        if final == "J" and not self.alt_screen:
+            self._erase_display(n, params)
+        elif final in "HfdABEFLMSTr" and not self.alt_screen:
+            self._rows_moved()
+            self._home = final in "Hf" and all(p in ("", "1") for p in params.split(";"))
+            self._blank = self._blank and final in "HfdABEF"  # moving the cursor writes nothing
         if final == "K":
             if n == 0:
                 del self._cells[self._col :]
@@ -241,3 +278,15 @@ class LineAssembler:
         else:
             return
         self._pending_wrap = False
+        self._home = self._home and self._col == 0
+
+    def _erase_display(self, n: int, params: str) -> None:
+        if n == 3 and params == "3" and self._home and self._blank:
+            # Nothing is left of the pane: not a row of history, not a character on the screen.
+            self.cleared_after, self.moved_rows = self._done, False
+        elif n == 2 or (n == 0 and self._home):
+            self._rows_moved()  # tmux moves the screen's rows into the history (scroll-on-clear)
+            self._blank = True
+        elif n != 0:
+            self._rows_moved()
+            self._home = self._blank = False

@@ -98,6 +98,12 @@ class Tracker:
         """Deliver nothing up to the current cursor line (start without backlog, or resync)."""
         self._set(snap, snap.cursor_line_start())
 
+    def reset_to_cleared(self) -> None:
+        """The pane was emptied, history and screen (seen in the stream): the next line is row 0."""
+        fr = self.frontier
+        if fr is not None:
+            self.frontier = Frontier(0, 0, fr.hlimit, fr.width, 0, (), "")
+
     def remember(self, lines: Sequence[str]) -> None:
         """Lines delivered by other means (the stream), for finding our place after a reflow."""
         self._tail.extend(lines)

@@ -10,9 +10,10 @@ Polling is exact while fewer rows than the history holds arrive between polls an
 cleared. Otherwise it reports a gap: how many rows tmux dropped is only known modulo a tenth of
 the history limit, so such a gap is a lower bound (`gap_exact` False). What no poller can see is
 said here rather than hidden: lines printed and cleared between two polls; a clear followed by the
-very rows that stood there before; and, with a full history, output repeating with a period that
-divides a tenth of the limit (k and k+1 trims then read the same). Use streaming where the exact
-line log matters.
+very rows that stood there before; and, with a full history, output that repeats the rows above
+it at a distance of whole tenths of the limit, e.g. with a period dividing a tenth, or printing
+again the last screenfuls (k and k+j trims then read the same). Use streaming where the exact line
+log matters.
 """
 
 from __future__ import annotations

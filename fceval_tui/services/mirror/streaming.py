@@ -9,7 +9,9 @@ attached (`%session-changed`), since tmux may run commands from the client's std
 attach-session has completed; output before the baseline's reply is in the baseline, output after
 it is in the stream. A dropped stream reconnects and resumes after the last line delivered, without
 duplicates; what happened while disconnected is read back the polling way (a full-window snapshot
-compared with the lines streamed since the last position fix), with polling's limits.
+compared with the lines streamed since the last position fix), with polling's limits. A `clear`
+seen in the stream is itself a position fix (the pane is then empty); other output that moves rows
+(cursor addressing, erasing the display) makes a reconnect before the next fix report itself inexact.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class StreamingMirror(MirrorStrategy):
         self._discard = True  # output already reflected in the baseline snapshot
         # Lines streamed since the tracker's frontier was last fixed (skipped once after a reconnect).
         self._since_sync: deque[str] = deque(maxlen=100_000)
+        # Output since then moved rows (cursor addressing, an erase): the pane's rows after the
+        # frontier no longer follow `_since_sync`, until the next position fix.
+        self._rows_moved = False
         self._dirty = False
         self._last_sync = 0.0
         self._reconnects = 0
@@ -137,11 +142,15 @@ class StreamingMirror(MirrorStrategy):
                 log.warning("baseline window too small; resyncing at the cursor")
                 self.tracker.reset_to(snap)
                 step = Step([], 0, False)
-            lines = step.lines[overlap(list(self._since_sync), step.lines, step.gap == 0 and step.exact) :]
-            self.pending.add(Step(lines, step.gap, step.exact))
+            # Rows moved since the last fix: where the streamed lines are in the pane is a guess.
+            exact = step.exact and not self._rows_moved
+            lines = step.lines[overlap(list(self._since_sync), step.lines, step.gap == 0 and exact) :]
+            self.pending.add(Step(lines, step.gap, exact))
         self._since_sync.clear()
+        self._rows_moved = False
         text, col = snap.partial()
         self._assembler.width = snap.info.width
+        self._assembler.alt_screen = snap.info.alt
         if snap.info.dead and DEAD_NOTICE.match(text):
             text, col = "", 0  # the cursor is on tmux's "Pane is dead" line, not the program's
         self._assembler.set_line(text, col)
@@ -156,7 +165,9 @@ class StreamingMirror(MirrorStrategy):
         # Replies are ordered with %output: everything streamed so far is in this snapshot.
         self.tracker.reset_to(snap)
         self._since_sync.clear()
+        self._rows_moved = False
         self._assembler.width = snap.info.width
+        self._assembler.alt_screen = snap.info.alt
         text, _ = snap.partial()
         if not snap.info.dead and text.rstrip() != self._assembler.partial():
             log.debug("line model and pane differ on the cursor line; taking the pane's")
@@ -231,11 +242,19 @@ class StreamingMirror(MirrorStrategy):
                     self._discard,
                 )
                 return
-            lines = self._assembler.feed(event.data)
+            assembler = self._assembler
+            lines = assembler.feed(event.data)
             self._dirty = True
+            if assembler.cleared_after is not None:
+                # The pane was emptied (`clear`): as a position fix read now would say, what
+                # follows starts at row 0, which is exact even if the stream drops before a fix.
+                self.tracker.reset_to_cleared()
+                self._since_sync.clear()
+                self._rows_moved = False
+            self._rows_moved |= assembler.moved_rows
             if lines:
                 self.pending.lines.extend(lines)
-                self._since_sync.extend(lines)
+                self._since_sync.extend(lines[assembler.cleared_after or 0 :])
                 self.tracker.remember(lines)
         elif event.name in ("%window-close", "%unlinked-window-close", "%layout-change"):
             self._dirty = True
@@ -253,7 +272,9 @@ class StreamingMirror(MirrorStrategy):
         link = self._link
         if link is None or link.busy or self._discard:
             return
-        interval = self.screen_interval if (self._dirty and self.want_screen) else self.check_interval
+        # Moved rows make a reconnect inexact until the next fix: fix it soon.
+        soon = (self._dirty and self.want_screen) or self._rows_moved
+        interval = self.screen_interval if soon else self.check_interval
         # Also fix the position after a lot of output, so a reconnect finds it still in the history.
         if now - self._last_sync < interval and len(self._since_sync) < SYNC_LINES:
             return
