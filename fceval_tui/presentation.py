@@ -7,7 +7,7 @@ from datetime import datetime
 from rich.console import Group
 from rich.text import Text
 
-from fceval_tui.domain.models import Job, utcnow
+from fceval_tui.domain.models import Event, Job, utcnow
 
 STATE_STYLE = {
     "pending": "dim",
@@ -79,3 +79,18 @@ def render_plan(plan: dict) -> Group:
             parts.append(Text("  grade:   " + job["grade_command"]))
         parts.append(Text("  stores:  " + ", ".join(job["artifacts"])))
     return Group(*parts)
+
+
+def describe_event(event: Event) -> Text:
+    """One line saying what an event was: a state change and its reason, or an action and its details."""
+    detail = event.detail
+    if event.kind == "state":
+        text = Text(f"{event.from_state} → ", style="dim")
+        text.append(event.to_state or "", style=STATE_STYLE.get(event.to_state or "", ""))
+        why = detail.get("reason") or detail.get("error")
+        if why:
+            text.append(f"  {why}")
+        return text
+    parts = " ".join(f"{k}={v}" for k, v in detail.items())
+    style = "red" if "fail" in event.kind or "error" in detail else "yellow" if "retry" in event.kind else ""
+    return Text(f"{event.kind}  {parts}".strip(), style=style)

@@ -15,15 +15,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fceval_tui.domain.models import Job
+from fceval_tui.domain.models import Event, Job
 from fceval_tui.domain.states import FINAL_STATES, JobState
 from fceval_tui.errors import UserError
-from fceval_tui.presentation import STATE_STYLE, elapsed, money, render_plan
+from fceval_tui.presentation import STATE_STYLE, describe_event, elapsed, money, render_plan
 
 if TYPE_CHECKING:
     from fceval_tui.config import Settings
     from fceval_tui.ledger import Ledger, RunSummary
     from fceval_tui.services.audit import AuditReport, CheckEvent
+    from fceval_tui.services.resources import ResourceListing
     from fceval_tui.services.runner import RunTotals
     from fceval_tui.services.teardown import Plan
 
@@ -75,6 +76,44 @@ def print_jobs(jobs: list[Job]) -> None:
     errors = [j for j in jobs if j.error and j.state in FINAL_STATES and j.state != JobState.SUCCEEDED]
     for job in errors:
         console().print(f"{job.id}: {job.error}", markup=False, style="red")
+
+
+def print_events(events: list[Event]) -> None:
+    if not events:
+        console().print("no events")
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("#", "time", "run", "job", "what"):
+        table.add_column(col, no_wrap=col != "what")
+    for event in events:
+        table.add_row(
+            str(event.id), event.ts.strftime("%H:%M:%S"), event.run_id, event.job_id or "", describe_event(event)
+        )
+    console().print(table)
+
+
+def print_resources(listing: ResourceListing) -> None:
+    if not listing.resources:
+        console().print("nothing running or left behind")
+    else:
+        table = Table(box=None, pad_edge=False)
+        for col in ("backend", "kind", "id", "state", "run", "job", "cost", "orphan"):
+            table.add_column(col, no_wrap=col in ("id", "kind"))
+        for r in listing.resources:
+            why = listing.orphans.get(r.id)
+            table.add_row(
+                r.backend,
+                r.kind,
+                r.id,
+                r.state,
+                r.run_id or "",
+                r.job_id or "",
+                money(r.cost_usd),
+                Text(why or "", style="yellow"),
+            )
+        console().print(table)
+    for error in listing.errors:
+        print_warning(f"not listed: {error}")
 
 
 def print_runs(summaries: list[RunSummary]) -> None:

@@ -112,3 +112,8 @@ class Event:
     from_state: str | None
     to_state: str | None
     detail: dict
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["ts"] = iso(self.ts)
+        return data

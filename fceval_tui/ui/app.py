@@ -24,6 +24,7 @@ from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.errors import UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
+from fceval_tui.services.resources import list_resources
 from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs, run_settings
 from fceval_tui.ui.screens.events import EventsScreen
 from fceval_tui.ui.screens.jobs import JobsScreen
@@ -182,16 +183,10 @@ class FcevalApp(App):
         self.call_from_thread(self.notify, f"cancelled {len(cancelled)} job(s)")
 
     def resource_listing(self) -> tuple[list[Resource], dict[str, str], list[str]]:
-        """Every backend's live resources, why each orphan is one, and what could not be listed.
-
-        The same listing and orphan rules as `fceval-tui teardown` (called from a worker thread)."""
-        listing = teardown.list_everything(
-            self.settings, teardown.backends_to_list(self.settings, self.ledger, teardown.Scope.orphans())
-        )
-        plan = teardown.make_plan(self.settings, self.ledger, teardown.Scope.orphans(), listing)
-        orphans = {item.resource.id: item.reason for item in plan.items if item.action == teardown.DESTROY}
-        errors = [f"{name}: {why}" for name, why in listing.unlisted.items()]
-        return listing.resources, orphans, errors
+        """Every backend's live resources, why each orphan is one, and what could not be listed
+        (teardown's own listing and rules; called from a worker thread)."""
+        listing = list_resources(self.settings, self.ledger)
+        return listing.resources, listing.orphans, listing.errors
 
     def open_attach(self, job: Job) -> None:
         from fceval_tui.ui.screens.attach import AttachScreen

@@ -158,3 +158,23 @@ def test_state_dir_ledger_and_logs_are_private_to_the_user(tmp_path):
     assert modes["."] == 0o700 and modes["logs"] == 0o700
     assert modes["ledger.sqlite3"] == 0o600 and modes["logs/fceval-tui.log"] == 0o600
     assert all(mode & 0o077 == 0 for mode in modes.values()), modes
+
+
+def test_events_and_resources_have_headless_twins(ledger, state_dir):
+    import subprocess as sp
+
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+    from fceval_tui.locations import tmux_socket_name
+
+    run, jobs = ledger.create_run("local", 1, [JobSpec("a", "t[/x]")])
+    ledger.transition(jobs[0].id, JobState.PROVISIONING, resource_id=jobs[0].id)
+    sp.run(["tmux", "-L", tmux_socket_name(state_dir), "new-session", "-d", "-s", jobs[0].id, "sleep 60"], check=True)
+    events = json.loads(run_cli("events", "--run", run.id, "--json", state_dir=state_dir).out)
+    assert [(e["kind"], e["to_state"]) for e in events][-1] == ("state", "provisioning")
+    assert all(e["run_id"] == run.id for e in events)
+    assert "pending → provisioning" in run_cli("events", "--job", jobs[0].id, state_dir=state_dir).out
+    listing = json.loads(run_cli("resources", "--json", state_dir=state_dir).out)
+    (session,) = [r for r in listing["resources"] if r["id"] == jobs[0].id]
+    assert session["kind"] == "tmux-session" and "no live runner" in session["orphan"]
+    assert run_cli("events", "--run", "rnope", state_dir=state_dir).code == 2

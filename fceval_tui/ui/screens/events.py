@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Footer, Header
 
 from fceval_tui.domain.models import Event, Job
 from fceval_tui.ledger import Ledger
-from fceval_tui.presentation import STATE_STYLE
+from fceval_tui.presentation import describe_event
 from fceval_tui.ui.messages import EventsLoaded
 from fceval_tui.ui.polling import PollingScreen
 
@@ -21,20 +21,6 @@ NOISY = {"job_created"}
 FIXED = (("id", "#", 6), ("time", "time", 8), ("job", "job", 15))
 MIN_WHO, MAX_WHO = 20, 36
 SCROLLBAR = 2
-
-
-def describe(event: Event) -> Text:
-    detail = event.detail
-    if event.kind == "state":
-        text = Text(f"{event.from_state} → ", style="dim")
-        text.append(event.to_state or "", style=STATE_STYLE.get(event.to_state or "", ""))
-        why = detail.get("reason") or detail.get("error")
-        if why:
-            text.append(f"  {why}")
-        return text
-    parts = " ".join(f"{k}={v}" for k, v in detail.items())
-    style = "red" if "fail" in event.kind or "error" in detail else "yellow" if "retry" in event.kind else ""
-    return Text(f"{event.kind}  {parts}".strip(), style=style)
 
 
 def who(job: Job | None) -> Text:
@@ -101,7 +87,7 @@ class EventsScreen(PollingScreen):
                 event.ts.astimezone().strftime("%H:%M:%S"),
                 event.job_id or event.run_id,
                 who(self._jobs.get(event.job_id or "")),
-                describe(event),
+                describe_event(event),
                 key=str(event.id),
             )
         if message.events:
