@@ -32,9 +32,11 @@ class StateDirError(UserError):
 
 
 class BackendError(Exception):
-    """Raised by a backend while driving a job. `transient` decides whether the runner retries."""
+    """Raised by a backend while driving a job. `transient` decides whether the runner retries;
+    `error_class` (a domain.triage.ErrorClass value) is what the job shows if it ends on this error."""
 
     transient = False
+    error_class = "setup"
 
     def __init__(self, message: str, fix: str = "") -> None:
         super().__init__(message)
@@ -45,6 +47,13 @@ class TransientError(BackendError):
     """Worth retrying with backoff: capacity, throttling, a target not yet reachable."""
 
     transient = True
+    error_class = "lost_session"
+
+
+class ThrottlingError(TransientError):
+    """AWS refused a call for its rate; botocore's own retries were used up."""
+
+    error_class = "throttling"
 
 
 class PermanentError(BackendError):
@@ -53,3 +62,5 @@ class PermanentError(BackendError):
 
 class CapacityError(TransientError):
     """No capacity or quota right now; the job waits in `waiting_capacity`."""
+
+    error_class = "capacity"

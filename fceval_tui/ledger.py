@@ -83,10 +83,24 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN owner_started INTEGER;
     """,
+    # Why a job did not succeed, as a domain.triage.ErrorClass value (filter and retry by it).
+    """
+    ALTER TABLE jobs ADD COLUMN error_class TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_JOB_FIELDS = ("attempts", "exit_code", "resource_id", "started_at", "ended_at", "artifacts", "cost_usd", "error")
+_JOB_FIELDS = (
+    "attempts",
+    "exit_code",
+    "resource_id",
+    "started_at",
+    "ended_at",
+    "artifacts",
+    "cost_usd",
+    "error",
+    "error_class",
+)
 
 
 def _encode(name: str, value: Any) -> Any:
@@ -116,6 +130,7 @@ def _job(row: sqlite3.Row) -> Job:
         artifacts=tuple(json.loads(row["artifacts"])) if row["artifacts"] != "[]" else (),
         cost_usd=row["cost_usd"],
         error=row["error"],
+        error_class=row["error_class"],
         updated_at=parse_iso(row["updated_at"]),
     )
 

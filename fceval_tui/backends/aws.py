@@ -19,7 +19,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from fceval_tui.domain.artifacts import split_s3
-from fceval_tui.errors import CapacityError, PermanentError, TransientError, UserError
+from fceval_tui.errors import CapacityError, PermanentError, ThrottlingError, TransientError, UserError
 
 RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10, read_timeout=70)
 
@@ -93,7 +93,7 @@ CAPACITY_CODES = frozenset(
     }
 )
 # Errors botocore already retried; still worth another attempt later.
-TRANSIENT_CODES = frozenset(
+THROTTLING_CODES = frozenset(
     {
         "Throttling",
         "ThrottlingException",
@@ -103,6 +103,10 @@ TRANSIENT_CODES = frozenset(
         "RequestThrottled",
         "RequestThrottledException",
         "SlowDown",
+    }
+)
+TRANSIENT_CODES = THROTTLING_CODES | frozenset(
+    {
         "ServiceUnavailable",
         "ServiceUnavailableException",
         "InternalError",
@@ -163,7 +167,9 @@ def classify(exc: Exception, doing: str) -> Exception:
     text = f"{doing}: {code}: {message}"
     if code in CAPACITY_CODES or "capacity is unavailable" in message.lower():
         return CapacityError(text, "the job waits and is retried; other zones or instance types may have capacity")
-    if code in TRANSIENT_CODES or code.startswith("Throttl") or "rate exceeded" in message.lower():
+    if code in THROTTLING_CODES or code.startswith("Throttl") or "rate exceeded" in message.lower():
+        return ThrottlingError(text, "retried with backoff")
+    if code in TRANSIENT_CODES:
         return TransientError(text, "retried with backoff")
     if code == "InvalidParameterValue" and "iaminstanceprofile" in message.lower().replace(" ", ""):
         return PermanentError(

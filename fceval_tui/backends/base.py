@@ -72,6 +72,7 @@ class Outcome:
     exit_code: int | None
     artifacts: tuple[str, ...] = ()
     error: str | None = None
+    error_class: str | None = None  # a domain.triage.ErrorClass value when the backend knows it
 
 
 @dataclass(frozen=True)

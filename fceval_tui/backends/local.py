@@ -30,6 +30,7 @@ from fceval_tui.domain import pipeline
 from fceval_tui.domain.artifacts import join_prefix, keys_for
 from fceval_tui.domain.models import Job, utcnow
 from fceval_tui.domain.states import JobState
+from fceval_tui.domain.triage import ErrorClass
 from fceval_tui.errors import PermanentError, TransientError, UserError
 
 IDLE_COMMAND = "sleep 2147483647"  # holds a new pane until its log pipe is attached
@@ -161,9 +162,12 @@ class LocalBackend(Backend):
             if source.is_file():
                 stored.append(self._store_artifact(source, join_prefix(ctx.artifact_prefix, key)))
         if not (ctx.work_dir / pipeline.RUN_ARCHIVE).is_file():
-            return Outcome(False, status.exit_code, tuple(stored), "the pipeline did not produce out/run.tar.gz")
-        error = None if succeeded else _step_error(status)
-        return Outcome(succeeded, status.exit_code, tuple(stored), error)
+            error = "the pipeline did not produce out/run.tar.gz"
+            return Outcome(False, status.exit_code, tuple(stored), error, ErrorClass.UPLOAD)
+        if succeeded:
+            return Outcome(True, status.exit_code, tuple(stored))
+        failed_step = ErrorClass.HARNESS_EXIT if status.run_exit not in (None, 0) else ErrorClass.GRADING
+        return Outcome(False, status.exit_code, tuple(stored), _step_error(status), failed_step)
 
     def cancel(self, ctx: JobContext, resource_id: str) -> None:
         if self._has_session(resource_id):

@@ -24,6 +24,7 @@ from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.artifacts import join_prefix, keys_for, split_s3
 from fceval_tui.domain.models import utcnow
+from fceval_tui.domain.triage import ErrorClass
 
 MANIFEST = "manifest.json"
 UPLOAD_ENV = "FCEVAL_JOB_UPLOAD_PREFIX"  # the inbox, in the pipeline's environment
@@ -107,7 +108,7 @@ def verify_uploads(s3, manifest: Manifest, exit_code: int | None) -> Outcome:
     if not succeeded and _exists(s3, report_url):
         present.append(report_url)  # a failed grade may still have left a report
     if missing:
-        return Outcome(False, exit_code, tuple(present), f"expected upload {missing[0]} is missing")
+        return Outcome(False, exit_code, tuple(present), f"expected upload {missing[0]} is missing", ErrorClass.UPLOAD)
     error = None if succeeded else f"the pipeline exited with code {exit_code}"
     return Outcome(succeeded, exit_code, tuple(present), error)
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "attach": "interactive terminal on a job's tmux session",
     "audit": "preflight audit: IAM, S3, network, quotas",
     "teardown": "remove everything a run (or orphan) left behind",
+    "retry": "retry a run's failed jobs, optionally one error class",
     "events": "the ledger's event log: state changes and operator actions",
     "resources": "live resources behind the runs, orphans marked",
 }

@@ -88,6 +88,7 @@ class Job:
     cost_usd: float = 0.0
     error: str | None = None
     updated_at: datetime | None = None
+    error_class: str | None = None  # a domain.triage.ErrorClass value once the job ended without success
 
     @property
     def spec(self) -> JobSpec:

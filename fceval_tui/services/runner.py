@@ -26,6 +26,7 @@ from fceval_tui.domain.backoff import full_jitter
 from fceval_tui.domain.models import Job, JobSpec, Run, utcnow
 from fceval_tui.domain.states import PIPELINE_ORDER, IllegalTransition, JobState
 from fceval_tui.domain.template import job_environment
+from fceval_tui.domain.triage import ErrorClass
 from fceval_tui.errors import BackendError, CapacityError, PermanentError
 from fceval_tui.ledger import Ledger
 
@@ -165,7 +166,9 @@ class Runner:
             return
         except Exception as exc:  # a bug must fail the job visibly, not kill the run silently
             log.exception("job %s: unexpected error", job_id)
-            job = self._finish(job_id, JobState.FAILED, error=f"internal error: {exc!r}")
+            job = self._finish(
+                job_id, JobState.FAILED, error=f"internal error: {exc!r}", error_class=ErrorClass.INTERNAL
+            )
             if job.resource_id:  # and must not leave its compute running
                 self._stop_compute(stop_context(self.settings, job), job.resource_id)
 
@@ -210,7 +213,7 @@ class Runner:
             attempt = job.attempts + 1
             if attempt > self._limits[job.id]:
                 error = f"gave up after {job.attempts} attempts: {job.error}"
-                return self._finish(job.id, JobState.FAILED, error=error)
+                return self._finish(job.id, JobState.FAILED, error=error, error_class=job.error_class)
             job = self._move(
                 job,
                 backend.first_state,
@@ -220,6 +223,7 @@ class Runner:
                 resource_id=None,
                 exit_code=None,
                 error=None,
+                error_class=None,
             )
         ctx = self._context(run, job, attempt)
         resource_id: str | None = None
@@ -250,7 +254,8 @@ class Runner:
             raise
         except _TimedOut:
             self._cleanup(ctx, resource_id)
-            return self._finish(job.id, JobState.TIMED_OUT, error="timed out waiting for capacity")
+            error = "timed out waiting for capacity"
+            return self._finish(job.id, JobState.TIMED_OUT, error=error, error_class=ErrorClass.CAPACITY)
         except BackendError as exc:
             self._cleanup(ctx, resource_id)
             return self._after_error(job, exc)
@@ -269,7 +274,10 @@ class Runner:
             except _TimedOut:
                 self._stop_compute(ctx, resource_id)
                 return self._finish(
-                    job.id, JobState.TIMED_OUT, error=f"exceeded {self.settings.job_timeout_minutes} min"
+                    job.id,
+                    JobState.TIMED_OUT,
+                    error=f"exceeded {self.settings.job_timeout_minutes} min",
+                    error_class=ErrorClass.TIMEOUT,
                 )
             try:
                 observation = backend.observe(ctx, resource_id)
@@ -320,20 +328,36 @@ class Runner:
             self._cleanup(ctx, resource_id)
             return self._after_error(job, exc)
         self._cleanup(ctx, resource_id)
-        state = JobState.SUCCEEDED if outcome.succeeded else JobState.FAILED
+        if outcome.succeeded:
+            return self._finish(job.id, JobState.SUCCEEDED, exit_code=outcome.exit_code, artifacts=outcome.artifacts)
         return self._finish(
-            job.id, state, exit_code=outcome.exit_code, artifacts=outcome.artifacts, error=outcome.error
+            job.id,
+            JobState.FAILED,
+            exit_code=outcome.exit_code,
+            artifacts=outcome.artifacts,
+            error=outcome.error,
+            error_class=outcome.error_class or self._failed_step(job),
         )
+
+    def _failed_step(self, job: Job) -> ErrorClass:
+        """Which step failed when the backend cannot tell: grading if this attempt was seen grading."""
+        for event in reversed(self.ledger.events(job_id=job.id)):
+            if event.to_state == JobState.GRADING:
+                return ErrorClass.GRADING
+            if event.to_state in (JobState.PROVISIONING, JobState.STARTING):
+                break
+        return ErrorClass.HARNESS_EXIT
 
     def _after_error(self, job: Job, exc: BackendError) -> Job:
         job = self._reload(job)
         fix = f" (fix: {exc.fix})" if getattr(exc, "fix", "") else ""
         if not exc.transient or isinstance(exc, PermanentError):
-            return self._finish(job.id, JobState.FAILED, error=f"{exc}{fix}")
+            return self._finish(job.id, JobState.FAILED, error=f"{exc}{fix}", error_class=exc.error_class)
         if job.attempts >= self._limits[job.id]:
-            return self._finish(job.id, JobState.FAILED, error=f"gave up after {job.attempts} attempts: {exc}")
+            error = f"gave up after {job.attempts} attempts: {exc}"
+            return self._finish(job.id, JobState.FAILED, error=error, error_class=exc.error_class)
         delay = backoff(job.attempts, self.backoff_base)
-        job = self._move(job, JobState.PENDING, reason=f"retrying: {exc}", error=str(exc))
+        job = self._move(job, JobState.PENDING, reason=f"retrying: {exc}", error=str(exc), error_class=exc.error_class)
         self.ledger.record(
             job.run_id,
             job.id,
@@ -410,7 +434,9 @@ def cancel_jobs(ledger: Ledger, settings: Settings, job_ids: list[str], reason: 
             continue
         try:
             # No `expect`: every non-final state may be cancelled, whatever a runner just moved it to.
-            job = ledger.transition(job.id, JobState.CANCELLED, reason=reason, ended_at=utcnow())
+            job = ledger.transition(
+                job.id, JobState.CANCELLED, reason=reason, ended_at=utcnow(), error_class=ErrorClass.CANCELLED
+            )
         except IllegalTransition:
             continue  # it became final meanwhile
         cancelled.append(job)
@@ -440,6 +466,7 @@ def retry_jobs(ledger: Ledger, job_ids: list[str]) -> list[Job]:
                     expect=job.state,
                     reason="retry requested",
                     error=None,
+                    error_class=None,
                     exit_code=None,
                     ended_at=None,
                 )

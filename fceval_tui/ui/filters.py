@@ -1,6 +1,6 @@
 """The `/` filter language of the jobs view: `state:failed agent:aide flaky` (all terms must match).
 
-`key:value` matches a field (state, agent, task, model, run, backend, id) by substring, case-
+`key:value` matches a field (state, agent, task, model, run, backend, id, error) by substring, case-
 insensitive; `key:a,b` matches either; a bare word matches any of those fields; a leading `!`
 negates a term.
 """
@@ -19,6 +19,7 @@ FIELDS = {
     "run": lambda j: j.run_id,
     "backend": lambda j: j.backend,
     "id": lambda j: j.id,
+    "error": lambda j: j.error_class or "",  # domain.triage.ErrorClass: capacity, harness_exit, ...
 }
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from fceval_tui.backends import aws
 from fceval_tui.domain import prices
-from fceval_tui.errors import CapacityError, PermanentError, TransientError, UserError
+from fceval_tui.errors import CapacityError, PermanentError, ThrottlingError, TransientError, UserError
 from tests.helpers.aws import client_error
 
 
@@ -37,8 +37,10 @@ def test_unknown_profile_is_a_user_error_with_a_fix(monkeypatch, tmp_path):
         ("VcpuLimitExceeded", "You have requested more vCPU capacity", CapacityError),
         ("MaxSpotInstanceCountExceeded", "max spot instance count exceeded", CapacityError),
         ("ClientException", "Capacity is unavailable at this time", CapacityError),
-        ("RequestLimitExceeded", "Request limit exceeded.", TransientError),
-        ("ThrottlingException", "Rate exceeded", TransientError),
+        ("RequestLimitExceeded", "Request limit exceeded.", ThrottlingError),
+        ("ThrottlingException", "Rate exceeded", ThrottlingError),
+        ("SlowDown", "Please reduce your request rate.", ThrottlingError),
+        ("ServiceUnavailable", "Service is unavailable", TransientError),
         ("InvalidAMIID.NotFound", "The image id '[ami-1]' does not exist", PermanentError),
         ("UnauthorizedOperation", "You are not authorized", PermanentError),
         ("AccessDenied", "Access Denied", PermanentError),
@@ -49,6 +51,19 @@ def test_client_errors_are_classified(code, message, kind):
     error = aws.classify(client_error(code, message, "RunInstances"), "doing it")
     assert type(error) is kind
     assert str(error) == f"doing it: {code}: {message}" and error.fix
+
+
+def test_each_kind_of_error_names_its_class():
+    classes = {
+        code: aws.classify(client_error(code, "x", "RunInstances"), "x").error_class
+        for code in ("InsufficientInstanceCapacity", "ThrottlingException", "ServiceUnavailable", "AccessDenied")
+    }
+    assert classes == {
+        "InsufficientInstanceCapacity": "capacity",
+        "ThrottlingException": "throttling",
+        "ServiceUnavailable": "lost_session",
+        "AccessDenied": "setup",
+    }
 
 
 def test_capacity_is_also_transient_and_permanent_errors_carry_their_fix():

@@ -79,9 +79,12 @@ def seed(ledger: Ledger) -> str:
         exit_code=3,
         ended_at=started + timedelta(seconds=40),
         error="agent step exited with code 3",
+        error_class="harness_exit",
     )
     ledger.transition(jobs[5].id, S.STARTING, attempts=1, started_at=started)
-    ledger.transition(jobs[5].id, S.TIMED_OUT, ended_at=started + timedelta(minutes=2), error="exceeded 2 min")
+    ledger.transition(
+        jobs[5].id, S.TIMED_OUT, ended_at=started + timedelta(minutes=2), error="exceeded 2 min", error_class="timeout"
+    )
     ledger.transition(jobs[6].id, S.WAITING_CAPACITY, reason="InsufficientInstanceCapacity in us-east-1a")
     ledger.record(run.id, jobs[6].id, "capacity_wait", error="InsufficientInstanceCapacity", retry_in=4.2)
     return run.id

@@ -12,6 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("job", nargs="?", metavar="JOB")
     what.add_argument("--run", metavar="RUN")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,10 +24,14 @@ def run(args: argparse.Namespace) -> int:
         ids = [j.id for j in ledger.jobs(run_id=args.run) if not j.state.is_final]
     else:
         job = ledger.get_job(args.job)
-        if job.state.is_final:
-            print(f"job {job.id} is already {job.state}; nothing to cancel")
-            return EXIT_OK
-        ids = [job.id]
+        ids = [] if job.state.is_final else [job.id]
     cancelled = cancel_jobs(ledger, settings, ids)
-    print(f"cancelled {len(cancelled)} job(s)" + (f": {', '.join(j.id for j in cancelled)}" if cancelled else ""))
+    if args.json:
+        from fceval_tui.cli import output
+
+        output.print_json({"cancelled": [j.id for j in cancelled]})
+    elif not ids and args.job:
+        print(f"job {args.job} is already {ledger.get_job(args.job).state}; nothing to cancel")
+    else:
+        print(f"cancelled {len(cancelled)} job(s)" + (f": {', '.join(j.id for j in cancelled)}" if cancelled else ""))
     return EXIT_OK

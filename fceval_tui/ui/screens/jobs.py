@@ -43,7 +43,7 @@ class JobsScreen(PollingScreen):
         Binding("c", "cancel_job", "Cancel", id="jobs.cancel"),
         Binding("C", "cancel_run", "Cancel run", show=False, id="jobs.cancel_run"),
         Binding("r", "retry_job", "Retry", id="jobs.retry"),
-        Binding("R", "retry_failed", "Retry failed", show=False, id="jobs.retry_failed"),
+        Binding("R", "retry_failed", "Retry this error class", show=False, id="jobs.retry_failed"),
         Binding("y", "copy_id", "Copy id", id="jobs.copy_id"),
         Binding("d", "toggle_detail", "Detail", id="jobs.toggle_detail"),
     ]
@@ -233,12 +233,16 @@ class JobsScreen(PollingScreen):
             self.app.retry([job])
 
     def action_retry_failed(self) -> None:
+        """Retry the run's unsuccessful jobs that failed like the highlighted one (its error class),
+        or all of them when the highlighted job has none."""
         job = self.table.selected
         if job is not None:
             retry = [
                 j
                 for j in self.table.jobs.values()
-                if j.run_id == job.run_id and j.state in (JobState.FAILED, JobState.TIMED_OUT)
+                if j.run_id == job.run_id
+                and j.state in (JobState.FAILED, JobState.TIMED_OUT)
+                and (job.error_class is None or j.error_class == job.error_class)
             ]
             self.app.retry(retry)
 

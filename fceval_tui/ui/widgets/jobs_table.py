@@ -48,6 +48,7 @@ COLUMNS = (
     Column("attempts", "Att", 3, lambda j: j.attempts, right=True, drop=4),
     Column("elapsed", "Elapsed", 8, lambda j: j.started_at.timestamp() if j.started_at else 0, right=True, drop=1),
     Column("cost", "Cost", 8, lambda j: j.cost_usd, right=True, drop=3),
+    Column("error", "Error", 12, lambda j: j.error_class or "", drop=6),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
 GAP = 1
@@ -72,6 +73,8 @@ def cell_text(column: str, job: Job, now: datetime) -> Text:
     if column == "state":
         state = job.state.value
         return Text(f"{STATE_ICON[state]} {state}", style=STATE_STYLE[state])
+    if column == "error":
+        return Text(job.error_class or "", style="red")
     value = {
         "id": f"{job.seq:03d}",
         "agent": job.agent,
