@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from fceval_tui.config import Settings
     from fceval_tui.ledger import Ledger, RunSummary
     from fceval_tui.services.audit import AuditReport, CheckEvent
+    from fceval_tui.services.report import Report
     from fceval_tui.services.resources import ResourceListing
     from fceval_tui.services.runner import RunTotals
     from fceval_tui.services.teardown import Plan
@@ -114,6 +115,65 @@ def print_resources(listing: ResourceListing) -> None:
         console().print(table)
     for error in listing.errors:
         print_warning(f"not listed: {error}")
+
+
+_REPORT_COLUMNS = (
+    "agent",
+    "model",
+    "dataset",
+    "jobs",
+    "succeeded",
+    "failed",
+    "score_mean",
+    "score_median",
+    "scored",
+    "duration_median_s",
+    "duration_p90_s",
+    "cost_usd",
+)
+
+
+def _report_cell(row: dict, key: str) -> str:
+    value = row[key]
+    if key == "failed":
+        return " ".join(f"{name}:{n}" for name, n in value.items())
+    return "" if value is None else str(value)
+
+
+def print_report(report: Report) -> None:
+    console().print(f"runs: {', '.join(report.run_ids)}", markup=False)
+    table = Table(box=None, pad_edge=False)
+    for col in _REPORT_COLUMNS:
+        table.add_column(
+            col.replace("_", " "), justify="left" if col in ("agent", "model", "dataset", "failed") else "right"
+        )
+    for group in report.groups:
+        row = group.to_json()
+        table.add_row(*(Text(_report_cell(row, col)) for col in _REPORT_COLUMNS))
+    console().print(table)
+    if report.diffs:
+        diff = Table(title="per-task differences", box=None, pad_edge=False)
+        for col in ("agent", "model", "task", "before", "after", "score before", "score after"):
+            diff.add_column(col)
+        for d in report.diffs:
+            diff.add_row(
+                *(Text(v) for v in (d.agent, d.model, d.task_id, d.before, d.after)),
+                "" if d.score_before is None else str(d.score_before),
+                "" if d.score_after is None else str(d.score_after),
+            )
+        console().print(diff)
+    for note in report.notes:
+        print_warning(note)
+
+
+def print_report_csv(report: Report) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout)
+    writer.writerow(_REPORT_COLUMNS)
+    for group in report.groups:
+        row = group.to_json()
+        writer.writerow([_report_cell(row, col) for col in _REPORT_COLUMNS])
 
 
 def print_runs(summaries: list[RunSummary]) -> None:

@@ -27,6 +27,7 @@ COMMANDS = {
     "audit": "preflight audit: IAM, S3, network, quotas",
     "teardown": "remove everything a run (or orphan) left behind",
     "retry": "retry a run's failed jobs, optionally one error class",
+    "report": "results per agent x model: successes, failures by class, scores, time, cost",
     "events": "the ledger's event log: state changes and operator actions",
     "resources": "live resources behind the runs, orphans marked",
 }

@@ -1,0 +1,105 @@
+"""`fceval-tui report`: exact results from known grading reports, and two runs compared per task."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import timedelta
+
+from fceval_tui.domain.models import JobSpec, utcnow
+from fceval_tui.domain.states import JobState
+from tests.helpers.cli import run_cli
+
+
+def _finish(ledger, job, tmp_path, state, report: dict | None, minutes: float, cost: float, error_class=None):
+    artifacts = []
+    if report is not None:
+        path = tmp_path / f"{job.id}_grading_report.json.gz"
+        path.write_bytes(gzip.compress(json.dumps(report).encode()))
+        artifacts.append(str(path))
+    start = utcnow() - timedelta(hours=1)
+    ledger.transition(job.id, JobState.STARTING, attempts=1, started_at=start)
+    ledger.transition(job.id, JobState.RUNNING)
+    ledger.transition(job.id, JobState.UPLOADING)
+    ledger.transition(
+        job.id,
+        state,
+        ended_at=start + timedelta(minutes=minutes),
+        artifacts=tuple(artifacts),
+        cost_usd=cost,
+        error_class=error_class,
+    )
+
+
+def test_report_of_a_finished_run_is_exact(ledger, state_dir, tmp_path):
+    specs = [JobSpec("aide", "t1", "gpt"), JobSpec("aide", "t2", "gpt"), JobSpec("aide", "t3", "gpt")]
+    specs += [JobSpec("biomni", "t1", "claude"), JobSpec("biomni", "t2", "claude")]
+    run, jobs = ledger.create_run("local", 2, specs)
+    _finish(ledger, jobs[0], tmp_path, JobState.SUCCEEDED, {"score": 0.9}, 10, 0.25)
+    _finish(ledger, jobs[1], tmp_path, JobState.SUCCEEDED, {"score": 0.5}, 20, 0.25)
+    _finish(ledger, jobs[2], tmp_path, JobState.FAILED, None, 30, 0.5, error_class="capacity")
+    _finish(ledger, jobs[3], tmp_path, JobState.SUCCEEDED, {"is_resolved": True}, 5, 0.1)
+    _finish(ledger, jobs[4], tmp_path, JobState.FAILED, {"verdict": "meh"}, 15, 0.1, error_class="harness_exit")
+    res = run_cli("report", run.id, "--json", state_dir=state_dir)
+    assert res.code == 0, res.err
+    report = json.loads(res.out)
+    assert report["groups"] == [
+        {
+            "agent": "aide",
+            "model": "gpt",
+            "dataset": "",
+            "jobs": 3,
+            "succeeded": 2,
+            "failed": {"capacity": 1},
+            "scored": 2,
+            "unscored": 1,
+            "score_mean": 0.7,
+            "score_median": 0.7,
+            "duration_median_s": 1200.0,
+            "duration_p90_s": 1800.0,
+            "cost_usd": 1.0,
+        },
+        {
+            "agent": "biomni",
+            "model": "claude",
+            "dataset": "",
+            "jobs": 2,
+            "succeeded": 1,
+            "failed": {"harness_exit": 1},
+            "scored": 1,
+            "unscored": 1,
+            "score_mean": 1.0,
+            "score_median": 1.0,
+            "duration_median_s": 600.0,
+            "duration_p90_s": 900.0,
+            "cost_usd": 0.2,
+        },
+    ]
+    assert report["notes"] == [
+        f"{jobs[4].id}: grading report of an unknown format (no score, accuracy, passed or resolved field)"
+    ]
+    table = run_cli("report", run.id, state_dir=state_dir).out
+    assert "capacity:1" in table and "harness_exit:1" in table
+    csv_lines = run_cli("report", run.id, "--csv", state_dir=state_dir).out.splitlines()
+    assert csv_lines[1] == "aide,gpt,,3,2,capacity:1,0.7,0.7,2,1200.0,1800.0,1.0"
+
+
+def test_two_runs_are_compared_per_task(ledger, state_dir, tmp_path):
+    first, a = ledger.create_run("local", 1, [JobSpec("aide", "t1"), JobSpec("aide", "t2")])
+    second, b = ledger.create_run("local", 1, [JobSpec("aide", "t1"), JobSpec("aide", "t2")])
+    _finish(ledger, a[0], tmp_path, JobState.SUCCEEDED, {"score": 0.4}, 1, 0)
+    _finish(ledger, a[1], tmp_path, JobState.FAILED, None, 1, 0, error_class="timeout")
+    _finish(ledger, b[0], tmp_path, JobState.SUCCEEDED, {"score": 0.4}, 1, 0)
+    _finish(ledger, b[1], tmp_path, JobState.SUCCEEDED, {"passed": True}, 1, 0)
+    report = json.loads(run_cli("report", first.id, second.id, "--json", state_dir=state_dir).out)
+    assert report["differences"] == [
+        {
+            "agent": "aide",
+            "model": "",
+            "task_id": "t2",
+            "before": "failed",
+            "after": "succeeded",
+            "score_before": None,
+            "score_after": 1.0,
+        }
+    ]
