@@ -15,10 +15,9 @@ if TYPE_CHECKING:
     from fceval_tui.ledger import Ledger
 
 
-def load_context(args: argparse.Namespace, overrides: dict | None = None) -> tuple[Settings, Ledger]:
+def load_settings_from(args: argparse.Namespace, overrides: dict | None = None) -> Settings:
+    """The settings the command line, environment and .env give; touches nothing on disk."""
     from fceval_tui.config import load_settings
-    from fceval_tui.ledger import Ledger
-    from fceval_tui.locations import ensure_state_dir
 
     cli = dict(overrides or {})
     if getattr(args, "region", None):
@@ -27,9 +26,17 @@ def load_context(args: argparse.Namespace, overrides: dict | None = None) -> tup
         cli["profile"] = args.profile
     explicit = hasattr(args, "env_file")
     env_file = args.env_file if explicit else Path(".env")
-    settings = load_settings(
+    return load_settings(
         cli=cli, env_file=env_file, state_dir=getattr(args, "state_dir", None), explicit_env_file=explicit
     )
+
+
+def load_context(args: argparse.Namespace, overrides: dict | None = None) -> tuple[Settings, Ledger]:
+    """The settings, with the state dir created (private), logging to it, and the ledger open."""
+    from fceval_tui.ledger import Ledger
+    from fceval_tui.locations import ensure_state_dir
+
+    settings = load_settings_from(args, overrides)
     ensure_state_dir(settings.state_dir)
     _setup_logging(settings.state_dir)
     return settings, Ledger.open(settings.state_dir)

@@ -41,6 +41,7 @@ def test_dry_run_prints_exactly_what_would_run_and_writes_nothing(state_dir, fas
     assert job["tmux"][:2] == ["tmux", "-L"]
     assert job["artifacts"][0].endswith(f"runs/aide/x__rm_-rf_/{plan['run_id']}.tar.gz")
     assert not (state_dir / "work").exists()
+    assert list(state_dir.iterdir()) == []  # no ledger, no logs folder: a dry run writes nothing
     assert json.loads(run_cli("status", "--json", state_dir=state_dir).out) == []
     human = run_cli("launch", "--task-id", "t1", "--agent", "aide", "--dry-run", state_dir=state_dir, env=fast_env)
     assert "dry run" in human.out and "run:" in human.out and "harness.py agent" in human.out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fceval_tui.cli.context import load_context
+from fceval_tui.cli.context import load_context, load_settings_from
 from fceval_tui.cli.exit_codes import EXIT_OK
 
 
@@ -52,17 +52,21 @@ def run(args: argparse.Namespace) -> int:
         "artifacts": args.artifacts,
         "keep_sessions": args.keep_sessions,
     }
-    settings, ledger = load_context(args, overrides)
-    parsed = launching.parse_jobs(settings, jobs_file=args.jobs, task_ids=args.task_id)
-    for warning in parsed.warnings:
-        output.print_warning(warning)
-    if args.dry_run:
+    if args.dry_run:  # writes nothing: no state dir, no ledger, no log
+        settings = load_settings_from(args, overrides)
+        parsed = launching.parse_jobs(settings, jobs_file=args.jobs, task_ids=args.task_id)
+        for warning in parsed.warnings:
+            output.print_warning(warning)
         plan = launching.plan(settings, parsed.specs)
         if args.json:
             output.print_json(plan)
         else:
             output.print_plan(plan)
         return EXIT_OK
+    settings, ledger = load_context(args, overrides)
+    parsed = launching.parse_jobs(settings, jobs_file=args.jobs, task_ids=args.task_id)
+    for warning in parsed.warnings:
+        output.print_warning(warning)
     launching.check_can_launch(settings, skip_preflight=args.skip_preflight)
     new_run, jobs = launching.create_run(ledger, settings, parsed.specs, skip_preflight=args.skip_preflight)
     if args.json:
