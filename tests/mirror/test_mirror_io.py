@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-import logging
+import pathlib
 import threading
 import time
 import uuid
 
 import pytest
 
-from fceval_tui.errors import ConfigError, NotFoundError
+from fceval_tui.errors import NotFoundError
 from fceval_tui.services.mirror import Mirror, PaneGone
 from fceval_tui.services.mirror.tail import attach_argv, tail
 from fceval_tui.transports.ecs_exec import EcsExecTransport
@@ -120,11 +120,19 @@ def test_blocking_send_notices_the_server_dying(tmp_path):
 
 
 class _NarrowTransport(LocalTransport):
-    """A local transport that pretends it can carry only a little stdin, like the remote ones."""
+    """A local transport that carries at most SSM's 32 KB of stdin per command, and records its argvs."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.argvs: list[list[str]] = []
 
     @property
     def max_stdin_bytes(self) -> int | None:
-        return 16
+        return 32_000
+
+    def run(self, argv, *, stdin=None, timeout=60.0):
+        self.argvs.append(list(argv))
+        return super().run(argv, stdin=stdin, timeout=timeout)
 
 
 def _paste_and_read(mirror, pane_file, text) -> str:
@@ -133,39 +141,39 @@ def _paste_and_read(mirror, pane_file, text) -> str:
     return pane_file.read_text()
 
 
-def test_paste_large_text_locally_and_staged_through_an_uploader(tmux_server, tmp_path, caplog):
-    text = "".join(f"pasted line {i} with 'quotes' and $dollars\n" for i in range(4000))  # ~170 kB
-    for staged in (False, True):
-        out = tmp_path / f"pasted-{staged}"
-        session = "paste" + uuid.uuid4().hex[:8]
-        tmux_server.tmux("new-session", "-d", "-s", session, "sh", "-c", f"stty -echo; cat > {out}")
-        uploads: list[str] = []
+def _paste_session(tmux_server, out) -> str:
+    session = "paste" + uuid.uuid4().hex[:8]
+    tmux_server.tmux("new-session", "-d", "-s", session, "sh", "-c", f"stty -echo; cat > {out}")
+    return session
 
-        def uploader(data: bytes, uploads=uploads) -> str:
-            path = tmp_path / f"upload-{uuid.uuid4().hex}"
-            path.write_bytes(data)
-            url = f"file://{path}?X-Amz-Signature=secret{len(uploads)}"  # presigned URLs carry secrets
-            uploads.append(url)
-            return url
 
-        transport = _NarrowTransport(env=clean_env()) if staged else tmux_server.transport()
-        mirror = Mirror(transport, tmux_server.args, session, mode="poll", uploader=uploader)
-        with caplog.at_level(logging.DEBUG):
-            assert _paste_and_read(mirror, out, text) == text
-        assert len(uploads) == (1 if staged else 0)
-        assert "secret" not in caplog.text
+def test_paste_large_text_locally_and_in_chunks_over_a_narrow_transport(tmux_server, tmp_path):
+    text = "".join(f"pasted line {i} with 'quotes' and $dollars\n" for i in range(5000))  # ~210 kB
+    for narrow in (False, True):
+        out = tmp_path / f"pasted-{narrow}"
+        session = _paste_session(tmux_server, out)
+        transport = _NarrowTransport(env=clean_env()) if narrow else tmux_server.transport()
+        mirror = Mirror(transport, tmux_server.args, session, mode="poll")
+        assert _paste_and_read(mirror, out, text) == text  # byte for byte
         tmux_server.tmux("kill-session", "-t", session, check=False)
+    appends = [argv for argv in transport.argvs if argv[:2] == ["sh", "-c"]]
+    assert len(appends) == -(-len(text.encode()) // 32_000)
 
 
-def test_paste_too_large_for_the_transport_without_an_uploader_says_how_to_fix(tmux_server):
-    pane = tmux_server.new_driven_pane()
+def test_pasted_text_never_appears_in_an_argv(tmux_server, tmp_path):
+    secret = "do-not-show-" + uuid.uuid4().hex
+    text = (secret + "\n") * 4000
+    out = tmp_path / "pasted"
+    session = _paste_session(tmux_server, out)
+    transport = _NarrowTransport(env=clean_env())
     try:
-        mirror = Mirror(_NarrowTransport(env=clean_env()), tmux_server.args, pane.session, mode="poll")
-        with pytest.raises(ConfigError) as caught:
-            mirror.paste("x" * 100)
-        assert "S3" in caught.value.fix
+        mirror = Mirror(transport, tmux_server.args, session, mode="poll")
+        assert _paste_and_read(mirror, out, text) == text
+        assert not [argv for argv in transport.argvs if any(secret in word for word in argv)]
+        (removed,) = [argv for argv in transport.argvs if argv[:2] == ["rm", "-f"]]
+        assert not pathlib.Path(removed[2]).exists()  # the temporary file is gone
     finally:
-        pane.kill()
+        tmux_server.tmux("kill-session", "-t", session, check=False)
 
 
 def test_tail_prints_lines_once_in_order_and_exits_when_the_pane_exits(tmux_server):

@@ -33,8 +33,7 @@ may be missing). A gap is never silent.
 """
 
 from fceval_tui.services.mirror.facade import Mirror
-from fceval_tui.services.mirror.input import Uploader
 from fceval_tui.services.mirror.model import MirrorUpdate
 from fceval_tui.services.mirror.snapshot import PaneGone
 
-__all__ = ["Mirror", "MirrorUpdate", "PaneGone", "Uploader"]
+__all__ = ["Mirror", "MirrorUpdate", "PaneGone"]

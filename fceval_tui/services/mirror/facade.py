@@ -21,7 +21,6 @@ from typing import Literal
 
 from fceval_tui.errors import NotFoundError
 from fceval_tui.services.mirror import input as pane_input
-from fceval_tui.services.mirror.input import Uploader
 from fceval_tui.services.mirror.model import MirrorUpdate
 from fceval_tui.services.mirror.polling import PollingMirror
 from fceval_tui.services.mirror.snapshot import PaneGone, split_rows
@@ -52,7 +51,6 @@ class Mirror:
         screen_interval: float = 0.1,
         check_interval: float = 1.0,
         retry_policy: RetryPolicy | None = None,
-        uploader: Uploader | None = None,
         command_timeout: float = 30.0,
     ) -> None:
         self.transport = transport or LocalTransport()
@@ -67,7 +65,6 @@ class Mirror:
         self.screen_interval = screen_interval
         self.check_interval = check_interval
         self.retry_policy = retry_policy or RetryPolicy(attempts=8, base=0.5, cap=10.0)
-        self.uploader = uploader
         self.pane_id = ""
         self.session_id = ""
         self._closing = threading.Event()
@@ -176,6 +173,6 @@ class Mirror:
         pane_input.run_and_wait(self.tmux, self.pane_id, command, timeout)
 
     def paste(self, text: str) -> None:
-        """Paste `text` into the pane through a tmux buffer; large text is staged with `uploader`."""
+        """Paste `text` into the pane through a tmux buffer (in chunks when the transport needs it)."""
         self.start()
-        pane_input.paste(self.tmux, self.pane_id, text, self.uploader)
+        pane_input.paste(self.tmux, self.pane_id, text)

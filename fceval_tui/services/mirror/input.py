@@ -6,23 +6,10 @@ Each function takes the pane's id (`%N`, as `Mirror.start` resolves it) and bloc
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 
-from fceval_tui.errors import ConfigError
+from fceval_tui.errors import ConfigError, TransientError
 from fceval_tui.services.mirror.snapshot import PaneGone
 from fceval_tui.services.mirror.tmux_io import TmuxCli
-
-Uploader = Callable[[bytes], str]
-"""Stores bytes somewhere the target can fetch them and returns a GET URL valid for <= 15 minutes."""
-
-# $1 is the URL; the rest is the tmux load-buffer argv, completed with the downloaded file.
-_FETCH_AND_LOAD = (
-    "url=$1; shift; f=$(mktemp) || exit 1; "
-    'if command -v curl >/dev/null 2>&1; then curl -fsSL -o "$f" "$url"; '
-    "else python3 -c \"import sys,urllib.request; open(sys.argv[2],'wb').write("
-    'urllib.request.urlopen(sys.argv[1], timeout=120).read())" "$url" "$f"; fi '
-    '&& "$@" "$f"; rc=$?; rm -f "$f"; exit $rc'
-)
 
 
 def send_keys(tmux: TmuxCli, pane_id: str, *keys: str, literal: bool = False) -> None:
@@ -44,27 +31,41 @@ def run_and_wait(tmux: TmuxCli, pane_id: str, command: str, timeout: float) -> N
         raise PaneGone(f"pane {pane_id} is gone")
 
 
-def paste(tmux: TmuxCli, pane_id: str, text: str, uploader: Uploader | None) -> None:
+def paste(tmux: TmuxCli, pane_id: str, text: str) -> None:
     """Paste `text` into the pane through a tmux buffer (bracketed if the program asked for it).
 
-    Small text goes through the transport's stdin; larger text than the transport can carry is
-    staged with `uploader` (a presigned URL valid <= 15 minutes), which the target downloads.
+    Text within one command's stdin goes at once; larger text is appended chunk by chunk to a
+    private temporary file on the target (mktemp, 0600) and loaded from there. The text never
+    appears in an argv, and no URL or credential is involved.
     """
-    transport = tmux.transport
     data = text.encode()
     buffer = f"fceval-{uuid.uuid4().hex[:12]}"
-    limit = transport.max_stdin_bytes
+    limit = tmux.transport.max_stdin_bytes
     if limit is None or len(data) <= limit:
         tmux.run("load-buffer", "-b", buffer, "-", stdin=data)
     else:
-        if uploader is None:
-            raise ConfigError(
-                f"cannot paste {len(data)} bytes into a pane on {transport.describe()} without staging",
-                fix="configure an S3 artifacts prefix (FCEVAL_ARTIFACTS=s3://...) so large pastes can be staged",
-            )
-        url = uploader(data)  # secret: never logged
-        transport.run(
-            ["sh", "-c", _FETCH_AND_LOAD, "sh", url, *tmux.argv("load-buffer", "-b", buffer)],
-            timeout=tmux.timeout,
-        )
+        _load_in_chunks(tmux, buffer, data, limit)
     tmux.run("paste-buffer", "-d", "-p", "-b", buffer, "-t", pane_id)
+
+
+def _load_in_chunks(tmux: TmuxCli, buffer: str, data: bytes, limit: int) -> None:
+    transport = tmux.transport
+    if limit <= 0:
+        raise ConfigError(
+            f"cannot paste into a pane on {transport.describe()}: it carries no input to commands",
+            fix="type the text with `fceval-tui send JOB --keys` or take control in the console",
+        )
+    made = transport.run(["mktemp"], timeout=tmux.timeout)
+    path = made.stdout.strip()
+    if not made.ok or not path:
+        raise TransientError(f"cannot create a temporary file on {transport.describe()}: {made.stderr.strip()}")
+    try:
+        for start in range(0, len(data), limit):
+            appended = transport.run(
+                ["sh", "-c", 'cat >> "$1"', "sh", path], stdin=data[start : start + limit], timeout=tmux.timeout
+            )
+            if not appended.ok:
+                raise TransientError(f"pasting into {transport.describe()} failed: {appended.stderr.strip()}")
+        tmux.run("load-buffer", "-b", buffer, path)
+    finally:
+        transport.run(["rm", "-f", path], timeout=tmux.timeout)
