@@ -24,6 +24,7 @@ COMMANDS = {
     "cancel": "cancel a job or a whole run",
     "tail": "print a job's (or any tmux pane's) new lines as they appear",
     "attach": "interactive terminal on a job's tmux session",
+    "send": "send keys, text or a file to a job's session; optionally wait for a pattern or exit code",
     "audit": "preflight audit: IAM, S3, network, quotas",
     "teardown": "remove everything a run (or orphan) left behind",
     "retry": "retry a run's failed jobs, optionally one error class",

@@ -424,8 +424,11 @@ class _Lost(BackendError):
     transient = True
 
 
-def cancel_jobs(ledger: Ledger, settings: Settings, job_ids: list[str], reason: str = "cancelled by user") -> list[Job]:
-    """Cancel jobs now, whether or not a runner is alive: the ledger first, then the compute."""
+def cancel_jobs(
+    ledger: Ledger, settings: Settings, job_ids: list[str], reason: str = "cancelled by user", by: str | None = None
+) -> list[Job]:
+    """Cancel jobs now, whether or not a runner is alive: the ledger first, then the compute. `by` (an
+    operator's identity) puts the action in the ledger's log of what operators did."""
     cancelled = []
     backends: dict[str, Backend] = {}
     for job_id in job_ids:
@@ -437,6 +440,8 @@ def cancel_jobs(ledger: Ledger, settings: Settings, job_ids: list[str], reason: 
             job = ledger.transition(
                 job.id, JobState.CANCELLED, reason=reason, ended_at=utcnow(), error_class=ErrorClass.CANCELLED
             )
+            if by:
+                ledger.record(job.run_id, job.id, "operator_cancel", by=by, reason=reason)
         except IllegalTransition:
             continue  # it became final meanwhile
         cancelled.append(job)
@@ -453,7 +458,7 @@ def cancel_jobs(ledger: Ledger, settings: Settings, job_ids: list[str], reason: 
     return cancelled
 
 
-def retry_jobs(ledger: Ledger, job_ids: list[str]) -> list[Job]:
+def retry_jobs(ledger: Ledger, job_ids: list[str], by: str | None = None) -> list[Job]:
     """Put final, unsuccessful jobs back to pending (a user decision); a runner then drives them."""
     retried = []
     for job_id in job_ids:
@@ -471,4 +476,6 @@ def retry_jobs(ledger: Ledger, job_ids: list[str]) -> list[Job]:
                     ended_at=None,
                 )
             )
+            if by:
+                ledger.record(job.run_id, job.id, "operator_retry", by=by, error_class=job.error_class)
     return retried

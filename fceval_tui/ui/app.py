@@ -24,6 +24,7 @@ from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.errors import UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
+from fceval_tui.services.operator import identity
 from fceval_tui.services.resources import list_resources
 from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs, run_settings
 from fceval_tui.ui.screens.events import EventsScreen
@@ -154,7 +155,7 @@ class FcevalApp(App):
     def retry(self, jobs: list[Job]) -> None:
         if self.readonly or not jobs:
             return
-        retried = retry_jobs(self.ledger, [j.id for j in jobs])
+        retried = retry_jobs(self.ledger, [j.id for j in jobs], by=identity())
         if not retried:
             self.notify("only failed, timed-out or cancelled jobs can be retried", severity="warning")
             return
@@ -179,7 +180,7 @@ class FcevalApp(App):
 
     @work(thread=True, group="cancel", exit_on_error=False)
     def _cancel(self, job_ids: list[str]) -> None:
-        cancelled = cancel_jobs(self.ledger, self.settings, job_ids)
+        cancelled = cancel_jobs(self.ledger, self.settings, job_ids, by=identity())
         self.call_from_thread(self.notify, f"cancelled {len(cancelled)} job(s)")
 
     def resource_listing(self) -> tuple[list[Resource], dict[str, str], list[str]]:

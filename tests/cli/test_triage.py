@@ -38,8 +38,18 @@ def test_retry_by_error_class_requeues_only_that_class(ledger, state_dir, settin
     reply = json.loads(res.out)
     assert reply["retried"] == [jobs[0].id, jobs[2].id] and reply["runner_pid"]
     assert ledger.get_job(jobs[1].id).state == JobState.FAILED  # another class: left alone
+    logged = [(e.job_id, e.detail["error_class"]) for e in ledger.events(run_id=run.id) if e.kind == "operator_retry"]
+    assert logged == [(jobs[0].id, "capacity"), (jobs[2].id, "capacity")]
     deadline = time.monotonic() + 60
     while any(not ledger.get_job(j.id).state.is_final for j in (jobs[0], jobs[2])) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert [ledger.get_job(j.id).state for j in jobs] == [JobState.SUCCEEDED, JobState.FAILED, JobState.SUCCEEDED]
     assert ledger.get_job(jobs[0].id).error_class is None
+
+
+def test_a_cancel_is_logged_with_who_did_it(ledger, state_dir):
+    run, jobs = ledger.create_run("local", 1, [JobSpec("a", "t")])
+    res = run_cli("cancel", "--run", run.id, "--json", state_dir=state_dir)
+    assert json.loads(res.out) == {"cancelled": [jobs[0].id]}
+    (event,) = [e for e in ledger.events(run_id=run.id) if e.kind == "operator_cancel"]
+    assert "@" in event.detail["by"] and ledger.get_job(jobs[0].id).error_class == "cancelled"

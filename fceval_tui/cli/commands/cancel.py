@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fceval_tui.services.operator import identity
     from fceval_tui.services.runner import cancel_jobs
 
     settings, ledger = load_context(args)
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         job = ledger.get_job(args.job)
         ids = [] if job.state.is_final else [job.id]
-    cancelled = cancel_jobs(ledger, settings, ids)
+    cancelled = cancel_jobs(ledger, settings, ids, by=identity())
     if args.json:
         from fceval_tui.cli import output
 

@@ -1,0 +1,93 @@
+"""`fceval-tui send JOB (--keys K... | --text T | --file F) [--wait-for REGEX | --wait-exit] [--timeout S]`:
+input into a job's live session without the console, optionally waiting for the pane to show a
+pattern, or for a typed command to finish (its exit code becomes ours)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import time
+import uuid
+
+from fceval_tui.cli.context import job_target, load_context
+from fceval_tui.cli.exit_codes import EXIT_FAILED, EXIT_OK
+from fceval_tui.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", metavar="JOB")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--keys", nargs="+", metavar="K", help="tmux key names, e.g. Enter C-c 'y'")
+    what.add_argument("--text", metavar="T", help="text pasted into the pane")
+    what.add_argument("--file", metavar="F", help="a file pasted into the pane")
+    wait = parser.add_mutually_exclusive_group()
+    wait.add_argument("--wait-for", metavar="REGEX", help="then wait until the pane shows this pattern")
+    wait.add_argument(
+        "--wait-exit", action="store_true", help="--text is a shell command: wait for it, exit with its code"
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="S", help="how long to wait (default 60)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fceval_tui.services.mirror import Mirror
+    from fceval_tui.services.operator import identity
+
+    pattern = _compile(args.wait_for) if args.wait_for else None
+    if args.wait_exit and args.text is None:
+        raise UserError("--wait-exit needs the command as --text", "e.g. --text 'make test' --wait-exit")
+    text = args.text if args.file is None else _read(args.file)
+    settings, ledger = load_context(args)
+    job, target = job_target(settings, ledger, args.job)
+    marker = f"__FCEVAL_EXIT_{uuid.uuid4().hex[:12]}"
+    with Mirror(target.transport, target.tmux_args, target.session, mode="poll", want_screen=False) as mirror:
+        if args.keys:
+            mirror.send_keys(*args.keys)
+            detail = {"keys": len(args.keys)}
+        else:
+            if args.wait_exit:
+                # The code is printed after the command; the typed line itself shows `=%s`, never digits.
+                text = f"{text}; printf '\\n{marker}=%s\\n' $?"
+                mirror.send_keys(text, literal=True)
+                mirror.send_keys("Enter")
+            else:
+                mirror.paste(text)
+            data = text.encode()
+            detail = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        # What was sent is logged as its size and hash, never its content.
+        ledger.record(job.run_id, job.id, "operator_send", by=identity(), **detail)
+        if pattern is None and not args.wait_exit:
+            return EXIT_OK
+        wanted = pattern or re.compile(re.escape(marker) + r"=(\d+)")
+        found = _wait(mirror, wanted, args.timeout)
+    if found is None:
+        what = f"the pattern {args.wait_for!r}" if pattern else "the command's end"
+        print(f"fceval-tui: {what} did not show within {args.timeout:g}s")
+        return EXIT_FAILED
+    return int(found.group(1)) if args.wait_exit else EXIT_OK
+
+
+def _wait(mirror, pattern: re.Pattern, timeout: float) -> re.Match | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = pattern.search("\n".join(mirror.screen()))
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.2)
+
+
+def _compile(text: str) -> re.Pattern:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise UserError(
+            f"--wait-for {text!r} is not a regular expression ({exc})", "e.g. --wait-for 'done|failed'"
+        ) from None
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}", "give the path of a UTF-8 text file") from None
