@@ -87,6 +87,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN error_class TEXT;
     """,
+    # What each attempt cost, kept apart: a job's cost is their sum, so a retry never overwrites it.
+    """
+    CREATE TABLE attempt_costs (
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        attempt INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        PRIMARY KEY (job_id, attempt)
+    );
+    INSERT INTO attempt_costs SELECT id, MAX(attempts, 1), cost_usd FROM jobs WHERE cost_usd > 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -331,6 +341,24 @@ class Ledger:
             if row is None:
                 raise NotFoundError(f"no job {job_id!r} in the ledger", "list jobs with `fceval-tui status`")
             return _job(row)
+
+    def set_attempt_cost(self, job_id: str, attempt: int, cost_usd: float) -> Job:
+        """This attempt's cost so far; the job's cost becomes the sum over its attempts."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO attempt_costs(job_id, attempt, cost_usd) VALUES (?, ?, ?) "
+                "ON CONFLICT(job_id, attempt) DO UPDATE SET cost_usd=excluded.cost_usd",
+                (job_id, attempt, cost_usd),
+            )
+            total = db.execute("SELECT SUM(cost_usd) FROM attempt_costs WHERE job_id=?", (job_id,)).fetchone()[0]
+        return self.update(job_id, cost_usd=round(total, 6))
+
+    def attempt_costs(self, job_id: str) -> dict[int, float]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT attempt, cost_usd FROM attempt_costs WHERE job_id=? ORDER BY attempt", (job_id,)
+            ).fetchall()
+        return {row["attempt"]: row["cost_usd"] for row in rows}
 
     def record(self, run_id: str, job_id: str | None, kind: str, **detail: Any) -> int:
         with self._tx() as db:

@@ -305,12 +305,9 @@ class Runner:
     def _advance(self, job: Job, observation: Observation) -> Job:
         """Walk forward along the pipeline up to the observed phase (never backwards)."""
         if observation.cost_usd is not None:
-            job = self.ledger.update(job.id, cost_usd=observation.cost_usd)
-        elif job.started_at:
-            rate = self.backend.hourly_cost()
-            if rate:
-                hours = (utcnow() - job.started_at).total_seconds() / 3600
-                job = self.ledger.update(job.id, cost_usd=round(rate * hours, 6))
+            job = self.ledger.set_attempt_cost(job.id, job.attempts, observation.cost_usd)
+        else:
+            job = self._bill_attempt(job)
         order = PIPELINE_ORDER
         if job.state == JobState.STARTING:
             job = self._move(job, JobState.RUNNING)
@@ -406,7 +403,17 @@ class Runner:
             self.ledger.record(ctx.job.run_id, ctx.job.id, "cancel_failed", resource_id=resource_id, error=str(exc))
         self._cleanup(ctx, resource_id)
 
+    def _bill_attempt(self, job: Job) -> Job:
+        """This attempt's cost from its start (the resource's launch) to now, at the backend's rate."""
+        rate = self.backend.hourly_cost()
+        if not (rate and job.started_at and job.attempts):
+            return job
+        hours = (utcnow() - job.started_at).total_seconds() / 3600
+        return self.ledger.set_attempt_cost(job.id, job.attempts, round(rate * hours, 6))
+
     def _cleanup(self, ctx: JobContext, resource_id: str | None) -> None:
+        # Every attempt ends here: bill it, also one that died before its first status read.
+        self._bill_attempt(self._reload(ctx.job))
         if resource_id is None:
             return
         try:

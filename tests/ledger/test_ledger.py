@@ -192,3 +192,15 @@ def test_migration_keeps_a_version_1_ledger(tmp_path):
         assert s.run_owner("r1") == os.getpid()
     finally:
         s.close()
+
+
+def test_a_jobs_cost_is_the_sum_of_its_attempts_and_a_retry_keeps_it(ledger):
+    from fceval_tui.domain.models import JobSpec
+
+    _, (job,) = ledger.create_run("ec2", 1, [JobSpec("a", "t")])
+    ledger.set_attempt_cost(job.id, 1, 0.25)
+    ledger.set_attempt_cost(job.id, 1, 0.5)  # the same attempt, later: replaced
+    assert ledger.get_job(job.id).cost_usd == 0.5
+    ledger.set_attempt_cost(job.id, 2, 0.125)
+    assert ledger.get_job(job.id).cost_usd == 0.625
+    assert ledger.attempt_costs(job.id) == {1: 0.5, 2: 0.125}
