@@ -11,6 +11,7 @@ from fceval_tui.domain import pipeline
 from fceval_tui.domain.states import JobState
 
 EXIT_NO_TMUX = 4
+TMUX_GROUP = "fceval-tmux"
 EXIT_NO_SCRIPT = 3
 
 
