@@ -111,7 +111,7 @@ def _attach_under_pty(argv: list[str], until: bytes) -> bytes:
     if pid == 0:
         os.execvpe(argv[0], argv, {**attach_env(), "TERM": "xterm-256color"})
     seen = b""
-    detached = False
+    detached_at = 0.0
     deadline = time.monotonic() + DEADLINE
     try:
         while time.monotonic() < deadline:
@@ -124,9 +124,10 @@ def _attach_under_pty(argv: list[str], until: bytes) -> bytes:
                 if not data:
                     break
                 seen += data
-            if until in seen and not detached:
+            # A key typed while the client is still starting may be lost (as on a terminal): retry.
+            if until in seen and time.monotonic() - detached_at > 1.0:
                 os.write(fd, b"\x02d")
-                detached = True
+                detached_at = time.monotonic()
     finally:
         if os.waitpid(pid, os.WNOHANG) == (0, 0):
             os.kill(pid, 9)
@@ -142,7 +143,7 @@ def test_attach_opens_the_jobs_tmux_session_as_ssm_user(started_job, ssm_session
     assert "start-session" in argv
     screen = _attach_under_pty(argv, b"job-line-before")
     assert b"job-line-before" in screen, screen[-2000:]
-    assert b"[detached" in screen
+    assert b"[detached" in screen, screen[-600:]
     assert b"no server running" not in screen
 
 
