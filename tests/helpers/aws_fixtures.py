@@ -141,7 +141,7 @@ def local_machine(tmp_path_factory) -> Iterator[LocalMachine]:
 
 
 @pytest.fixture
-def ssm_agent(aws_env, monkeypatch, local_machine) -> LocalMachine:
+def ssm_agent(aws_env, monkeypatch, local_machine, tmux_group) -> LocalMachine:
     from tests.helpers.ssm_double import install_run_command
 
     install_run_command(monkeypatch, local_machine)

@@ -230,20 +230,27 @@ class SessionCli:
 
 
 @pytest.fixture(scope="session")
-def ssm_user() -> Iterator[pwd.struct_passwd]:
+def tmux_group() -> Iterator[str]:
+    """The group the EC2 launch script creates on the "instance" (this machine): removed afterwards
+    unless it existed before the tests."""
+    existed = _group_exists(TMUX_GROUP)
+    yield TMUX_GROUP
+    if not existed and _group_exists(TMUX_GROUP):
+        subprocess.run(["groupdel", TMUX_GROUP], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def ssm_user(tmux_group) -> Iterator[pwd.struct_passwd]:
     """The `ssm-user` account (the agent creates it at the first session; here, once per test session).
-    Removed afterwards when created here, with the group the pipeline's launch script creates."""
+    Removed afterwards when created here (before the group, which it may belong to)."""
     if os.geteuid() != 0:
         pytest.skip("the SSM doubles drop to ssm-user as the agent does: run the tests as root (as CI does)")
     created = _lookup_user(SSM_USER) is None
-    group_existed = _group_exists(TMUX_GROUP)
     if created:
         subprocess.run(["useradd", "-m", SSM_USER], check=True, capture_output=True)
     yield pwd.getpwnam(SSM_USER)
     if created:
         subprocess.run(["userdel", "-r", SSM_USER], capture_output=True)
-    if not group_existed and _group_exists(TMUX_GROUP):
-        subprocess.run(["groupdel", TMUX_GROUP], capture_output=True)
 
 
 def _lookup_user(name: str) -> pwd.struct_passwd | None:
