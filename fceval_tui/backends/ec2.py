@@ -4,11 +4,16 @@ provision  find-or-launch the instance (tag lookup + ClientToken: a retried laun
            zones tried in turn on capacity errors; user data schedules the TTL shutdown first
            (the dead-man's switch, with InstanceInitiatedShutdownBehavior=terminate), installs tmux
            and mounts the NVMe instance store when asked
-start      wait for running and for the SSM agent, stage the pipeline script and the manifest of
-           expected uploads in S3, start the pipeline in a tmux session named after the job
+start      wait for running and for the SSM agent, write the manifest of expected uploads to
+           staging (the console's alone), and send the pipeline script and the job's values
+           (`pipeline.ENV_FILE`, with the attempt's inbox) inside the Run Command that starts the
+           pipeline in tmux: the instance reads nothing from S3
 observe    read the pipeline's status files through SSM
-collect    verify in S3 every upload the manifest expects
-cancel / cleanup   terminate the instance (whatever happened) and delete the staging objects
+collect    copy the uploads from the attempt's inbox to the artifact layout and check every one
+cancel / cleanup   terminate the instance (whatever happened) and delete the staged objects
+
+Run Command runs as root; Session Manager sessions (tail, the live mirror, attach) run as
+`SESSION_USER`. Both reach the job's one tmux server on its explicit socket: see remote_tmux.
 
 The AMI is looked up in ec2_image, the VPC and the security group in ec2_network.
 """
@@ -23,7 +28,7 @@ from typing import ClassVar
 
 from fceval_tui.backends import remote_tmux
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, classify, error_code, tag_filter, tag_map
-from fceval_tui.backends.aws_constants import ATTEMPT_TAG, JOB_ID_TAG, MANAGED_BY, MANAGED_BY_TAG
+from fceval_tui.backends.aws_constants import ATTEMPT_TAG, INBOX_PREFIX, JOB_ID_TAG, MANAGED_BY, MANAGED_BY_TAG
 from fceval_tui.backends.base import (
     JobContext,
     Observation,
@@ -36,6 +41,7 @@ from fceval_tui.backends.cloud import CloudBackend, remote_work_dir
 from fceval_tui.backends.ec2_image import Ec2Images
 from fceval_tui.backends.ec2_network import Ec2Network
 from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
+from fceval_tui.backends.staging import Staging
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Job, utcnow
@@ -47,6 +53,9 @@ from fceval_tui.transports.ssm import SsmTransport
 
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 GONE_STATES = ("shutting-down", "terminated", "stopping", "stopped")
+# The OS user of Session Manager sessions unless Run As is configured (AWS: Session Manager, "Turn on
+# run as support for Linux and macOS managed nodes"); the agent creates it at the first session.
+SESSION_USER = "ssm-user"
 
 
 def ttl_minutes(ctx: JobContext) -> int:
@@ -104,7 +113,7 @@ class Ec2Backend(CloudBackend):
         "s3:DeleteObject",
     )
     instance_actions: ClassVar[tuple[str, ...]] = (
-        # AmazonSSMManagedInstanceCore (the agent) plus the pipeline's staging and uploads.
+        # AmazonSSMManagedInstanceCore (the agent). The instance reads nothing from S3.
         "ssm:UpdateInstanceInformation",
         "ssmmessages:CreateControlChannel",
         "ssmmessages:CreateDataChannel",
@@ -113,7 +122,9 @@ class Ec2Backend(CloudBackend):
         "ec2messages:GetMessages",
         "ec2messages:AcknowledgeMessage",
         "ec2messages:SendReply",
-        "s3:GetObject",
+        # The pipeline's uploads into its inbox, and the agent's copy of long command outputs
+        # (`_ssm_output`, also under the inbox prefix), before which it reads the bucket's
+        # encryption (AWS: "Create an IAM instance profile for Systems Manager", S3 output bucket).
         "s3:PutObject",
         "s3:GetEncryptionConfiguration",
     )
@@ -159,21 +170,22 @@ class Ec2Backend(CloudBackend):
     def start(self, ctx: JobContext, resource_id: str) -> None:
         self._wait_running(resource_id)
         self._wait_agent(resource_id)
-        s3 = self.aws.s3
         work = remote_work_dir(self.settings, ctx.job.id)
-        staging = self.staging(ctx.job, ctx.attempt)
         manifest = self.new_manifest(ctx)
-        script = self.pipeline_script(ctx, manifest.upload_shell(), f" on {resource_id}")
-        staging.put(s3, MANIFEST, manifest.to_json())
-        staging.put(s3, pipeline.SCRIPT_NAME, script)
-        staging.put(s3, pipeline.ENV_FILE, pipeline.env_file_text({**ctx.env, **manifest.environment()}))
-
-        def fetch(name: str, path: str) -> str:
-            return f"aws s3 cp --only-show-errors {shlex.quote(staging.url(name))} {path}"
-
-        launch = remote_tmux.launch_script(work, ctx.job.id, fetch)
+        self.staging(ctx.job, ctx.attempt).put(self.aws.s3, MANIFEST, manifest.to_json())
+        files = remote_tmux.bundle(
+            {
+                pipeline.SCRIPT_NAME: self.pipeline_script(ctx, manifest.upload_shell(), f" on {resource_id}"),
+                pipeline.ENV_FILE: pipeline.env_file_text({**ctx.env, **manifest.environment()}),
+            }
+        )
+        socket = remote_tmux.socket_path(work)
+        launch = remote_tmux.launch_script(work, ctx.job.id, socket=socket, grant_user=SESSION_USER)
         try:
-            result = self._transport(ctx.job, ctx.attempt, resource_id).run(["sh", "-c", launch], timeout=600)
+            # The bundle travels inside the SSM command (Run Command has no stdin): base64 in its
+            # parameters, decoded by a shell builtin, so it is in no process's argv on the instance.
+            transport = self._transport(ctx.job, ctx.attempt, resource_id)
+            result = transport.run(["sh", "-c", launch], stdin=files, timeout=600)
         except TimeoutError as exc:
             raise TransientError(f"starting the pipeline on {resource_id} timed out: {exc}") from exc
         if result.exit_code == remote_tmux.EXIT_NO_TMUX:
@@ -191,7 +203,10 @@ class Ec2Backend(CloudBackend):
         # instance should be noticed at once rather than after the transport's own backoff.
         transport = self._transport(ctx.job, ctx.attempt, resource_id, RetryPolicy(attempts=1))
         try:
-            result = transport.run(["sh", "-c", remote_tmux.status_script(work, ctx.job.id)], timeout=60)
+            status = remote_tmux.status_script(
+                work, ctx.job.id, socket=remote_tmux.socket_path(work), grant_user=SESSION_USER
+            )
+            result = transport.run(["sh", "-c", status], timeout=60)
         except (TransientError, TimeoutError) as exc:
             self._raise_if_gone(resource_id)
             if isinstance(exc, TimeoutError):
@@ -211,6 +226,8 @@ class Ec2Backend(CloudBackend):
         ids = {resource_id} | {item["InstanceId"] for item in self._instances_of(ctx)}
         self._terminate(sorted(i for i in ids if i.startswith("i-")))
         self.delete_staged(ctx)
+        if self.settings.staging_bucket:
+            self._ssm_output(ctx.job, ctx.attempt).delete_all(self.aws.s3)
 
     def hourly_cost(self) -> float:
         return ec2_hourly(self.settings.ec2_instance_type, self.settings.spot_price) or 0.0
@@ -256,7 +273,8 @@ class Ec2Backend(CloudBackend):
     def tmux_target(self, job: Job) -> TmuxTarget | None:
         if not job.resource_id:
             return None
-        return TmuxTarget((), job.id, self._transport(job, job.attempts, job.resource_id))
+        work = remote_work_dir(self.settings, job.id)
+        return TmuxTarget(remote_tmux.tmux_args(work), job.id, self._transport(job, job.attempts, job.resource_id))
 
     # -- launching ------------------------------------------------------------------------------
 
@@ -372,20 +390,26 @@ class Ec2Backend(CloudBackend):
             raise classify(exc, f"ec2:TerminateInstances {', '.join(instance_ids)}") from exc
 
     def _transport(self, job: Job, attempt: int, instance_id: str, policy: RetryPolicy | None = None) -> SsmTransport:
-        # Full outputs land under the attempt's staging prefix, deleted with it in cleanup.
-        staging = self.staging(job, attempt)
+        output = self._ssm_output(job, attempt)
         return SsmTransport(
             self.aws.ssm,
             instance_id,
             s3_client=self.aws.s3,
-            output_bucket=staging.bucket,
-            output_prefix=staging.key("ssm-output"),
+            output_bucket=output.bucket,
+            output_prefix=output.prefix,
             region=self.settings.region,
             profile=self.settings.profile or None,
             command_prefix=self.settings.aws_command_prefix,
             retry_policy=policy,
             poll_interval=min(1.0, self.poll_interval),
         )
+
+    def _ssm_output(self, job: Job, attempt: int) -> Staging:
+        """Where the agent copies full command outputs (deleted in cleanup). The agent writes with the
+        instance's role, whose only S3 write is under the inbox prefix; the keys carry the command id,
+        which only the console and that instance know, and the console reads nothing else there."""
+        bucket = self.staging(job, attempt).bucket
+        return Staging(bucket, f"{INBOX_PREFIX}{job.run_id}/{job.id}-a{attempt}-ssm-output")
 
     def _instance_resource(self, item: dict, now: datetime) -> Resource:
         spot = self.settings.spot_price if item.get("InstanceLifecycle") == "spot" else None

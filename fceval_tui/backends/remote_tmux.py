@@ -1,9 +1,26 @@
 """The pipeline in tmux on cloud compute (EC2 through SSM, ECS through ECS Exec): the shell that
-starts it, the shell that reads its status, and what that status means."""
+starts it, the shell that reads its status, and what that status means.
+
+One tmux server per job, on an explicit socket in the job's work directory (`socket_path`), used
+with `tmux -S` on every path: launch, status, mirror, tail, attach. The default socket depends on
+the user (`/tmp/tmux-UID/default`), and on EC2 the pipeline is started by Run Command, as root,
+while Session Manager sessions (tail, the live mirror, attach) run as `ssm-user`: with default
+sockets those would look at a server of their own and find "no server running".
+
+A root-owned server lets another user in only when (1) the user can reach and open the socket and
+(2) tmux >= 3.3 has the user on its access list (`server-access -a`; root and the owner are always
+allowed). So the launch and every status poll (both run as root) put the work directory and the
+socket in the group `TMUX_GROUP` (0710 and 0660: the group may reach and open the socket, nobody
+else anything) and, once `grant_user` exists, add it to that group and to the server's access list.
+This grants no more than the session user already has: on EC2 the agent gives ssm-user
+passwordless sudo.
+"""
 
 from __future__ import annotations
 
+import io
 import shlex
+import tarfile
 from collections.abc import Callable
 
 from fceval_tui.backends.base import Observation, ResourceGone
@@ -12,62 +29,127 @@ from fceval_tui.domain.states import JobState
 
 EXIT_NO_TMUX = 4
 EXIT_NO_SCRIPT = 3
+TMUX_GROUP = "fceval-tmux"  # may open the jobs' tmux sockets (see the module doc)
+SOCKET_NAME = "tmux.sock"
 
 
-def launch_script(work: str, session: str, fetch: Callable[[str, str], str]) -> str:
-    """Shell that fetches the staged pipeline and its values and starts it in tmux, unless it already
-    runs there.
+def socket_path(work: str) -> str:
+    return f"{work}/{SOCKET_NAME}"
 
-    `fetch(name, path)` gives trusted shell (built with shlex.quote) copying the staged file `name`
-    to the quoted `path`. Exit codes: 4 tmux missing, 3 a staged file could not be fetched."""
+
+def tmux_args(work: str) -> tuple[str, ...]:
+    """tmux's socket selection for the job whose work directory is `work`."""
+    return ("-S", socket_path(work))
+
+
+def bundle(files: dict[str, str]) -> bytes:
+    """A tar.gz of `files` (name -> text), each readable by its owner only, for `launch_script`'s stdin."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o600
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def launch_script(
+    work: str,
+    session: str,
+    fetch: Callable[[str, str], str] | None = None,
+    *,
+    socket: str | None = None,
+    grant_user: str | None = None,
+) -> str:
+    """Shell that installs the pipeline and its values in `work` and starts it in tmux, unless it
+    already runs there.
+
+    The files come from `fetch(name, path)`, trusted shell (built with shlex.quote) copying the file
+    `name` to the quoted `path`; without `fetch`, from stdin, as a `bundle` of the script and
+    `pipeline.ENV_FILE`. `socket`: the tmux server's socket (`socket_path(work)`); None is tmux's
+    default socket. `grant_user`: the user that sessions run as (see the module doc). Exit codes:
+    4 tmux missing, 3 the files could not be installed."""
     q = shlex.quote
+    tmux = ["tmux", "-S", socket] if socket else ["tmux"]
     target = f"={session}"
     script = f"{work}/{pipeline.SCRIPT_NAME}"
     env_file = f"{work}/{pipeline.ENV_FILE}"
     conf = f"{work}/tmux.conf"
-    return "\n".join(
-        [
-            # On EC2, user data may still be installing tmux when the SSM agent comes online.
-            "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1; fi",
-            f"mkdir -p {q(work)} || exit 2",
-            f"command -v tmux >/dev/null 2>&1 || {{ echo 'tmux is not installed' >&2; exit {EXIT_NO_TMUX}; }}",
-            f"if tmux has-session -t {q(target)} 2>/dev/null; then exit 0; fi",
+    if fetch is None:
+        # Owner-only files (-o: owned by whoever unpacks, not by the archive's uid).
+        install = [f"(umask 077 && tar -xzof - -C {q(work)}) || exit {EXIT_NO_SCRIPT}"]
+    else:
+        install = [
             fetch(pipeline.SCRIPT_NAME, q(script)) + f" || exit {EXIT_NO_SCRIPT}",
             f"(umask 077 && {fetch(pipeline.ENV_FILE, q(env_file))}) || exit {EXIT_NO_SCRIPT}",
-            # Read when the (per-machine) tmux server starts: long history for the mirror, and
-            # the pane stays after the pipeline exits so its last screen can still be seen.
-            f"printf 'set -g history-limit {pipeline.HISTORY_LIMIT}\\nset -g remain-on-exit on\\n' > {q(conf)}",
-            shlex.join(
-                [
-                    "tmux",
-                    "-f",
-                    conf,
-                    "new-session",
-                    "-d",
-                    "-s",
-                    session,
-                    "-x",
-                    "200",
-                    "-y",
-                    "50",
-                    "-c",
-                    work,
-                    "sleep 2147483647",
-                ]
-            ),
-            shlex.join(
-                ["tmux", "pipe-pane", "-o", "-t", target + ":", "cat >> " + q(f"{work}/{pipeline.CONSOLE_LOG}")]
-            ),
-            shlex.join(["tmux", "respawn-pane", "-k", "-t", target + ":", "sh " + q(script)]),
         ]
+    lines = [
+        # On EC2, user data may still be installing tmux when the SSM agent comes online.
+        "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 </dev/null; fi",
+        f"mkdir -p {q(work)} || exit 2",
+        f"command -v tmux >/dev/null 2>&1 || {{ echo 'tmux is not installed' >&2; exit {EXIT_NO_TMUX}; }}",
+        f"if {shlex.join(tmux)} has-session -t {q(target)} 2>/dev/null; then exit 0; fi",
+        *install,
+    ]
+    if socket:
+        lines.append(_group_access(work, socket))
+    lines += [
+        # Read when the job's tmux server starts: long history for the mirror, and the pane stays
+        # after the pipeline exits so its last screen can still be seen.
+        f"printf 'set -g history-limit {pipeline.HISTORY_LIMIT}\\nset -g remain-on-exit on\\n' > {q(conf)}",
+        shlex.join(
+            [*tmux, "-f", conf, "new-session", "-d", "-s", session, "-x", "200", "-y", "50", "-c", work]
+            + ["sleep 2147483647"]
+        ),
+    ]
+    if socket:
+        # tmux creates an explicit socket readable by its owner alone.
+        lines.append(f"chgrp {TMUX_GROUP} {q(socket)} && chmod 0660 {q(socket)}")
+        if grant_user:
+            lines.append(grant_script(socket, grant_user))
+    lines += [
+        shlex.join([*tmux, "pipe-pane", "-o", "-t", target + ":", "cat >> " + q(f"{work}/{pipeline.CONSOLE_LOG}")]),
+        shlex.join([*tmux, "respawn-pane", "-k", "-t", target + ":", "sh " + q(script)]),
+    ]
+    return "\n".join(lines)
+
+
+def _group_access(work: str, socket: str) -> str:
+    """Root's shell giving `TMUX_GROUP` the way to the socket (0710: enter, not list) and nothing else."""
+    q = shlex.quote
+    return (
+        f"{{ getent group {TMUX_GROUP} >/dev/null || groupadd {TMUX_GROUP}; }} >/dev/null 2>&1; "
+        f"chgrp {TMUX_GROUP} {q(work)} && chmod 0710 {q(work)} "
+        f"|| echo 'fceval-tui: sessions will not reach {socket}: no group {TMUX_GROUP}' >&2"
     )
 
 
-def status_script(work: str, session: str) -> str:
-    """The pane state first, then the status files: a dead pane without `done` means the pipeline died."""
+def grant_script(socket: str, user: str) -> str:
+    """Root's shell letting `user`, once it exists, open the socket and use the server; silent, and
+    quick when already done. Errors are ignored: before tmux 3.3 there is no `server-access`, and
+    the socket's group is then the only check."""
     q = shlex.quote
-    pane = f"tmux display-message -p -t {q('=' + session + ':')} '#{{pane_dead}}' 2>/dev/null || echo gone"
-    return f'printf "pane=%s\\n" "$({pane})"\n{pipeline.status_command(work)}'
+    tmux = shlex.join(["tmux", "-S", socket])
+    return (
+        f"if id -u {q(user)} >/dev/null 2>&1; then "
+        f"id -nG {q(user)} | tr ' ' '\\n' | grep -qx {TMUX_GROUP} || usermod -a -G {TMUX_GROUP} {q(user)}; "
+        f"{tmux} server-access -l 2>/dev/null | grep -q {q('^' + user + ' ')} "
+        f"|| {tmux} server-access -a {q(user)}; "
+        "fi >/dev/null 2>&1"
+    )
+
+
+def status_script(work: str, session: str, *, socket: str | None = None, grant_user: str | None = None) -> str:
+    """The pane state first, then the status files: a dead pane without `done` means the pipeline died.
+
+    With `grant_user`, also grants that user access to the job's tmux server once it exists: on EC2
+    the agent creates ssm-user at the first session, which may come after the launch."""
+    q = shlex.quote
+    tmux = shlex.join(["tmux", "-S", socket]) if socket else "tmux"
+    pane = f"{tmux} display-message -p -t {q('=' + session + ':')} '#{{pane_dead}}' 2>/dev/null || echo gone"
+    grant = grant_script(socket, grant_user) + "\n" if socket and grant_user else ""
+    return f'{grant}printf "pane=%s\\n" "$({pane})"\n{pipeline.status_command(work)}'
 
 
 def pane_state(stdout: str) -> str:

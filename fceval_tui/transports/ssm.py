@@ -1,8 +1,17 @@
 """An EC2 instance through SSM: one-shot commands via SendCommand, streams via `aws ssm start-session`.
 
-`run` sends AWS-RunShellScript and polls GetCommandInvocation. GetCommandInvocation returns at
-most 24,000 characters of stdout (8,000 of stderr); longer output is read from the S3 copy SSM
-writes when the command was sent with OutputS3BucketName (configure `output_bucket`).
+`run` sends AWS-RunShellScript and polls GetCommandInvocation; the command runs as root. Its
+`stdin` travels base64-encoded inside the command (Run Command has no stdin) and is decoded by the
+shell's `printf` builtin, so it appears in no process's argv on the instance (it is in the command's
+parameters, which SSM keeps in its command history: never pass credentials). GetCommandInvocation
+returns at most 24,000 characters of stdout (8,000 of stderr); longer output is read from the S3
+copy the agent writes, with the instance's role, when the command was sent with OutputS3BucketName
+(configure `output_bucket`).
+
+Streams and interactive terminals are `aws ssm start-session` with AWS-StartInteractiveCommand
+(session-manager-plugin needed locally): the command runs as `ssm-user` by default (not root), in
+a pseudo-terminal with echo on. So a command that talks to something root started (a tmux server)
+must name it explicitly (`tmux -S SOCKET`) and root must have let ssm-user in.
 
 The boto3 clients are passed in, built by the caller from its one Session per profile/region.
 """

@@ -250,11 +250,13 @@ def test_cancel_terminates_and_the_job_is_then_gone(aws_settings, ssm_agent, aws
     backend.start(ctx, instance_id)
     observation = backend.observe(ctx, instance_id)
     assert observation.phase == JobState.RUNNING and not observation.done
-    assert ctx.job.id in ssm_agent.sessions()
+    socket = f"{settings.remote_work_dir}/{ctx.job.id}/tmux.sock"  # the job's own tmux server
+    assert ssm_agent.tmux("-S", socket, "has-session", "-t", f"={ctx.job.id}").returncode == 0
     # The mirror reaches the job's tmux session through SSM.
     target = backend.tmux_target(dataclasses.replace(ctx.job, resource_id=instance_id))
     assert target.session == ctx.job.id
-    assert target.transport.run(["tmux", "has-session", "-t", f"={ctx.job.id}"]).ok
+    assert target.tmux_args == ("-S", socket)
+    assert target.transport.run(["tmux", *target.tmux_args, "has-session", "-t", f"={ctx.job.id}"]).ok
     backend.cancel(ctx, instance_id)
     backend.cancel(ctx, instance_id)  # idempotent
     with pytest.raises(ResourceGone):

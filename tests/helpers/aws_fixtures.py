@@ -4,11 +4,9 @@ Loaded with `pytest_plugins = ("aws_fixtures",)`; plain helpers are in aws_helpe
 - `moto_server`: one ThreadedMotoServer on 127.0.0.1 for the whole session (the first EC2 call
   costs ~1.8 s, so state is shared; every test uses its own run id and filters by it). Child
   processes (the `aws` CLI inside the pipeline) reach it through AWS_ENDPOINT_URL.
-- `ssm_agent`: moto records SendCommand but runs nothing. This double wraps moto's SSM backend:
-  each command sent to a running instance is executed by `sh` on a LocalMachine, and its exit
-  code, output and S3 output copy are written back, so GetCommandInvocation answers like the real
-  agent. DescribeInstanceInformation (not in moto) is added to moto's SSM responses: every
-  instance moto has running has an online agent.
+- `ssm_agent`: SSM Run Command (ssm_double.install_run_command) running each command as root with
+  `sh` on a LocalMachine. The fuller EC2 doubles (an instance's file system, sessions as ssm-user
+  through a fake `aws` CLI) are `ec2_machine` and `ssm_sessions` in ssm_double.py, loaded from here.
 - `ecs_exec`: ECS Exec is not in moto; the EcsBackend's transport factory is given LocalContainer
   transports that run commands on a LocalMachine.
 - `batch_compute`: moto's Batch without Docker runs nothing; this double runs the submitted
@@ -44,6 +42,8 @@ from tests.helpers.aws import (
     LocalMachine,
     MotoWorld,
 )
+
+pytest_plugins = ("tests.helpers.ssm_double",)  # its fixtures come with this plugin
 
 
 @pytest.fixture(scope="session")
@@ -140,73 +140,11 @@ def local_machine(tmp_path_factory) -> Iterator[LocalMachine]:
     machine.tmux("kill-server")
 
 
-def _running(account_id: str, region: str, instance_id: str) -> bool:
-    from moto.ec2.exceptions import InvalidInstanceIdError
-    from moto.ec2.models import ec2_backends
-
-    try:
-        return ec2_backends[account_id][region].get_instance(instance_id).state == "running"
-    except InvalidInstanceIdError:
-        return False
-
-
 @pytest.fixture
-def ssm_agent(aws_env, monkeypatch, local_machine) -> LocalMachine:
-    from moto.core.exceptions import JsonRESTError
-    from moto.core.responses import ActionResult
-    from moto.s3.models import s3_backends
-    from moto.ssm.models import SimpleSystemManagerBackend
-    from moto.ssm.responses import SimpleSystemManagerResponse
+def ssm_agent(aws_env, monkeypatch, local_machine, tmux_group) -> LocalMachine:
+    from tests.helpers.ssm_double import install_run_command
 
-    original = SimpleSystemManagerBackend.send_command
-
-    def send_command(self, **kwargs):
-        for instance_id in kwargs["instance_ids"]:
-            if not _running(self.account_id, self.region_name, instance_id):
-                raise JsonRESTError("InvalidInstanceId", f"Instances [{instance_id}] not in a valid state")
-        command = original(self, **kwargs)
-        script = "\n".join(command.parameters.get("commands", []))
-        local_machine.commands.append(script)
-        for invocation in command.invocations:
-            proc = subprocess.run(
-                ["sh", "-c", script],
-                cwd=local_machine.root,
-                env=local_machine.env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            invocation.update(
-                ResponseCode=proc.returncode,
-                Status="Success" if proc.returncode == 0 else "Failed",
-                StatusDetails="Success" if proc.returncode == 0 else "Failed",
-                StandardOutputContent=proc.stdout[:24000],
-                StandardErrorContent=proc.stderr[:8000],
-            )
-            if command.output_s3_bucket_name:
-                prefix = f"{command.output_s3_key_prefix}/{command.command_id}/{invocation['InstanceId']}"
-                s3 = s3_backends[self.account_id]["aws"]
-                for stream, text in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-                    s3.put_object(
-                        command.output_s3_bucket_name,
-                        f"{prefix}/awsrunShellScript/0.awsrunShellScript/{stream}",
-                        text.encode(),
-                    )
-        return command
-
-    def describe_instance_information(self):
-        wanted = [v for f in self._get_param("Filters", []) if f["Key"] == "InstanceIds" for v in f["Values"]]
-        info = [
-            {"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"}
-            for i in wanted
-            if _running(self.current_account, self.region, i)
-        ]
-        return ActionResult({"InstanceInformationList": info})
-
-    monkeypatch.setattr(SimpleSystemManagerBackend, "send_command", send_command)
-    monkeypatch.setattr(
-        SimpleSystemManagerResponse, "describe_instance_information", describe_instance_information, raising=False
-    )
+    install_run_command(monkeypatch, local_machine)
     return local_machine
 
 

@@ -1,0 +1,306 @@
+"""SSM doubles that behave as AWS documents, for the EC2 backend: Run Command runs as root, Session
+Manager sessions run as the unprivileged `ssm-user` in a pseudo-terminal with echo on.
+
+What each part follows:
+- Run Command (`AWS-RunShellScript`) runs the script as root, through `sh`, in the agent's
+  environment (AWS: "Running commands using Systems Manager Run Command"; the agent runs as root).
+  GetCommandInvocation returns at most 24,000 characters of StandardOutputContent and 8,000 of
+  StandardErrorContent (API reference: GetCommandInvocation); the full output only in the S3 copy.
+- Sessions (`aws ssm start-session`, `AWS-StartInteractiveCommand`) run as the system-generated
+  `ssm-user` account unless Run As is configured (AWS: Session Manager, "Turn on run as support for
+  Linux and macOS managed nodes"). How the agent starts one (aws/amazon-ssm-agent,
+  agent/session/shell/shell_unix.go, `StartCommandExecutor` and `getUserCredentials`): `sh -c COMMAND`
+  on a new pty (echo on, as a pty starts), the agent's environment plus TERM=xterm-256color,
+  LANG=C.UTF-8 when unset and HOME=/home/ssm-user, with the uid, gid and supplementary groups that
+  `id ssm-user` reports at session start.
+- The CLI needs session-manager-plugin: without it `aws ssm start-session` fails at once
+  (AWS: "Install the Session Manager plugin for the AWS CLI").
+
+The "instance" is a directory outside pytest's private (0700) temp root, so that ssm-user can reach
+what root grants it, as on a real machine; its /tmp (TMUX_TMPDIR, where each user's default tmux
+socket lives) is sticky and world-writable like /tmp. CI runs the tests as root (needed to drop to
+ssm-user, as the agent does); `ssm_user` creates the account if missing and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from fceval_tui.backends.remote_tmux import TMUX_GROUP
+from tests.helpers.aws import MotoWorld
+
+SSM_USER = "ssm-user"
+STDOUT_LIMIT, STDERR_LIMIT = 24_000, 8_000
+
+
+@dataclass
+class Ec2Machine:
+    """A directory standing in for an instance's file system, with its /tmp and the work root."""
+
+    root: Path
+    env: dict[str, str]
+    commands: list[str] = field(default_factory=list)
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def work_root(self) -> str:
+        return str(self.root / "fceval")
+
+    def run_as_root(self, script: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["sh", "-c", script], cwd="/", env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def default_socket(self, uid: int) -> Path:
+        """Where `tmux` without -L/-S puts the server of user `uid` on this machine."""
+        return self.tmp / f"tmux-{uid}" / "default"
+
+    def stop(self) -> None:
+        """Kill every tmux server the machine's users started (explicit sockets and default ones)."""
+        for socket in [*self.root.rglob("*.sock"), *self.tmp.glob("tmux-*/*")]:
+            if socket.is_socket():
+                subprocess.run(["tmux", "-S", str(socket), "kill-server"], capture_output=True, env=self.env)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def install_run_command(monkeypatch, machine) -> None:
+    """moto records SendCommand and runs nothing: run each script on `machine` as root (this process's
+    user), answer GetCommandInvocation like the agent, and add DescribeInstanceInformation (not in moto):
+    every running instance has an online agent. `machine` has `root` (the working dir), `env`, `commands`."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.responses import ActionResult
+    from moto.s3.models import s3_backends
+    from moto.ssm.models import SimpleSystemManagerBackend
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    original = SimpleSystemManagerBackend.send_command
+
+    def send_command(self, **kwargs):
+        for instance_id in kwargs["instance_ids"]:
+            if not _running(self.account_id, self.region_name, instance_id):
+                raise JsonRESTError("InvalidInstanceId", f"Instances [{instance_id}] not in a valid state")
+        command = original(self, **kwargs)
+        script = "\n".join(command.parameters.get("commands", []))
+        machine.commands.append(script)
+        for invocation in command.invocations:
+            proc = subprocess.run(
+                ["sh", "-c", script], cwd=machine.root, env=machine.env, capture_output=True, text=True, timeout=120
+            )
+            invocation.update(
+                ResponseCode=proc.returncode,
+                Status="Success" if proc.returncode == 0 else "Failed",
+                StatusDetails="Success" if proc.returncode == 0 else "Failed",
+                StandardOutputContent=proc.stdout[:STDOUT_LIMIT],
+                StandardErrorContent=proc.stderr[:STDERR_LIMIT],
+            )
+            if command.output_s3_bucket_name:
+                prefix = f"{command.output_s3_key_prefix}/{command.command_id}/{invocation['InstanceId']}"
+                s3 = s3_backends[self.account_id]["aws"]
+                for stream, text in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+                    s3.put_object(
+                        command.output_s3_bucket_name,
+                        f"{prefix}/awsrunShellScript/0.awsrunShellScript/{stream}",
+                        text.encode(),
+                    )
+        return command
+
+    def describe_instance_information(self):
+        wanted = [v for f in self._get_param("Filters", []) if f["Key"] == "InstanceIds" for v in f["Values"]]
+        info = [
+            {"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"}
+            for i in wanted
+            if _running(self.current_account, self.region, i)
+        ]
+        return ActionResult({"InstanceInformationList": info})
+
+    monkeypatch.setattr(SimpleSystemManagerBackend, "send_command", send_command)
+    monkeypatch.setattr(
+        SimpleSystemManagerResponse, "describe_instance_information", describe_instance_information, raising=False
+    )
+
+
+def _running(account_id: str, region: str, instance_id: str) -> bool:
+    from moto.ec2.exceptions import InvalidInstanceIdError
+    from moto.ec2.models import ec2_backends
+
+    try:
+        return ec2_backends[account_id][region].get_instance(instance_id).state == "running"
+    except InvalidInstanceIdError:
+        return False
+
+
+# -- the operator's side: the `aws` CLI with session-manager-plugin ----------------------------------
+
+_FAKE_AWS = r'''#!{python}
+"""`aws` on the operator's machine: `ssm start-session` is the Session Manager double (see
+tests/helpers/ssm_double.py); every other command is the real aws CLI."""
+import json, os, pty, pwd, select, shutil, signal, sys, termios, tty
+
+MACHINE = {machine}
+args = sys.argv[1:]
+with open(MACHINE["log"], "a") as log:
+    log.write(json.dumps(args) + "\n")
+if "start-session" not in args:
+    os.execv(MACHINE["real_aws"], [MACHINE["real_aws"], *args])
+if shutil.which("session-manager-plugin") is None:
+    sys.stderr.write("\nSessionManagerPlugin is not found. Please refer to SessionManager Documentation here: "
+                     "http://docs.aws.amazon.com/console/systems-manager/session-manager-plugin-not-found\n")
+    sys.exit(255)
+command = None
+if "--document-name" in args:
+    assert args[args.index("--document-name") + 1] == "AWS-StartInteractiveCommand", args
+    command = json.loads(args[args.index("--parameters") + 1])["command"][0]
+user = pwd.getpwnam("ssm-user")
+groups = os.getgrouplist(user.pw_name, user.pw_gid)  # read now, like the agent's `id ssm-user`
+env = dict(MACHINE["env"], TERM="xterm-256color", HOME=user.pw_dir)
+env.setdefault("LANG", "C.UTF-8")
+shell = shutil.which("sh", path=env["PATH"])  # now: after setuid this Python cannot import from /root
+size = None
+if os.isatty(0):
+    size = termios.tcgetwinsize(0)
+    saved = termios.tcgetattr(0)
+    tty.setraw(0)  # the plugin's local terminal is raw: the remote pty echoes and translates
+sys.stdout.buffer.write(b"\r\nStarting session with SessionId: fake-0123\r\n")
+sys.stdout.flush()
+pid, master = pty.fork()
+if pid == 0:
+    os.chdir("/")
+    os.setgroups(groups)
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+    argv = ["sh", "-c", command] if command is not None else ["sh"]
+    os.execve(shell, argv, env)
+if size is not None:
+    termios.tcsetwinsize(master, size)
+inputs = [0, master]
+while True:
+    ready, _, _ = select.select(inputs, [], [])
+    if master in ready:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            break
+        os.write(1, data)
+    if 0 in ready:
+        data = os.read(0, 65536)
+        if data:
+            os.write(master, data)
+        else:
+            inputs.remove(0)
+os.waitpid(pid, 0)
+if size is not None:
+    termios.tcsetattr(0, termios.TCSADRAIN, saved)
+sys.stdout.buffer.write(b"\r\n\r\nExiting session with sessionId: fake-0123.\r\n\r\n")
+sys.stdout.flush()
+sys.exit(0)  # like the real CLI: the remote exit code is lost
+'''
+
+
+@dataclass
+class SessionCli:
+    """The fake `aws` (and a session-manager-plugin) first on PATH; `calls()` lists each argv."""
+
+    bin_dir: Path
+    log: Path
+
+    def calls(self) -> list[list[str]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+
+# -- fixtures ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tmux_group() -> Iterator[str]:
+    """The group the EC2 launch script creates on the "instance" (this machine): removed afterwards
+    unless it existed before the tests."""
+    existed = _group_exists(TMUX_GROUP)
+    yield TMUX_GROUP
+    if not existed and _group_exists(TMUX_GROUP):
+        subprocess.run(["groupdel", TMUX_GROUP], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def ssm_user(tmux_group) -> Iterator[pwd.struct_passwd]:
+    """The `ssm-user` account (the agent creates it at the first session; here, once per test session).
+    Removed afterwards when created here (before the group, which it may belong to)."""
+    if os.geteuid() != 0:
+        pytest.skip("the SSM doubles drop to ssm-user as the agent does: run the tests as root (as CI does)")
+    created = _lookup_user(SSM_USER) is None
+    if created:
+        subprocess.run(["useradd", "-m", SSM_USER], check=True, capture_output=True)
+    yield pwd.getpwnam(SSM_USER)
+    if created:
+        subprocess.run(["userdel", "-r", SSM_USER], capture_output=True)
+
+
+def _lookup_user(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+@pytest.fixture
+def ec2_machine(aws_env: MotoWorld, monkeypatch, ssm_user) -> Iterator[Ec2Machine]:
+    """An instance's file system and its agent: SendCommand runs scripts here as root."""
+    root = Path(tempfile.mkdtemp(prefix="fceval-ec2-", dir="/tmp"))
+    root.chmod(0o755)
+    (root / "tmp").mkdir(mode=0o777)
+    (root / "tmp").chmod(0o1777)
+    (root / "fceval").mkdir(mode=0o755)  # what the user data's `mkdir -p` leaves
+    env = {key: value for key, value in os.environ.items() if key != "TMUX"}
+    env["TMUX_TMPDIR"] = str(root / "tmp")
+    machine = Ec2Machine(root, env)
+    install_run_command(monkeypatch, machine)
+    yield machine
+    machine.stop()
+
+
+@pytest.fixture
+def ssm_sessions(ec2_machine: Ec2Machine, tmp_path, monkeypatch) -> SessionCli:
+    """The operator's `aws` CLI with session-manager-plugin installed: sessions reach `ec2_machine` as
+    ssm-user. Put first on PATH here (and so in every child process: run_cli passes os.environ on)."""
+    real_aws = shutil.which("aws")
+    if real_aws is None:
+        pytest.skip("the pipeline uploads with the aws CLI: install it (pip install awscli)")
+    bin_dir = tmp_path / "operator-bin"
+    bin_dir.mkdir()
+    log = tmp_path / "aws-calls.jsonl"
+    spec = {"env": ec2_machine.env, "log": str(log), "real_aws": real_aws}
+    aws = bin_dir / "aws"
+    aws.write_text(_FAKE_AWS.replace("{python}", sys.executable).replace("{machine}", repr(spec)))
+    plugin = bin_dir / "session-manager-plugin"
+    plugin.write_text("#!/bin/sh\nexit 0\n")
+    for script in (aws, plugin):
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("TMUX", raising=False)
+    return SessionCli(bin_dir, log)
