@@ -57,7 +57,7 @@ START_TIMEOUT = 600  # seconds a task may take to leave PENDING (image pull, ENI
 class _TaskBoard:
     """The last DescribeTasks answer for every watched task, refreshed in batches of 100."""
 
-    def __init__(self, ecs, cluster: str, max_age: float) -> None:
+    def __init__(self, ecs, cluster: str, max_age: Callable[[], float]) -> None:
         self.ecs = ecs
         self.cluster = cluster
         self.max_age = max_age
@@ -69,7 +69,7 @@ class _TaskBoard:
     def get(self, task_arn: str, fresh: bool = False) -> dict | None:
         with self._lock:
             self._watched.add(task_arn)
-            if fresh or time.monotonic() - self._at > self.max_age or task_arn not in self._seen:
+            if fresh or time.monotonic() - self._at > self.max_age() or task_arn not in self._seen:
                 self._refresh()
             return self._seen.get(task_arn)
 
@@ -132,7 +132,7 @@ class EcsBackend(CloudBackend):
         super().__init__(settings)
         self.aws = clients or AwsClients(settings.region, settings.profile, ("ecs", "s3"))
         self._transport_for = transport_for or self._ecs_exec
-        self._board = _TaskBoard(self.aws.ecs, settings.ecs_cluster, max_age=self.poll_interval / 2)
+        self._board = _TaskBoard(self.aws.ecs, settings.ecs_cluster, max_age=lambda: self.poll_interval / 2)
 
     def check_ready(self) -> None:
         super().check_ready()

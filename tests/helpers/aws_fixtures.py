@@ -9,8 +9,7 @@ Loaded with `pytest_plugins = ("aws_fixtures",)`; plain helpers are in aws_helpe
   code, output and S3 output copy are written back, so GetCommandInvocation answers like the real
   agent. DescribeInstanceInformation (not in moto) is added to moto's SSM responses: every
   instance moto has running has an online agent.
-- `ecs_exec`: ECS Exec is not in moto; the EcsBackend's transport factory is given LocalContainer
-  transports that run commands on a LocalMachine.
+- ECS tasks and ECS Exec: see ecs_double.py.
 - `batch_compute`: moto's Batch without Docker runs nothing; this double runs the submitted
   command on a LocalMachine in a thread (the job is RUNNING meanwhile), writes its output to
   CloudWatch Logs and finishes the job with the command's exit code. TerminateJob kills it.
@@ -40,7 +39,6 @@ from tests.helpers.aws import (
     RESULTS,
     RUN,
     STAGING,
-    EcsExecDouble,
     LocalMachine,
     MotoWorld,
 )
@@ -208,17 +206,6 @@ def ssm_agent(aws_env, monkeypatch, local_machine) -> LocalMachine:
         SimpleSystemManagerResponse, "describe_instance_information", describe_instance_information, raising=False
     )
     return local_machine
-
-
-@pytest.fixture
-def ecs_exec(aws_env, local_machine) -> Iterator[EcsExecDouble]:
-    """Give `ecs_exec.transport_for` to EcsBackend(transport_for=...). moto advances a task's status
-    on every DescribeTasks (RUNNING -> ... -> STOPPED); here tasks stay RUNNING until stopped."""
-    from moto.moto_api import state_manager
-
-    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
-    yield EcsExecDouble(local_machine)
-    state_manager.unset_transition("ecs::task")
 
 
 @pytest.fixture
