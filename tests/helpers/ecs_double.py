@@ -85,7 +85,7 @@ sys.stdout.flush()
 pid, fd = pty.fork()
 if pid == 0:  # root, whatever the container's user
     os.chdir(container["cwd"])
-    os.execve("/bin/sh", ["sh", "-c", arg("--command")], container["env"])
+    os.execve("/bin/sh", ["sh", "-c", arg("--command")], {"TERM": "xterm-256color", **container["env"]})
 local_tty = os.isatty(0)
 saved = termios.tcgetattr(0) if local_tty else None
 if local_tty:
