@@ -11,7 +11,12 @@ import pytest
 
 from tests.helpers.cli import FAST_GRADE, FAST_RUN
 
-pytest_plugins = ("tests.helpers.aws_fixtures", "tests.helpers.audit_fixtures", "tests.helpers.tmux")
+pytest_plugins = (
+    "tests.helpers.aws_fixtures",
+    "tests.helpers.audit_fixtures",
+    "tests.helpers.tmux",
+    "tests.helpers.ecs_double",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -1,25 +1,31 @@
-"""ECS Fargate backend: one task per job attempt, driven through ECS Exec.
+"""ECS Fargate backend: one task per job attempt; the task's own command runs the pipeline.
 
-provision  register a task definition for this attempt (image from FCEVAL_ECS_IMAGE with
-           {task_id}; main process `sleep TTL`, the hard limit) and run_task with
-           enableExecuteCommand; "Capacity is unavailable" is a capacity error (the job waits)
-start      wait for RUNNING, stage the pipeline in S3, fetch it in the container through a
-           short-lived presigned URL and start it in tmux (through ECS Exec)
-observe    read the status files through ECS Exec
-collect    upload the packed artifacts through short-lived presigned PUT URLs, verify them in S3
-cancel / cleanup   stop_task and deregister the task definition, also after errors
+provision  stage the manifest (with the attempt's inbox), register a task definition whose
+           container runs `/bin/sh -c BOOTSTRAP` (ecs_task_definition: the entry point is ours, so an
+           image's ENTRYPOINT cannot defeat the time-to-live), the job's values as its environment,
+           and run_task with enableExecuteCommand; "Capacity is unavailable" is a capacity error
+start      wait until the task leaves PENDING
+observe    DescribeTasks, batched for every watched task (100 per call): RUNNING is running;
+           STOPPED with the container's exit code is done; the bootstrap's own codes are errors
+           with a fix (no tmux or aws CLI in the image, time-to-live reached)
+collect    copy the archives from the inbox to the layout and verify them (`verify_uploads`)
+cancel / cleanup   stop_task; deregister and delete the task definition; delete staged objects
 
-Presigned URLs travel as the command's stdin, never in argv, and are never logged.
+The bootstrap starts the pipeline in tmux on `{work dir}/tmux.sock` as the image's user, waits for
+its `done` file (or the time-to-live) and exits with its code. No ECS Exec while a job runs, so jobs
+need no session-manager-plugin; `tail`, `attach` and the live mirror use ECS Exec (which runs as
+root, so it reaches the socket whatever the image's user) and need it.
 """
 
 from __future__ import annotations
 
-import re
-import shlex
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from fceval_tui.backends import ecs_task_definition as taskdef
 from fceval_tui.backends import remote_tmux
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, chunks, classify, error_code, tag_map
 from fceval_tui.backends.aws_constants import ECS_FAMILY_PREFIX, ECS_STARTED_BY
@@ -32,48 +38,56 @@ from fceval_tui.backends.base import (
     TmuxTarget,
     is_managed,
 )
-from fceval_tui.backends.cloud import CloudBackend, remote_work_dir, require_settings
+from fceval_tui.backends.cloud import CloudBackend, require_settings
+from fceval_tui.backends.ecs_task_definition import CONTAINER, family_of, image_for
 from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
 from fceval_tui.config import Settings
-from fceval_tui.domain import pipeline
-from fceval_tui.domain.artifacts import split_s3
 from fceval_tui.domain.models import Job
 from fceval_tui.domain.prices import cost_so_far, fargate_hourly
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
 from fceval_tui.transports.base import Transport
 
-CONTAINER = "main"
-URL_SECONDS = 900  # presigned URLs live 15 minutes: long enough for one transfer
-_STAGED = (pipeline.SCRIPT_NAME, pipeline.ENV_FILE)
-_IMAGE_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+__all__ = ["CONTAINER", "EcsBackend", "family_of", "image_for"]
 
-# Reads one URL per line from stdin and fetches/puts with whatever the image has.
-_FETCH = (
-    'read -r url; if command -v curl >/dev/null 2>&1; then curl -fsS -o {path} "$url"; '
-    'elif command -v wget >/dev/null 2>&1; then wget -q -O {path} "$url"; '
-    "else python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "
-    '"$url" {path}; fi'
-)
-_PUT = (
-    'put() {{ if command -v curl >/dev/null 2>&1; then curl -fsS -X PUT --upload-file "$1" "$2"; '
-    "else python3 -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request("
-    'sys.argv[2], data=open(sys.argv[1], "rb").read(), method="PUT")).read()\' "$1" "$2"; fi; }}\n'
-    "cd {work} || exit 2\n"
-    "read -r run_url; read -r report_url; status=0\n"
-    'put {run} "$run_url" || status=1\n'
-    'if [ -f {report} ]; then put {report} "$report_url" || status=1; fi\n'
-    "exit $status"
-)
+_STARTING = ("PROVISIONING", "PENDING", "ACTIVATING")
+START_TIMEOUT = 600  # seconds a task may take to leave PENDING (image pull, ENI) before a retry
 
 
-def family_of(job_id: str, attempt: int) -> str:
-    return f"{ECS_FAMILY_PREFIX}{job_id}-a{attempt}"
+class _TaskBoard:
+    """The last DescribeTasks answer for every watched task, refreshed in batches of 100."""
 
+    def __init__(self, ecs, cluster: str, max_age: Callable[[], float]) -> None:
+        self.ecs = ecs
+        self.cluster = cluster
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._watched: set[str] = set()
+        self._seen: dict[str, dict] = {}
+        self._at = 0.0
 
-def image_for(template: str, task_id: str) -> str:
-    """Image tags allow [A-Za-z0-9_.-]; anything else in a task id (e.g. '/') becomes '-'."""
-    return template.replace("{task_id}", _IMAGE_TAG_UNSAFE.sub("-", task_id)[:128])
+    def get(self, task_arn: str, fresh: bool = False) -> dict | None:
+        with self._lock:
+            self._watched.add(task_arn)
+            if fresh or time.monotonic() - self._at > self.max_age() or task_arn not in self._seen:
+                self._refresh()
+            return self._seen.get(task_arn)
+
+    def forget(self, task_arn: str) -> None:
+        with self._lock:
+            self._watched.discard(task_arn)
+            self._seen.pop(task_arn, None)
+
+    def _refresh(self) -> None:
+        seen: dict[str, dict] = {}
+        try:
+            for arns in chunks(sorted(self._watched), 100):
+                for task in self.ecs.describe_tasks(cluster=self.cluster, tasks=list(arns))["tasks"]:
+                    seen[task["taskArn"]] = task
+        except AWS_ERRORS as exc:
+            raise classify(exc, "ecs:DescribeTasks") from exc
+        self._seen = seen
+        self._at = time.monotonic()
 
 
 class EcsBackend(CloudBackend):
@@ -85,13 +99,14 @@ class EcsBackend(CloudBackend):
     caller_actions: ClassVar[tuple[str, ...]] = (
         "ecs:RegisterTaskDefinition",
         "ecs:DeregisterTaskDefinition",
+        "ecs:DeleteTaskDefinitions",
         "ecs:ListTaskDefinitions",
         "ecs:RunTask",
         "ecs:TagResource",
         "ecs:DescribeTasks",
         "ecs:ListTasks",
         "ecs:StopTask",
-        "ecs:ExecuteCommand",
+        "ecs:ExecuteCommand",  # tail, attach and the live mirror (never while a job runs)
         "iam:PassRole",
         "s3:PutObject",
         "s3:GetObject",
@@ -99,7 +114,9 @@ class EcsBackend(CloudBackend):
         "s3:DeleteObject",
     )
     instance_actions: ClassVar[tuple[str, ...]] = (
-        # The task role: what ECS Exec's agent needs inside the container.
+        # The task role: the pipeline copies its archives into the attempt's inbox ...
+        "s3:PutObject",
+        # ... and ECS Exec's agent in the container (attach and the live mirror).
         "ssmmessages:CreateControlChannel",
         "ssmmessages:CreateDataChannel",
         "ssmmessages:OpenControlChannel",
@@ -115,6 +132,7 @@ class EcsBackend(CloudBackend):
         super().__init__(settings)
         self.aws = clients or AwsClients(settings.region, settings.profile, ("ecs", "s3"))
         self._transport_for = transport_for or self._ecs_exec
+        self._board = _TaskBoard(self.aws.ecs, settings.ecs_cluster, max_age=lambda: self.poll_interval / 2)
 
     def check_ready(self) -> None:
         super().check_ready()
@@ -168,47 +186,45 @@ class EcsBackend(CloudBackend):
         return reply["tasks"][0]["taskArn"]
 
     def start(self, ctx: JobContext, resource_id: str) -> None:
-        self._wait_running(resource_id)
-        work = remote_work_dir(self.settings, ctx.job.id)
-        staging = self.staging(ctx.job, ctx.attempt)
-        manifest = self.new_manifest(ctx)
-        script = self.pipeline_script(ctx, "", f" in {resource_id}")
-        s3 = self.aws.s3
-        staging.put(s3, MANIFEST, manifest.to_json())
-        staging.put(s3, pipeline.SCRIPT_NAME, script)
-        staging.put(s3, pipeline.ENV_FILE, pipeline.env_file_text(dict(ctx.env)))
-        # launch_script fetches the script, then the values: one URL line each, in that order.
-        urls = [self._presign("get_object", staging.bucket, staging.key(name)) for name in _STAGED]
-        launch = remote_tmux.launch_script(work, ctx.job.id, lambda name, path: _FETCH.replace("{path}", path))
-        stdin = "".join(url + "\n" for url in urls).encode()
-        result = self._transport_for(resource_id).run(["sh", "-c", launch], stdin=stdin, timeout=300)
-        if result.exit_code == remote_tmux.EXIT_NO_TMUX:
-            raise PermanentError(
-                f"tmux is not installed in the image of {resource_id}", "add tmux to the task image (FCEVAL_ECS_IMAGE)"
-            )
-        if not result.ok:
-            detail = result.stderr.strip()[-300:]
-            raise TransientError(f"starting the pipeline in {resource_id} failed (exit {result.exit_code}): {detail}")
+        """The task's own command starts the pipeline: wait until it is past PENDING (observe reads the rest)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            task = self._board.get(resource_id, fresh=True)
+            if task is None:
+                raise ResourceGone(f"task {resource_id} no longer exists")
+            if task.get("lastStatus") not in _STARTING:
+                return
+            if time.monotonic() > deadline:
+                raise TransientError(f"{resource_id} is still {task.get('lastStatus')} after {START_TIMEOUT} s")
+            time.sleep(self.poll_interval)
 
     def observe(self, ctx: JobContext, resource_id: str) -> Observation:
-        work = remote_work_dir(self.settings, ctx.job.id)
-        try:
-            result = self._transport_for(resource_id).run(["sh", "-c", remote_tmux.status_script(work, ctx.job.id)])
-        except (TransientError, TimeoutError) as exc:
-            self._raise_if_stopped(resource_id)
-            raise TransientError(f"reading the status in {resource_id} failed: {exc}") from exc
-        return remote_tmux.observation(result.stdout, resource_id, self._raise_if_stopped)
+        task = self._board.get(resource_id)
+        if task is None:
+            raise ResourceGone(f"task {resource_id} no longer exists")
+        status = task.get("lastStatus", "")
+        if status != "STOPPED":
+            return Observation(JobState.RUNNING, detail=f"ECS {status}")
+        reason = task.get("stoppedReason") or ""
+        container = next((c for c in task.get("containers", []) if c.get("name") == CONTAINER), {})
+        code = container.get("exitCode")
+        if task.get("stopCode") == "TaskFailedToStart":
+            raise PermanentError(
+                f"task {resource_id} failed to start: {reason}", "check FCEVAL_ECS_IMAGE and the execution role"
+            )
+        if task.get("stopCode") != "EssentialContainerExited" or code is None:
+            raise ResourceGone(f"task {resource_id} stopped before its pipeline finished ({reason or status})")
+        if code in taskdef.EXIT_MEANINGS:
+            message, fix = taskdef.EXIT_MEANINGS[code]
+            if fix is None:
+                raise ResourceGone(f"task {resource_id}: {message}")
+            raise PermanentError(f"task {resource_id}: {message}", fix)
+        return Observation(JobState.UPLOADING, done=True, exit_code=code, detail=f"ECS STOPPED: {reason}")
 
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
+        self._board.forget(resource_id)
         s3 = self.aws.s3
         manifest = load_manifest(s3, self.staging(ctx.job, ctx.attempt), ctx, self.settings)
-        run_url, report_url = manifest.urls(observation.exit_code == 0)
-        urls = [self._presign("put_object", *split_s3(url)) for url in (run_url, report_url)]
-        work = remote_work_dir(self.settings, ctx.job.id)
-        q = shlex.quote
-        upload = _PUT.format(work=q(work), run=pipeline.RUN_ARCHIVE, report=pipeline.REPORT_ARCHIVE)
-        # The exit status is not trusted on its own: the verification below decides.
-        self._transport_for(resource_id).run(["sh", "-c", upload], stdin="\n".join(urls + [""]).encode(), timeout=900)
         return verify_uploads(s3, manifest, observation.exit_code)
 
     def cancel(self, ctx: JobContext, resource_id: str) -> None:
@@ -216,9 +232,13 @@ class EcsBackend(CloudBackend):
 
     def cleanup(self, ctx: JobContext, resource_id: str) -> None:
         family = family_of(ctx.job.id, ctx.attempt)
-        self._stop(sorted({resource_id, *self._tasks_of(family)} - {""}), "fceval-tui job ended")
+        tasks = sorted({resource_id, *self._tasks_of(family)} - {""})
+        self._stop(tasks, "fceval-tui job ended")
+        for arn in tasks:
+            self._board.forget(arn)
         for arn in self._definitions(family):
             self._deregister(arn)
+        self._delete_definitions(self._definitions(family, "INACTIVE"))
         self.delete_staged(ctx)
 
     def hourly_cost(self) -> float:
@@ -287,11 +307,21 @@ class EcsBackend(CloudBackend):
             self._stop([resource.id], "fceval-tui teardown")
         elif resource.kind == "task-definition":
             self._deregister(resource.id)
+            self._delete_definitions([resource.id])
         else:
             super().destroy_resource(resource)
 
     def tmux_target(self, job: Job) -> TmuxTarget | None:
-        return TmuxTarget((), job.id, self._transport_for(job.resource_id)) if job.resource_id else None
+        """The job's tmux server on its explicit socket, through ECS Exec (which runs as root).
+
+        The bootstrap falls back to another work directory when the image's user cannot write
+        FCEVAL_REMOTE_WORK_DIR, so one command asks the container which socket exists."""
+        if not job.resource_id:
+            return None
+        transport = self._transport_for(job.resource_id)
+        candidates = taskdef.sockets(self.settings, job.id)
+        found = transport.run(["sh", "-c", remote_tmux.socket_probe_script(candidates)]).stdout.strip()
+        return TmuxTarget(("-S", found if found in candidates else candidates[0]), job.id, transport)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -312,30 +342,11 @@ class EcsBackend(CloudBackend):
         return [{"key": k, "value": v} for k, v in ctx.tags.items()]
 
     def _register(self, ctx: JobContext, family: str) -> str:
-        s = self.settings
-        ttl_seconds = max(60, int((ctx.expires_at - datetime.now(UTC)).total_seconds()))
-        container = {
-            "name": CONTAINER,
-            "image": image_for(s.ecs_image, ctx.job.task_id),
-            "essential": True,
-            # The dead-man's switch: the task ends when its main process does.
-            "command": ["sleep", str(ttl_seconds)],
-            "memory": s.ecs_memory,
-            "linuxParameters": {"initProcessEnabled": True},  # recommended for ECS Exec
-        }
-        params: dict = {
-            "family": family,
-            "requiresCompatibilities": ["FARGATE"],
-            "networkMode": "awsvpc",
-            "cpu": str(s.ecs_cpu),
-            "memory": str(s.ecs_memory),
-            "containerDefinitions": [container],
-            "tags": self._tags(ctx),
-        }
-        if s.ecs_task_role_arn:
-            params["taskRoleArn"] = s.ecs_task_role_arn
-        if s.ecs_execution_role_arn:
-            params["executionRoleArn"] = s.ecs_execution_role_arn
+        # The manifest (with the inbox the container is told about) is staged before the definition
+        # exists, so a retry that finds the definition also finds its manifest.
+        manifest = self.new_manifest(ctx)
+        params = taskdef.definition(self.settings, ctx, family, manifest)
+        self.staging(ctx.job, ctx.attempt).put(self.aws.s3, MANIFEST, manifest.to_json())
         try:
             return self.aws.ecs.register_task_definition(**params)["taskDefinition"]["taskDefinitionArn"]
         except AWS_ERRORS as exc:
@@ -351,39 +362,12 @@ class EcsBackend(CloudBackend):
         except AWS_ERRORS as exc:
             raise classify(exc, f"ecs:ListTasks {family}") from exc
 
-    def _definitions(self, family: str) -> list[str]:
+    def _definitions(self, family: str, status: str = "ACTIVE") -> list[str]:
         try:
-            pages = self.aws.ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family, status="ACTIVE")
+            pages = self.aws.ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family, status=status)
             return [arn for page in pages for arn in page["taskDefinitionArns"]]
         except AWS_ERRORS as exc:
             raise classify(exc, f"ecs:ListTaskDefinitions {family}") from exc
-
-    def _describe(self, task_arn: str) -> dict | None:
-        try:
-            tasks = self.aws.ecs.describe_tasks(cluster=self.settings.ecs_cluster, tasks=[task_arn])["tasks"]
-        except AWS_ERRORS as exc:
-            raise classify(exc, f"ecs:DescribeTasks {task_arn}") from exc
-        return tasks[0] if tasks else None
-
-    def _wait_running(self, task_arn: str) -> None:
-        delay = max(1, int(self.poll_interval))
-        try:
-            self.aws.ecs.get_waiter("tasks_running").wait(
-                cluster=self.settings.ecs_cluster,
-                tasks=[task_arn],
-                WaiterConfig={"Delay": delay, "MaxAttempts": int(600 / delay) + 1},
-            )
-        except AWS_ERRORS as exc:
-            self._raise_if_stopped(task_arn)
-            raise TransientError(f"{task_arn} did not reach RUNNING: {exc}") from exc
-
-    def _raise_if_stopped(self, task_arn: str) -> None:
-        task = self._describe(task_arn)
-        if task is None:
-            raise ResourceGone(f"task {task_arn} no longer exists")
-        if task.get("lastStatus") in ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"):
-            reason = task.get("stoppedReason", "")
-            raise ResourceGone(f"task {task_arn} is {task['lastStatus']}" + (f" ({reason})" if reason else ""))
 
     def _stop(self, task_arns: list[str], reason: str) -> None:
         for arn in task_arns:
@@ -400,5 +384,13 @@ class EcsBackend(CloudBackend):
         except AWS_ERRORS as exc:
             raise classify(exc, f"ecs:DeregisterTaskDefinition {arn}") from exc
 
-    def _presign(self, method: str, bucket: str, key: str) -> str:
-        return self.aws.s3.generate_presigned_url(method, Params={"Bucket": bucket, "Key": key}, ExpiresIn=URL_SECONDS)
+    def _delete_definitions(self, arns: list[str]) -> None:
+        """Deleted, not only deregistered (an INACTIVE definition stays listed for ever otherwise)."""
+        for batch in chunks(arns, 10):  # DeleteTaskDefinitions takes at most 10
+            try:
+                failures = self.aws.ecs.delete_task_definitions(taskDefinitions=list(batch)).get("failures") or []
+            except AWS_ERRORS as exc:
+                raise classify(exc, "ecs:DeleteTaskDefinitions") from exc
+            for failure in failures:
+                if "does not exist" not in (failure.get("reason") or ""):
+                    raise TransientError(f"ecs:DeleteTaskDefinitions {failure.get('arn')}: {failure.get('reason')}")

@@ -5,6 +5,11 @@ wrapped `sh -c` script (see transports.markers), and recovers the exit code from
 since the CLI exits 0 whatever the command did. Transient failures before the command started
 (agent not running yet, target not connected, throttling) are retried with backoff; a session
 that dropped after the command started is not re-run (it may not be idempotent).
+
+The command string is visible in `ps` here and in the ExecuteCommand API request (CloudTrail), so
+`run` takes no stdin (it would have to travel inside the command): nothing but argv built by the
+console goes there. Commands run as root in the container whatever its user (AWS, "Monitor Amazon
+ECS containers with ECS Exec", Considerations), so they reach a job's tmux server on its socket.
 """
 
 from __future__ import annotations
@@ -20,9 +25,6 @@ from fceval_tui.transports.base import CommandResult, Stream, Transport
 from fceval_tui.transports.local import ProcessStream
 from fceval_tui.transports.markers import Markers, parse_marked, wrap_command
 from fceval_tui.transports.retry import Retryable, RetryPolicy, retry, transient_hint
-
-# The whole command travels as one CLI argument and one API field; keep embedded stdin modest.
-MAX_STDIN = 24_000
 
 
 class EcsExecTransport(Transport):
@@ -68,16 +70,17 @@ class EcsExecTransport(Transport):
 
     @property
     def max_stdin_bytes(self) -> int | None:
-        return MAX_STDIN
+        return 0  # see the module doc: no stdin channel
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float = 60.0) -> CommandResult:
-        if stdin is not None and len(stdin) > MAX_STDIN:
+        if stdin:
             raise PermanentError(
-                f"stdin of {len(stdin)} bytes is too large for ECS Exec",
-                fix="stage large input through S3 (the mirror's paste takes an uploader)",
+                "ECS Exec cannot pass stdin to a command without putting it in the command line "
+                "(visible in `ps` and CloudTrail)",
+                fix="type the text into the session instead (`fceval-tui attach JOB`)",
             )
         markers = Markers()
-        command = "sh -c " + shlex.quote(wrap_command(argv, markers, stdin))
+        command = "sh -c " + shlex.quote(wrap_command(argv, markers))
         local_argv = self.exec_argv(command)
 
         def attempt() -> CommandResult:

@@ -447,7 +447,8 @@ def _ecs_settings(audit_world, role_arn: str):
 
 
 def test_ecs_setup_and_a_task_role_without_ecs_exec(audit_world):
-    good = _ecs_task_role(audit_world, ["ssmmessages:*"])
+    # The task role uploads into the inbox (s3:PutObject) and serves ECS Exec (ssmmessages).
+    good = _ecs_task_role(audit_world, ["ssmmessages:*", "s3:PutObject"])
     report = run(_ecs_settings(audit_world, good), backend="ecs")
     assert errors(report) == {}
     ok = {f.id for f in report.findings if f.severity is Severity.OK}
@@ -467,7 +468,13 @@ def test_ecs_setup_and_a_task_role_without_ecs_exec(audit_world):
             json.dumps(
                 {
                     "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Action": ["ssmmessages:CreateControlChannel"], "Resource": "*"}],
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": ["ssmmessages:CreateControlChannel", "s3:PutObject"],
+                            "Resource": "*",
+                        }
+                    ],
                 }
             )
         ),

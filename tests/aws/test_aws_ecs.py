@@ -1,5 +1,5 @@
-"""ECS Fargate backend against moto; ECS Exec (not in moto) is a LocalContainer running commands
-on this machine, so the pipeline really runs in tmux and its artifacts go through presigned URLs."""
+"""ECS Fargate backend against moto and the ECS double (tests/helpers/ecs_double.py): tasks run as
+real processes, the pipeline really runs in tmux and uploads into its inbox."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from fceval_tui.backends.ecs import EcsBackend, image_for
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError
 from tests.helpers.aws import (
+    QUICK,
     RESULTS,
+    RUN,
     STAGING,
     declared,
     make_context,
@@ -22,10 +24,20 @@ from tests.helpers.aws import (
     s3_keys,
     spec,
 )
+from tests.helpers.ecs_double import shell_image, wait_for
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tasks"  # FCEVAL_ECS_IMAGE in aws_settings
+
+
+@pytest.fixture
+def ecs_exec(ecs_double, image_tools):
+    """A root image without ENTRYPOINT (it runs this machine's Python, which lives under /root)."""
+    ecs_double.images[IMAGE] = shell_image(user="", tools=image_tools)
+    return ecs_double
 
 
 def backend_for(settings, ecs_exec) -> EcsBackend:
-    backend = EcsBackend(settings, transport_for=ecs_exec.transport_for)
+    backend = EcsBackend(settings)
     backend.poll_interval = 0.05
     return backend
 
@@ -49,7 +61,8 @@ def active_definitions(world, run_id: str) -> list[str]:
 
 
 def test_runner_drives_fargate_jobs_end_to_end(aws_settings, ecs_exec, aws_env):
-    settings = aws_settings(FCEVAL_BACKEND="ecs")
+    # The container has only the task definition's environment: no FCEVAL_EXAMPLE_SECONDS there.
+    settings = aws_settings(FCEVAL_BACKEND="ecs", FCEVAL_RUN_COMMAND=f"{RUN} --seconds {QUICK}")
     backend = backend_for(settings, ecs_exec)
     calls = record_calls(backend.aws.all())
     run, final = run_with_runner(settings, backend, [spec("hello"), spec("always-fail", agent="biomni")])
@@ -59,23 +72,32 @@ def test_runner_drives_fargate_jobs_end_to_end(aws_settings, ecs_exec, aws_env):
     assert "/evals/grades/aide/hello/" in ok.artifacts[1]
     assert bad.state == JobState.FAILED and bad.exit_code == 3
     assert s3_keys(aws_env, RESULTS, f"evals/failed_runs/biomni/always-fail/{run.id}") != []
-    # The task definition: image from the template, `sleep TTL` as the hard limit, tags.
+    # The task definition: image from the template, our entry point running the bootstrap, whose
+    # time-to-live is the hard limit, tags.
     register = calls.named("RegisterTaskDefinition")[0]
     container = register["containerDefinitions"][0]
     assert container["image"].endswith("/tasks:hello") or container["image"].endswith("/tasks:always-fail")
-    assert container["command"][0] == "sleep" and int(container["command"][1]) > 60 * 170
+    assert container["entryPoint"] == ["/bin/sh", "-c"] and len(container["command"]) == 1
+    ttl = int(container["command"][0].split("$(date +%s) + ")[1].split(" ")[0])
+    assert ttl > 60 * 170
     assert {"key": "ManagedBy", "value": "fceval-tui"} in register["tags"]
     run_task = calls.named("RunTask")[0]
     assert run_task["enableExecuteCommand"] is True and run_task["launchType"] == "FARGATE"
     assert {t["key"] for t in run_task["tags"]} >= {"fceval:run-id", "fceval:job-id", "fceval:expires-at"}
-    # Presigned URLs were fetched in the container from stdin, never put in argv.
-    assert not any("X-Amz-Signature" in cmd or "Signature=" in cmd for cmd in ecs_exec.machine.commands)
+    # No ECS Exec while jobs run, so no command line that could carry a URL or a key.
+    assert ecs_exec.exec_calls() == []
     # Nothing left: tasks stopped, definitions deregistered, staging emptied.
     assert live_tasks(aws_env, run.id) == [] and active_definitions(aws_env, run.id) == []
     assert s3_keys(aws_env, STAGING, f"fceval-tui/staging/{run.id}/") == []
     called, undeclared = declared(EcsBackend, calls)
     assert not undeclared, undeclared
-    assert {"ecs:RunTask", "ecs:RegisterTaskDefinition", "ecs:StopTask", "ecs:DeregisterTaskDefinition"} <= called
+    assert {
+        "ecs:RunTask",
+        "ecs:RegisterTaskDefinition",
+        "ecs:StopTask",
+        "ecs:DeregisterTaskDefinition",
+        "ecs:DeleteTaskDefinitions",
+    } <= called
 
 
 def test_capacity_unavailable_is_a_capacity_error_and_the_retry_runs_one_task(aws_settings, ecs_exec, aws_env):
@@ -127,16 +149,17 @@ def test_cancel_stops_the_task_and_observe_reports_it_gone(aws_settings, ecs_exe
     task = backend.provision(ctx)
     backend.start(ctx, task)
     assert backend.observe(ctx, task).phase == JobState.RUNNING
-    assert ctx.job.id in ecs_exec.machine.sessions()
-    target = backend.tmux_target(dataclasses.replace(ctx.job, resource_id=task))
-    assert target.session == ctx.job.id and target.transport is ecs_exec.containers[task]
+    target = wait_for(lambda: backend.tmux_target(dataclasses.replace(ctx.job, resource_id=task)), 10, "tmux")
+    assert target.session == ctx.job.id and target.transport.task == task
+    sessions = target.transport.run(["tmux", *target.tmux_args, "list-sessions", "-F", "#{session_name}"])
+    assert sessions.stdout.split() == [ctx.job.id]
     backend.cancel(ctx, task)
+    wait_for(lambda: ecs_exec.containers[task].proc.poll() is not None, 10, "StopTask to end the container")
     with pytest.raises(ResourceGone):
         backend.observe(ctx, task)
     backend.cleanup(ctx, task)
     backend.cleanup(ctx, task)  # idempotent
     assert live_tasks(aws_env, ctx.job.run_id) == [] and active_definitions(aws_env, ctx.job.run_id) == []
-    ecs_exec.machine.tmux("kill-session", "-t", f"={ctx.job.id}")
 
 
 def test_list_resources_batches_describe_calls(aws_settings, ecs_exec, aws_env):

@@ -16,7 +16,6 @@ import boto3
 from fceval_tui.backends.base import JobContext
 from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.domain.states import JobState
-from fceval_tui.transports.base import CommandResult, Stream, Transport
 from tests.helpers.cli import HARNESS
 
 REGION = "us-east-1"
@@ -194,49 +193,3 @@ class LocalMachine:
     def sessions(self) -> list[str]:
         proc = self.tmux("list-sessions", "-F", "#{session_name}")
         return proc.stdout.split() if proc.returncode == 0 else []
-
-
-class LocalContainer(Transport):
-    """ECS Exec stand-in: runs each argv on the local machine (ECS Exec is not in moto)."""
-
-    def __init__(self, machine: LocalMachine, task_arn: str) -> None:
-        self.machine = machine
-        self.task_arn = task_arn
-
-    def run(self, argv, *, stdin=None, timeout=60.0) -> CommandResult:
-        from fceval_tui.errors import TransientError
-
-        if _task_status(self.task_arn) != "RUNNING":
-            # What EcsExecTransport raises once its retries are used up.
-            raise TransientError(f"TargetNotConnectedException: task {self.task_arn} is not running")
-        self.machine.commands.append(" ".join(argv))
-        proc = subprocess.run(
-            list(argv), cwd=self.machine.root, env=self.machine.env, input=stdin, capture_output=True, timeout=timeout
-        )
-        return CommandResult(
-            proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-        )
-
-    def open_stream(self, argv) -> Stream:
-        raise NotImplementedError("the ECS tests drive one-shot commands only")
-
-
-def _task_status(task_arn: str) -> str | None:
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.ecs.models import ecs_backends
-
-    for tasks in ecs_backends[DEFAULT_ACCOUNT_ID][REGION].tasks.values():
-        if task_arn in tasks:
-            return tasks[task_arn].last_status
-    return None
-
-
-class EcsExecDouble:
-    """One LocalContainer per task ARN, all on the same LocalMachine."""
-
-    def __init__(self, machine: LocalMachine) -> None:
-        self.machine = machine
-        self.containers: dict[str, LocalContainer] = {}
-
-    def transport_for(self, task_arn: str) -> LocalContainer:
-        return self.containers.setdefault(task_arn, LocalContainer(self.machine, task_arn))

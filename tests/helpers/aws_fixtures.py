@@ -7,8 +7,7 @@ Loaded with `pytest_plugins = ("aws_fixtures",)`; plain helpers are in aws_helpe
 - `ssm_agent`: SSM Run Command (ssm_double.install_run_command) running each command as root with
   `sh` on a LocalMachine. The fuller EC2 doubles (an instance's file system, sessions as ssm-user
   through a fake `aws` CLI) are `ec2_machine` and `ssm_sessions` in ssm_double.py, loaded from here.
-- `ecs_exec`: ECS Exec is not in moto; the EcsBackend's transport factory is given LocalContainer
-  transports that run commands on a LocalMachine.
+- ECS tasks and ECS Exec: see ecs_double.py.
 - `batch_compute`: moto's Batch without Docker runs nothing; this double runs the submitted
   command on a LocalMachine in a thread (the job is RUNNING meanwhile), writes its output to
   CloudWatch Logs and finishes the job with the command's exit code. TerminateJob kills it.
@@ -38,7 +37,6 @@ from tests.helpers.aws import (
     RESULTS,
     RUN,
     STAGING,
-    EcsExecDouble,
     LocalMachine,
     MotoWorld,
 )
@@ -146,17 +144,6 @@ def ssm_agent(aws_env, monkeypatch, local_machine, tmux_group) -> LocalMachine:
 
     install_run_command(monkeypatch, local_machine)
     return local_machine
-
-
-@pytest.fixture
-def ecs_exec(aws_env, local_machine) -> Iterator[EcsExecDouble]:
-    """Give `ecs_exec.transport_for` to EcsBackend(transport_for=...). moto advances a task's status
-    on every DescribeTasks (RUNNING -> ... -> STOPPED); here tasks stay RUNNING until stopped."""
-    from moto.moto_api import state_manager
-
-    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
-    yield EcsExecDouble(local_machine)
-    state_manager.unset_transition("ecs::task")
 
 
 @pytest.fixture

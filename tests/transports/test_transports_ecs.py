@@ -57,8 +57,12 @@ def test_run_recovers_the_exit_code_the_cli_loses(fake_aws, tmp_path):
     assert fake_aws.prefix_calls()[0].startswith("exec prof -- aws --region us-east-1 ecs execute-command")
 
 
-def test_stdin_travels_inside_the_command(fake_aws):
-    assert _transport(fake_aws).run(["cat"], stdin=b"data \x00\xff\n").stdout == "data \x00\ufffd\n"
+def test_stdin_is_refused_rather_than_put_in_the_command_line(fake_aws):
+    # The command is visible in `ps` and in the ExecuteCommand request (CloudTrail).
+    with pytest.raises(PermanentError, match="stdin") as caught:
+        _transport(fake_aws).run(["cat"], stdin=b"https://bucket.s3.amazonaws.com/x?X-Amz-Signature=abc")
+    assert "attach" in caught.value.fix
+    assert fake_aws.calls() == [] and _transport(fake_aws).max_stdin_bytes == 0
 
 
 def test_agent_not_running_is_retried_then_succeeds(fake_aws, monkeypatch):
@@ -82,7 +86,7 @@ def test_other_failures_are_permanent(fake_aws, monkeypatch):
 
 
 def test_oversized_stdin_is_refused_with_a_fix(fake_aws):
-    with pytest.raises(PermanentError, match="too large"):
+    with pytest.raises(PermanentError, match="stdin"):
         _transport(fake_aws).run(["cat"], stdin=b"x" * 100_000)
 
 
