@@ -161,7 +161,7 @@ class Ec2Backend(CloudBackend):
         self._wait_agent(resource_id)
         s3 = self.aws.s3
         work = remote_work_dir(self.settings, ctx.job.id)
-        staging = self.staging(ctx.job, ctx.attempt)
+        staging = self.staging(ctx.job, ctx.attempt, ctx.expires_at)
         manifest = self.new_manifest(ctx)
         script = self.pipeline_script(ctx, manifest.upload_shell(), f" on {resource_id}")
         staging.put(s3, MANIFEST, manifest.to_json())

@@ -181,7 +181,7 @@ class EcsBackend(CloudBackend):
     def start(self, ctx: JobContext, resource_id: str) -> None:
         self._wait_running(resource_id)
         work = remote_work_dir(self.settings, ctx.job.id)
-        staging = self.staging(ctx.job, ctx.attempt)
+        staging = self.staging(ctx.job, ctx.attempt, ctx.expires_at)
         manifest = self.new_manifest(ctx)
         script = self.pipeline_script(ctx, "", f" in {resource_id}")
         s3 = self.aws.s3
