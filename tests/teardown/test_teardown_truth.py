@@ -21,7 +21,7 @@ from fceval_tui.domain.models import utcnow
 from fceval_tui.domain.states import JobState
 from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
-from tests.helpers.aws import BATCH_QUEUE, ECS_CLUSTER, PROFILE, RESULTS, STAGING, make_context, new_run_id, spec
+from tests.helpers.aws import ECS_CLUSTER, PROFILE, RESULTS, STAGING, make_context, new_run_id, spec
 from tests.helpers.cli import run_cli
 from tests.teardown.test_teardown_aws import instance_states, staging_keys
 
@@ -99,7 +99,9 @@ def _ecs_task(world, run_id: str, expires_at: str, family: str | None = None) ->
         taskDefinition=definition,
         launchType="FARGATE",
         startedBy="fceval-tui",
-        networkConfiguration={"awsvpcConfiguration": {"subnets": [world.subnet], "securityGroups": [world.security_group]}},
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": [world.subnet], "securityGroups": [world.security_group]}
+        },
         tags=tags,
     )["tasks"][0]["taskArn"]
     return task, definition
