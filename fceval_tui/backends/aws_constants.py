@@ -12,6 +12,11 @@ MANAGED_BY = "fceval-tui"
 RUN_ID_TAG = "fceval:run-id"
 JOB_ID_TAG = "fceval:job-id"
 EXPIRES_AT_TAG = "fceval:expires-at"  # ISO 8601, UTC
+# The same facts as S3 user metadata on staged objects (x-amz-meta-*; no ':' in a header name), so that
+# teardown can tell a live attempt's objects without the ledger that staged them.
+RUN_ID_METADATA = "fceval-run-id"
+JOB_ID_METADATA = "fceval-job-id"
+EXPIRES_AT_METADATA = "fceval-expires-at"
 # EC2 only: which attempt launched an instance, so a retried launch finds its own instance.
 ATTEMPT_TAG = "fceval:attempt"
 

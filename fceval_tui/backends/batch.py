@@ -140,7 +140,7 @@ class BatchBackend(CloudBackend):
                 f"the pipeline for {ctx.job.id} is {len(command)} bytes, too long for SubmitJob",
                 "shorten FCEVAL_RUN_COMMAND / FCEVAL_GRADE_COMMAND",
             )
-        self.staging(ctx.job, ctx.attempt).put(self.aws.s3, MANIFEST, manifest.to_json())
+        self.staging(ctx.job, ctx.attempt, ctx.expires_at).put(self.aws.s3, MANIFEST, manifest.to_json())
         resources = [{"type": "VCPU", "value": str(s.batch_vcpu)}, {"type": "MEMORY", "value": str(s.batch_memory)}]
         if s.batch_gpus:
             resources.append({"type": "GPU", "value": str(s.batch_gpus)})

@@ -4,6 +4,7 @@ compute, where that compute works and stages its files, and the settings it cann
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from fceval_tui.backends.aws_constants import DEFAULT_ARTIFACTS_PREFIX
@@ -41,9 +42,10 @@ class CloudBackend(Backend):
                 "set FCEVAL_GRADE_COMMAND to the grader on your image, or to an empty value for no grade step",
             )
 
-    def staging(self, job: Job, attempt: int) -> Staging:
-        """The attempt's staging area (a ConfigError without a staging bucket)."""
-        return Staging.for_job(require_staging_bucket(self.settings, self.name), job, attempt)
+    def staging(self, job: Job, attempt: int, expires_at: datetime | None = None) -> Staging:
+        """The attempt's staging area (a ConfigError without a staging bucket); objects put in it carry
+        `expires_at`, the attempt's hard TTL, for teardown (see Staging)."""
+        return Staging.for_job(require_staging_bucket(self.settings, self.name), job, attempt, expires_at)
 
     def new_manifest(self, ctx: JobContext) -> Manifest:
         """A fresh manifest for this attempt, with its own inbox (written to staging before the pipeline starts)."""

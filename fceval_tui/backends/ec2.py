@@ -172,7 +172,7 @@ class Ec2Backend(CloudBackend):
         self._wait_agent(resource_id)
         work = remote_work_dir(self.settings, ctx.job.id)
         manifest = self.new_manifest(ctx)
-        self.staging(ctx.job, ctx.attempt).put(self.aws.s3, MANIFEST, manifest.to_json())
+        self.staging(ctx.job, ctx.attempt, ctx.expires_at).put(self.aws.s3, MANIFEST, manifest.to_json())
         files = remote_tmux.bundle(
             {
                 pipeline.SCRIPT_NAME: self.pipeline_script(ctx, manifest.upload_shell(), f" on {resource_id}"),

@@ -26,23 +26,29 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from fceval_tui.backends import ecs_task_definition as taskdef
-from fceval_tui.backends import remote_tmux
-from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, chunks, classify, error_code, tag_map
-from fceval_tui.backends.aws_constants import ECS_FAMILY_PREFIX, ECS_STARTED_BY
+from fceval_tui.backends.aws import (
+    AWS_ERRORS,
+    RETRY_CONFIG,
+    AwsClients,
+    chunks,
+    classify,
+    error_code,
+    new_session,
+    tag_map,
+)
+from fceval_tui.backends.aws_constants import ECS_STARTED_BY, MANAGED_BY, MANAGED_BY_TAG
 from fceval_tui.backends.base import (
     JobContext,
     Observation,
     Outcome,
     Resource,
     ResourceGone,
-    TmuxTarget,
     is_managed,
 )
 from fceval_tui.backends.cloud import CloudBackend, require_settings
 from fceval_tui.backends.ecs_task_definition import CONTAINER, family_of, image_for
 from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
 from fceval_tui.config import Settings
-from fceval_tui.domain.models import Job
 from fceval_tui.domain.prices import cost_so_far, fargate_hourly
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
@@ -101,6 +107,8 @@ class EcsBackend(CloudBackend):
         "ecs:DeregisterTaskDefinition",
         "ecs:DeleteTaskDefinitions",
         "ecs:ListTaskDefinitions",
+        "ecs:DeleteTaskDefinitions",
+        "tag:GetResources",
         "ecs:RunTask",
         "ecs:TagResource",
         "ecs:DescribeTasks",
@@ -247,33 +255,10 @@ class EcsBackend(CloudBackend):
     def list_resources(self) -> list[Resource]:
         now = datetime.now(UTC)
         cluster = self.settings.ecs_cluster
-        ecs = self.aws.ecs
-        resources: list[Resource] = []
-        try:
-            arns = [
-                arn
-                for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=ECS_STARTED_BY)
-                for arn in page["taskArns"]
-            ]
-            tasks = [
-                task
-                for batch in chunks(arns, 100)
-                for task in ecs.describe_tasks(cluster=cluster, tasks=list(batch), include=["TAGS"])["tasks"]
-            ]
-            # familyPrefix names one whole family, so list every active definition and keep ours.
-            definitions = [
-                arn
-                for page in ecs.get_paginator("list_task_definitions").paginate(status="ACTIVE")
-                for arn in page["taskDefinitionArns"]
-                if arn.rsplit("/", 1)[-1].startswith(ECS_FAMILY_PREFIX)
-            ]
-        except AWS_ERRORS as exc:
-            raise classify(exc, f"listing fceval-tui tasks in ECS cluster {cluster}") from exc
         hourly = fargate_hourly(self.settings.ecs_cpu, self.settings.ecs_memory)
-        for task in tasks:
+        resources: list[Resource] = []
+        for task in self._managed_tasks():
             tags = tag_map(task.get("tags"))
-            if not is_managed(tags) or task.get("lastStatus") == "STOPPED":
-                continue
             started = task.get("startedAt") or task.get("createdAt")
             resources.append(
                 Resource.from_tags(
@@ -287,43 +272,74 @@ class EcsBackend(CloudBackend):
                     detail={"cluster": cluster, "definition": task.get("taskDefinitionArn")},
                 )
             )
-        for arn in definitions:
-            # family fceval-tui-{job id}-a{attempt}:{revision}; job ids are {run id}-{seq}.
-            job_id = arn.rsplit("/", 1)[-1].split(":")[0][len(ECS_FAMILY_PREFIX) :].rsplit("-a", 1)[0]
-            resources.append(
-                Resource(
-                    backend=self.name,
-                    kind="task-definition",
-                    id=arn,
-                    state="ACTIVE",
-                    run_id=job_id.rsplit("-", 1)[0],
-                    job_id=job_id,
-                )
-            )
+        for arn, tags, status in self._managed_definitions():
+            resources.append(Resource.from_tags(tags, backend=self.name, kind="task-definition", id=arn, state=status))
         return resources
 
     def destroy_resource(self, resource: Resource) -> None:
         if resource.kind == "task":
             self._stop([resource.id], "fceval-tui teardown")
         elif resource.kind == "task-definition":
-            self._deregister(resource.id)
-            self._delete_definitions([resource.id])
+            self._delete_definition(resource.id, resource.state)
         else:
             super().destroy_resource(resource)
 
-    def tmux_target(self, job: Job) -> TmuxTarget | None:
-        """The job's tmux server on its explicit socket, through ECS Exec (which runs as root).
+    def _managed_tasks(self) -> list[dict]:
+        """Live tasks this console started in the cluster (none when the cluster does not exist)."""
+        cluster = self.settings.ecs_cluster
+        ecs = self.aws.ecs
+        try:
+            arns = [
+                arn
+                for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=ECS_STARTED_BY)
+                for arn in page["taskArns"]
+            ]
+            tasks = [
+                task
+                for batch in chunks(arns, 100)
+                for task in ecs.describe_tasks(cluster=cluster, tasks=list(batch), include=["TAGS"])["tasks"]
+            ]
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ClusterNotFoundException":
+                return []  # nothing can run in a cluster that does not exist
+            raise classify(exc, f"listing fceval-tui tasks in ECS cluster {cluster}") from exc
+        return [t for t in tasks if is_managed(tag_map(t.get("tags"))) and t.get("lastStatus") != "STOPPED"]
 
-        The bootstrap falls back to another work directory when the image's user cannot write
-        FCEVAL_REMOTE_WORK_DIR, so one command asks the container which socket exists."""
-        if not job.resource_id:
-            return None
-        transport = self._transport_for(job.resource_id)
-        candidates = taskdef.sockets(self.settings, job.id)
-        found = transport.run(["sh", "-c", remote_tmux.socket_probe_script(candidates)]).stdout.strip()
-        return TmuxTarget(("-S", found if found in candidates else candidates[0]), job.id, transport)
+    def _managed_definitions(self) -> list[tuple[str, dict[str, str], str]]:
+        """(arn, tags, status) of every task definition in the region carrying the ManagedBy tag, ACTIVE or
+        INACTIVE (deregistered ones stay until deleted), found by tag whatever their family is named: one
+        paginated Resource Groups Tagging API GetResources; the status from ListTaskDefinitions per status
+        (a constant number of calls, where DescribeTaskDefinition would be one per definition)."""
+        # A fresh Session: clients are not built from the runner's shared Session outside its constructor.
+        tagging = new_session(self.settings.region, self.settings.profile).client(
+            "resourcegroupstaggingapi", config=RETRY_CONFIG
+        )
+        try:
+            pages = tagging.get_paginator("get_resources").paginate(
+                TagFilters=[{"Key": MANAGED_BY_TAG, "Values": [MANAGED_BY]}],
+                ResourceTypeFilters=["ecs:task-definition"],
+            )
+            tagged = {
+                item["ResourceARN"]: tag_map(item.get("Tags"))
+                for page in pages
+                for item in page["ResourceTagMappingList"]
+            }
+            status = {
+                arn: state
+                for state in (("ACTIVE", "INACTIVE") if tagged else ())
+                for page in self.aws.ecs.get_paginator("list_task_definitions").paginate(status=state)
+                for arn in page["taskDefinitionArns"]
+            }
+        except AWS_ERRORS as exc:
+            raise classify(exc, "listing fceval-tui ECS task definitions") from exc
+        # A tagged definition in neither list is being deleted (DELETE_IN_PROGRESS): nothing left to do.
+        return [(arn, tags, status[arn]) for arn, tags in sorted(tagged.items()) if arn in status]
 
-    # -- helpers -------------------------------------------------------------------------------
+    def _delete_definition(self, arn: str, status: str) -> None:
+        """Deregister (if still ACTIVE), then delete: AWS deletes only INACTIVE task definitions."""
+        if status == "ACTIVE":
+            self._deregister(arn)
+        self._delete_definitions([arn])
 
     def _ecs_exec(self, task_arn: str) -> Transport:
         from fceval_tui.transports.ecs_exec import EcsExecTransport
@@ -346,7 +362,7 @@ class EcsBackend(CloudBackend):
         # exists, so a retry that finds the definition also finds its manifest.
         manifest = self.new_manifest(ctx)
         params = taskdef.definition(self.settings, ctx, family, manifest)
-        self.staging(ctx.job, ctx.attempt).put(self.aws.s3, MANIFEST, manifest.to_json())
+        self.staging(ctx.job, ctx.attempt, ctx.expires_at).put(self.aws.s3, MANIFEST, manifest.to_json())
         try:
             return self.aws.ecs.register_task_definition(**params)["taskDefinition"]["taskDefinitionArn"]
         except AWS_ERRORS as exc:

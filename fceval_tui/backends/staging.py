@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from fceval_tui.backends.aws import AWS_ERRORS, classify, error_code
-from fceval_tui.backends.aws_constants import STAGING_PREFIX
-from fceval_tui.domain.models import Job
+from fceval_tui.backends.aws_constants import EXPIRES_AT_METADATA, JOB_ID_METADATA, RUN_ID_METADATA, STAGING_PREFIX
+from fceval_tui.domain.models import Job, iso
 
 
 @dataclass(frozen=True)
 class Staging:
-    """Per-attempt staging prefix in the staging bucket."""
+    """Per-attempt staging prefix in the staging bucket. Objects put with an expiry carry it (and their
+    run and job) as user metadata: teardown leaves another console's attempt alone until then."""
 
     bucket: str
     prefix: str
+    metadata: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def for_job(cls, bucket: str, job: Job, attempt: int) -> Staging:
-        return cls(bucket, f"{STAGING_PREFIX}{job.run_id}/{job.id}/a{attempt}")
+    def for_job(cls, bucket: str, job: Job, attempt: int, expires_at: datetime | None = None) -> Staging:
+        """`expires_at` (the attempt's hard TTL) is needed to put objects; reading and deleting do without."""
+        metadata = {RUN_ID_METADATA: job.run_id, JOB_ID_METADATA: job.id}
+        if expires_at is not None:
+            metadata[EXPIRES_AT_METADATA] = iso(expires_at)
+        return cls(bucket, f"{STAGING_PREFIX}{job.run_id}/{job.id}/a{attempt}", metadata)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}"
@@ -28,7 +35,7 @@ class Staging:
 
     def put(self, s3, name: str, body: str) -> None:
         try:
-            s3.put_object(Bucket=self.bucket, Key=self.key(name), Body=body.encode())
+            s3.put_object(Bucket=self.bucket, Key=self.key(name), Body=body.encode(), Metadata=self.metadata)
         except AWS_ERRORS as exc:
             raise classify(exc, f"staging {self.url(name)}") from exc
 

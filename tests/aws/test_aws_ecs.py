@@ -170,7 +170,12 @@ def test_list_resources_batches_describe_calls(aws_settings, ecs_exec, aws_env):
     tasks = [backend.provision(ctx) for ctx in contexts]
     calls = record_calls([backend.aws.ecs])
     mine = [r for r in backend.list_resources() if r.run_id == run_id]
-    assert [op for _, op, _ in calls.calls] == ["ListTasks", "DescribeTasks", "ListTaskDefinitions"]
+    assert [op for _, op, _ in calls.calls] == [
+        "ListTasks",
+        "DescribeTasks",
+        "ListTaskDefinitions",
+        "ListTaskDefinitions",
+    ]
     assert sorted(r.id for r in mine if r.kind == "task") == sorted(tasks)
     assert sorted(r.job_id for r in mine if r.kind == "task-definition") == sorted(c.job.id for c in contexts)
     task = next(r for r in mine if r.kind == "task")

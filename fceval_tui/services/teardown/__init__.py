@@ -5,7 +5,10 @@ remove what is in scope, and check that nothing is left.
     result = execute(settings, ledger, plan)                   # cancels jobs, destroys, lists again
 
 Resources come from two sides: each backend's `list_resources` (by the ManagedBy tag, or the
-private tmux socket) plus the S3 staging prefixes, and the ledger (jobs with a resource id). A
+private tmux socket) plus the S3 staging and inbox prefixes, and the ledger (jobs with a resource
+id). Each is listed and destroyed with the settings of the place it lives in (`Target`: a run's own
+region, profile, cluster, queue and bucket, from the ledger), never with today's settings alone;
+orphans and `--all` look at every cloud backend wherever the console or a run in the ledger points. A
 resource is an orphan when no live process owns it: its run is unknown to this ledger, its job is
 final, or its run's runner is dead (a console killed with SIGKILL). A ledger entry whose resource
 is gone, in a run nobody drives, is marked cancelled. Everything blocks: call from a worker thread.
@@ -21,6 +24,7 @@ from fceval_tui.services.teardown.plan import (
     Plan,
     PlanItem,
     Scope,
+    Target,
     backends_to_list,
     find_orphans,
     list_everything,
@@ -37,6 +41,7 @@ __all__ = [
     "PlanItem",
     "Result",
     "Scope",
+    "Target",
     "backends_to_list",
     "execute",
     "find_orphans",

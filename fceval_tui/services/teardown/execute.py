@@ -24,6 +24,7 @@ from fceval_tui.services.teardown.plan import (
     SHARED_KINDS,
     Plan,
     PlanItem,
+    Target,
     list_everything,
 )
 
@@ -60,18 +61,17 @@ class Result:
         return data
 
 
-# -- listing -----------------------------------------------------------------------------------
-
-
-def _destroy(settings: Settings, resource: Resource, backends: dict) -> None:
+def _destroy(target: Target, resource: Resource, backends: dict) -> None:
+    """Destroy with the settings of the place it was found in (a run's region, cluster, bucket)."""
     if resource.backend == staging_objects.BACKEND:
-        staging_objects.delete_prefix(settings, resource)
+        staging_objects.delete_prefix(target.settings, resource)
         return
     from fceval_tui.backends import make_backend
 
-    backend = backends.get(resource.backend)
+    key = (target.backend, target.place)
+    backend = backends.get(key)
     if backend is None:
-        backend = backends[resource.backend] = make_backend(resource.backend, settings)
+        backend = backends[key] = make_backend(target.backend, target.settings)
     backend.destroy_resource(resource)
 
 
@@ -118,7 +118,7 @@ def execute(
         # Shared groups go last: AWS refuses to delete them while instances still use them.
         compute_left = any(i.resource.kind not in SHARED_KINDS for i in pending)
         batch = [i for i in pending if not (compute_left and i.resource.kind in SHARED_KINDS)]
-        retry = _destroy_batch(settings, ledger, batch, backends, result, say)
+        retry = _destroy_batch(ledger, batch, backends, result, say)
         pending = [i for i in pending if i not in batch] + retry
         if retry and time.monotonic() >= deadline:
             result.failed.extend((i, "still refused after waiting; run teardown again later") for i in retry)
@@ -129,7 +129,7 @@ def execute(
     return result
 
 
-def _destroy_batch(settings, ledger, batch, backends, result, say) -> list[PlanItem]:
+def _destroy_batch(ledger, batch, backends, result, say) -> list[PlanItem]:
     """Destroy concurrently; return the items that hit a transient error (to retry)."""
 
     def one(item: PlanItem) -> tuple[PlanItem, Exception | None]:
@@ -144,7 +144,7 @@ def _destroy_batch(settings, ledger, batch, backends, result, say) -> list[PlanI
             reason=item.reason,
         )
         try:
-            _destroy(settings, r, backends)
+            _destroy(result.plan.listing.origin[item.key], r, backends)
         except (UserError, BackendError, NotImplementedError) as exc:
             return item, exc
         return item, None
@@ -175,7 +175,7 @@ def _destroy_batch(settings, ledger, batch, backends, result, say) -> list[PlanI
 
 
 def _verify(settings: Settings, ledger: Ledger, result: Result) -> None:
-    listing = list_everything(settings, result.plan.listing.backends)
+    listing = list_everything(settings, result.plan.listing.targets)
     result.unlisted_after = listing.unlisted
     present = {(r.backend, r.kind, r.id): r for r in listing.resources}
     for item in result.plan.items:

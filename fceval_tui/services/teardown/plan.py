@@ -4,6 +4,7 @@ scope and why, and change nothing."""
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ LEDGER_KIND = "ledger-entry"
 SHARED_KINDS = frozenset({"security-group"})
 # States of a resource on its way out (terminate accepted); not counted as left behind.
 GOING_STATES = frozenset({"shutting-down", "terminated", "stopping", "deprovisioning", "stopped", "deleting"})
+CLOUD_BACKENDS = ("batch", "ec2", "ecs")
+RUN_ID_SHAPE = re.compile(r"r[0-9a-z]{4,32}")
 SETTLE_SECONDS = 120.0  # how long transient destroy errors (a group still in use) are retried
 RETRY_PAUSE = 5.0
 
@@ -82,13 +85,45 @@ class PlanItem:
         }
 
 
+@dataclass(frozen=True)
+class Target:
+    """One place to list: a backend with the settings that locate its resources (a run's own region,
+    profile, cluster, queue or bucket), so that a run is torn down where it was launched."""
+
+    backend: str
+    settings: Settings = field(compare=False, repr=False)
+    place: tuple[str, ...] = ()  # what locates the backend's resources; equal places are listed once
+
+    @classmethod
+    def of(cls, backend: str, settings: Settings) -> Target:
+        return cls(backend, settings, place_of(backend, settings))
+
+    def label(self, configured: Settings) -> str:
+        """The backend's name, with its place when that is not where the current settings point."""
+        if self.place == place_of(self.backend, configured):
+            return self.backend
+        return f"{self.backend} ({' '.join(p for p in self.place if p)})"
+
+
+def place_of(backend: str, settings: Settings) -> tuple[str, ...]:
+    """What locates a backend's resources; an empty part means its settings are incomplete."""
+    if backend == "local":
+        return ()
+    if backend == staging_objects.BACKEND:
+        return (settings.profile, settings.staging_bucket or "")
+    where = {"ecs": settings.ecs_cluster, "batch": settings.batch_queue}.get(backend)
+    return (settings.region, settings.profile) + (() if where is None else (where,))
+
+
 @dataclass
 class Listing:
-    backends: list[str] = field(default_factory=list)  # asked for (S3 staging comes with the cloud ones)
+    targets: list[Target] = field(default_factory=list)  # asked for
     resources: list[Resource] = field(default_factory=list)
-    listed: list[str] = field(default_factory=list)
-    unlisted: dict[str, str] = field(default_factory=dict)  # backend -> why it could not be listed
+    listed: list[str] = field(default_factory=list)  # target labels
+    unlisted: dict[str, str] = field(default_factory=dict)  # target label -> why it could not be listed
     notes: list[str] = field(default_factory=list)
+    origin: dict[tuple[str, str, str], Target] = field(default_factory=dict)  # resource key -> where it was found
+    listed_places: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
 
 
 @dataclass
@@ -132,41 +167,95 @@ class Plan:
         }
 
 
-def backends_to_list(settings: Settings, ledger: Ledger, scope: Scope) -> list[str]:
-    """This machine's tmux always; a cloud backend when configured or used by a run in the ledger."""
-    if scope.kind == "run":
-        used = {ledger.get_run(scope.run_id).backend}
+def check_run_id(run_id: str) -> str:
+    """A run id's shape (`r` + base-36 time + hex), checked before it is looked for in tags."""
+    if not RUN_ID_SHAPE.fullmatch(run_id):
+        raise UserError(f"{run_id!r} is not a run id", "run ids look like r<letters and digits>, e.g. rsxk2a9f3c1")
+    return run_id
+
+
+def backends_to_list(settings: Settings, ledger: Ledger, scope: Scope) -> list[Target]:
+    """Where to look: this machine's tmux always; a known run's backend and staging bucket with the
+    run's own settings; otherwise (orphans, everything, a run the ledger does not know) every place
+    the current settings or any run in the ledger point to, and there every cloud backend once the
+    console is set up for the cloud (a staging bucket) and AWS credentials are found."""
+    from fceval_tui.services.runner import run_settings
+
+    targets = [Target.of("local", settings)]
+    known = {run.id: run for run in ledger.runs()}
+    if scope.kind == "run" and scope.run_id in known:
+        run = known[scope.run_id]
+        places = [(run_settings(settings, run), {run.backend}, False)]
     else:
-        used = {run.backend for run in ledger.runs()} | {settings.backend}
-    return ["local"] + sorted(used - {"local"})
+        places = [(settings, {settings.backend}, True)]
+        places += [(run_settings(settings, run), {run.backend}, True) for run in known.values()]
+    for where, named, scan in places:
+        backends = named - {"local"}
+        if scan and where.staging_bucket and _has_credentials(where):
+            backends |= set(CLOUD_BACKENDS)
+        targets.extend(Target.of(backend, where) for backend in sorted(backends))
+        if backends:
+            targets.append(Target.of(staging_objects.BACKEND, where))
+    unique: dict[tuple[str, tuple[str, ...]], Target] = {}
+    for target in targets:
+        unique.setdefault((target.backend, target.place), target)
+    return list(unique.values())
 
 
-def list_everything(settings: Settings, backends: Iterable[str]) -> Listing:
+def _has_credentials(settings: Settings) -> bool:
+    from fceval_tui.backends.aws import new_session
+
+    try:
+        return new_session(settings.region, settings.profile).get_credentials() is not None
+    except UserError:  # an unknown profile
+        return False
+
+
+def list_everything(settings: Settings, targets: Iterable[Target]) -> Listing:
+    """List every target once, each with its own settings; `settings` are the current ones (for labels)."""
     from fceval_tui.backends import make_backend
 
-    backends = list(backends)
-    listing = Listing(backends)
-    for name in backends:
-        if name == "local" and shutil.which("tmux") is None:
+    targets = list(targets)
+    listing = Listing(targets)
+    for target in targets:
+        name = target.label(settings)
+        if target.backend == "local" and shutil.which("tmux") is None:
             listing.notes.append("tmux is not installed, so this machine runs no job sessions")
             listing.listed.append(name)
+            listing.listed_places.add((target.backend, target.place))
+            continue
+        missing = _missing(target)
+        if missing:
+            listing.notes.append(f"{name}: {missing}" if name != target.backend else missing)
             continue
         try:
-            listing.resources.extend(make_backend(name, settings).list_resources())
+            if target.backend == staging_objects.BACKEND:
+                found = staging_objects.list_staging(target.settings)
+            else:
+                found = make_backend(target.backend, target.settings).list_resources()
         except (UserError, BackendError) as exc:
             listing.unlisted[name] = str(exc)
             continue
         listing.listed.append(name)
-    if any(b != "local" for b in backends):
-        if settings.staging_bucket:
-            try:
-                listing.resources.extend(staging_objects.list_staging(settings))
-                listing.listed.append(staging_objects.BACKEND)
-            except (UserError, BackendError) as exc:
-                listing.unlisted[staging_objects.BACKEND] = str(exc)
-        else:
-            listing.notes.append("FC_EVAL_S3_BUCKET is empty, so there are no staging objects to look for")
+        listing.listed_places.add((target.backend, target.place))
+        for resource in found:
+            key = (resource.backend, resource.kind, resource.id)
+            if key not in listing.origin:  # e.g. task definitions are per region, listed with each cluster
+                listing.origin[key] = target
+                listing.resources.append(resource)
     return listing
+
+
+def _missing(target: Target) -> str | None:
+    """Why a backend cannot be looked at with these settings (skipped with a note), or None."""
+    s = target.settings
+    if target.backend == "ecs" and not s.ecs_cluster:
+        return "FCEVAL_ECS_CLUSTER is empty, so no ECS cluster was looked at"
+    if target.backend == "batch" and not s.batch_queue:
+        return "FCEVAL_BATCH_QUEUE is empty, so no Batch queue was looked at"
+    if target.backend == staging_objects.BACKEND and not s.staging_bucket:
+        return "FC_EVAL_S3_BUCKET is empty, so there are no staging objects to look for"
+    return None
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -227,7 +316,7 @@ def _job_state(resource: Resource, view: _LedgerView) -> str | None:
 def make_plan(settings: Settings, ledger: Ledger, scope: Scope, listing: Listing | None = None) -> Plan:
     """List (unless given a listing) and decide, per resource, what teardown would do. Changes nothing."""
     if scope.kind == "run":
-        ledger.get_run(scope.run_id)  # NotFoundError names the run
+        check_run_id(scope.run_id)  # a run the ledger does not know is found by its tag
     listing = listing or list_everything(settings, backends_to_list(settings, ledger, scope))
     view = _LedgerView(ledger)
     items: list[PlanItem] = []
@@ -259,7 +348,7 @@ def make_plan(settings: Settings, ledger: Ledger, scope: Scope, listing: Listing
                 )
     _plan_shared(listing, items, kept)
     cancel = _jobs_to_cancel(scope, view, items)
-    items.extend(_stale_entries(scope, view, listing, cancel))
+    items.extend(_stale_entries(settings, scope, view, listing, cancel))
     return Plan(scope, items, kept, cancel, listing, datetime.now(UTC))
 
 
@@ -268,10 +357,12 @@ def _plan_shared(listing: Listing, items: list[PlanItem], kept: list[PlanItem]) 
     for resource in listing.resources:
         if resource.kind not in SHARED_KINDS:
             continue
+        place = listing.origin[(resource.backend, resource.kind, resource.id)].place
         users = [
             r
             for r in listing.resources
             if r.backend == resource.backend
+            and listing.origin[(r.backend, r.kind, r.id)].place == place
             and r.kind not in SHARED_KINDS
             and r.kind != "task-definition"
             and (r.backend, r.kind, r.id) not in going
@@ -293,12 +384,19 @@ def _jobs_to_cancel(scope: Scope, view: _LedgerView, items: list[PlanItem]) -> l
     return [j.id for j in view.active_jobs() if j.id in ids]
 
 
-def _stale_entries(scope: Scope, view: _LedgerView, listing: Listing, cancel: list[str]) -> list[PlanItem]:
-    """Ledger entries claiming compute that is gone (checked only on backends that were listed)."""
+def _stale_entries(
+    settings: Settings, scope: Scope, view: _LedgerView, listing: Listing, cancel: list[str]
+) -> list[PlanItem]:
+    """Ledger entries claiming compute that is gone (checked only where their run's backend was listed)."""
+    from fceval_tui.services.runner import run_settings
+
     present = {(r.backend, r.id) for r in listing.resources}
     stale = []
     for job in view.active_jobs():
-        if not job.resource_id or job.backend not in listing.listed or (job.backend, job.resource_id) in present:
+        if not job.resource_id or (job.backend, job.resource_id) in present:
+            continue
+        where = run_settings(settings, view.runs[job.run_id])
+        if (job.backend, place_of(job.backend, where)) not in listing.listed_places:
             continue
         in_scope = job.id in cancel or (scope.kind == "orphans" and view.owner(job.run_id) is None)
         if not in_scope:
