@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from fceval_tui.backends import ecs_task_definition as taskdef
+from fceval_tui.backends import remote_tmux
 from fceval_tui.backends.aws import (
     AWS_ERRORS,
     RETRY_CONFIG,
@@ -43,12 +44,14 @@ from fceval_tui.backends.base import (
     Outcome,
     Resource,
     ResourceGone,
+    TmuxTarget,
     is_managed,
 )
 from fceval_tui.backends.cloud import CloudBackend, require_settings
 from fceval_tui.backends.ecs_task_definition import CONTAINER, family_of, image_for
 from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
 from fceval_tui.config import Settings
+from fceval_tui.domain.models import Job
 from fceval_tui.domain.prices import cost_so_far, fargate_hourly
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
@@ -340,6 +343,20 @@ class EcsBackend(CloudBackend):
         if status == "ACTIVE":
             self._deregister(arn)
         self._delete_definitions([arn])
+
+    def tmux_target(self, job: Job) -> TmuxTarget | None:
+        """The job's tmux server on its explicit socket, through ECS Exec (which runs as root).
+
+        The bootstrap falls back to another work directory when the image's user cannot write
+        FCEVAL_REMOTE_WORK_DIR, so one command asks the container which socket exists."""
+        if not job.resource_id:
+            return None
+        transport = self._transport_for(job.resource_id)
+        candidates = taskdef.sockets(self.settings, job.id)
+        found = transport.run(["sh", "-c", remote_tmux.socket_probe_script(candidates)]).stdout.strip()
+        return TmuxTarget(("-S", found if found in candidates else candidates[0]), job.id, transport)
+
+    # -- helpers -------------------------------------------------------------------------------
 
     def _ecs_exec(self, task_arn: str) -> Transport:
         from fceval_tui.transports.ecs_exec import EcsExecTransport

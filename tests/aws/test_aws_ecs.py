@@ -24,16 +24,7 @@ from tests.helpers.aws import (
     s3_keys,
     spec,
 )
-from tests.helpers.ecs_double import shell_image, wait_for
-
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tasks"  # FCEVAL_ECS_IMAGE in aws_settings
-
-
-@pytest.fixture
-def ecs_exec(ecs_double, image_tools):
-    """A root image without ENTRYPOINT (it runs this machine's Python, which lives under /root)."""
-    ecs_double.images[IMAGE] = shell_image(user="", tools=image_tools)
-    return ecs_double
+from tests.helpers.ecs_double import wait_for
 
 
 def backend_for(settings, ecs_exec) -> EcsBackend:

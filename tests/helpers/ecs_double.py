@@ -370,3 +370,15 @@ def shell_image(*entrypoint: str, user: str = CONTAINER_USER, tools: Path | None
     """An image with `sh`, tmux and coreutils (this machine's), and the stand-in `aws` when `tools`."""
     path = f"{tools}:{BASE_PATH}" if tools else BASE_PATH
     return Image(entrypoint=tuple(entrypoint), cmd=tuple(cmd), user=user, path=path)
+
+
+TASK_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tasks"  # FCEVAL_ECS_IMAGE in aws_settings
+
+
+@pytest.fixture
+def ecs_exec(ecs_double, image_tools):
+    """The ECS double with aws_settings' task image (root, no ENTRYPOINT: it runs this machine's Python,
+    which lives under /root) and a plain `busybox` for tasks tests register by hand."""
+    ecs_double.images[TASK_IMAGE] = shell_image(user="", tools=image_tools)
+    ecs_double.images["busybox"] = shell_image(user="")
+    return ecs_double
