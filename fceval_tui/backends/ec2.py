@@ -94,17 +94,21 @@ class Ec2Backend(CloudBackend):
         "ec2:CreateTags",
         "ec2:TerminateInstances",
         "iam:PassRole",
+        "iam:CreateServiceLinkedRole",  # AWS creates the Spot role on the first spot launch (spot only)
         "ssm:GetParameter",
         "ssm:DescribeInstanceInformation",
         "ssm:SendCommand",
         "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
+        "ssm:StartSession",  # the `aws` CLI's, for attach and the live mirror
+        "ssm:TerminateSession",
         "s3:PutObject",
         "s3:GetObject",
         "s3:ListBucket",
         "s3:DeleteObject",
     )
     instance_actions: ClassVar[tuple[str, ...]] = (
-        # AmazonSSMManagedInstanceCore (the agent) plus the pipeline's staging and uploads.
+        # AmazonSSMManagedInstanceCore (the agent) plus the pipeline's upload into its inbox.
         "ssm:UpdateInstanceInformation",
         "ssmmessages:CreateControlChannel",
         "ssmmessages:CreateDataChannel",
@@ -113,9 +117,7 @@ class Ec2Backend(CloudBackend):
         "ec2messages:GetMessages",
         "ec2messages:AcknowledgeMessage",
         "ec2messages:SendReply",
-        "s3:GetObject",
         "s3:PutObject",
-        "s3:GetEncryptionConfiguration",
     )
 
     def __init__(self, settings: Settings, clients: AwsClients | None = None) -> None:

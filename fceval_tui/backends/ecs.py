@@ -99,11 +99,12 @@ class EcsBackend(CloudBackend):
         "s3:DeleteObject",
     )
     instance_actions: ClassVar[tuple[str, ...]] = (
-        # The task role: what ECS Exec's agent needs inside the container.
+        # The task role: what ECS Exec's agent needs inside the container, and the upload into its inbox.
         "ssmmessages:CreateControlChannel",
         "ssmmessages:CreateDataChannel",
         "ssmmessages:OpenControlChannel",
         "ssmmessages:OpenDataChannel",
+        "s3:PutObject",
     )
 
     def __init__(
