@@ -468,7 +468,11 @@ def test_ecs_setup_and_a_task_role_without_ecs_exec(audit_world):
                 {
                     "Version": "2012-10-17",
                     "Statement": [
-                        {"Effect": "Allow", "Action": ["ssmmessages:CreateControlChannel", "s3:PutObject"], "Resource": "*"}
+                        {
+                            "Effect": "Allow",
+                            "Action": ["ssmmessages:CreateControlChannel", "s3:PutObject"],
+                            "Resource": "*",
+                        }
                     ],
                 }
             )

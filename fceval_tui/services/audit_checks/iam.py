@@ -142,9 +142,7 @@ def _role_s3(ctx: AuditContext, f: Findings, id: str, role: dict) -> None:
         f.unknown(id, "no staging bucket configured to check access to", "see s3.staging.exists")
         return
     statements = [
-        s
-        for s in policy.instance_statements(ctx.backend, ctx.settings)
-        if all(a.startswith("s3:") for a in s.actions)
+        s for s in policy.instance_statements(ctx.backend, ctx.settings) if all(a.startswith("s3:") for a in s.actions)
     ]
     _role_access(ctx, f, id, role, statements, "the S3 access the pipeline needs")
 
