@@ -93,6 +93,7 @@ def make_context(settings: Settings, backend: str, simulator=None, read_only: bo
 def _failure(check: Check, exc: Exception) -> Finding:
     """What a check that could not finish reports: unknown, with why (never silently dropped)."""
     import botocore.exceptions
+    import botocore.parsers
 
     from fceval_tui.services.audit_checks.aws import describe_error, is_denied
 
@@ -101,7 +102,10 @@ def _failure(check: Check, exc: Exception) -> Finding:
     )
     if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
         return area_unknown(f"{check.title}: not checked without AWS credentials", str(exc), "see identity.caller")
-    if isinstance(exc, botocore.exceptions.ClientError | botocore.exceptions.BotoCoreError):
+    if isinstance(
+        exc,
+        botocore.exceptions.ClientError | botocore.exceptions.BotoCoreError | botocore.parsers.ResponseParserError,
+    ):
         fix = (
             (
                 "allow the read-only actions the audit uses (statements FcevalTuiPreflightAudit* of "
@@ -116,7 +120,7 @@ def _failure(check: Check, exc: Exception) -> Finding:
     log.exception("audit check %s failed", check.id)
     return area_unknown(
         f"{check.title}: the check failed ({type(exc).__name__})",
-        str(exc),
+        describe_error(exc),
         "report this as a bug; details are in the log under the state dir",
     )
 

@@ -11,6 +11,7 @@ import json
 import shlex
 
 import botocore.exceptions
+import botocore.parsers
 
 from fceval_tui.services import policy
 from fceval_tui.services.audit_checks import aws
@@ -257,6 +258,14 @@ def _report(
         f.error(id, f"not allowed: {what}", f"{listing} ({how})", fix)
 
 
+# What a call to AWS can fail with: an error reply, no reply, or a reply that is not AWS's (an HTML page).
+_AWS_FAILURES = (
+    botocore.exceptions.ClientError,
+    botocore.exceptions.BotoCoreError,
+    botocore.parsers.ResponseParserError,
+)
+
+
 def _has(f: Findings, id: str) -> bool:
     return any(item.id == id for item in f.items)
 
@@ -282,13 +291,14 @@ def check_caller_permissions(ctx: AuditContext, f: Findings) -> None:
     try:
         decisions = _simulate(ctx, principal, everything)
         how = f"simulated for {principal} with iam:SimulatePrincipalPolicy"
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+    except _AWS_FAILURES as exc:
+        # Whatever the reason (denied, throttled, unreachable, an unreadable reply), read the policies instead.
         why = (
             "iam:SimulatePrincipalPolicy was denied" if aws.is_denied(exc) else "iam:SimulatePrincipalPolicy failed"
         ) + f" ({aws.describe_error(exc)})"
         try:
             docs = [doc for _, doc in aws.caller_policies(ctx, caller)]
-        except botocore.exceptions.ClientError as read_exc:
+        except _AWS_FAILURES as read_exc:
             detail = f"{why}; reading your policies failed too ({aws.describe_error(read_exc)})"
             fix = f"allow iam:SimulatePrincipalPolicy on {principal}, or compare your policy with `{whole}`"
             f.unknown("iam.caller.actions", "could not evaluate your permissions", detail, fix)
