@@ -249,18 +249,17 @@ def _batch_definitions(s: Scope) -> list[str]:
 
 
 def _spot_role(s: Scope) -> list[str]:
-    return [f"arn:{s.partition}:iam::*:role/aws-service-role/{SPOT_SERVICE}/AWSServiceRoleForEC2Spot"]
+    # AWS creates it on an account's first spot launch; on-demand launches never need it.
+    return [f"arn:{s.partition}:iam::*:role/aws-service-role/{SPOT_SERVICE}/AWSServiceRoleForEC2Spot"] if s.spot else []
 
 
 _LAUNCHED = Grant("Launch", lambda s: [s.ec2("instance"), s.ec2("volume")], lambda s: _REQUEST_TAG)
-_LAUNCH_FROM = Grant(
-    "LaunchFrom", lambda s: [s.ec2("image"), s.ec2("subnet"), s.ec2("network-interface")] + _spot_request(s)
-)
+_LAUNCH_FROM = Grant("LaunchFrom", lambda s: [s.ec2("image"), s.ec2("subnet"), s.ec2("network-interface")])
 _LAUNCH_GROUP = Grant("LaunchInGroup", lambda s: [s.ec2("security-group")], lambda s: _EC2_RESOURCE_TAG)
 
 
 def _spot_request(s: Scope) -> list[str]:
-    # Spot requests carry the tags too, but AWS checks RunInstances on them before tagging.
+    # A spot launch tags its request too (ec2:CreateTags on create).
     return [s.ec2("spot-instances-request")] if s.spot else []
 
 
@@ -357,12 +356,12 @@ _RULES: dict[str, tuple[Grant, ...]] = {
 }
 # The audit's IAM reads: roles, users, groups, policies, instance profiles (never a write).
 _READ_IAM = Grant(
-    "ReadIam",
-    lambda s: [
-        f"arn:{s.partition}:iam::*:{kind}/*" for kind in ("role", "user", "group", "policy", "instance-profile")
-    ],
+    "ReadIam", lambda s: [f"arn:{s.partition}:iam::*:{kind}/*" for kind in ("role", "user", "group", "policy")]
 )
-_RULES.update({action: (_READ_IAM,) for action in _AUDIT_COMMON + AUDIT_ACTIONS["ec2"] if action.startswith("iam:")})
+_RULES.update({action: (_READ_IAM,) for action in _AUDIT_COMMON if action.startswith("iam:")})
+_RULES["iam:GetInstanceProfile"] = (
+    Grant("ReadInstanceProfile", lambda s: [f"arn:{s.partition}:iam::*:instance-profile/*"]),
+)
 
 
 def _is_object_action(action: str) -> bool:
