@@ -89,7 +89,8 @@ class BatchBackend(CloudBackend):
     first_state = JobState.PROVISIONING
     poll_interval = 10.0
 
-    compute_principal = "batch.amazonaws.com"
+    # The job role is assumed by the container (ECS tasks); Batch passes it from the job definition.
+    compute_principal = "ecs-tasks.amazonaws.com"
     caller_actions: ClassVar[tuple[str, ...]] = (
         "batch:SubmitJob",
         "batch:TagResource",
@@ -103,9 +104,8 @@ class BatchBackend(CloudBackend):
         "s3:DeleteObject",
     )
     instance_actions: ClassVar[tuple[str, ...]] = (
-        # The job role: the pipeline uploads its artifacts itself.
+        # The job role: the pipeline uploads its archives into its inbox itself.
         "s3:PutObject",
-        "s3:GetObject",
     )
 
     def __init__(self, settings: Settings, clients: AwsClients | None = None) -> None:

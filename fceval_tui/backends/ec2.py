@@ -103,10 +103,14 @@ class Ec2Backend(CloudBackend):
         "ec2:CreateTags",
         "ec2:TerminateInstances",
         "iam:PassRole",
+        "iam:CreateServiceLinkedRole",  # AWS creates the Spot role on the first spot launch (spot only)
         "ssm:GetParameter",
         "ssm:DescribeInstanceInformation",
         "ssm:SendCommand",
         "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
+        "ssm:StartSession",  # the `aws` CLI's, for attach and the live mirror
+        "ssm:TerminateSession",
         "s3:PutObject",
         "s3:GetObject",
         "s3:ListBucket",

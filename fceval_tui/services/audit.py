@@ -93,6 +93,7 @@ def make_context(settings: Settings, backend: str, simulator=None, read_only: bo
 def _failure(check: Check, exc: Exception) -> Finding:
     """What a check that could not finish reports: unknown, with why (never silently dropped)."""
     import botocore.exceptions
+    import botocore.parsers
 
     from fceval_tui.services.audit_checks.aws import describe_error, is_denied
 
@@ -101,10 +102,13 @@ def _failure(check: Check, exc: Exception) -> Finding:
     )
     if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
         return area_unknown(f"{check.title}: not checked without AWS credentials", str(exc), "see identity.caller")
-    if isinstance(exc, botocore.exceptions.ClientError | botocore.exceptions.BotoCoreError):
+    if isinstance(
+        exc,
+        botocore.exceptions.ClientError | botocore.exceptions.BotoCoreError | botocore.parsers.ResponseParserError,
+    ):
         fix = (
             (
-                "allow the read-only actions the audit uses (statement FcevalTuiPreflightAudit of "
+                "allow the read-only actions the audit uses (statements FcevalTuiPreflightAudit* of "
                 "`fceval-tui audit --print-policy caller`)"
             )
             if is_denied(exc)
@@ -116,7 +120,7 @@ def _failure(check: Check, exc: Exception) -> Finding:
     log.exception("audit check %s failed", check.id)
     return area_unknown(
         f"{check.title}: the check failed ({type(exc).__name__})",
-        str(exc),
+        describe_error(exc),
         "report this as a bug; details are in the log under the state dir",
     )
 
@@ -172,14 +176,11 @@ def print_policy(settings: Settings, backend: str, which: str) -> tuple[str, lis
         raise ConfigError(
             "the local backend calls no AWS API, so it needs no IAM policy", "pass --backend ec2, ecs or batch"
         )
-    from fceval_tui.backends import backend_class
-
-    cls = backend_class(backend)
     notes = []
     if not settings.staging_bucket:
         notes.append("FC_EVAL_S3_BUCKET is empty: YOUR-STAGING-BUCKET stands for the staging bucket")
     if which == "instance":
-        statements = policy.statements_for(backend, cls.instance_actions, settings, placeholder=True)
+        statements = policy.instance_statements(backend, settings, placeholder=True)
         if backend == "ec2":
             notes.append(
                 f"the ssm/ssmmessages/ec2messages actions are what {policy.SSM_MANAGED_POLICY} grants; "
@@ -187,24 +188,24 @@ def print_policy(settings: Settings, backend: str, which: str) -> tuple[str, lis
             )
         return policy.render(statements), notes
     roles = _pass_roles_offline(settings, backend, notes)
-    statements = policy.caller_statements(backend, cls.caller_actions, settings, roles, placeholder=True)
+    statements = policy.caller_statements(backend, settings, roles, placeholder=True)
+    if backend == "ec2" and settings.spot_price is None:
+        notes.append("no SPOT_PRICE: iam:CreateServiceLinkedRole (for the Spot role, first spot launch) is left out")
     return policy.render(statements), notes
 
 
 def _pass_roles_offline(settings: Settings, backend: str, notes: list[str]) -> list[str]:
     # Printed without calling AWS; the audit checks iam:PassRole on the role it actually finds.
+    partition = policy.partition_of(settings.region)
     if backend == "ec2":
         notes.append(
             f"iam:PassRole assumes the role is named like the instance profile "
             f"({settings.instance_profile}), FC-Eval's convention"
         )
-        return [f"arn:aws:iam::*:role/{settings.instance_profile}"]
+        return [f"arn:{partition}:iam::*:role/{settings.instance_profile}"]
     if backend == "ecs":
         roles = [r for r in (settings.ecs_task_role_arn, settings.ecs_execution_role_arn) if r]
         if not roles:
-            notes.append(
-                "FCEVAL_ECS_TASK_ROLE_ARN/FCEVAL_ECS_EXECUTION_ROLE_ARN are empty: iam:PassRole is on any role"
-            )
-            return ["arn:aws:iam::*:role/*"]
+            notes.append("FCEVAL_ECS_TASK_ROLE_ARN/FCEVAL_ECS_EXECUTION_ROLE_ARN are empty: no role is passed")
         return roles
-    return ["arn:aws:iam::*:role/*"]
+    return []  # Batch passes no role: the job definition carries it

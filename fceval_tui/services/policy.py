@@ -1,37 +1,36 @@
-"""IAM policy statements derived from the backends' action lists, and a small policy evaluator.
+"""IAM policy statements for the backends' declared actions.
 
 The backends declare which actions they call (`caller_actions`) and which their compute's role
-needs (`instance_actions`); this module scopes those actions to resources (S3 objects under the
-console's prefixes, the buckets, the role passed to the compute) so that `audit --print-policy`
-and the audit's permission checks use one derivation. No boto3 here.
+needs (`instance_actions`); this module gives each action its resources and conditions (the
+`_RULES` table) so that `audit --print-policy` and the audit's permission checks share one
+derivation. Mutating and shell-granting actions are held to what carries the console's
+`ManagedBy` tag; reads that IAM cannot scope stay on "*". ARNs use the region's partition.
+No boto3 here (botocore is imported only to name the partition).
 
-The evaluator answers "would these identity policies allow action A on resource R?" for the
-audit's fallback when iam:SimulatePrincipalPolicy itself is denied. It does what can be done
-offline: explicit Deny wins, an Allow with a Condition is reported as conditional, and
-permission boundaries, SCPs and resource policies are out of its sight (the findings say so).
+The offline evaluator of the caller's and roles' policies is in services/policy_evaluation.py.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
 from fceval_tui.backends import backend_class
-from fceval_tui.backends.aws_constants import S3_ROOT
+from fceval_tui.backends.aws_constants import ECS_FAMILY_PREFIX, INBOX_PREFIX, MANAGED_BY, MANAGED_BY_TAG, S3_ROOT
 from fceval_tui.config import Settings
 from fceval_tui.domain.artifacts import split_s3
 
 SSM_MANAGED_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+AMI_PARAMETERS = "parameter/aws/service/ami-amazon-linux-latest/*"  # the public AL2023 AMI ids
+SPOT_SERVICE = "spot.amazonaws.com"
+# What the audit sends as the caller's user id when a resource names ${aws:userid} (sessions).
+PROBE_USERID = "AIDAPERMISSIONPROBE"
 
-# Read-only calls the preflight audit itself makes (printed with the caller policy so the audit
-# can see everything it checks instead of reporting "unknown").
-AUDIT_ACTIONS: tuple[str, ...] = (
-    "iam:GetInstanceProfile",
+# Read-only calls the preflight audit itself makes, by backend (printed with the caller policy so
+# the audit can see everything it checks instead of reporting "unknown"). sts:GetCallerIdentity needs none.
+_AUDIT_COMMON: tuple[str, ...] = (
     "iam:GetRole",
-    "iam:GetUser",
     "iam:ListAttachedRolePolicies",
     "iam:ListRolePolicies",
     "iam:GetRolePolicy",
@@ -45,18 +44,31 @@ AUDIT_ACTIONS: tuple[str, ...] = (
     "iam:GetPolicy",
     "iam:GetPolicyVersion",
     "iam:SimulatePrincipalPolicy",
-    "servicequotas:GetServiceQuota",
     "ec2:DescribeRegions",
+    "ec2:DescribeSubnets",
     "ec2:DescribeRouteTables",
     "ec2:DescribeVpcEndpoints",
-    "ec2:DescribeInstanceTypes",
-    "ec2:DescribeInstanceTypeOfferings",
     "s3:GetBucketLocation",
-    "ecs:DescribeClusters",
-    "batch:DescribeJobQueues",
-    "batch:DescribeJobDefinitions",
-    "batch:DescribeComputeEnvironments",
+    # the write/read/delete probe under the staging prefix
+    "s3:PutObject",
+    "s3:GetObject",
+    "s3:DeleteObject",
 )
+AUDIT_ACTIONS: dict[str, tuple[str, ...]] = {
+    "ec2": _AUDIT_COMMON
+    + (
+        "iam:GetInstanceProfile",
+        "servicequotas:GetServiceQuota",
+        "ec2:DescribeImages",
+        "ec2:DescribeInstanceTypes",
+        "ec2:DescribeInstanceTypeOfferings",
+        "ssm:GetParameter",
+    ),
+    "ecs": _AUDIT_COMMON
+    + ("servicequotas:GetServiceQuota", "ecs:DescribeClusters", "ecs:ListTasks", "ecs:DescribeTasks"),
+    "batch": _AUDIT_COMMON
+    + ("batch:DescribeJobQueues", "batch:DescribeJobDefinitions", "batch:DescribeComputeEnvironments"),
+}
 
 
 @dataclass(frozen=True)
@@ -74,12 +86,19 @@ class Statement:
             "Resource": list(self.resources) if len(self.resources) > 1 else self.resources[0],
         }
         if self.condition:
-            doc["Condition"] = dict(self.condition)
+            doc["Condition"] = {op: dict(entries) for op, entries in self.condition.items()}
         return doc
 
     def context(self) -> dict[str, str]:
-        """The request context this statement is written for (e.g. iam:PassedToService)."""
-        return {key: value for operator in (self.condition or {}).values() for key, value in operator.items()}
+        """The request context this statement is written for (e.g. iam:PassedToService, a resource's tag)."""
+        context = {
+            key: sample_resource(_listify(value)[0])
+            for operator in (self.condition or {}).values()
+            for key, value in operator.items()
+        }
+        if any("${aws:userid}" in r for r in self.resources):
+            context["aws:userid"] = PROBE_USERID
+        return context
 
     def context_entries(self) -> list[dict]:
         """The same context for the policy simulator, so a conditional Allow can match."""
@@ -89,9 +108,14 @@ class Statement:
         ]
 
 
-def sample_resource(resource: str) -> str:
+def sample_resource(pattern: str) -> str:
     """A concrete ARN for a pattern (the simulator and the evaluator need one resource, not a glob)."""
-    return resource[:-1] + "permission-probe" if resource.endswith("/*") else resource
+    if not pattern.startswith("arn:"):
+        return pattern
+    parts = pattern.replace("${aws:userid}", PROBE_USERID).split(":", 5)
+    if len(parts) == 6 and parts[4] == "*":
+        parts[4] = "000000000000"
+    return ":".join(parts).replace("*", "permission-probe")
 
 
 def document(statements: Iterable[Statement]) -> dict:
@@ -102,16 +126,50 @@ def render(statements: Iterable[Statement]) -> str:
     return json.dumps(document(statements), indent=2)
 
 
-# -- deriving statements ------------------------------------------------------------------------
+# -- where each action applies -----------------------------------------------------------------
 
 
-def _is_object_action(action: str) -> bool:
-    name = action.split(":", 1)[1]
-    return "Object" in name or "Multipart" in name
+def partition_of(region: str) -> str:
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        return botocore.session.get_session().get_partition_for_region(region)
+    except botocore.exceptions.UnknownRegionError:
+        return "aws"  # the audit's region check reports an unknown region
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The names the policies are written for: partition, region, buckets and the backend's resources."""
+
+    partition: str
+    region: str
+    objects: tuple[str, ...]  # object ARN patterns the console reads and writes
+    buckets: tuple[str, ...]
+    prefixes: tuple[str, ...]  # key prefixes it lists (s3:prefix)
+    inbox: str | None  # the compute's only S3 target
+    cluster: str = ""
+    queue: str = ""
+    job_definition: str = ""
+    log_group: str = ""
+    pass_roles: tuple[str, ...] = ()
+    principal: str | None = None  # the service the roles are passed to
+    spot: bool = False
+
+    def arn(self, service: str, resource: str, account: str = "*", region: str | None = None) -> str:
+        return f"arn:{self.partition}:{service}:{self.region if region is None else region}:{account}:{resource}"
+
+    def ec2(self, kind: str) -> str:
+        return self.arn("ec2", f"{kind}/*", account="" if kind == "image" else "*")
+
+    def named(self, service: str, kind: str, name: str) -> str:
+        """An ECS/Batch resource given by name or ARN in the settings."""
+        return name if name.startswith("arn:") else self.arn(service, f"{kind}/{name}")
 
 
 def _artifact_location(settings: Settings) -> tuple[str | None, str]:
-    """(bucket, key prefix) where cloud compute writes artifacts (None: a local directory, which the audit reports)."""
+    """(bucket, key prefix) where artifacts are kept (None: a local directory, which the audit reports)."""
     from fceval_tui.backends.cloud import cloud_artifact_prefix
 
     url = cloud_artifact_prefix(settings)
@@ -121,64 +179,259 @@ def _artifact_location(settings: Settings) -> tuple[str | None, str]:
     return bucket, (prefix.rstrip("/") + "/") if prefix else ""
 
 
-def s3_targets(settings: Settings, placeholder: bool = False) -> tuple[list[str], list[str]]:
-    """(object ARN patterns, bucket ARNs) the console and its compute use."""
+def scope_for(backend: str, settings: Settings, pass_roles: Iterable[str] = (), placeholder: bool = False) -> Scope:
+    partition = partition_of(settings.region)
     staging = settings.staging_bucket or ("YOUR-STAGING-BUCKET" if placeholder else None)
-    objects, buckets = [], []
+    objects, buckets, prefixes = [], [], []
     if staging:
-        objects.append(f"arn:aws:s3:::{staging}/{S3_ROOT}*")  # staging, default artifacts, audit probes
-        buckets.append(f"arn:aws:s3:::{staging}")
+        objects.append(f"arn:{partition}:s3:::{staging}/{S3_ROOT}*")  # staging, inboxes, default artifacts, probes
+        buckets.append(f"arn:{partition}:s3:::{staging}")
+        prefixes.append(f"{S3_ROOT}*")
     bucket, prefix = _artifact_location(settings)
     if bucket:
-        pattern = f"arn:aws:s3:::{bucket}/{prefix}*"
+        pattern = f"arn:{partition}:s3:::{bucket}/{prefix}*"
         if not any(pattern.startswith(o[:-1]) for o in objects):
             objects.append(pattern)
-        if f"arn:aws:s3:::{bucket}" not in buckets:
-            buckets.append(f"arn:aws:s3:::{bucket}")
-    return objects, buckets
+            prefixes.append(f"{prefix}*")
+        if f"arn:{partition}:s3:::{bucket}" not in buckets:
+            buckets.append(f"arn:{partition}:s3:::{bucket}")
+    return Scope(
+        partition=partition,
+        region=settings.region,
+        objects=tuple(objects),
+        buckets=tuple(buckets),
+        prefixes=tuple(dict.fromkeys(prefixes)),
+        inbox=f"arn:{partition}:s3:::{staging}/{INBOX_PREFIX}*" if staging else None,
+        cluster=settings.ecs_cluster or ("YOUR-CLUSTER" if placeholder else ""),
+        queue=settings.batch_queue or ("YOUR-QUEUE" if placeholder else ""),
+        job_definition=settings.batch_job_definition or ("YOUR-JOB-DEFINITION" if placeholder else ""),
+        log_group=settings.batch_log_group,
+        pass_roles=tuple(dict.fromkeys(pass_roles)),
+        principal=backend_class(backend).compute_principal,
+        spot=settings.spot_price is not None,
+    )
+
+
+def _equals(key: str, value) -> dict:
+    return {"StringEquals": {key: value}}
+
+
+_REQUEST_TAG = _equals(f"aws:RequestTag/{MANAGED_BY_TAG}", MANAGED_BY)
+_RESOURCE_TAG = _equals(f"aws:ResourceTag/{MANAGED_BY_TAG}", MANAGED_BY)
+_EC2_RESOURCE_TAG = _equals(f"ec2:ResourceTag/{MANAGED_BY_TAG}", MANAGED_BY)
+_SSM_RESOURCE_TAG = _equals(f"ssm:resourceTag/{MANAGED_BY_TAG}", MANAGED_BY)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Part of a statement: its id suffix, its resources and its condition (both from the scope)."""
+
+    sid: str
+    resources: Callable[[Scope], list[str]]
+    condition: Callable[[Scope], dict | None] = lambda scope: None
+
+
+def _ecs_definitions(s: Scope) -> list[str]:
+    return [s.arn("ecs", f"task-definition/{ECS_FAMILY_PREFIX}*:*")]
+
+
+def _ecs_tasks(s: Scope) -> list[str]:
+    cluster = s.cluster.rsplit("/", 1)[-1]
+    return [s.arn("ecs", f"task/{cluster}/*")]
+
+
+def _batch_definitions(s: Scope) -> list[str]:
+    name = s.job_definition
+    if name.startswith("arn:"):
+        return [name]
+    base = name.split(":")[0]
+    return [s.arn("batch", f"job-definition/{base}"), s.arn("batch", f"job-definition/{base}:*")]
+
+
+def _spot_role(s: Scope) -> list[str]:
+    # AWS creates it on an account's first spot launch; on-demand launches never need it.
+    return [f"arn:{s.partition}:iam::*:role/aws-service-role/{SPOT_SERVICE}/AWSServiceRoleForEC2Spot"] if s.spot else []
+
+
+_LAUNCHED = Grant("Launch", lambda s: [s.ec2("instance"), s.ec2("volume")], lambda s: _REQUEST_TAG)
+_LAUNCH_FROM = Grant("LaunchFrom", lambda s: [s.ec2("image"), s.ec2("subnet"), s.ec2("network-interface")])
+_LAUNCH_GROUP = Grant("LaunchInGroup", lambda s: [s.ec2("security-group")], lambda s: _EC2_RESOURCE_TAG)
+
+
+def _spot_request(s: Scope) -> list[str]:
+    # A spot launch tags its request too (ec2:CreateTags on create).
+    return [s.ec2("spot-instances-request")] if s.spot else []
+
+
+def _tag_on_create(s: Scope) -> dict:
+    return {
+        "StringEquals": {
+            "ec2:CreateAction": ["RunInstances", "CreateSecurityGroup"],
+            f"aws:RequestTag/{MANAGED_BY_TAG}": MANAGED_BY,
+        }
+    }
+
+
+# Actions not listed here are reads that IAM cannot scope to a resource: they stay on "*".
+_RULES: dict[str, tuple[Grant, ...]] = {
+    # EC2: launch only tagged instances from the managed security group; end only tagged ones.
+    "ec2:RunInstances": (_LAUNCHED, _LAUNCH_FROM, _LAUNCH_GROUP),
+    "ec2:CreateTags": (
+        Grant(
+            "TagOnCreate",
+            lambda s: [s.ec2("instance"), s.ec2("volume"), s.ec2("security-group")] + _spot_request(s),
+            _tag_on_create,
+        ),
+    ),
+    "ec2:CreateSecurityGroup": (
+        Grant("CreateGroup", lambda s: [s.ec2("security-group")], lambda s: _REQUEST_TAG),
+        Grant("CreateGroupIn", lambda s: [s.ec2("vpc")]),
+    ),
+    "ec2:DeleteSecurityGroup": (
+        Grant("DeleteTaggedGroup", lambda s: [s.ec2("security-group")], lambda s: _EC2_RESOURCE_TAG),
+    ),
+    "ec2:TerminateInstances": (Grant("TerminateTagged", lambda s: [s.ec2("instance")], lambda s: _EC2_RESOURCE_TAG),),
+    "ssm:GetParameter": (Grant("AmiParameter", lambda s: [s.arn("ssm", AMI_PARAMETERS, account="")]),),
+    # Shell access: Run Command and sessions only on tagged instances, only with these documents.
+    "ssm:SendCommand": (
+        Grant("RunShellScript", lambda s: [s.arn("ssm", "document/AWS-RunShellScript", account="")]),
+        Grant("ShellOnTagged", lambda s: [s.ec2("instance")], lambda s: _SSM_RESOURCE_TAG),
+    ),
+    "ssm:StartSession": (
+        Grant("SessionDocument", lambda s: [s.arn("ssm", "document/AWS-StartInteractiveCommand", account="")]),
+        Grant("ShellOnTagged", lambda s: [s.ec2("instance")], lambda s: _SSM_RESOURCE_TAG),
+    ),
+    "ssm:TerminateSession": (Grant("OwnSessions", lambda s: [s.arn("ssm", "session/${aws:userid}-*")]),),
+    "iam:PassRole": (
+        Grant("PassRole", lambda s: list(s.pass_roles), lambda s: _equals("iam:PassedToService", s.principal)),
+    ),
+    "iam:CreateServiceLinkedRole": (
+        Grant("SpotRole", _spot_role, lambda s: _equals("iam:AWSServiceName", SPOT_SERVICE)),
+    ),
+    # ECS: only fceval-tui task definitions, run on the configured cluster; Exec and stop only tagged tasks.
+    "ecs:RegisterTaskDefinition": (Grant("Definitions", _ecs_definitions, lambda s: _REQUEST_TAG),),
+    "ecs:RunTask": (
+        Grant(
+            "RunTask",
+            _ecs_definitions,
+            lambda s: {"ArnLike": {"ecs:cluster": s.named("ecs", "cluster", s.cluster)}, **_REQUEST_TAG},
+        ),
+    ),
+    "ecs:TagResource": (
+        Grant(
+            "TagOnCreate",
+            lambda s: _ecs_tasks(s) + _ecs_definitions(s),
+            lambda s: {
+                "StringEquals": {
+                    "ecs:CreateAction": ["RunTask", "RegisterTaskDefinition"],
+                    f"aws:RequestTag/{MANAGED_BY_TAG}": MANAGED_BY,
+                }
+            },
+        ),
+    ),
+    "ecs:StopTask": (Grant("Tagged", _ecs_tasks, lambda s: _RESOURCE_TAG),),
+    # Teardown finds definitions by tag, whatever their family: delete only tagged ones.
+    "ecs:DeleteTaskDefinitions": (
+        Grant("DeleteTagged", lambda s: [s.arn("ecs", "task-definition/*:*")], lambda s: _RESOURCE_TAG),
+    ),
+    "ecs:ExecuteCommand": (
+        Grant("ExecCluster", lambda s: [s.named("ecs", "cluster", s.cluster)]),
+        Grant("Tagged", _ecs_tasks, lambda s: _RESOURCE_TAG),
+    ),
+    "ecs:DescribeTasks": (Grant("Tasks", _ecs_tasks),),
+    "ecs:DescribeClusters": (Grant("Cluster", lambda s: [s.named("ecs", "cluster", s.cluster)]),),
+    "ecs:ListTasks": (
+        Grant(
+            "ListTasks", lambda s: ["*"], lambda s: {"ArnLike": {"ecs:cluster": s.named("ecs", "cluster", s.cluster)}}
+        ),
+    ),
+    # Batch: submit only to the configured queue and definition, tagged; end only tagged jobs.
+    "batch:SubmitJob": (
+        Grant("SubmitTo", lambda s: [s.named("batch", "job-queue", s.queue)] + _batch_definitions(s)),
+        Grant("SubmitTagged", lambda s: [s.arn("batch", "job/*")], lambda s: _REQUEST_TAG),
+    ),
+    "batch:TagResource": (Grant("SubmitTagged", lambda s: [s.arn("batch", "job/*")], lambda s: _REQUEST_TAG),),
+    "batch:TerminateJob": (Grant("Tagged", lambda s: [s.arn("batch", "job/*")], lambda s: _RESOURCE_TAG),),
+    "logs:GetLogEvents": (Grant("JobLogs", lambda s: [s.arn("logs", f"log-group:{s.log_group}:log-stream:*")]),),
+    "s3:GetBucketLocation": (Grant("Buckets", lambda s: list(s.buckets)),),
+    # The SSM agent reads the output bucket's encryption before it writes a long command output there.
+    "s3:GetEncryptionConfiguration": (Grant("StagingBucket", lambda s: [s.inbox.split("/", 1)[0]] if s.inbox else []),),
+    "s3:ListBucket": (
+        Grant("Buckets", lambda s: list(s.buckets), lambda s: {"StringLike": {"s3:prefix": list(s.prefixes)}}),
+    ),
+}
+# The audit's IAM reads: roles, users, groups, policies, instance profiles (never a write).
+_READ_IAM = Grant(
+    "ReadIam", lambda s: [f"arn:{s.partition}:iam::*:{kind}/*" for kind in ("role", "user", "group", "policy")]
+)
+_RULES.update({action: (_READ_IAM,) for action in _AUDIT_COMMON if action.startswith("iam:")})
+_RULES["iam:GetInstanceProfile"] = (
+    Grant("ReadInstanceProfile", lambda s: [f"arn:{s.partition}:iam::*:instance-profile/*"]),
+)
+
+
+def _is_object_action(action: str) -> bool:
+    name = action.split(":", 1)[1]
+    return action.startswith("s3:") and ("Object" in name or "Multipart" in name)
+
+
+def _grants(action: str, compute: bool) -> tuple[Grant, ...]:
+    if _is_object_action(action):
+        # The compute writes only into its inbox; the console reads and writes under its prefixes.
+        return (
+            (Grant("Inbox", lambda s: [s.inbox] if s.inbox else []),)
+            if compute
+            else (Grant("Objects", lambda s: list(s.objects)),)
+        )
+    return _RULES.get(action, (Grant("Actions", lambda s: ["*"]),))
+
+
+def _statements(title: str, actions: Iterable[str], scope: Scope, compute: bool = False) -> list[Statement]:
+    """One statement per grant id: the actions sharing its resources and condition."""
+    groups: dict[str, tuple[list[str], tuple[str, ...], dict | None]] = {}
+    for action in dict.fromkeys(actions):
+        for grant in _grants(action, compute):
+            resources = tuple(grant.resources(scope))
+            if not resources:
+                continue  # nothing to grant it on: no bucket configured, no role passed, no spot
+            condition = grant.condition(scope)
+            sid = title + grant.sid
+            entry = groups.setdefault(sid, ([], resources, condition))
+            if entry[1:] != (resources, condition):
+                raise ValueError(f"statement {sid} is given two different scopes")
+            entry[0].append(action)
+    return [
+        Statement(sid, tuple(actions), resources, condition) for sid, (actions, resources, condition) in groups.items()
+    ]
 
 
 def _title(backend: str) -> str:
     return "FcevalTui" + backend.capitalize()
 
 
-def statements_for(
-    backend: str, actions: Iterable[str], settings: Settings, pass_roles: Iterable[str] = (), placeholder: bool = False
-) -> list[Statement]:
-    """Scope an action list: S3 object actions to the prefixes, bucket actions to the buckets,
-    iam:PassRole to the given roles (only towards the backend's compute principal); the rest to "*"."""
-    actions = list(dict.fromkeys(actions))
-    objects, buckets = s3_targets(settings, placeholder)
-    general = [a for a in actions if not a.startswith("s3:") and a != "iam:PassRole"]
-    object_actions = [a for a in actions if a.startswith("s3:") and _is_object_action(a)]
-    bucket_actions = [a for a in actions if a.startswith("s3:") and not _is_object_action(a)]
-    title = _title(backend)
-    out = []
-    if general:
-        out.append(Statement(f"{title}Actions", tuple(general), ("*",)))
-    if object_actions and objects:
-        out.append(Statement(f"{title}Objects", tuple(object_actions), tuple(objects)))
-    if bucket_actions and buckets:
-        out.append(Statement(f"{title}Buckets", tuple(bucket_actions), tuple(buckets)))
-    roles = tuple(dict.fromkeys(pass_roles))
-    if "iam:PassRole" in actions and roles:
-        condition = {"StringEquals": {"iam:PassedToService": backend_class(backend).compute_principal}}
-        out.append(Statement(f"{title}PassRole", ("iam:PassRole",), roles, condition))
-    return out
+AUDIT_SID = "FcevalTuiPreflightAudit"
 
 
 def caller_statements(
     backend: str,
-    caller_actions: Iterable[str],
     settings: Settings,
     pass_roles: Iterable[str] = (),
     with_audit: bool = True,
     placeholder: bool = False,
 ) -> list[Statement]:
-    out = statements_for(backend, caller_actions, settings, pass_roles, placeholder)
+    """What the console's identity needs for `backend` (and, with_audit, what the preflight reads)."""
+    scope = scope_for(backend, settings, pass_roles, placeholder)
+    actions = backend_class(backend).caller_actions
+    out = _statements(_title(backend), actions, scope)
     if with_audit:
-        out.append(Statement("FcevalTuiPreflightAudit", AUDIT_ACTIONS, ("*",)))
+        out += _statements(AUDIT_SID, [a for a in AUDIT_ACTIONS[backend] if a not in actions], scope)
     return out
+
+
+def instance_statements(backend: str, settings: Settings, placeholder: bool = False) -> list[Statement]:
+    """What the compute's own role needs (instance profile, task role, job role)."""
+    scope = scope_for(backend, settings, placeholder=placeholder)
+    return _statements(_title(backend) + "Compute", backend_class(backend).instance_actions, scope, compute=True)
 
 
 def only_missing(statements: Iterable[Statement], missing: Mapping[str, Iterable[str]]) -> list[Statement]:
@@ -191,101 +444,7 @@ def only_missing(statements: Iterable[Statement], missing: Mapping[str, Iterable
     return out
 
 
-# -- evaluating identity policies ---------------------------------------------------------------
-
-
-class Decision(StrEnum):
-    ALLOWED = "allowed"
-    DENIED = "explicitly denied"
-    CONDITIONAL = "allowed only under conditions"
-    IMPLICIT = "not allowed"
-
-
-def _glob(pattern: str, case: bool) -> re.Pattern:
-    # IAM wildcards are only * and ?; every other character is literal (unlike fnmatch's [..]).
-    body = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    return re.compile(body, 0 if case else re.IGNORECASE)
-
-
 def _listify(value) -> list:
     if value is None:
         return []
     return [value] if isinstance(value, str | dict) else list(value)
-
-
-def _matches(statement: Mapping, key: str, value: str, case: bool) -> bool:
-    if key in statement:
-        return any(_glob(p, case).fullmatch(value) for p in _listify(statement[key]))
-    negated = "Not" + key
-    if negated in statement:
-        return not any(_glob(p, case).fullmatch(value) for p in _listify(statement[negated]))
-    return False
-
-
-def parse_document(doc) -> dict:
-    """boto3 decodes IAM documents to dicts; a raw (URL-encoded) JSON string is accepted too."""
-    if isinstance(doc, str):
-        from urllib.parse import unquote
-
-        return json.loads(unquote(doc))
-    return dict(doc or {})
-
-
-# Condition operators the evaluator can decide when it is given the key's value.
-_OPERATORS = {
-    "StringEquals": lambda value, wanted: value in wanted,
-    "StringLike": lambda value, wanted: any(_glob(w, True).fullmatch(value) for w in wanted),
-}
-
-
-def _condition_holds(condition: Mapping, context: Mapping[str, str]) -> bool | None:
-    """True/False when every operator and key is known from `context`; None when it cannot tell."""
-    for operator, entries in condition.items():
-        test = _OPERATORS.get(operator)
-        if test is None:
-            return None
-        for key, wanted in entries.items():
-            if key not in context:
-                return None
-            if not test(context[key], _listify(wanted)):
-                return False
-    return True
-
-
-def evaluate(documents: Iterable, action: str, resource: str, context: Mapping[str, str] | None = None) -> Decision:
-    """What identity policies say about `action` on `resource`; `context` gives condition keys' values."""
-    allowed = conditional_allow = conditional_deny = False
-    for doc in documents:
-        for statement in _listify(parse_document(doc).get("Statement")):
-            if not (
-                _matches(statement, "Action", action, case=False)
-                and _matches(statement, "Resource", resource, case=True)
-            ):
-                continue
-            holds = _condition_holds(statement["Condition"], context or {}) if statement.get("Condition") else True
-            if holds is False:
-                continue
-            if statement.get("Effect") == "Deny":
-                if holds:
-                    return Decision.DENIED
-                conditional_deny = True
-            elif statement.get("Effect") == "Allow":
-                conditional_allow |= holds is None
-                allowed |= bool(holds)
-    if allowed:
-        return Decision.CONDITIONAL if conditional_deny else Decision.ALLOWED
-    return Decision.CONDITIONAL if conditional_allow else Decision.IMPLICIT
-
-
-def trusts_service(trust_document, service: str) -> bool:
-    """Whether a role's trust policy lets `service` assume it."""
-    for statement in _listify(parse_document(trust_document).get("Statement")):
-        if statement.get("Effect") != "Allow":
-            continue
-        if not any(_glob(p, False).fullmatch("sts:AssumeRole") for p in _listify(statement.get("Action"))):
-            continue
-        principal = statement.get("Principal") or {}
-        services = _listify(principal.get("Service")) if isinstance(principal, dict) else []
-        if service in services:
-            return True
-    return False

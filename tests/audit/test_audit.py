@@ -176,16 +176,12 @@ def _stub_simulation(settings, role_arn: str, decide) -> tuple:
     with the exact parameters it must send (Stubber fails the call otherwise)."""
     client = boto3.client("iam", region_name="us-east-1")
     stubber = Stubber(client)
-    from fceval_tui.backends import backend_class
-
-    statements = policy.caller_statements(
-        "ec2", backend_class("ec2").caller_actions, settings, [role_arn], with_audit=False
-    )
+    statements = policy.caller_statements("ec2", settings, [role_arn], with_audit=False)
     for statement in statements:
         for resource in statement.resources:
             sample = policy.sample_resource(resource)
             expected = {"PolicySourceArn": CALLER, "ActionNames": list(statement.actions), "ResourceArns": [sample]}
-            if statement.condition:
+            if "iam:PassRole" in statement.actions:
                 expected["ContextEntries"] = [
                     {
                         "ContextKeyName": "iam:PassedToService",
@@ -193,6 +189,8 @@ def _stub_simulation(settings, role_arn: str, decide) -> tuple:
                         "ContextKeyType": "string",
                     }
                 ]
+            elif statement.context_entries():
+                expected["ContextEntries"] = statement.context_entries()
             results = [
                 {"EvalActionName": a, "EvalResourceName": sample, "EvalDecision": decide(a)} for a in statement.actions
             ]
@@ -458,6 +456,7 @@ def test_ecs_setup_and_a_task_role_without_ecs_exec(audit_world):
         "ecs.task-role",
         "ecs.task-role.trust",
         "ecs.task-role.exec",
+        "ecs.task-role.s3",
         "network.route",
         "iam.caller.passrole",
     } <= ok

@@ -26,5 +26,5 @@ def test_cloud_backends_declare_the_service_their_role_is_passed_to():
         "local": None,
         "ec2": "ec2.amazonaws.com",
         "ecs": "ecs-tasks.amazonaws.com",
-        "batch": "batch.amazonaws.com",
+        "batch": "ecs-tasks.amazonaws.com",  # a Batch job's role is assumed by its container, an ECS task
     }

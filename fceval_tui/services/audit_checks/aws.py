@@ -7,6 +7,7 @@ after the minutes of backoff the runner's clients are configured for.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,13 +36,25 @@ def error_code(exc: BaseException) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
+_HTML = re.compile(r"<\s*(!doctype|html|head|body|title)\b", re.IGNORECASE)
+MAX_DETAIL = 300
+
+
 def describe_error(exc: BaseException) -> str:
-    """One line for a finding's detail: the AWS code and message, or the exception text."""
+    """One line for a finding's detail: the AWS code and message, or the exception's text; an
+    endpoint's HTML error page (a proxy, or a service double) is named, never repeated."""
     response = getattr(exc, "response", None)
     if response:
         error = response.get("Error", {})
-        return f"{error.get('Code', '')}: {error.get('Message', '')}".strip(": ")
-    return str(exc) or type(exc).__name__
+        text = f"{error.get('Code', '')}: {error.get('Message', '')}".strip(": ")
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    else:
+        text, status = str(exc) or type(exc).__name__, None
+    if _HTML.search(text):
+        http = f"HTTP {status} " if status else ""
+        return f"{type(exc).__name__}: the endpoint answered with an {http}HTML page, not an AWS reply"
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 1] + "…"
 
 
 def is_denied(exc: BaseException) -> bool:

@@ -11,11 +11,13 @@ import json
 import shlex
 
 import botocore.exceptions
+import botocore.parsers
 
 from fceval_tui.services import policy
 from fceval_tui.services.audit_checks import aws
 from fceval_tui.services.audit_checks.base import AuditContext, Findings
-from fceval_tui.services.policy import Decision, Statement
+from fceval_tui.services.policy import Statement
+from fceval_tui.services.policy_evaluation import Decision, evaluate, trusts_service
 
 
 def _trust_doc(service: str) -> str:
@@ -29,7 +31,7 @@ def _trust_doc(service: str) -> str:
 
 def _evaluate(documents: list, statements: list[Statement]) -> dict[tuple[str, str], Decision]:
     return {
-        (a, policy.sample_resource(r)): policy.evaluate(documents, a, policy.sample_resource(r), s.context())
+        (a, policy.sample_resource(r)): evaluate(documents, a, policy.sample_resource(r), s.context())
         for s in statements
         for r in s.resources
         for a in s.actions
@@ -95,7 +97,7 @@ def check_instance_role(ctx: AuditContext, f: Findings) -> None:
         return
     how = "through the instance profile" if found.via_profile else "by name (FC-Eval convention)"
     f.ok("iam.role", f"role {role_name} found {how}", role["Arn"])
-    if policy.trusts_service(role.get("AssumeRolePolicyDocument"), principal):
+    if trusts_service(role.get("AssumeRolePolicyDocument"), principal):
         f.ok("iam.role.trust", f"role {role_name} trusts {principal}")
     else:
         f.error(
@@ -116,7 +118,7 @@ def _ssm_policy(ctx: AuditContext, f: Findings, role: dict) -> None:
         return
     agent = [a for a in ctx.backend_class.instance_actions if a.split(":")[0] in ("ssm", "ssmmessages", "ec2messages")]
     docs = [doc for _, doc in aws.role_policies(ctx, role["RoleName"])]
-    missing = [a for a in agent if policy.evaluate(docs, a, "*") is not Decision.ALLOWED]
+    missing = [a for a in agent if evaluate(docs, a, "*") is not Decision.ALLOWED]
     if agent and not missing:
         f.ok(
             "iam.role.ssm",
@@ -135,13 +137,14 @@ def _ssm_policy(ctx: AuditContext, f: Findings, role: dict) -> None:
 
 
 def _role_s3(ctx: AuditContext, f: Findings, id: str, role: dict) -> None:
-    s3_actions = [a for a in ctx.backend_class.instance_actions if a.startswith("s3:")]
-    if not s3_actions:
+    if not any(a.startswith("s3:") for a in ctx.backend_class.instance_actions):
         return  # this backend's compute does not call S3 itself
     if not ctx.settings.staging_bucket:
         f.unknown(id, "no staging bucket configured to check access to", "see s3.staging.exists")
         return
-    statements = policy.statements_for(ctx.backend, s3_actions, ctx.settings)
+    statements = [
+        s for s in policy.instance_statements(ctx.backend, ctx.settings) if all(a.startswith("s3:") for a in s.actions)
+    ]
     _role_access(ctx, f, id, role, statements, "the S3 access the pipeline needs")
 
 
@@ -170,7 +173,7 @@ def check_task_role(ctx: AuditContext, f: Findings) -> None:
         _no_task_role(ctx, f)
         return
     f.ok("ecs.task-role", f"task role {role['RoleName']} exists", role["Arn"])
-    if policy.trusts_service(role.get("AssumeRolePolicyDocument"), principal):
+    if trusts_service(role.get("AssumeRolePolicyDocument"), principal):
         f.ok("ecs.task-role.trust", f"{role['RoleName']} trusts {principal}")
     else:
         f.error(
@@ -215,8 +218,9 @@ def _simulate(ctx: AuditContext, principal: str, statements: list[Statement]) ->
         for resource in statement.resources:
             sample = policy.sample_resource(resource)
             params = {"PolicySourceArn": principal, "ActionNames": list(statement.actions), "ResourceArns": [sample]}
-            if statement.condition:
-                params["ContextEntries"] = statement.context_entries()
+            context = statement.context_entries()
+            if context:
+                params["ContextEntries"] = context
             for page in simulator.get_paginator("simulate_principal_policy").paginate(**params):
                 for result in page["EvaluationResults"]:
                     decision = mapping.get(result["EvalDecision"], Decision.IMPLICIT)
@@ -254,6 +258,14 @@ def _report(
         f.error(id, f"not allowed: {what}", f"{listing} ({how})", fix)
 
 
+# What a call to AWS can fail with: an error reply, no reply, or a reply that is not AWS's (an HTML page).
+_AWS_FAILURES = (
+    botocore.exceptions.ClientError,
+    botocore.exceptions.BotoCoreError,
+    botocore.parsers.ResponseParserError,
+)
+
+
 def _has(f: Findings, id: str) -> bool:
     return any(item.id == id for item in f.items)
 
@@ -272,20 +284,21 @@ def check_caller_permissions(ctx: AuditContext, f: Findings) -> None:
         targets = []
         f.unknown("iam.caller.passrole", "could not find the role to check iam:PassRole on", aws.describe_error(exc))
     whole = f"fceval-tui audit --backend {ctx.backend} --print-policy caller"
-    everything = policy.caller_statements(ctx.backend, cls.caller_actions, ctx.settings, targets, with_audit=False)
+    everything = policy.caller_statements(ctx.backend, ctx.settings, targets, with_audit=False)
     actions = [s for s in everything if "iam:PassRole" not in s.actions]
     passing = [s for s in everything if "iam:PassRole" in s.actions]
     principal = aws.principal_arn(ctx, caller)
     try:
         decisions = _simulate(ctx, principal, everything)
         how = f"simulated for {principal} with iam:SimulatePrincipalPolicy"
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+    except _AWS_FAILURES as exc:
+        # Whatever the reason (denied, throttled, unreachable, an unreadable reply), read the policies instead.
         why = (
             "iam:SimulatePrincipalPolicy was denied" if aws.is_denied(exc) else "iam:SimulatePrincipalPolicy failed"
         ) + f" ({aws.describe_error(exc)})"
         try:
             docs = [doc for _, doc in aws.caller_policies(ctx, caller)]
-        except botocore.exceptions.ClientError as read_exc:
+        except _AWS_FAILURES as read_exc:
             detail = f"{why}; reading your policies failed too ({aws.describe_error(read_exc)})"
             fix = f"allow iam:SimulatePrincipalPolicy on {principal}, or compare your policy with `{whole}`"
             f.unknown("iam.caller.actions", "could not evaluate your permissions", detail, fix)

@@ -11,8 +11,15 @@ LOGIN_FIX = (
 )
 
 
+REACH_FIX = (
+    "check the network, proxy and AWS_ENDPOINT_URL/--region, then run the audit again "
+    "(launch --skip-preflight overrides, and is recorded)"
+)
+
+
 def check_identity(ctx: AuditContext, f: Findings) -> None:
     import botocore.exceptions
+    import botocore.parsers
 
     try:
         caller = identity(ctx)
@@ -29,6 +36,13 @@ def check_identity(ctx: AuditContext, f: Findings) -> None:
             describe_error(exc),
             "refresh them (`aws sso login`), check the profile, and that this machine's clock is right",
         )
+        return
+    except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
+        f.error("identity.caller", "AWS cannot be reached", describe_error(exc), REACH_FIX)
+        return
+    except (botocore.exceptions.BotoCoreError, botocore.parsers.ResponseParserError) as exc:
+        # Unknown identity blocks a cloud launch like an error: nothing else can be trusted.
+        f.error("identity.caller", "your AWS identity could not be determined", describe_error(exc), REACH_FIX)
         return
     source = f"profile {ctx.settings.profile}" if ctx.settings.profile else "the default credential chain"
     if caller.kind == "root":
