@@ -1,6 +1,6 @@
 """The layer rules, read from the source with `ast` (every import, also those inside functions).
 
-    domain (pure)  <-  config, locations, package_data  <-  ledger, transports  <-  backends
+    domain (pure)  <-  config, locations, package_data  <-  ledger (+ ledger_schema), transports  <-  backends
                    <-  services  <-  presentation  <-  ui, cli
 
 A module may import its own layer and the layers to its left. Only ui/ imports textual; the UI
@@ -29,6 +29,7 @@ RANKS = {
     "locations": 1,
     "package_data": 1,
     "ledger": 2,
+    "ledger_schema": 2,
     "transports": 2,
     "backends": 3,
     "services": 4,

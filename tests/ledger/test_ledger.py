@@ -9,7 +9,8 @@ import pytest
 
 from fceval_tui.domain.models import JobSpec
 from fceval_tui.domain.states import IllegalTransition, JobState
-from fceval_tui.ledger import SCHEMA_VERSION, Ledger
+from fceval_tui.ledger import Ledger
+from fceval_tui.ledger_schema import SCHEMA_VERSION
 
 
 def _run(ledger, n=2):
@@ -172,7 +173,8 @@ def test_a_killed_runner_not_yet_reaped_is_dead(ledger, state_dir):
 
 
 def test_migration_keeps_a_version_1_ledger(tmp_path):
-    from fceval_tui.ledger import MIGRATIONS, _statements
+    from fceval_tui.ledger import _statements
+    from fceval_tui.ledger_schema import MIGRATIONS
 
     path = tmp_path / "ledger.sqlite3"
     db = sqlite3.connect(path, isolation_level=None)
