@@ -230,6 +230,7 @@ _ACTIONS_OF_OPERATION = {
     ("s3", "CompleteMultipartUpload"): ("s3:PutObject",),
     ("s3", "AbortMultipartUpload"): ("s3:AbortMultipartUpload",),
     ("logs", "GetLogEvents"): ("logs:GetLogEvents",),
+    ("tagging", "GetResources"): ("tag:GetResources",),  # the Resource Groups Tagging API signs as "tagging"
 }
 
 

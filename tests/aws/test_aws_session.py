@@ -83,6 +83,7 @@ def test_iam_action_of_operations():
     assert aws.iam_actions("s3", "HeadObject") == ("s3:GetObject",)
     assert aws.iam_actions("s3", "CopyObject") == ("s3:GetObject", "s3:PutObject")
     assert aws.iam_actions("ec2", "RunInstances") == ("ec2:RunInstances",)
+    assert aws.iam_actions("tagging", "GetResources") == ("tag:GetResources",)
 
 
 def test_cost_table_is_approximate_and_never_invents_prices():

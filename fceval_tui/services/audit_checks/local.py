@@ -80,7 +80,7 @@ def check_state_dir(ctx: AuditContext, f: Findings) -> None:
 
 
 def check_aws_tools(ctx: AuditContext, f: Findings) -> None:
-    why = "watching a job's live tmux session and `fceval-tui attach` go through " + (
+    why = "`fceval-tui tail`, `attach` and the console's live mirror go through " + (
         "`aws ssm start-session`" if ctx.backend == "ec2" else "`aws ecs execute-command`"
     )
     aws = shutil.which("aws")
@@ -109,7 +109,7 @@ def check_aws_tools(ctx: AuditContext, f: Findings) -> None:
         f.warning(
             "tools.session-manager-plugin",
             "session-manager-plugin is not installed",
-            why + "; jobs still run",
+            why + "; jobs run without it",
             "install it: https://docs.aws.amazon.com/systems-manager/latest/userguide/"
             "session-manager-working-with-install-plugin.html",
         )
