@@ -66,7 +66,12 @@ def render_plan(plan: dict) -> Group:
     ]
     cost = plan.get("estimated_cost_usd")
     if cost and plan["backend"] != "local":
-        parts.append(Text(f"estimated cost at most ${cost:.2f} (every job running to its timeout)"))
+        hourly = plan.get("hourly_cost_usd_per_job") or 0
+        parts.append(
+            Text(f"estimated cost ${hourly:.4f}/h per job, at most ${cost:.2f} for the run (every job to its timeout)")
+        )
+    for key, value in (plan.get("would_create") or {}).items():
+        parts.append(Text(f"  {key.replace('_', ' ')}: {value}"))
     for job in plan["jobs"]:
         model = f" / {job['model']}" if job["model"] else ""
         parts.append(

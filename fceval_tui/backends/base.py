@@ -191,6 +191,10 @@ class Backend(ABC):
         """Approximate USD per hour of one job's compute (cost so far, dry-run estimates)."""
         return 0.0
 
+    def would_create(self) -> dict[str, object]:
+        """What one job's compute would be, from the settings alone (a dry run makes no AWS call)."""
+        return {}
+
     def list_resources(self) -> list[Resource]:
         """Live resources carrying ManagedBy=fceval-tui, in O(1) API calls per refresh."""
         return []

@@ -207,6 +207,17 @@ class BatchBackend(CloudBackend):
             self._board.forget(batch_job_id)
         self.delete_staged(ctx)
 
+    def would_create(self) -> dict[str, object]:
+        s = self.settings
+        return {
+            "resource": "one Batch job per job attempt (terminated at the end, or by Batch at the TTL)",
+            "job_queue": s.batch_queue or "(unset)",
+            "job_definition": s.batch_job_definition or "(unset)",
+            "vcpus": s.batch_vcpu,
+            "memory_mib": s.batch_memory,
+            "gpus": s.batch_gpus,
+        }
+
     def hourly_cost(self) -> float:
         return batch_hourly(self.settings.batch_vcpu, self.settings.batch_memory)
 

@@ -28,7 +28,14 @@ from typing import ClassVar
 
 from fceval_tui.backends import remote_tmux
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, classify, error_code, tag_filter, tag_map
-from fceval_tui.backends.aws_constants import ATTEMPT_TAG, INBOX_PREFIX, JOB_ID_TAG, MANAGED_BY, MANAGED_BY_TAG
+from fceval_tui.backends.aws_constants import (
+    ATTEMPT_TAG,
+    EC2_SECURITY_GROUP,
+    INBOX_PREFIX,
+    JOB_ID_TAG,
+    MANAGED_BY,
+    MANAGED_BY_TAG,
+)
 from fceval_tui.backends.base import (
     JobContext,
     Observation,
@@ -38,7 +45,7 @@ from fceval_tui.backends.base import (
     TmuxTarget,
 )
 from fceval_tui.backends.cloud import CloudBackend, remote_work_dir
-from fceval_tui.backends.ec2_image import Ec2Images
+from fceval_tui.backends.ec2_image import AL2023_PARAMETER, Ec2Images, architecture
 from fceval_tui.backends.ec2_network import Ec2Network
 from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
 from fceval_tui.backends.staging import Staging
@@ -232,6 +239,22 @@ class Ec2Backend(CloudBackend):
         self.delete_staged(ctx)
         if self.settings.staging_bucket:
             self._ssm_output(ctx.job, ctx.attempt).delete_all(self.aws.s3)
+
+    def would_create(self) -> dict[str, object]:
+        s = self.settings
+        arch = architecture(s.ec2_instance_type)
+        return {
+            "resource": "one EC2 instance per job attempt (terminated at the end, or by itself at the TTL)",
+            "instance_type": s.ec2_instance_type,
+            "ami": s.ec2_ami or f"latest Amazon Linux 2023 ({AL2023_PARAMETER.format(arch=arch)})",
+            "market": f"spot, at most ${s.spot_price:g}/h" if s.spot_price is not None else "on-demand",
+            "zones": ", ".join(s.ec2_zones) or "any",
+            "subnet": s.ec2_subnet or "the default VPC",
+            "root_volume_gb": s.ec2_root_volume_gb,
+            "nvme_work_dir": s.ec2_use_nvme,
+            "security_group": f"{EC2_SECURITY_GROUP} (egress only; created once per VPC if missing)",
+            "instance_profile": s.instance_profile,
+        }
 
     def hourly_cost(self) -> float:
         return ec2_hourly(self.settings.ec2_instance_type, self.settings.spot_price) or 0.0

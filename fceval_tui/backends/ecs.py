@@ -252,6 +252,19 @@ class EcsBackend(CloudBackend):
         self._delete_definitions(self._definitions(family, "INACTIVE"))
         self.delete_staged(ctx)
 
+    def would_create(self) -> dict[str, object]:
+        s = self.settings
+        return {
+            "resource": "one Fargate task and its task definition per job attempt (both removed at the end)",
+            "task_definition": f"{family_of('JOB', 0).replace('-a0', '-aN')} (image {s.ecs_image or '(unset)'})",
+            "cpu_units": s.ecs_cpu,
+            "memory_mib": s.ecs_memory,
+            "cluster": s.ecs_cluster,
+            "subnets": ", ".join(s.ecs_subnets) or "(unset)",
+            "security_groups": ", ".join(s.ecs_security_groups) or "the VPC default",
+            "public_ip": s.ecs_public_ip,
+        }
+
     def hourly_cost(self) -> float:
         return fargate_hourly(self.settings.ecs_cpu, self.settings.ecs_memory)
 

@@ -100,6 +100,8 @@ def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
         "ttl_minutes": settings.ttl_minutes,
         "max_attempts": settings.max_attempts,
         "artifact_prefix": prefix,
+        "would_create": backend.would_create(),
+        "hourly_cost_usd_per_job": round(backend.hourly_cost(), 4),
         "estimated_cost_usd": round(estimate_cost(settings, backend.hourly_cost(), len(specs)), 2),
         "jobs": jobs,
     }

@@ -179,3 +179,25 @@ def test_events_and_resources_have_headless_twins(ledger, state_dir):
     (session,) = [r for r in listing["resources"] if r["id"] == jobs[0].id]
     assert session["kind"] == "tmux-session" and "no live runner" in session["orphan"]
     assert run_cli("events", "--run", "rnope", state_dir=state_dir).code == 2
+
+
+@pytest.mark.parametrize(
+    ("backend", "key", "value"),
+    [("ec2", "instance_type", "m5.large"), ("ecs", "cpu_units", 2048), ("batch", "job_queue", "q1")],
+)
+def test_a_cloud_dry_run_says_what_it_would_create_and_writes_nothing(tmp_path, backend, key, value):
+    env = {
+        "FC_EVAL_S3_BUCKET": "my-staging",
+        "FCEVAL_RUN_COMMAND": "harness {task_id}",
+        "FCEVAL_GRADE_COMMAND": "",
+        "EC2_INSTANCE_TYPE": "m5.large",
+        "FCEVAL_BATCH_QUEUE": "q1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing listens: a dry run makes no AWS call
+    }
+    state = tmp_path / "state"
+    args = ("launch", "--backend", backend, "--task-id", "t", "--agent", "a", "--dry-run", "--json")
+    res = run_cli(*args, state_dir=state, env=env)
+    assert res.code == 0, res.err
+    plan = json.loads(res.out)
+    assert plan["would_create"][key] == value and plan["hourly_cost_usd_per_job"] > 0
+    assert not state.exists()
