@@ -208,7 +208,9 @@ class FcevalApp(App):
             for binding in binding_id_source.BINDINGS:
                 if isinstance(binding, Binding) and binding.id not in seen:
                     seen.add(binding.id)
-                    keys = ", ".join(self.get_key_display(Binding(k, "")) for k in binding.key.split(","))
+                    # The keys as remapped in keymap.toml, not the defaults.
+                    key = self._keymap.get(binding.id, binding.key) if binding.id else binding.key
+                    keys = ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in key.split(","))
                     rows.append((keys, binding.description or binding.action, binding.id or ""))
         self.push_screen(HelpScreen(rows, str(locations.keymap_path())))
 

@@ -232,3 +232,21 @@ async def test_a_changed_row_is_repainted_alone_and_at_once(state_dir, settings_
         await wait_for(pilot, lambda: any(first + 1 in update for update in sent))
         table_lines = set().union(*sent) & set(range(first, table.region.bottom))
         assert table_lines == {first, first + 1}
+
+
+async def test_help_shows_the_keys_as_remapped(state_dir, settings_factory, monkeypatch, tmp_path):
+    from fceval_tui.ui.screens.modals import HelpScreen
+
+    config = tmp_path / "config"
+    (config / "fceval-tui").mkdir(parents=True)
+    (config / "fceval-tui" / "keymap.toml").write_text('[keys]\n"jobs.cancel" = "x"\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    ledger = Ledger.open(state_dir)
+    app = make_app(settings_factory(), ledger)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        rows = {binding_id: key for key, _, binding_id in app.screen.rows}
+        assert rows["jobs.cancel"] == "x"
+    ledger.close()
