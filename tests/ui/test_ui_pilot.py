@@ -170,6 +170,14 @@ async def test_attach_shows_live_output_and_control_sends_keys(console, settings
         assert not app.screen.control
         await wait_for(pilot, lambda: [j.state for j in app.ledger.jobs()] == [JobState.SUCCEEDED])
 
+        def actions():
+            return [(e.kind, e.detail) for e in app.ledger.events() if e.kind.startswith("operator_")]
+
+        await wait_for(pilot, lambda: len(actions()) == 3)
+        (attach, by), (take, _), (give, detail) = [(kind, d) for kind, d in actions()]
+        assert (attach, take, give) == ("operator_attach", "operator_take_control", "operator_give_back")
+        assert "@" in by["by"] and detail["keys"] == 5 and detail["seconds"] >= 0  # a count, never the keys
+
 
 async def test_attach_to_a_finished_job_shows_its_saved_output(console, settings_factory):
     from fceval_tui.domain.models import JobSpec

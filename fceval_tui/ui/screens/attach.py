@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import subprocess
+import time
 
 from rich.text import Text
 from textual import events, on, work
@@ -17,6 +19,7 @@ from fceval_tui.backends import make_backend
 from fceval_tui.backends.base import TmuxTarget
 from fceval_tui.domain.models import Job
 from fceval_tui.errors import BackendError, UserError
+from fceval_tui.services.operator import identity
 from fceval_tui.services.runner import run_settings
 from fceval_tui.ui.messages import PaneAttached, PaneUpdate
 from fceval_tui.ui.terminal_text import as_shown
@@ -76,6 +79,8 @@ class AttachScreen(ReportWorkerErrors, Screen):
         # One sender thread drains this queue so keystrokes reach the pane in the order typed.
         self._input: queue.Queue[tuple[str, str, bool] | None] = queue.Queue()
         self._sender_started = False
+        self._keys_sent = 0
+        self._control_since = 0.0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -87,8 +92,11 @@ class AttachScreen(ReportWorkerErrors, Screen):
         self.sub_title = f"{self.job.id}  {self.job.agent} / {self.job.task_id}"
         self._status()
         self._follow()
+        self._log("operator_attach")
 
     def on_unmount(self) -> None:
+        if self.control:
+            self._give_back()
         self._input.put(None)
         if self.mirror is not None:
             self.mirror.close()
@@ -176,11 +184,31 @@ class AttachScreen(ReportWorkerErrors, Screen):
             return
         if self.target is None or self.mirror is None:
             return
+        if self.control:
+            self._give_back()
+        else:
+            self._keys_sent, self._control_since = 0, time.monotonic()
+            self._log("operator_take_control")
         self.control = not self.control
         if self.control and not self._sender_started:
             self._sender_started = True  # one sender for the screen's life: keystrokes stay in order
             self._sender()
         self._status()
+
+    def _give_back(self) -> None:
+        # How many keys and for how long, never which keys.
+        seconds = round(time.monotonic() - self._control_since, 1)
+        self._log("operator_give_back", keys=self._keys_sent, seconds=seconds)
+
+    def _log(self, kind: str, **detail: object) -> None:
+        """Record an operator action in the ledger, with who did it (off the event loop)."""
+        job, ledger = self.job, self.app.ledger
+        self.run_worker(
+            lambda: ledger.record(job.run_id, job.id, kind, by=identity(), **detail),
+            thread=True,
+            group="attach-log",
+            exit_on_error=False,
+        )
 
     def action_interactive(self) -> None:
         if self.target is None:
@@ -204,12 +232,15 @@ class AttachScreen(ReportWorkerErrors, Screen):
         if key is not None:
             event.stop()
             event.prevent_default()
+            self._keys_sent += 1
             self._input.put(("key", *key))
 
     @on(events.Paste)
     def _paste(self, event: events.Paste) -> None:
         if self.control and self.mirror is not None:
             event.stop()
+            data = event.text.encode()
+            self._log("operator_paste", bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
             self._input.put(("paste", event.text, False))
 
     @work(thread=True, exclusive=True, group="attach-input", exit_on_error=False)
