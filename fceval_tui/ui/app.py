@@ -25,6 +25,7 @@ from fceval_tui.errors import UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
 from fceval_tui.services.operator import identity
+from fceval_tui.services.report import read_grading_report
 from fceval_tui.services.resources import list_resources
 from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs, run_settings
 from fceval_tui.ui.screens.events import EventsScreen
@@ -33,6 +34,7 @@ from fceval_tui.ui.screens.launch import LaunchScreen
 from fceval_tui.ui.screens.modals import ConfirmScreen, HelpScreen, JumpScreen
 from fceval_tui.ui.screens.preflight import PreflightScreen
 from fceval_tui.ui.screens.resources import ResourcesScreen
+from fceval_tui.ui.screens.results import ResultsScreen
 from fceval_tui.ui.screens.teardown import TeardownScreen
 from fceval_tui.ui.themes import DEFAULT_THEME, load_themes
 
@@ -55,7 +57,7 @@ def read_keymap(path: Path) -> tuple[dict[str, str], str | None]:
 
 class FcevalApp(App):
     TITLE = "fceval-tui"
-    MODES = {"jobs": JobsScreen, "resources": ResourcesScreen, "events": EventsScreen}
+    MODES = {"jobs": JobsScreen, "resources": ResourcesScreen, "events": EventsScreen, "results": ResultsScreen}
     DEFAULT_MODE = "jobs"
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="app.help"),
@@ -63,6 +65,7 @@ class FcevalApp(App):
         Binding("1", "switch_mode('jobs')", "Jobs", show=False, id="app.view_jobs"),
         Binding("2", "switch_mode('resources')", "Resources", show=False, id="app.view_resources"),
         Binding("3", "switch_mode('events')", "Events", show=False, id="app.view_events"),
+        Binding("5", "switch_mode('results')", "Results", show=False, id="app.view_results"),
         Binding("n", "launch", "New", id="app.launch"),
         Binding("p", "preflight", "Preflight", id="app.preflight"),
         Binding("T", "teardown", "Teardown", show=False, id="app.teardown"),
@@ -90,6 +93,7 @@ class FcevalApp(App):
         self.runners: dict[str, Runner] = {}
         self._keymap = keymap or {}
         self._keymap_problem: str | None = None
+        self._s3: object | None = None
         self.sub_title = "READ-ONLY" if readonly else ""
         # Chosen before the first screen is styled: choosing it on mount styles every widget twice.
         self._theme_notes = self._install_themes()
@@ -189,6 +193,25 @@ class FcevalApp(App):
         listing = list_resources(self.settings, self.ledger)
         return listing.resources, listing.orphans, listing.errors
 
+    def highlighted_run_id(self) -> str | None:
+        """The run of the job highlighted in the jobs view, if that view has a highlighted job."""
+        for screen in self.get_screen_stack("jobs"):
+            if isinstance(screen, JobsScreen) and screen.is_mounted and (job := screen.table.selected):
+                return job.run_id
+        return None
+
+    def read_grading_report(self, location: str) -> object:
+        """A grading report, local or on S3 (called from a worker thread; the S3 client is built once)."""
+        return read_grading_report(location, self._s3_client)
+
+    def _s3_client(self) -> object:
+        # Built on first use only (boto3 is slow to import), then kept; results workers are exclusive.
+        if self._s3 is None:
+            from fceval_tui.backends.aws import AwsClients
+
+            self._s3 = AwsClients(self.settings.region, self.settings.profile, ("s3",)).s3
+        return self._s3
+
     def open_attach(self, job: Job) -> None:
         from fceval_tui.ui.screens.attach import AttachScreen
 
@@ -265,6 +288,9 @@ class FcevalApp(App):
             "Resources view", "Live compute behind jobs, orphans (2)", lambda: self.switch_mode("resources")
         )
         yield SystemCommand("Events view", "What the runner did and why (3)", lambda: self.switch_mode("events"))
+        yield SystemCommand(
+            "Results view", "Pass rates, scores, durations of a run (5)", lambda: self.switch_mode("results")
+        )
         yield SystemCommand("Preflight audit", "IAM, S3, network and quota checks (p)", self.action_preflight)
         yield SystemCommand("Help", "Every key binding and its id (?)", self.action_help)
         if not self.readonly:

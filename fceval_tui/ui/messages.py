@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from fceval_tui.ledger import RunSummary
     from fceval_tui.services.audit import AuditReport, CheckEvent
     from fceval_tui.services.mirror import Mirror
+    from fceval_tui.services.report import Report
     from fceval_tui.services.runner import Runner
     from fceval_tui.services.teardown import Plan, Result
 
@@ -59,6 +60,13 @@ class ResourcesLoaded(Message):
     resources: list[Resource]
     orphans: dict[str, str]  # resource id -> why it is an orphan
     errors: list[str]  # backends that could not be listed, and why
+
+
+@dataclass
+class ResultsLoaded(Message):
+    """The report of one run (the same one `fceval-tui report` prints), or None when there is no run yet."""
+
+    report: Report | None
 
 
 # -- attach view -----------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from fceval_tui.backends.base import Resource
 from fceval_tui.domain.models import JobSpec
@@ -87,6 +90,46 @@ def seed(ledger: Ledger) -> str:
     )
     ledger.transition(jobs[6].id, S.WAITING_CAPACITY, reason="InsufficientInstanceCapacity in us-east-1a")
     ledger.record(run.id, jobs[6].id, "capacity_wait", error="InsufficientInstanceCapacity", retry_in=4.2)
+    return run.id
+
+
+# (agent, model, task, final state, error class, seconds, score in its grading report or None, cost)
+GRADED = [
+    *[("aide", "gpt-4o", f"t{i:02d}", S.SUCCEEDED, None, 60 + 12 * i, 0.5 + 0.05 * i, 0.04) for i in range(8)],
+    ("aide", "gpt-4o", "t08", S.FAILED, "harness_exit", 30, None, 0.02),
+    ("aide", "gpt-4o", "t09", S.TIMED_OUT, "timeout", 600, None, 0.31),
+    ("biomni", "claude", "t00", S.SUCCEEDED, None, 200, 1.0, 0.5),
+    ("biomni", "claude", "t01", S.SUCCEEDED, None, 260, 0.0, 0.6),
+    ("biomni", "claude", "t02", S.SUCCEEDED, None, 300, 1.0, 0.7),
+    ("biomni", "claude", "t03", S.FAILED, "provision", 5, None, 0.0),
+    ("biomni", "claude", "t04", S.TIMED_OUT, "timeout", 900, None, 1.2),
+]
+
+
+def seed_graded(ledger: Ledger, reports: Path) -> str:
+    """A finished run of two agent x model groups whose succeeded jobs have grading reports in `reports`
+    (the results view's data; the other views' snapshots use `seed`). Returns the run id."""
+    specs = [JobSpec(agent, task, model) for agent, model, task, *_ in GRADED]
+    run, jobs = ledger.create_run("local", 4, specs, run_id="r0graded")
+    for job, (_agent, _model, _task, state, error_class, seconds, score, cost) in zip(jobs, GRADED, strict=True):
+        artifacts = ()
+        if score is not None:
+            path = reports / f"{job.id}_grading_report.json.gz"
+            path.write_bytes(gzip.compress(json.dumps({"score": score}).encode()))
+            artifacts = (str(path),)
+        ledger.transition(job.id, S.STARTING, attempts=1, started_at=T0)
+        ledger.transition(job.id, S.RUNNING)
+        if state == S.SUCCEEDED:
+            ledger.transition(job.id, S.GRADING)
+            ledger.transition(job.id, S.UPLOADING)
+        ledger.transition(
+            job.id,
+            state,
+            ended_at=T0 + timedelta(seconds=seconds),
+            error_class=error_class,
+            artifacts=artifacts,
+            cost_usd=cost,
+        )
     return run.id
 
 

@@ -1,0 +1,108 @@
+"""The results view (5): the `report` service's numbers for a run, as a table and text pictures."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from rich.console import Console
+from textual.widgets import Input, Static
+
+from fceval_tui.ledger import Ledger
+from fceval_tui.ui.app import make_app
+from fceval_tui.ui.screens.results import ResultsScreen, pass_rate_bar
+from tests.helpers.ui import SIZE, Clock, fixed, seed, seed_graded
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+@pytest.fixture
+def make(state_dir, settings_factory, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
+    monkeypatch.setattr("fceval_tui.ui.app.teardown.find_orphans", lambda settings, ledger: [])
+
+    def build(seeder, theme: str | None = None):
+        ledger = Ledger.open(state_dir, clock=Clock())
+        seeder(ledger)
+        application = make_app(settings_factory(), ledger, clock=fixed(), theme=theme)
+        application.polling_enabled = False
+        return application
+
+    return build
+
+
+def graded(tmp_path):
+    return lambda ledger: seed_graded(ledger, tmp_path)
+
+
+async def _settle(pilot) -> None:
+    await pilot.pause(0.3)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.1)
+
+
+def _shown(app) -> str:
+    console = Console(width=SIZE[0], record=True, file=io.StringIO())
+    console.print(app.screen.query_one("#results", Static).content)
+    return console.export_text()
+
+
+def test_results_view(make, tmp_path, snap_compare):
+    async def before(pilot):
+        await _settle(pilot)
+        await pilot.press("5")
+        await _settle(pilot)
+
+    assert snap_compare(make(graded(tmp_path)), terminal_size=SIZE, run_before=before)
+
+
+def test_results_view_light(make, tmp_path, snap_compare):
+    async def before(pilot):
+        await _settle(pilot)
+        await pilot.press("5")
+        await _settle(pilot)
+
+    assert snap_compare(make(graded(tmp_path), theme="fceval-light"), terminal_size=SIZE, run_before=before)
+
+
+async def test_results_of_the_highlighted_jobs_run_without_grading_reports(make):
+    app = make(seed)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("5")
+        await _settle(pilot)
+        assert isinstance(app.screen, ResultsScreen)
+        assert app.screen.sub_title == "results of run r0demo01"
+        shown = _shown(app)
+        assert "harness_exit 1" in shown and "timeout 1" in shown
+
+
+async def test_colon_results_jumps_to_the_view(make, tmp_path):
+    app = make(graded(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("colon")
+        await _settle(pilot)
+        app.screen.query_one(Input).value = "results"
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert isinstance(app.screen, ResultsScreen)
+
+
+async def test_results_without_runs(make):
+    app = make(lambda ledger: None)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("5")
+        await _settle(pilot)
+        assert "No runs yet" in _shown(app)
+
+
+def test_pass_rate_bar_shows_rate_and_wilson_interval():
+    bar = pass_rate_bar(8, 10, "green", "red")
+    assert bar.plain == "████████████████▒▒▒░  80% [49–94%]"
