@@ -87,6 +87,7 @@ def _run(row: sqlite3.Row) -> Run:
 class RunSummary:
     run: Run
     counts: dict[str, int]
+    cost_usd: float = 0.0  # every attempt of every job so far
 
     @property
     def total(self) -> int:
@@ -341,9 +342,12 @@ class Ledger:
     def run_summaries(self) -> list[RunSummary]:
         with self._lock:
             counts: dict[str, dict[str, int]] = {}
-            for row in self._db.execute("SELECT run_id, state, COUNT(*) AS n FROM jobs GROUP BY run_id, state"):
+            costs: dict[str, float] = {}
+            query = "SELECT run_id, state, COUNT(*) AS n, SUM(cost_usd) AS cost FROM jobs GROUP BY run_id, state"
+            for row in self._db.execute(query):
                 counts.setdefault(row["run_id"], {})[row["state"]] = row["n"]
-        return [RunSummary(run, counts.get(run.id, {})) for run in self.runs()]
+                costs[row["run_id"]] = costs.get(row["run_id"], 0.0) + (row["cost"] or 0.0)
+        return [RunSummary(run, counts.get(run.id, {}), round(costs.get(run.id, 0.0), 6)) for run in self.runs()]
 
     def get_job(self, job_id: str) -> Job:
         with self._lock:

@@ -206,3 +206,14 @@ def test_a_jobs_cost_is_the_sum_of_its_attempts_and_a_retry_keeps_it(ledger):
     ledger.set_attempt_cost(job.id, 2, 0.125)
     assert ledger.get_job(job.id).cost_usd == 0.625
     assert ledger.attempt_costs(job.id) == {1: 0.5, 2: 0.125}
+
+
+def test_a_runs_summary_carries_its_running_cost(ledger):
+    from fceval_tui.domain.models import JobSpec
+
+    run, jobs = ledger.create_run("ec2", 2, [JobSpec("a", "t1"), JobSpec("a", "t2")])
+    ledger.set_attempt_cost(jobs[0].id, 1, 0.5)
+    ledger.set_attempt_cost(jobs[1].id, 1, 0.25)
+    ledger.set_attempt_cost(jobs[1].id, 2, 0.125)
+    (summary,) = [s for s in ledger.run_summaries() if s.run.id == run.id]
+    assert summary.cost_usd == 0.875

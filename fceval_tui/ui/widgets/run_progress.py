@@ -9,6 +9,7 @@ from textual.widget import Widget
 
 from fceval_tui.domain.states import JobState
 from fceval_tui.ledger import RunSummary
+from fceval_tui.presentation import money
 
 MAX_RUNS = 4
 
@@ -51,6 +52,8 @@ class RunProgress(Widget):
             pending = counts.get("pending", 0)
             if pending:
                 detail.append(f"  ·{pending}", style="dim")
+            if summary.run.backend != "local":  # the running total of a cloud run
+                detail.append(f"  {money(summary.cost_usd)}", style="bold")
             grid.add_row(
                 Text(f"{summary.run.id} {summary.run.backend}", style="bold"),
                 ProgressBar(total=max(summary.total, 1), completed=summary.done),
