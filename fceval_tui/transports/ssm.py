@@ -37,8 +37,12 @@ from fceval_tui.transports.retry import Retryable, RetryPolicy, retry, transient
 
 log = logging.getLogger(__name__)
 
-STDOUT_LIMIT = 24_000  # characters GetCommandInvocation returns inline
+# GetCommandInvocation returns at most this much of each stream inline, counted in UTF-8 bytes: the
+# agent keeps the limit minus the marker and appends the marker (amazon-ssm-agent, agent/contracts
+# TruncateOutput; AWS: "GetCommandInvocation" StandardOutputContent, "24,000 characters").
+STDOUT_LIMIT = 24_000
 STDERR_LIMIT = 8_000
+TRUNCATION_MARK = "--output truncated--"
 _FINAL = {"Success", "Failed", "Cancelled", "TimedOut"}
 
 
@@ -135,9 +139,9 @@ class SsmTransport(Transport):
             raise TimeoutError(f"SSM command {command_id} timed out after {timeout}s on {self.instance_id}")
         stdout = inv.get("StandardOutputContent", "")
         stderr = inv.get("StandardErrorContent", "")
-        if len(stdout) >= STDOUT_LIMIT:
+        if _truncated(stdout, STDOUT_LIMIT):
             stdout = self._read_s3(command_id, "stdout")
-        if len(stderr) >= STDERR_LIMIT:
+        if _truncated(stderr, STDERR_LIMIT):
             stderr = self._read_s3(command_id, "stderr")
         code = inv.get("ResponseCode", -1)
         if status == "Cancelled" and code == -1:
@@ -147,7 +151,7 @@ class SsmTransport(Transport):
     def _read_s3(self, command_id: str, stream: str) -> str:
         if not self.output_bucket:
             raise PermanentError(
-                f"SSM truncated the {stream} of command {command_id} ({STDOUT_LIMIT} characters returned)",
+                f"SSM truncated the {stream} of command {command_id} (it returns at most {STDOUT_LIMIT:,} bytes)",
                 fix="configure an S3 output bucket for SSM commands so the full output can be read",
             )
         # SSM writes <prefix>/<command-id>/<instance-id>/<plugin>/<step>/stdout; list rather than
@@ -205,3 +209,8 @@ def _classify(exc: ClientError) -> Exception:
             f"SSM refused the call: {exc}", fix="allow ssm:SendCommand and ssm:GetCommandInvocation for the caller"
         )
     return PermanentError(f"SSM SendCommand failed: {exc}")
+
+
+def _truncated(text: str, limit: int) -> bool:
+    """Whether the agent cut this stream: its marker at the end, or as many bytes as it ever returns."""
+    return text.endswith(TRUNCATION_MARK) or len(text.encode("utf-8")) >= limit - len(TRUNCATION_MARK)

@@ -43,6 +43,16 @@ from tests.helpers.aws import MotoWorld
 
 SSM_USER = "ssm-user"
 STDOUT_LIMIT, STDERR_LIMIT = 24_000, 8_000
+TRUNCATION_MARK = "--output truncated--"
+
+
+def agent_truncate(text: str, limit: int) -> str:
+    """What the SSM agent returns of an output stream: at most `limit` UTF-8 bytes, the cut marked
+    (amazon-ssm-agent agent/contracts TruncateOutput: it keeps limit - len(marker) bytes)."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[: limit - len(TRUNCATION_MARK)].decode("utf-8", "ignore") + TRUNCATION_MARK
 
 
 @dataclass
@@ -105,8 +115,8 @@ def install_run_command(monkeypatch, machine) -> None:
                 ResponseCode=proc.returncode,
                 Status="Success" if proc.returncode == 0 else "Failed",
                 StatusDetails="Success" if proc.returncode == 0 else "Failed",
-                StandardOutputContent=proc.stdout[:STDOUT_LIMIT],
-                StandardErrorContent=proc.stderr[:STDERR_LIMIT],
+                StandardOutputContent=agent_truncate(proc.stdout, STDOUT_LIMIT),
+                StandardErrorContent=agent_truncate(proc.stderr, STDERR_LIMIT),
             )
             if command.output_s3_bucket_name:
                 prefix = f"{command.output_s3_key_prefix}/{command.command_id}/{invocation['InstanceId']}"

@@ -9,12 +9,13 @@ import shlex
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 
 from fceval_tui.errors import PermanentError, TransientError
 from fceval_tui.services.mirror import Mirror
 from fceval_tui.transports.retry import RetryPolicy
-from fceval_tui.transports.ssm import STDOUT_LIMIT, SsmTransport
+from fceval_tui.transports.ssm import STDOUT_LIMIT, TRUNCATION_MARK, SsmTransport
+from tests.helpers.aws import STAGING
+from tests.helpers.ssm_double import agent_truncate
 
 INSTANCE = "i-0123456789abcdef0"
 CMD = "0b1e2c3d-4f50-6172-8394-a5b6c7d8e9f0"
@@ -114,24 +115,37 @@ def test_timed_out_command_raises_timeout(ssm):
         _transport(client).run(["sleep", "100"])
 
 
-@mock_aws
-def test_truncated_output_is_read_in_full_from_s3(ssm):
+def test_truncated_output_is_read_in_full_from_s3(ssm, aws_env):
     client, stubber = ssm
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="staging")
+    s3 = aws_env.client("s3")  # the shared moto server (an in-process mock would reset it for others)
     full = "".join(f"line {i}\n" for i in range(10_000))  # ~100 kB
     key = f"runs/x/ssm-output/{CMD}/{INSTANCE}/awsrunShellScript/0.awsrunshellscript/stdout"
-    s3.put_object(Bucket="staging", Key=key, Body=full.encode())
-    _send_ok(stubber, ["cat", "big"], OutputS3BucketName="staging", OutputS3KeyPrefix="runs/x/ssm-output")
-    _invocation(stubber, "Success", stdout=full[:STDOUT_LIMIT])
-    transport = _transport(client, s3_client=s3, output_bucket="staging", output_prefix="runs/x/ssm-output/")
+    s3.put_object(Bucket=STAGING, Key=key, Body=full.encode())
+    _send_ok(stubber, ["cat", "big"], OutputS3BucketName=STAGING, OutputS3KeyPrefix="runs/x/ssm-output")
+    _invocation(stubber, "Success", stdout=agent_truncate(full, STDOUT_LIMIT))
+    transport = _transport(client, s3_client=s3, output_bucket=STAGING, output_prefix="runs/x/ssm-output/")
+    assert transport.run(["cat", "big"]).stdout == full
+
+
+def test_truncation_is_counted_in_bytes_not_characters(ssm, aws_env):
+    """Multibyte output is cut at 24,000 bytes, far fewer characters: never handed on as if whole."""
+    client, stubber = ssm
+    s3 = aws_env.client("s3")
+    full = "".join(f"ligne {i} é→✓\n" for i in range(3_000))  # ~51 kB, ~39,000 characters
+    key = f"bytes-out/{CMD}/{INSTANCE}/awsrunShellScript/0.awsrunshellscript/stdout"
+    s3.put_object(Bucket=STAGING, Key=key, Body=full.encode())
+    cut = agent_truncate(full, STDOUT_LIMIT)
+    assert len(cut) < STDOUT_LIMIT and cut.endswith(TRUNCATION_MARK)
+    _send_ok(stubber, ["cat", "big"], OutputS3BucketName=STAGING, OutputS3KeyPrefix="bytes-out")
+    _invocation(stubber, "Success", stdout=cut)
+    transport = _transport(client, s3_client=s3, output_bucket=STAGING, output_prefix="bytes-out")
     assert transport.run(["cat", "big"]).stdout == full
 
 
 def test_truncated_output_without_a_bucket_is_an_error_with_a_fix(ssm):
     client, stubber = ssm
     _send_ok(stubber, ["cat", "big"])
-    _invocation(stubber, "Success", stdout="x" * STDOUT_LIMIT)
+    _invocation(stubber, "Success", stdout=agent_truncate("x" * 30_000, STDOUT_LIMIT))
     with pytest.raises(PermanentError) as caught:
         _transport(client).run(["cat", "big"])
     assert "truncated" in str(caught.value) and "S3 output bucket" in caught.value.fix
@@ -174,7 +188,7 @@ class LocalSsmAgent:
         self.results[command_id] = {
             "Status": "Success" if proc.returncode == 0 else "Failed",
             "ResponseCode": proc.returncode,
-            "StandardOutputContent": proc.stdout[:STDOUT_LIMIT],
+            "StandardOutputContent": agent_truncate(proc.stdout, STDOUT_LIMIT),
             "StandardErrorContent": proc.stderr,
         }
         return {"Command": {"CommandId": command_id}}
