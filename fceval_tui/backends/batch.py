@@ -15,6 +15,7 @@ for the attach view instead.
 
 from __future__ import annotations
 
+import json
 import shlex
 import threading
 import time
@@ -41,7 +42,9 @@ from fceval_tui.domain.states import JobState
 from fceval_tui.errors import PermanentError
 
 LIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
-MAX_COMMAND = 20_000  # SubmitJob's request is capped at 30 KiB; leave room for the rest
+# SubmitJob accepts larger container overrides, then the job fails when Batch starts it (AWS Batch:
+# "ContainerOverrides ... must be less than 8192 bytes" in total): refuse before submitting.
+MAX_OVERRIDES = 8_192
 
 
 def job_name(job_id: str, attempt: int) -> str:
@@ -135,26 +138,29 @@ class BatchBackend(CloudBackend):
         script = self.pipeline_script(ctx, manifest.upload_shell(), "")
         # The job's exit code is the pipeline's verdict, so Batch shows agent failures as FAILED.
         command = f'mkdir -p {shlex.quote(work)} || exit 2\n{script}\nexit "$code"\n'
-        if len(command) > MAX_COMMAND:
-            raise PermanentError(
-                f"the pipeline for {ctx.job.id} is {len(command)} bytes, too long for SubmitJob",
-                "shorten FCEVAL_RUN_COMMAND / FCEVAL_GRADE_COMMAND",
-            )
-        self.staging(ctx.job, ctx.attempt, ctx.expires_at).put(self.aws.s3, MANIFEST, manifest.to_json())
         resources = [{"type": "VCPU", "value": str(s.batch_vcpu)}, {"type": "MEMORY", "value": str(s.batch_memory)}]
         if s.batch_gpus:
             resources.append({"type": "GPU", "value": str(s.batch_gpus)})
+        overrides = {
+            "command": ["sh", "-c", command],
+            "resourceRequirements": resources,
+            "environment": [{"name": k, "value": v} for k, v in {**ctx.env, **manifest.environment()}.items()],
+        }
+        size = len(json.dumps(overrides).encode())
+        if size >= MAX_OVERRIDES:
+            raise PermanentError(
+                f"the Batch container overrides for {ctx.job.id} are {size:,} bytes; Batch fails jobs whose "
+                f"overrides reach {MAX_OVERRIDES:,} bytes after accepting them",
+                "shorten FCEVAL_RUN_COMMAND / FCEVAL_GRADE_COMMAND (or put the harness call in a script on the image)",
+            )
+        self.staging(ctx.job, ctx.attempt, ctx.expires_at).put(self.aws.s3, MANIFEST, manifest.to_json())
         ttl = max(60, int((ctx.expires_at - datetime.now(UTC)).total_seconds()))
         try:
             reply = self.aws.batch.submit_job(
                 jobName=name,
                 jobQueue=s.batch_queue,
                 jobDefinition=s.batch_job_definition,
-                containerOverrides={
-                    "command": ["sh", "-c", command],
-                    "resourceRequirements": resources,
-                    "environment": [{"name": k, "value": v} for k, v in {**ctx.env, **manifest.environment()}.items()],
-                },
+                containerOverrides=overrides,
                 # Batch-side retries only for lost hosts (spot reclaim); an agent failure is a verdict.
                 retryStrategy={
                     "attempts": s.batch_retry_attempts,

@@ -9,7 +9,7 @@ import pytest
 
 from fceval_tui.backends.batch import BatchBackend, job_name
 from fceval_tui.domain.states import JobState
-from fceval_tui.errors import TransientError
+from fceval_tui.errors import PermanentError, TransientError
 from tests.helpers.aws import (
     BATCH_QUEUE,
     RESULTS,
@@ -173,3 +173,23 @@ def test_observing_many_jobs_costs_one_describe_per_refresh(aws_settings, batch_
     assert [op for _, op, _ in listed_calls.calls].count("DescribeJobs") == 1
     for ctx, batch_job in zip(contexts, ids, strict=True):
         backend.cleanup(ctx, batch_job)
+
+
+def test_overrides_batch_would_fail_after_accepting_them_are_refused_before_submitting(
+    aws_settings, batch_compute, aws_env, monkeypatch
+):
+    from fceval_tui.backends import batch as batch_module
+
+    long_run = "echo " + "x" * 8_200  # a harness call that makes the overrides too long
+    settings = aws_settings(FCEVAL_RUN_COMMAND=long_run)
+    ctx = make_context(settings, new_run_id(), backend="batch")
+    with pytest.raises(PermanentError, match="container overrides for .* are [0-9,]+ bytes") as caught:
+        BatchBackend(settings).provision(ctx)
+    assert "FCEVAL_RUN_COMMAND" in caught.value.fix
+    assert live_jobs(aws_env, ctx.job.run_id) == []  # nothing was submitted
+    # What happens without the check: SubmitJob accepts the job, which then fails when Batch starts it.
+    monkeypatch.setattr(batch_module, "MAX_OVERRIDES", 10**9)
+    backend = fast(BatchBackend(settings))
+    batch_job = backend.provision(ctx)
+    observation = wait_done(backend, ctx, batch_job)
+    assert observation.exit_code is None and "Container Overrides length" in observation.detail

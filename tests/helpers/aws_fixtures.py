@@ -8,7 +8,8 @@ Loaded with `pytest_plugins = ("aws_fixtures",)`; plain helpers are in aws_helpe
   `sh` on a LocalMachine. The fuller EC2 doubles (an instance's file system, sessions as ssm-user
   through a fake `aws` CLI) are `ec2_machine` and `ssm_sessions` in ssm_double.py, loaded from here.
 - ECS tasks and ECS Exec: see ecs_double.py.
-- `batch_compute`: moto's Batch without Docker runs nothing; this double runs the submitted
+- `batch_compute`: moto's Batch without Docker runs nothing; this double fails a job whose
+  container overrides reach 8,192 bytes when it starts (SubmitJob accepts them, as AWS does), and runs the submitted
   command on a LocalMachine in a thread (the job is RUNNING meanwhile), writes its output to
   CloudWatch Logs and finishes the job with the command's exit code. TerminateJob kills it.
 """
@@ -16,6 +17,7 @@ Loaded with `pytest_plugins = ("aws_fixtures",)`; plain helpers are in aws_helpe
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import signal
 import subprocess
@@ -146,6 +148,9 @@ def ssm_agent(aws_env, monkeypatch, local_machine, tmux_group) -> LocalMachine:
     return local_machine
 
 
+OVERRIDES_LIMIT = 8_192  # AWS Batch SubmitJob ContainerOverrides: accepted above it, the job then fails
+
+
 @pytest.fixture
 def batch_compute(aws_env, monkeypatch, local_machine) -> LocalMachine:
     from moto.batch.models import JobStatus
@@ -191,6 +196,11 @@ def batch_compute(aws_env, monkeypatch, local_machine) -> LocalMachine:
         job.job_started_at = datetime.datetime.now()
         job.log_stream_name = job._stream_name
         job._start_attempt()
+        if len(json.dumps(job.container_overrides or {}).encode()) >= OVERRIDES_LIMIT:
+            # SubmitJob accepted it; the job fails when Batch starts it.
+            job.job_stopped_reason = "Container Overrides length must be at most 8192"
+            job._mark_stopped(success=False)
+            return
         job.status = JobStatus.RUNNING
         thread = threading.Thread(target=run_container, args=(job,), daemon=True)
         threads.append(thread)
