@@ -319,3 +319,42 @@ def _wait_done(backend, ctx, instance_id, limit: int = 400):
             return observation
         time.sleep(0.05)
     raise AssertionError("the pipeline did not finish")
+
+
+def _reject_new_profile(backend: Ec2Backend, times: int) -> list[int]:
+    """RunInstances refuses a just-created instance profile for its first calls, as EC2 does while IAM
+    propagates it; returns the list of refusals made."""
+    refused: list[int] = []
+
+    def refuse(**_):
+        if len(refused) < times:
+            refused.append(1)
+            raise client_error(
+                "InvalidParameterValue",
+                "Value (fceval-test-profile) for parameter iamInstanceProfile.name is invalid. "
+                "Invalid IAM Instance Profile name",
+                "RunInstances",
+            )
+
+    backend.aws.ec2.meta.events.register("before-call.ec2.RunInstances", refuse)
+    return refused
+
+
+def test_a_just_created_instance_profile_is_waited_for(aws_settings, aws_env):
+    settings = aws_settings(FCEVAL_RUN_COMMAND="sleep 60")
+    backend = fast(Ec2Backend(settings))
+    refused = _reject_new_profile(backend, times=2)
+    ctx = make_context(settings, new_run_id())
+    instance = backend.provision(ctx)
+    assert len(refused) == 2 and instance.startswith("i-")
+    backend.cleanup(ctx, instance)
+
+
+def test_an_instance_profile_that_never_appears_is_a_permanent_error_with_its_fix(aws_settings, aws_env):
+    settings = aws_settings(FCEVAL_RUN_COMMAND="sleep 60")
+    backend = fast(Ec2Backend(settings))
+    backend.profile_wait = 1.0
+    _reject_new_profile(backend, times=100)
+    with pytest.raises(PermanentError) as caught:
+        backend.provision(make_context(settings, new_run_id()))
+    assert "iamInstanceProfile" in str(caught.value) and caught.value.fix
