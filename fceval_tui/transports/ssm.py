@@ -27,6 +27,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 
+import botocore.exceptions
 from botocore.exceptions import ClientError
 
 from fceval_tui.errors import PermanentError, TransientError
@@ -111,6 +112,9 @@ class SsmTransport(Transport):
                 return self.ssm.send_command(**params)["Command"]["CommandId"]
             except ClientError as exc:
                 raise _classify(exc) from exc
+            except _UNREACHABLE as exc:
+                # Nothing was sent: worth another try later, never the end of a job by itself.
+                raise TransientError(f"cannot reach SSM to send a command to {self.instance_id}: {exc}") from exc
 
         return retry(attempt, self.retry_policy, f"SSM SendCommand to {self.instance_id}")
 
@@ -120,6 +124,8 @@ class SsmTransport(Transport):
         while True:
             try:
                 inv = self.ssm.get_command_invocation(CommandId=command_id, InstanceId=self.instance_id)
+            except _UNREACHABLE:
+                inv = None  # a read: look again, until the command's own deadline
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 # The invocation becomes visible a moment after SendCommand returns.
@@ -197,6 +203,9 @@ class SsmTransport(Transport):
 
     def describe(self) -> str:
         return f"SSM {self.instance_id}"
+
+
+_UNREACHABLE = (botocore.exceptions.ConnectionError, botocore.exceptions.ReadTimeoutError)
 
 
 def _classify(exc: ClientError) -> Exception:

@@ -20,6 +20,7 @@ from tests.helpers.aws import (
     make_context,
     new_run_id,
     record_calls,
+    run_with_runner,
     s3_keys,
     spec,
 )
@@ -358,3 +359,32 @@ def test_an_instance_profile_that_never_appears_is_a_permanent_error_with_its_fi
     with pytest.raises(PermanentError) as caught:
         backend.provision(make_context(settings, new_run_id()))
     assert "iamInstanceProfile" in str(caught.value) and caught.value.fix
+
+
+def test_a_status_read_that_cannot_reach_aws_never_ends_the_job(aws_settings, ssm_agent, aws_env):
+    """One observe meets an unreachable endpoint (the SSM call and the EC2 describe behind it): the
+    job goes on and succeeds; only the consecutive-failure limit decides the compute is lost."""
+    from botocore.exceptions import EndpointConnectionError
+
+    settings = aws_settings(FCEVAL_BACKEND="ec2")
+    backend = fast(Ec2Backend(settings))
+    started = []
+    failed = []
+
+    def unreachable(model, **_):
+        if started and not failed:  # the first status read after the start
+            failed.append(model.name)
+            raise EndpointConnectionError(endpoint_url="https://ssm.us-east-1.amazonaws.com")
+
+    original_start = backend.start
+
+    def start(ctx, resource_id):
+        original_start(ctx, resource_id)
+        started.append(resource_id)
+
+    backend.start = start
+    backend.aws.ssm.meta.events.register("before-call.ssm.SendCommand", unreachable)
+    backend.aws.ec2.meta.events.register("before-call.ec2.DescribeInstances", unreachable)
+    _, final = run_with_runner(settings, backend, [spec("hello")])
+    assert failed and final["hello"].state == JobState.SUCCEEDED, final["hello"].error
+    assert final["hello"].attempts == 1
