@@ -26,7 +26,7 @@ import time
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from fceval_tui.backends import remote_tmux
+from fceval_tui.backends import ec2_launch, remote_tmux
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, classify, error_code, tag_filter, tag_map
 from fceval_tui.backends.aws_constants import (
     ATTEMPT_TAG,
@@ -165,7 +165,7 @@ class Ec2Backend(CloudBackend):
             if zone:
                 attempt_params["Placement"] = {"AvailabilityZone": zone}
             try:
-                return self._run_instances(attempt_params)
+                return ec2_launch.launch(self.aws.ec2, attempt_params, self.profile_wait)
             except AWS_ERRORS as exc:
                 where = f" in {zone}" if zone else ""
                 error = classify(exc, f"ec2:RunInstances {self.settings.ec2_instance_type}{where}")
@@ -178,21 +178,6 @@ class Ec2Backend(CloudBackend):
             f"{self.settings.ec2_instance_type} is not offered in zones {', '.join(zones)}: {last}",
             "choose other EC2_AVAILABILITY_ZONES or another EC2_INSTANCE_TYPE",
         )
-
-    def _run_instances(self, params: dict) -> str:
-        """RunInstances, waiting out a just-created instance profile: IAM is eventually consistent and
-        EC2 rejects a new profile for a while (AWS IAM troubleshooting: "Invalid IAM Instance Profile"
-        right after creating it); the audit's own fix command leads users straight into this."""
-        deadline = time.monotonic() + self.profile_wait
-        delay = 0.5
-        while True:
-            try:
-                return self.aws.ec2.run_instances(**params)["Instances"][0]["InstanceId"]
-            except AWS_ERRORS as exc:
-                if not _profile_not_yet_visible(exc) or time.monotonic() + delay > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     def start(self, ctx: JobContext, resource_id: str) -> None:
         self._wait_running(resource_id)
@@ -471,8 +456,3 @@ class Ec2Backend(CloudBackend):
                 "lifecycle": item.get("InstanceLifecycle", "on-demand"),
             },
         )
-
-
-def _profile_not_yet_visible(exc: BaseException) -> bool:
-    message = str(exc).lower()
-    return error_code(exc) == "InvalidParameterValue" and "iaminstanceprofile" in message.replace(" ", "")

@@ -388,3 +388,27 @@ def test_a_status_read_that_cannot_reach_aws_never_ends_the_job(aws_settings, ss
     _, final = run_with_runner(settings, backend, [spec("hello")])
     assert failed and final["hello"].state == JobState.SUCCEEDED, final["hello"].error
     assert final["hello"].attempts == 1
+
+
+def test_a_token_reused_with_other_parameters_after_a_resume_launches_with_a_fresh_token(aws_settings, aws_env):
+    settings = aws_settings(FCEVAL_RUN_COMMAND="sleep 60")
+    backend = fast(Ec2Backend(settings))
+    calls = record_calls([backend.aws.ec2])
+    mismatched = []
+
+    def mismatch(**_):
+        if not mismatched:  # what EC2 answers when a resume recomputed the expiry tag
+            mismatched.append(1)
+            raise client_error(
+                "IdempotentParameterMismatch",
+                "Arguments on this idempotent request are inconsistent with arguments used in previous request(s).",
+                "RunInstances",
+            )
+
+    backend.aws.ec2.meta.events.register("before-call.ec2.RunInstances", mismatch)
+    ctx = make_context(settings, new_run_id())
+    instance = backend.provision(ctx)
+    tokens = [params["ClientToken"] for params in calls.named("RunInstances")]
+    assert instance.startswith("i-") and len(tokens) == 2 and tokens[0] != tokens[1]
+    assert calls.named("DescribeInstances")[-1]["Filters"][0] == {"Name": "tag:fceval:job-id", "Values": [ctx.job.id]}
+    backend.cleanup(ctx, instance)
