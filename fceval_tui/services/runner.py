@@ -412,8 +412,9 @@ class Runner:
         return self.ledger.set_attempt_cost(job.id, job.attempts, round(rate * hours, 6))
 
     def _cleanup(self, ctx: JobContext, resource_id: str | None) -> None:
-        # Every attempt ends here: bill it, also one that died before its first status read.
-        self._bill_attempt(self._reload(ctx.job))
+        # Every attempt ends here: bill it, also one that died before its first status read. Read
+        # without _reload: a cancelled (final) job's compute must still be cleaned up.
+        self._bill_attempt(self.ledger.get_job(ctx.job.id))
         if resource_id is None:
             return
         try:
