@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from tests.helpers.cli import FAST_GRADE, FAST_RUN
+from tests.helpers.tmux_cleanup import kill_servers_under
 
 pytest_plugins = (
     "tests.helpers.aws_fixtures",
@@ -21,7 +22,8 @@ pytest_plugins = (
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tmp_path):
-    """No user settings leak in: FCEVAL_*/AWS_* removed, cwd without a .env, fake AWS credentials."""
+    """No user settings leak in: FCEVAL_*/AWS_* removed, cwd without a .env, fake AWS credentials.
+    Afterwards no tmux server on a socket in the test's tmp dir outlives it."""
     for key in list(os.environ):
         if key.startswith(("FCEVAL_", "AWS_", "EC2_", "SPOT_", "S3_", "FC_EVAL_")) or key == "TMUX":
             monkeypatch.delenv(key, raising=False)
@@ -31,6 +33,8 @@ def isolated_env(monkeypatch, tmp_path):
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
+    yield
+    kill_servers_under(tmp_path)
 
 
 @pytest.fixture

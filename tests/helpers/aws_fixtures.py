@@ -42,6 +42,7 @@ from tests.helpers.aws import (
     LocalMachine,
     MotoWorld,
 )
+from tests.helpers.tmux_cleanup import kill_servers_under
 
 pytest_plugins = ("tests.helpers.ssm_double",)  # its fixtures come with this plugin
 
@@ -137,7 +138,8 @@ def local_machine(tmp_path_factory) -> Iterator[LocalMachine]:
     # tmux socket paths must stay short (sun_path is ~100 bytes).
     machine = LocalMachine(root, Path(os.path.realpath(tmp_path_factory.mktemp("tx"))))
     yield machine
-    machine.tmux("kill-server")
+    for root in (machine.root, machine.tmux_tmpdir):
+        kill_servers_under(root, machine.env)
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ import pytest
 
 from fceval_tui.backends.remote_tmux import TMUX_GROUP
 from tests.helpers.aws import MotoWorld
+from tests.helpers.tmux_cleanup import kill_servers_under
 
 SSM_USER = "ssm-user"
 STDOUT_LIMIT, STDERR_LIMIT = 24_000, 8_000
@@ -82,9 +83,7 @@ class Ec2Machine:
 
     def stop(self) -> None:
         """Kill every tmux server the machine's users started (explicit sockets and default ones)."""
-        for socket in [*self.root.rglob("*.sock"), *self.tmp.glob("tmux-*/*")]:
-            if socket.is_socket():
-                subprocess.run(["tmux", "-S", str(socket), "kill-server"], capture_output=True, env=self.env)
+        kill_servers_under(self.root, self.env)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
