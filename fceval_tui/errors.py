@@ -64,3 +64,16 @@ class CapacityError(TransientError):
     """No capacity or quota right now; the job waits in `waiting_capacity`."""
 
     error_class = "capacity"
+
+
+class CredentialsExpired(BackendError):
+    """AWS refused the console's credentials as expired, or they could not be refreshed (SSO token,
+    MFA, credential process). Nothing is wrong with the job: the runner pauses it until calls work again."""
+
+    transient = True
+
+
+class CredentialsNotRenewed(PermanentError):
+    """The credentials stayed expired past the compute's TTL: the compute has ended by itself."""
+
+    error_class = "timeout"

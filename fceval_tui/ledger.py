@@ -37,6 +37,7 @@ _JOB_FIELDS = (
     "cost_usd",
     "error",
     "error_class",
+    "paused",
 )
 
 
@@ -69,6 +70,7 @@ def _job(row: sqlite3.Row) -> Job:
         error=row["error"],
         error_class=row["error_class"],
         updated_at=parse_iso(row["updated_at"]),
+        paused=row["paused"],
     )
 
 
@@ -88,6 +90,7 @@ class RunSummary:
     run: Run
     counts: dict[str, int]
     cost_usd: float = 0.0  # every attempt of every job so far
+    paused: str | None = None  # why its active jobs are paused, while they are
 
     @property
     def total(self) -> int:
@@ -343,11 +346,20 @@ class Ledger:
         with self._lock:
             counts: dict[str, dict[str, int]] = {}
             costs: dict[str, float] = {}
-            query = "SELECT run_id, state, COUNT(*) AS n, SUM(cost_usd) AS cost FROM jobs GROUP BY run_id, state"
+            paused: dict[str, str] = {}
+            query = (
+                "SELECT run_id, state, COUNT(*) AS n, SUM(cost_usd) AS cost, MAX(paused) AS paused"
+                " FROM jobs GROUP BY run_id, state"
+            )
             for row in self._db.execute(query):
                 counts.setdefault(row["run_id"], {})[row["state"]] = row["n"]
                 costs[row["run_id"]] = costs.get(row["run_id"], 0.0) + (row["cost"] or 0.0)
-        return [RunSummary(run, counts.get(run.id, {}), round(costs.get(run.id, 0.0), 6)) for run in self.runs()]
+                if row["paused"]:
+                    paused[row["run_id"]] = row["paused"]
+        return [
+            RunSummary(run, counts.get(run.id, {}), round(costs.get(run.id, 0.0), 6), paused.get(run.id))
+            for run in self.runs()
+        ]
 
     def get_job(self, job_id: str) -> Job:
         with self._lock:

@@ -77,5 +77,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO attempt_costs SELECT id, MAX(attempts, 1), cost_usd FROM jobs WHERE cost_usd > 0;
     """,
+    # Why an active job is paused (the run's AWS credentials expired) while it is; NULL otherwise.
+    """
+    ALTER TABLE jobs ADD COLUMN paused TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

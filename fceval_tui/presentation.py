@@ -37,6 +37,23 @@ STATE_ICON = {
 }
 
 
+PAUSED_ICON = "⏸"
+PAUSED_STYLE = "bold yellow"
+
+
+def is_paused(job: Job) -> bool:
+    """Held by its runner without a call to its compute (expired credentials); a final job never is."""
+    return bool(job.paused) and not job.state.is_final
+
+
+def state_text(job: Job, icon: bool = True) -> Text:
+    """The job's state as people read it: a paused job says so, then the state it keeps."""
+    state = job.state.value
+    if is_paused(job):
+        return Text(f"{PAUSED_ICON + ' ' if icon else ''}paused ({state})", style=PAUSED_STYLE)
+    return Text(f"{STATE_ICON[state] + ' ' if icon else ''}{state}", style=STATE_STYLE[state])
+
+
 def duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds >= 3600:

@@ -19,9 +19,19 @@ import botocore.exceptions
 from botocore.config import Config
 
 from fceval_tui.domain.artifacts import split_s3
-from fceval_tui.errors import CapacityError, PermanentError, ThrottlingError, TransientError, UserError
+from fceval_tui.errors import (
+    CapacityError,
+    CredentialsExpired,
+    PermanentError,
+    ThrottlingError,
+    TransientError,
+    UserError,
+)
+from fceval_tui.transports.retry import expired_credentials
 
 RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10, read_timeout=70)
+# A cheap question asked while credentials are expired: answered or not within seconds.
+PROBE_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=10)
 
 _sessions: dict[tuple[str, str], boto3.Session] = {}
 _sessions_lock = threading.Lock()
@@ -66,6 +76,24 @@ class AwsClients:
 
     def all(self) -> list[Any]:
         return list(self._clients.values())
+
+    def renew(self) -> str:
+        """Swap in a fresh Session and clients once its credentials work (a probe, sts:GetCallerIdentity,
+        answers); their ARN. A CredentialsExpired (or another error) while they do not, changing nothing.
+
+        A fresh Session reads the credential chain again: a profile's file rewritten by a credential
+        helper, an SSO token cache refreshed by `aws sso login`. Callers reach the clients through
+        this object, so every thread uses the new ones from its next call."""
+        session = new_session(self.region, self.profile)
+        try:
+            arn = session.client("sts", config=PROBE_CONFIG).get_caller_identity()["Arn"]
+        except AWS_ERRORS as exc:
+            raise classify(exc, "sts:GetCallerIdentity") from exc
+        with _sessions_lock:
+            _sessions[(self.profile, self.region)] = session
+            self.session = session
+            self._clients = {name: session.client(name, config=RETRY_CONFIG) for name in self._clients}
+        return arn
 
     def check_credentials(self) -> None:
         """Raise a UserError when the credential chain finds nothing (before any API call)."""
@@ -126,8 +154,6 @@ PERMANENT_FIXES: dict[str, str] = {
     "AccessDenied": _GRANT,
     "AccessDeniedException": _GRANT,
     "AuthFailure": "refresh your credentials (`aws sso login`) or check the clock of this machine",
-    "ExpiredToken": "refresh your credentials (`aws sso login`)",
-    "ExpiredTokenException": "refresh your credentials (`aws sso login`)",
     "InvalidClientTokenId": "refresh your credentials (`aws sso login`)",
     "InvalidAMIID.Malformed": _AMI,
     "InvalidAMIID.NotFound": _AMI,
@@ -157,8 +183,9 @@ def classify(exc: Exception, doing: str) -> Exception:
             "run `aws sso login --profile NAME` and pass --profile NAME, "
             "or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
         )
-    if isinstance(exc, botocore.exceptions.TokenRetrievalError | botocore.exceptions.SSOTokenLoadError):
-        return UserError(f"{doing}: the SSO session has expired ({exc})", "run `aws sso login --profile NAME`")
+    expired = expired_credentials(exc)
+    if expired is not None:
+        return CredentialsExpired(f"{doing}: {expired}")
     if isinstance(exc, botocore.exceptions.ConnectionError | botocore.exceptions.ReadTimeoutError):
         return TransientError(f"{doing}: cannot reach AWS ({exc})", "check the network; the job is retried")
     if not isinstance(exc, botocore.exceptions.ClientError):

@@ -179,6 +179,15 @@ class Backend(ABC):
     def cleanup(self, ctx: JobContext, resource_id: str) -> None:
         """Destroy everything this attempt created. Idempotent; also called after errors."""
 
+    def renew_credentials(self) -> str:
+        """After a CredentialsExpired: use credentials that work again and say whose they are; raise
+        (CredentialsExpired or another BackendError) while they still do not. No credentials here."""
+        return ""
+
+    def renewal_hint(self, run_id: str) -> str:
+        """What the operator runs to renew expired credentials."""
+        return ""
+
     def artifacts_dir(self, job: Job, local_work: Path) -> str:
         """Where the pipeline writes artifacts, as seen by the compute ({artifacts_dir} in templates)."""
         return str(local_work / "artifacts")

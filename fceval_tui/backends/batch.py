@@ -54,8 +54,8 @@ def job_name(job_id: str, attempt: int) -> str:
 class _StatusBoard:
     """The last describe_jobs answer for every watched Batch job, refreshed in batches of 100."""
 
-    def __init__(self, batch, max_age: float) -> None:
-        self.batch = batch
+    def __init__(self, aws: AwsClients, max_age: float) -> None:
+        self.aws = aws  # its batch client at each call: renewed credentials bring new clients
         self.max_age = max_age
         self._lock = threading.Lock()
         self._watched: set[str] = set()
@@ -79,7 +79,7 @@ class _StatusBoard:
         seen: dict[str, dict] = {}
         try:
             for ids in chunks(sorted(self._watched), 100):
-                for item in self.batch.describe_jobs(jobs=list(ids))["jobs"]:
+                for item in self.aws.batch.describe_jobs(jobs=list(ids))["jobs"]:
                     seen[item["jobId"]] = item
         except AWS_ERRORS as exc:
             raise classify(exc, "batch:DescribeJobs") from exc
@@ -114,7 +114,7 @@ class BatchBackend(CloudBackend):
     def __init__(self, settings: Settings, clients: AwsClients | None = None) -> None:
         super().__init__(settings)
         self.aws = clients or AwsClients(settings.region, settings.profile, ("batch", "logs", "s3"))
-        self._board = _StatusBoard(self.aws.batch, max_age=self.poll_interval / 2)
+        self._board = _StatusBoard(self.aws, max_age=self.poll_interval / 2)
 
     def check_ready(self) -> None:
         super().check_ready()

@@ -47,9 +47,20 @@ class CloudBackend(Backend):
         `expires_at`, the attempt's hard TTL, for teardown (see Staging)."""
         return Staging.for_job(require_staging_bucket(self.settings, self.name), job, attempt, expires_at)
 
+    def renew_credentials(self) -> str:
+        return self.aws.renew()
+
+    def renewal_hint(self, run_id: str) -> str:
+        from fceval_tui.backends.credentials import renewal_hint
+
+        return renewal_hint(self.settings, run_id)
+
     def new_manifest(self, ctx: JobContext) -> Manifest:
-        """A fresh manifest for this attempt, with its own inbox (written to staging before the pipeline starts)."""
-        return Manifest.for_job(ctx, ctx.artifact_prefix, self.staging(ctx.job, ctx.attempt).bucket)
+        """This attempt's manifest, with its own inbox (written to staging before the pipeline starts): the
+        one already staged when a start is repeated (after a pause or a resume), else a fresh one."""
+        staging = self.staging(ctx.job, ctx.attempt)
+        staged = Manifest.parse(staging.get(self.aws.s3, MANIFEST))
+        return staged or Manifest.for_job(ctx, ctx.artifact_prefix, staging.bucket)
 
     def delete_staged(self, ctx: JobContext) -> None:
         """Remove the attempt's inbox and staging objects (nothing to do without a staging bucket)."""

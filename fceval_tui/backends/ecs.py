@@ -66,8 +66,8 @@ START_TIMEOUT = 600  # seconds a task may take to leave PENDING (image pull, ENI
 class _TaskBoard:
     """The last DescribeTasks answer for every watched task, refreshed in batches of 100."""
 
-    def __init__(self, ecs, cluster: str, max_age: Callable[[], float]) -> None:
-        self.ecs = ecs
+    def __init__(self, aws: AwsClients, cluster: str, max_age: Callable[[], float]) -> None:
+        self.aws = aws  # its ecs client at each call: renewed credentials bring new clients
         self.cluster = cluster
         self.max_age = max_age
         self._lock = threading.Lock()
@@ -91,7 +91,7 @@ class _TaskBoard:
         seen: dict[str, dict] = {}
         try:
             for arns in chunks(sorted(self._watched), 100):
-                for task in self.ecs.describe_tasks(cluster=self.cluster, tasks=list(arns))["tasks"]:
+                for task in self.aws.ecs.describe_tasks(cluster=self.cluster, tasks=list(arns))["tasks"]:
                     seen[task["taskArn"]] = task
         except AWS_ERRORS as exc:
             raise classify(exc, "ecs:DescribeTasks") from exc
@@ -143,7 +143,7 @@ class EcsBackend(CloudBackend):
         super().__init__(settings)
         self.aws = clients or AwsClients(settings.region, settings.profile, ("ecs", "s3"))
         self._transport_for = transport_for or self._ecs_exec
-        self._board = _TaskBoard(self.aws.ecs, settings.ecs_cluster, max_age=lambda: self.poll_interval / 2)
+        self._board = _TaskBoard(self.aws, settings.ecs_cluster, max_age=lambda: self.poll_interval / 2)
 
     def check_ready(self) -> None:
         super().check_ready()

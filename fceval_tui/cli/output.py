@@ -18,7 +18,7 @@ from rich.text import Text
 from fceval_tui.domain.models import Event, Job
 from fceval_tui.domain.states import FINAL_STATES, JobState
 from fceval_tui.errors import UserError
-from fceval_tui.presentation import STATE_STYLE, describe_event, elapsed, money, render_plan
+from fceval_tui.presentation import PAUSED_STYLE, describe_event, elapsed, is_paused, money, render_plan, state_text
 
 if TYPE_CHECKING:
     from fceval_tui.config import Settings
@@ -59,7 +59,6 @@ def print_jobs(jobs: list[Job]) -> None:
     for col in ("job", "agent", "task", "model", "backend", "state", "att", "exit", "elapsed", "cost"):
         table.add_column(col, no_wrap=col in ("job", "state"))
     for job in jobs:
-        style = STATE_STYLE.get(job.state.value, "")
         # Agents and task ids are user data: Text, never markup ("[/x]" is a valid task id).
         table.add_row(
             job.id,
@@ -67,7 +66,7 @@ def print_jobs(jobs: list[Job]) -> None:
             Text(job.task_id),
             Text(job.model),
             job.backend,
-            Text(job.state.value, style=style),
+            state_text(job, icon=False),
             str(job.attempts),
             "" if job.exit_code is None else str(job.exit_code),
             elapsed(job),
@@ -77,6 +76,8 @@ def print_jobs(jobs: list[Job]) -> None:
     errors = [j for j in jobs if j.error and j.state in FINAL_STATES and j.state != JobState.SUCCEEDED]
     for job in errors:
         console().print(f"{job.id}: {job.error}", markup=False, style="red")
+    for reason in sorted({job.paused for job in jobs if is_paused(job)}):
+        console().print(f"paused: {reason}", markup=False, style=PAUSED_STYLE)
 
 
 def print_events(events: list[Event]) -> None:
@@ -181,7 +182,7 @@ def print_runs(summaries: list[RunSummary]) -> None:
         console().print("no runs yet: start one with `fceval-tui launch --jobs FILE` or `fceval-tui demo`")
         return
     table = Table(box=None, pad_edge=False)
-    for col in ("run", "created", "backend", "jobs", "done", "succeeded", "failed", "active"):
+    for col in ("run", "created", "backend", "jobs", "done", "succeeded", "failed", "active", "paused"):
         table.add_column(col)
     for s in summaries:
         active = sum(n for st, n in s.counts.items() if not JobState(st).is_final)
@@ -195,6 +196,7 @@ def print_runs(summaries: list[RunSummary]) -> None:
             str(s.counts.get("succeeded", 0)),
             str(failed),
             str(active),
+            Text(s.paused or "", style=PAUSED_STYLE) if active else "",
         )
     console().print(table)
 

@@ -14,7 +14,7 @@ from fceval_tui.cli.output import console, print_summary
 from fceval_tui.config import Settings
 from fceval_tui.domain.states import FINAL_STATES
 from fceval_tui.ledger import Ledger
-from fceval_tui.presentation import STATE_ICON, STATE_STYLE, elapsed
+from fceval_tui.presentation import PAUSED_ICON, PAUSED_STYLE, STATE_ICON, STATE_STYLE, elapsed
 from fceval_tui.services.runner import Runner, RunTotals
 
 FINAL_MARK = {s: STATE_ICON[s] for s in ("succeeded", "failed", "cancelled", "timed_out")}
@@ -90,6 +90,12 @@ def run_with_progress(runner: Runner, ledger: Ledger, run_id: str, quiet: bool =
 def _report(ledger: Ledger, run_id: str, cursor: int, out: Console | None, live) -> int:
     for event in ledger.events(run_id=run_id, after=cursor):
         cursor = event.id
+        if out is not None and event.kind == "credentials_expired":
+            # Said once per outage: jobs wait, their compute untouched, until the credentials work again.
+            line = Text(f"{PAUSED_ICON} paused   AWS credentials expired: {event.detail.get('fix', '')}")
+            out.print(line, style=PAUSED_STYLE, highlight=False)
+        elif out is not None and event.kind == "credentials_renewed":
+            out.print(Text("▶ resumed  the AWS credentials work again", style="green"), highlight=False)
         if out is None or event.kind != "state":
             continue
         if event.to_state in FINAL_MARK:

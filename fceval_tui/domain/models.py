@@ -89,6 +89,7 @@ class Job:
     error: str | None = None
     updated_at: datetime | None = None
     error_class: str | None = None  # a domain.triage.ErrorClass value once the job ended without success
+    paused: str | None = None  # why the runner holds the job without touching its compute, while it does
 
     @property
     def spec(self) -> JobSpec:

@@ -29,6 +29,7 @@ from fceval_tui.domain.template import job_environment
 from fceval_tui.domain.triage import ErrorClass
 from fceval_tui.errors import BackendError, CapacityError, PermanentError
 from fceval_tui.ledger import Ledger
+from fceval_tui.services.credentials import CredentialGate, PauseEnded
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class Runner:
         self.backoff_base = backoff_base
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
+        # Expired AWS credentials pause the jobs that meet them until calls work again (services.credentials).
+        self.credentials = CredentialGate(ledger, settings, lambda: self.backend, self._sleep, self._stop.is_set)
         # Last attempt number each job may use in this drive: a user retry or a resume grants a
         # fresh budget, while `attempts` in the ledger keeps counting every attempt ever made.
         self._limits: dict[str, int] = {}
@@ -131,6 +134,7 @@ class Runner:
         backend.check_ready()
         self.ledger.claim_run(run_id)
         try:
+            self.credentials.clear_stale(run_id)
             pending = [j.id for j in self.ledger.jobs(run_id=run_id) if not j.state.is_final]
             if pending:
                 self.ledger.record(run_id, None, "runner_started", jobs=len(pending), resumed=self._resumed(run_id))
@@ -162,7 +166,7 @@ class Runner:
             return
         try:
             self._drive(run, job_id)
-        except _Cancelled:
+        except (_Cancelled, PauseEnded):
             return
         except Exception as exc:  # a bug must fail the job visibly, not kill the run silently
             log.exception("job %s: unexpected error", job_id)
@@ -231,7 +235,7 @@ class Runner:
         try:
             while True:
                 try:
-                    resource_id = backend.provision(ctx)
+                    resource_id = self.credentials.call(job, lambda: backend.provision(ctx))
                     break
                 except CapacityError as exc:
                     waits += 1
@@ -246,7 +250,7 @@ class Runner:
             job = self.ledger.update(job.id, resource_id=resource_id)
             if job.state != JobState.STARTING:
                 job = self._move(job, JobState.STARTING)
-            backend.start(ctx, resource_id)
+            self.credentials.call(job, lambda: backend.start(ctx, resource_id))
             job = self._move(job, JobState.RUNNING, resource_id=resource_id)
         except _Cancelled:
             # Cancelled while starting: the canceller may not have seen the resource id yet.
@@ -280,7 +284,7 @@ class Runner:
                     error_class=ErrorClass.TIMEOUT,
                 )
             try:
-                observation = backend.observe(ctx, resource_id)
+                observation = self.credentials.call(job, lambda: backend.observe(ctx, resource_id))
                 failures = 0
             except ResourceGone as exc:
                 self._cleanup(ctx, resource_id)
@@ -320,7 +324,7 @@ class Runner:
         if job.state != JobState.UPLOADING:
             job = self._move(job, JobState.UPLOADING)
         try:
-            outcome = self.backend.collect(ctx, resource_id, observation)
+            outcome = self.credentials.call(job, lambda: self.backend.collect(ctx, resource_id, observation))
         except BackendError as exc:
             self._cleanup(ctx, resource_id)
             return self._after_error(job, exc)
@@ -398,7 +402,7 @@ class Runner:
         if resource_id is None:
             return
         try:
-            self.backend.cancel(ctx, resource_id)
+            self.credentials.call(ctx.job, lambda: self.backend.cancel(ctx, resource_id))
         except BackendError as exc:
             self.ledger.record(ctx.job.run_id, ctx.job.id, "cancel_failed", resource_id=resource_id, error=str(exc))
         self._cleanup(ctx, resource_id)
@@ -418,7 +422,7 @@ class Runner:
         if resource_id is None:
             return
         try:
-            self.backend.cleanup(ctx, resource_id)
+            self.credentials.call(ctx.job, lambda: self.backend.cleanup(ctx, resource_id))
         except BackendError as exc:
             # Recorded so teardown can find it; the job's verdict stands.
             self.ledger.record(ctx.job.run_id, ctx.job.id, "cleanup_failed", resource_id=resource_id, error=str(exc))

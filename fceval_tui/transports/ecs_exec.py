@@ -24,7 +24,7 @@ from fceval_tui.transports.aws_cli import aws_cli_argv
 from fceval_tui.transports.base import CommandResult, Stream, Transport
 from fceval_tui.transports.local import ProcessStream
 from fceval_tui.transports.markers import Markers, parse_marked, wrap_command
-from fceval_tui.transports.retry import Retryable, RetryPolicy, retry, transient_hint
+from fceval_tui.transports.retry import Retryable, RetryPolicy, expired_credentials, retry, transient_hint
 
 
 class EcsExecTransport(Transport):
@@ -97,6 +97,9 @@ class EcsExecTransport(Transport):
             out = parse_marked(text, markers)
             if out.exit_code is not None:
                 return CommandResult(out.exit_code, out.payload, out.other)
+            expired = None if out.started else expired_credentials(out.other)
+            if expired is not None:
+                raise expired
             hint = transient_hint(text)
             if not out.started and hint is not None:
                 raise Retryable(hint, out.other or f"aws exited {proc.returncode}")

@@ -3,6 +3,10 @@
 `retry` runs an attempt function with bounded exponential backoff and full jitter. Attempts
 signal a transient failure by raising `Retryable`; after the last attempt the error raised is a
 `TransientError` whose message names the likely cause and whose `fix` says what to do.
+
+`expired_credentials` recognises credentials that expired or can no longer be refreshed, whether
+botocore raised it in this process or an `aws` CLI child printed it: those pause a run, they never
+end a job (see services.credentials).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from fceval_tui.domain.backoff import full_jitter
-from fceval_tui.errors import TransientError
+from fceval_tui.errors import CredentialsExpired, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +122,44 @@ def retry(attempt: Callable[[], T], policy: RetryPolicy, what: str) -> T:
 def _one_line(text: str, limit: int = 300) -> str:
     flat = re.sub(r"\s+", " ", text).strip()
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+# AWS error codes for an expired session token: ExpiredToken (STS, S3, IAM), ExpiredTokenException
+# (JSON protocols: SSM, ECS, Batch, Logs; "Common Errors" of each API reference), RequestExpired
+# (EC2's answer for expired temporary credentials as well as for a late request).
+EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+# botocore's exceptions for credentials it cannot refresh: the SSO token expired or was never
+# loaded, an assumed role needs an MFA code, a credential process failed.
+EXPIRED_EXCEPTIONS = frozenset(
+    {
+        "UnauthorizedSSOTokenError",
+        "TokenRetrievalError",
+        "SSOTokenLoadError",
+        "RefreshWithMFAUnsupportedError",
+        "CredentialRetrievalError",
+    }
+)
+# The same, as the `aws` CLI prints them on stderr: "An error occurred (CODE) when calling the OP
+# operation: ..." for an AWS error (awscli/errorhandler.py, behind "aws: [ERROR]: " in v2), and
+# botocore's own message (the `fmt` of each exception above) for the others.
+_EXPIRED_TEXTS = (
+    *(f"({code})" for code in sorted(EXPIRED_CODES)),
+    "The SSO session associated with this profile has expired",
+    "Error when retrieving token from",
+    "Error loading SSO Token",
+    "Cannot refresh credentials: MFA token required",
+    "Error when retrieving credentials from",
+)
+
+
+def expired_credentials(error: BaseException | str) -> CredentialsExpired | None:
+    """A CredentialsExpired for a botocore exception or `aws` CLI output saying the credentials
+    expired (or cannot be refreshed); None for anything else."""
+    if isinstance(error, str):
+        found = next((line for line in error.splitlines() if any(t in line for t in _EXPIRED_TEXTS)), None)
+        return CredentialsExpired(_one_line(found)) if found is not None else None
+    code = str((getattr(error, "response", None) or {}).get("Error", {}).get("Code", ""))
+    named = {cls.__name__ for cls in type(error).__mro__} & EXPIRED_EXCEPTIONS
+    if code in EXPIRED_CODES or named:
+        return CredentialsExpired(_one_line(str(error)))
+    return None

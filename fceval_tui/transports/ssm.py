@@ -34,7 +34,7 @@ from fceval_tui.errors import PermanentError, TransientError
 from fceval_tui.transports.aws_cli import aws_cli_argv
 from fceval_tui.transports.base import CommandResult, Stream, Transport
 from fceval_tui.transports.local import ProcessStream
-from fceval_tui.transports.retry import Retryable, RetryPolicy, retry, transient_hint
+from fceval_tui.transports.retry import Retryable, RetryPolicy, expired_credentials, retry, transient_hint
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,8 @@ class SsmTransport(Transport):
             except _UNREACHABLE as exc:
                 # Nothing was sent: worth another try later, never the end of a job by itself.
                 raise TransientError(f"cannot reach SSM to send a command to {self.instance_id}: {exc}") from exc
+            except botocore.exceptions.BotoCoreError as exc:
+                raise expired_credentials(exc) or exc from exc
 
         return retry(attempt, self.retry_policy, f"SSM SendCommand to {self.instance_id}")
 
@@ -126,7 +128,10 @@ class SsmTransport(Transport):
                 inv = self.ssm.get_command_invocation(CommandId=command_id, InstanceId=self.instance_id)
             except _UNREACHABLE:
                 inv = None  # a read: look again, until the command's own deadline
-            except ClientError as exc:
+            except (ClientError, botocore.exceptions.BotoCoreError) as exc:
+                expired = expired_credentials(exc)
+                if expired is not None or not isinstance(exc, ClientError):
+                    raise expired or exc from exc
                 code = exc.response.get("Error", {}).get("Code", "")
                 # The invocation becomes visible a moment after SendCommand returns.
                 if code != "InvocationDoesNotExist" and transient_hint(code + str(exc)) is None:
@@ -209,6 +214,9 @@ _UNREACHABLE = (botocore.exceptions.ConnectionError, botocore.exceptions.ReadTim
 
 
 def _classify(exc: ClientError) -> Exception:
+    expired = expired_credentials(exc)
+    if expired is not None:
+        return expired
     code = exc.response.get("Error", {}).get("Code", "")
     hint = transient_hint(code + " " + str(exc))
     if hint is not None:

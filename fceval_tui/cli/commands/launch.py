@@ -68,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     for warning in parsed.warnings:
         output.print_warning(warning)
     launching.check_can_launch(settings, skip_preflight=args.skip_preflight)
+    from fceval_tui.services.credentials import expiry_warning
+
+    expiring = expiry_warning(settings, len(parsed.specs))
+    if expiring:
+        output.print_warning(expiring)
     new_run, jobs = launching.create_run(ledger, settings, parsed.specs, skip_preflight=args.skip_preflight)
     if args.json:
         output.print_json({"run_id": new_run.id}, indent=None)

@@ -54,6 +54,70 @@ def check_identity(ctx: AuditContext, f: Findings) -> None:
         )
         return
     f.ok("identity.caller", f"{caller.arn} (account {caller.account})", f"credentials from {source}")
+    if ctx.settings.aws_command_prefix and ctx.backend in SESSION_BACKENDS:
+        compare_cli_identity(ctx, f, caller.arn)
+
+
+# Backends whose tail, attach and live mirror run the `aws` CLI (through the command prefix).
+SESSION_BACKENDS = ("ec2", "ecs")
+CLI_TIMEOUT = 60.0
+
+
+def compare_cli_identity(ctx: AuditContext, f: Findings, arn: str) -> None:
+    """The console's own calls (boto3) do not run FCEVAL_AWS_COMMAND_PREFIX; its sessions do. Both must
+    act as one identity, or sessions fail (or reach another account) while jobs run."""
+    import json
+    import os
+    import shlex
+    import subprocess
+
+    from fceval_tui.transports.aws_cli import aws_cli_argv
+
+    s = ctx.settings
+    prefix = shlex.join(s.aws_command_prefix)
+    argv = aws_cli_argv(s.aws_command_prefix, s.region, s.profile, "sts", "get-caller-identity", "--output", "json")
+    fix = (
+        "make both the same identity: point AWS_PROFILE (--profile) at the credentials the prefix provides, "
+        "or change FCEVAL_AWS_COMMAND_PREFIX (the console's own calls use the profile, never the prefix)"
+    )
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "AWS_PAGER": ""},
+            check=False,
+        )
+        cli_arn = json.loads(proc.stdout)["Arn"] if proc.returncode == 0 else None
+    except FileNotFoundError:
+        f.error("identity.cli", f"`{prefix}` cannot run: {argv[0]} is not installed", "", "fix FCEVAL_AWS_COMMAND_PREFIX")
+        return
+    except subprocess.TimeoutExpired:
+        f.unknown("identity.cli", f"`{prefix} aws sts get-caller-identity` did not answer in {CLI_TIMEOUT:.0f} s")
+        return
+    except (ValueError, KeyError, TypeError):
+        cli_arn = None
+    if cli_arn is None:
+        said = " ".join((proc.stderr or proc.stdout).split())[-300:]
+        f.warning("identity.cli", f"the aws CLI through `{prefix}` has no working identity", said, fix)
+    elif cli_arn.split(":")[4] != arn.split(":")[4]:
+        f.error(
+            "identity.cli",
+            "the aws CLI and the console's own calls use different AWS accounts",
+            f"through `{prefix}`: {cli_arn}; boto3: {arn}",
+            fix,
+        )
+    elif cli_arn != arn:
+        f.warning(
+            "identity.cli",
+            "the aws CLI and the console's own calls act as different identities",
+            f"through `{prefix}`: {cli_arn}; boto3: {arn}",
+            fix,
+        )
+    else:
+        f.ok("identity.cli", f"the aws CLI through `{prefix}` acts as {cli_arn} too")
 
 
 def check_region(ctx: AuditContext, f: Findings) -> None:

@@ -23,7 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from fceval_tui.domain.models import Job, utcnow
-from fceval_tui.presentation import STATE_ICON, STATE_STYLE, elapsed, money
+from fceval_tui.presentation import elapsed, money, state_text
 from fceval_tui.ui.filters import JobFilter
 
 
@@ -71,8 +71,7 @@ def layout(width: int) -> tuple[tuple[Column, int], ...]:
 
 def cell_text(column: str, job: Job, now: datetime) -> Text:
     if column == "state":
-        state = job.state.value
-        return Text(f"{STATE_ICON[state]} {state}", style=STATE_STYLE[state])
+        return state_text(job)
     if column == "error":
         return Text(job.error_class or "", style="red")
     value = {

@@ -9,7 +9,7 @@ from textual.widget import Widget
 
 from fceval_tui.domain.states import JobState
 from fceval_tui.ledger import RunSummary
-from fceval_tui.presentation import money
+from fceval_tui.presentation import PAUSED_ICON, PAUSED_STYLE, money
 
 MAX_RUNS = 4
 
@@ -54,6 +54,8 @@ class RunProgress(Widget):
                 detail.append(f"  ·{pending}", style="dim")
             if summary.run.backend != "local":  # the running total of a cloud run
                 detail.append(f"  {money(summary.cost_usd)}", style="bold")
+            if summary.paused and active:
+                detail.append(f"  {PAUSED_ICON} {summary.paused}", style=PAUSED_STYLE)
             grid.add_row(
                 Text(f"{summary.run.id} {summary.run.backend}", style="bold"),
                 ProgressBar(total=max(summary.total, 1), completed=summary.done),
