@@ -92,7 +92,12 @@ def compare_cli_identity(ctx: AuditContext, f: Findings, arn: str) -> None:
         )
         cli_arn = json.loads(proc.stdout)["Arn"] if proc.returncode == 0 else None
     except FileNotFoundError:
-        f.error("identity.cli", f"`{prefix}` cannot run: {argv[0]} is not installed", "", "fix FCEVAL_AWS_COMMAND_PREFIX")
+        f.error(
+            "identity.cli",
+            f"`{prefix}` cannot run: {argv[0]} is not installed",
+            "",
+            "fix FCEVAL_AWS_COMMAND_PREFIX",
+        )
         return
     except subprocess.TimeoutExpired:
         f.unknown("identity.cli", f"`{prefix} aws sts get-caller-identity` did not answer in {CLI_TIMEOUT:.0f} s")
