@@ -59,7 +59,7 @@ class CredentialGate:
         self._sleep = sleep
         self._stopping = stopping
         self.interval = interval
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()
         self._probing = threading.Lock()
         self._generation = 0  # how many times credentials were renewed
@@ -83,7 +83,7 @@ class CredentialGate:
         if self._generation != generation:
             return  # renewed while this call was in flight: repeat it with the new clients
         deadline = self._deadline(job)
-        if deadline is not None and self._clock() >= deadline:
+        if deadline is not None and self.clock() >= deadline:
             raise CredentialsNotRenewed(
                 f"the AWS credentials expired and were not renewed before the compute's TTL ({deadline:%H:%M} UTC): "
                 f"it has ended by itself ({exc})",
@@ -97,7 +97,7 @@ class CredentialGate:
                     if self.ledger.get_job(job.id).state.is_final:
                         raise exc  # its verdict stands: the caller records the cleanup that could not run
                     raise PauseEnded() from exc
-                if deadline is not None and self._clock() >= deadline:
+                if deadline is not None and self.clock() >= deadline:
                     return  # one more try of the call decides (above) whether the job ends
                 if self._probing.acquire(blocking=False):
                     try:

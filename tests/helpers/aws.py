@@ -17,6 +17,7 @@ from fceval_tui.backends.base import JobContext
 from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.domain.states import JobState
 from tests.helpers.cli import HARNESS
+from tests.helpers.expiring_credentials import ExpiringKeys
 
 REGION = "us-east-1"
 STAGING = "fceval-staging"
@@ -39,6 +40,7 @@ class MotoWorld:
     endpoint: str
     subnet: str = ""
     security_group: str = ""
+    keys: ExpiringKeys = field(default_factory=ExpiringKeys)
 
     def client(self, service: str):
         return boto3.client(

@@ -17,7 +17,9 @@ What it models, and the AWS documentation page followed for each:
   "Monitor Amazon ECS containers with ECS Exec", Considerations: commands are run as the root user
   ... even when you specify a user ID for the container. The command gets a pseudo-terminal with
   echo on (the Session Manager agent's shell); the AWS CLI needs session-manager-plugin and fails at
-  once without it; a task that is not RUNNING refuses the session.
+  once without it; a task that is not RUNNING refuses the session. Its credentials are the
+  operator's (`--profile` honoured), and an AWS error is printed as the AWS CLI v2 prints it
+  (awscli/errorhandler.py: "aws: [ERROR]: An error occurred (CODE) when calling the OP operation").
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ exec curl -fsS -X PUT --upload-file "$1" "$AWS_ENDPOINT_URL/$dest"
 # The operator's `aws` CLI for `ecs execute-command` (session-manager-plugin included).
 _EXEC_AWS = """#!{python}
 import json, os, pty, select, shutil, sys, termios, tty, fcntl
-import boto3
+import boto3, botocore.exceptions
 args = sys.argv[1:]
 with open(os.environ["ECS_DOUBLE_DIR"] + "/exec-calls.jsonl", "a") as log:
     log.write(json.dumps(args) + "\\n")
@@ -69,8 +71,17 @@ if shutil.which("session-manager-plugin") is None:
     sys.stderr.write("\\nSessionManagerPlugin is not found. Please refer to SessionManager Documentation here: "
                      "http://docs.aws.amazon.com/console/systems-manager/session-manager-plugin-not-found\\n")
     sys.exit(255)
-ecs = boto3.client("ecs")
-tasks = ecs.describe_tasks(cluster=arg("--cluster"), tasks=[arg("--task")])["tasks"]
+session = boto3.Session(profile_name=arg("--profile") if "--profile" in args else None)
+try:
+    tasks = session.client("ecs").describe_tasks(cluster=arg("--cluster"), tasks=[arg("--task")])["tasks"]
+except botocore.exceptions.ClientError as exc:  # the CLI's ClientErrorHandler: the AWS error, exit 254
+    error = exc.response["Error"]
+    sys.stderr.write(f"\\naws: [ERROR]: An error occurred ({error['Code']}) when calling the ExecuteCommand "
+                     f"operation: {error['Message']}\\n")
+    sys.exit(254)
+except botocore.exceptions.BotoCoreError as exc:  # its GeneralExceptionHandler (expired SSO token...): exit 255
+    sys.stderr.write(f"\\naws: [ERROR]: {exc}\\n")
+    sys.exit(255)
 state_file = os.path.join(os.environ["ECS_DOUBLE_DIR"], arg("--task").rsplit("/", 1)[-1] + ".json")
 if not tasks or tasks[0]["lastStatus"] != "RUNNING" or not os.path.exists(state_file):
     sys.stderr.write("\\nAn error occurred (InvalidParameterException) when calling the ExecuteCommand operation: "
