@@ -25,7 +25,7 @@ from fceval_tui.errors import CredentialsExpired
 from fceval_tui.ledger import Ledger
 from fceval_tui.services.runner import Runner
 from fceval_tui.transports.ecs_exec import EcsExecTransport
-from tests.helpers.aws import ECS_CLUSTER, REGION, spec
+from tests.helpers.aws import ECS_CLUSTER, REGION, RUN, spec
 from tests.helpers.cli import run_cli
 from tests.helpers.ecs_double import wait_for
 
@@ -147,7 +147,8 @@ def test_expired_credentials_pause_an_ec2_run_and_fresh_ones_resume_it(aws_setti
 
 
 def test_expired_credentials_pause_an_ecs_run_and_fresh_ones_resume_it(aws_settings, ecs_exec, aws_env, expiring):
-    settings = aws_settings(FCEVAL_BACKEND="ecs", AWS_PROFILE=expiring.name)
+    # A container does not inherit this process's FCEVAL_EXAMPLE_SECONDS: the harness is told directly.
+    settings = aws_settings(FCEVAL_BACKEND="ecs", AWS_PROFILE=expiring.name, FCEVAL_RUN_COMMAND=RUN + " --seconds 0.3")
     backend = EcsBackend(settings)
     backend.poll_interval = 0.2
     started = expire_after_start(backend, aws_env, expiring)

@@ -217,3 +217,29 @@ def test_a_runs_summary_carries_its_running_cost(ledger):
     ledger.set_attempt_cost(jobs[1].id, 2, 0.125)
     (summary,) = [s for s in ledger.run_summaries() if s.run.id == run.id]
     assert summary.cost_usd == 0.875
+
+
+def test_a_version_4_ledger_gains_the_paused_field_and_summaries_name_the_reason(tmp_path):
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.ledger import _statements
+    from fceval_tui.ledger_schema import MIGRATIONS
+
+    path = tmp_path / "ledger.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:4]:
+        for statement in _statements(migration):
+            db.execute(statement)
+    db.execute("PRAGMA user_version=4")
+    db.close()
+    s = Ledger(path)
+    try:
+        _, (job, other) = s.create_run("ec2", 2, [JobSpec("a", "t"), JobSpec("a", "u")])
+        assert s.schema_version == SCHEMA_VERSION and job.paused is None
+        s.update(job.id, paused="AWS credentials expired: renew your credentials (profile p)")
+        (summary,) = s.run_summaries()
+        assert summary.paused == "AWS credentials expired: renew your credentials (profile p)"
+        assert s.get_job(job.id).to_json()["paused"] == summary.paused and s.get_job(other.id).paused is None
+        s.update(job.id, paused=None)
+        assert s.run_summaries()[0].paused is None
+    finally:
+        s.close()

@@ -250,3 +250,16 @@ async def test_help_shows_the_keys_as_remapped(state_dir, settings_factory, monk
         rows = {binding_id: key for key, _, binding_id in app.screen.rows}
         assert rows["jobs.cancel"] == "x"
     ledger.close()
+
+
+async def test_a_paused_job_and_why_show_in_the_table_and_the_run_header(seeded):
+    reason = "AWS credentials expired: run `aws sso login --profile eval`"
+    async with seeded.run_test(size=SMALL) as pilot:
+        table = seeded.screen.query_one(JobsTable)
+        await wait_for(pilot, lambda: table.row_count == 7)
+        seeded.ledger.update("r0demo01-002", paused=reason)  # what the runner's credential gate writes
+        await wait_for(pilot, lambda: "⏸ paused (running)" in table.render_line(2).text)
+        await wait_for(pilot, lambda: reason in text_of(seeded.screen.query_one("#runs").render()))
+        seeded.ledger.update("r0demo01-002", paused=None)  # resumed
+        await wait_for(pilot, lambda: "▶ running" in table.render_line(2).text)
+        await wait_for(pilot, lambda: "paused" not in text_of(seeded.screen.query_one("#runs").render()))
