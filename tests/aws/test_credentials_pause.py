@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from fceval_tui.backends.batch import BatchBackend
 from fceval_tui.backends.ec2 import Ec2Backend
 from fceval_tui.backends.ecs import EcsBackend
 from fceval_tui.domain.models import utcnow
@@ -156,6 +157,20 @@ def test_expired_credentials_pause_an_ecs_run_and_fresh_ones_resume_it(aws_setti
     run, final, events, operator = drive(settings, backend, [spec("hello")], expiring)
     assert started and aws_env.keys.refused["ecs"] > 0
     assert_paused_then_resumed(final, events, operator, expiring, aws_env.keys.calls("RunTask") - launched)
+    assert final["hello"].resource_id == started[0]
+
+
+def test_expired_credentials_pause_a_batch_run_and_fresh_ones_resume_it(aws_settings, batch_compute, aws_env, expiring):
+    settings = aws_settings(FCEVAL_BACKEND="batch", AWS_PROFILE=expiring.name)
+    backend = BatchBackend(settings)
+    backend.poll_interval = 0.05
+    backend._board.max_age = 0.0
+    started = expire_after_start(backend, aws_env, expiring)
+    submit = "POST /v1/submitjob"  # Batch is REST-JSON: the action is the request's path
+    launched = aws_env.keys.calls(submit)
+    run, final, events, operator = drive(settings, backend, [spec("hello")], expiring)
+    assert started and aws_env.keys.refused["batch"] + aws_env.keys.refused["s3"] > 0
+    assert_paused_then_resumed(final, events, operator, expiring, aws_env.keys.calls(submit) - launched)
     assert final["hello"].resource_id == started[0]
 
 
