@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 _DRAIN = 0.2  # seconds to keep reading after the leader exited while others still hold the terminal
+_GONE = 2.0  # seconds to let killed members of the group die (SIGKILL takes effect asynchronously)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def run_on_pty(argv: Sequence[str], timeout: float, env: Mapping[str, str] | Non
         _kill_group(proc.pid)
         proc.wait()
         os.close(primary)
+        _wait_group_gone(proc.pid)
     if output is None:
         raise TimeoutError(f"{argv[0]} did not finish within {timeout}s")
     assert proc.returncode is not None
@@ -93,3 +95,34 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # every member has exited
+
+
+def _wait_group_gone(pgid: int) -> None:
+    """Until every member of the group has died: gone, or a zombie waiting for init to reap it (bounded)."""
+    deadline = time.monotonic() + _GONE
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        if _only_zombies(pgid):
+            return
+        time.sleep(0.01)
+
+
+def _only_zombies(pgid: int) -> bool:
+    """Whether the group's remaining members have all died (from Linux's /proc; False where unknown)."""
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # exited meanwhile
+        state, _ppid, pgrp = text[text.rindex(")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            return False
+    return True
