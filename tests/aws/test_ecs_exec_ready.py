@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from fceval_tui.backends.ecs import EcsBackend
+from fceval_tui.backends.ecs_exec_agent import AGENT, wait_until_exec_ready
 from fceval_tui.errors import PermanentError, TransientError
 from tests.helpers.aws import make_context, new_run_id
 from tests.helpers.ecs_double import pids_with
@@ -106,3 +107,34 @@ def test_a_timed_out_exec_leaves_no_process_and_the_terminal_as_it_was(live_task
     finally:
         os.close(primary)
         os.close(console)
+
+
+def _task(status="RUNNING", agent=None, **fields) -> dict:
+    box = {"name": "main", "managedAgents": [agent] if agent else []}
+    return {"lastStatus": status, "desiredStatus": "RUNNING", "containers": [box], **fields}
+
+
+@pytest.mark.parametrize(
+    ("task", "words"),
+    [
+        (None, "no longer exists"),
+        (_task("STOPPED", stoppedReason="Essential container in task exited"), "Essential container in task exited"),
+        (_task(enableExecuteCommand=False), "without enableExecuteCommand"),
+    ],
+)
+def test_a_task_exec_cannot_reach_fails_at_once(task, words):
+    with pytest.raises(PermanentError, match=words):
+        wait_until_exec_ready(lambda: task, "arn:task/1", "main", sleep=pytest.fail)
+
+
+def test_the_wait_follows_describe_tasks_from_pending_to_running():
+    answers = iter(
+        [
+            _task("PENDING"),
+            _task(agent={"name": AGENT, "lastStatus": "PENDING"}),
+            _task(agent={"name": AGENT, "lastStatus": "RUNNING"}),
+        ]
+    )
+    pauses: list[float] = []
+    wait_until_exec_ready(lambda: next(answers), "arn:task/1", "main", interval=3, sleep=pauses.append)
+    assert pauses == [3, 3]
