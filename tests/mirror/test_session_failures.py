@@ -1,11 +1,8 @@
 """A session that cannot attach says why: the remote's words are classified (session_failure.py), and
 a mirror whose every session fails the same way tells it (and gives up when retrying cannot help)
 instead of retrying silently with nothing on screen.
-
-`SessionAsAnotherUser` is the local tmux transport with one difference that Session Manager has
-(DESIGN.md, "AWS behaviour a test double must model"): commands (Run Command) and sessions run as
-different OS users, each with their own default tmux socket directory, so a session does not see a
-server that a command sees. Here the sessions' TMUX_TMPDIR is another directory.
+The local ones use tests/helpers/session_user.py: the local tmux transport with sessions as another
+OS user, as Session Manager's are.
 """
 
 from __future__ import annotations
@@ -13,8 +10,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -26,10 +21,9 @@ from fceval_tui.services.mirror.session_failure import (
     meaningful_text,
 )
 from fceval_tui.services.mirror.tail import tail
-from fceval_tui.transports.local import LocalTransport
 from fceval_tui.transports.retry import RetryPolicy
+from tests.helpers.session_user import SessionAsAnotherUser, session_user_tmpdir
 from tests.helpers.tmux import clean_env
-from tests.helpers.tmux_cleanup import kill_servers_under
 
 START = b"\r\nStarting session with SessionId: fceval-0a1b2c3d4e\r\n"
 EXIT = b"\r\n\r\nExiting session with sessionId: fceval-0a1b2c3d4e.\r\n\r\n"
@@ -92,35 +86,10 @@ def test_a_streak_is_due_after_three_identical_failures_or_five_seconds():
     assert FailureStreak().add(classify(PLUGIN)) is True  # certain at once
 
 
-class SessionAsAnotherUser(LocalTransport):
-    """Commands see the test's tmux server; sessions (streams) look in another socket directory."""
-
-    def __init__(self, session_tmpdir) -> None:
-        super().__init__(env=clean_env())
-        self.session_env = {**clean_env(), "TMUX_TMPDIR": str(session_tmpdir)}
-        self.sessions = 0
-
-    def open_stream(self, argv):
-        from fceval_tui.transports.local import ProcessStream
-
-        self.sessions += 1
-        return ProcessStream(argv, env=self.session_env)
-
-    @property
-    def is_local(self) -> bool:
-        return False  # like a remote transport: `attach` must go through a session
-
-    def describe(self) -> str:
-        return "sessions as another user"
-
-
 @pytest.fixture
 def session_tmpdir():
-    """The session user's socket directory (short: a socket path has at most 107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="fsu-", dir="/tmp"))
-    yield path
-    kill_servers_under(path)
-    shutil.rmtree(path, ignore_errors=True)
+    with session_user_tmpdir() as path:
+        yield path
 
 
 def test_tail_says_why_when_every_session_misses_the_server(driven_pane, session_tmpdir):
