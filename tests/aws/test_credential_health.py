@@ -114,9 +114,12 @@ def test_launch_warns_when_the_credentials_end_before_the_run_may(tmp_path, aws_
 
 
 def test_launch_prints_the_warning_as_one_line(tmp_path, aws_home, monkeypatch, capsys):
+    from fceval_tui.backends import aws
     from fceval_tui.cli import main
     from fceval_tui.services import launching
 
+    # Sessions made here read this test's AWS_CREDENTIAL_EXPIRATION: keep them out of the shared cache.
+    monkeypatch.setattr(aws, "_sessions", {})
     monkeypatch.setenv("AWS_CREDENTIAL_EXPIRATION", (utcnow() + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ"))
     monkeypatch.setattr(launching, "check_can_launch", lambda settings, skip_preflight: None)
     monkeypatch.setattr(launching, "spawn_background_runner", lambda settings, run_id, env_file: 4242)
