@@ -68,7 +68,6 @@ exec curl -fsS -X PUT --upload-file "$1" "$AWS_ENDPOINT_URL/$dest"
 # exiting 255 when the plugin fails (check_call) and 0 otherwise, whatever the remote command did.
 _EXEC_AWS = """#!{python}
 import json, os, shutil, signal, subprocess, sys
-import boto3, botocore.exceptions
 args = sys.argv[1:]
 state = os.environ["ECS_DOUBLE_DIR"]
 with open(state + "/exec-calls.jsonl", "a") as log:
@@ -83,18 +82,20 @@ if plugin is None:
                      "http://docs.aws.amazon.com/console/systems-manager/session-manager-plugin-not-found\\n")
     sys.exit(255)
 # ExecuteCommand is signed with the operator's credentials; moto has no ExecuteCommand, so DescribeClusters
-# (which leaves the exec agent's polls alone) stands in for the call that authenticates them.
-operator = boto3.Session(profile_name=arg("--profile") if "--profile" in args else None)
-try:
-    operator.client("ecs").describe_clusters(clusters=[arg("--cluster")])
-except botocore.exceptions.ClientError as exc:  # the CLI's ClientErrorHandler: the AWS error, exit 254
-    error = exc.response["Error"]
-    sys.stderr.write(f"\\naws: [ERROR]: An error occurred ({error['Code']}) when calling the ExecuteCommand "
-                     f"operation: {error['Message']}\\n")
-    sys.exit(254)
-except botocore.exceptions.BotoCoreError as exc:  # its GeneralExceptionHandler (expired SSO token...): exit 255
-    sys.stderr.write(f"\\naws: [ERROR]: {exc}\\n")
-    sys.exit(255)
+# (which leaves the exec agent's polls alone) stands in for the call that authenticates them. Only for a
+# named profile: the tests' default keys never expire, and importing boto3 would slow every session.
+if "--profile" in args:
+    import boto3, botocore.exceptions
+    try:
+        boto3.Session(profile_name=arg("--profile")).client("ecs").describe_clusters(clusters=[arg("--cluster")])
+    except botocore.exceptions.ClientError as exc:  # the CLI's ClientErrorHandler: the AWS error, exit 254
+        error = exc.response["Error"]
+        sys.stderr.write(f"\\naws: [ERROR]: An error occurred ({error['Code']}) when calling the ExecuteCommand "
+                         f"operation: {error['Message']}\\n")
+        sys.exit(254)
+    except botocore.exceptions.BotoCoreError as exc:  # its GeneralExceptionHandler (expired SSO token...): 255
+        sys.stderr.write(f"\\naws: [ERROR]: {exc}\\n")
+        sys.exit(255)
 task_id = arg("--task").rsplit("/", 1)[-1]
 container_file = os.path.join(state, task_id + ".json")
 agent_file = os.path.join(state, task_id + ".agent")
