@@ -19,6 +19,8 @@ JOB_ID_METADATA = "fceval-job-id"
 EXPIRES_AT_METADATA = "fceval-expires-at"
 # EC2 only: which attempt launched an instance, so a retried launch finds its own instance.
 ATTEMPT_TAG = "fceval:attempt"
+# Warm-pool instances: the pool's name (exec --pool selects by it).
+POOL_TAG = "fceval:pool"
 
 # The console's S3 keys, all under one root so that one policy statement covers them.
 S3_ROOT = "fceval-tui/"

@@ -6,6 +6,12 @@ What each part follows:
   environment (AWS: "Running commands using Systems Manager Run Command"; the agent runs as root).
   GetCommandInvocation returns at most 24,000 characters of StandardOutputContent and 8,000 of
   StandardErrorContent (API reference: GetCommandInvocation); the full output only in the S3 copy.
+  SendCommand takes at most 50 InstanceIds (API reference: SendCommand) and refuses the whole call when
+  one of them is not a running managed instance (InvalidInstanceId). ListCommandInvocations (not in moto)
+  pages at most 50 invocations (MaxResults) and, with Details, gives each plugin's Output: stdout, then
+  stderr after the agent's `----------ERROR-------` header, at most 2,500 characters (API reference:
+  CommandPlugin). The script runs in a working directory of its own on each instance (the agent's
+  orchestration directory): in a `Fleet`, each instance is a directory of its own, and scripts run there.
 - Sessions (`aws ssm start-session`, `AWS-StartInteractiveCommand`) run as the system-generated
   `ssm-user` account unless Run As is configured (AWS: Session Manager, "Turn on run as support for
   Linux and macOS managed nodes"). How the agent starts one (aws/amazon-ssm-agent,
@@ -45,6 +51,9 @@ from tests.helpers.tmux_cleanup import kill_servers_under
 SSM_USER = "ssm-user"
 STDOUT_LIMIT, STDERR_LIMIT = 24_000, 8_000
 TRUNCATION_MARK = "--output truncated--"
+MAX_SEND_TARGETS = 50
+PLUGIN_OUTPUT_LIMIT = 2_500
+ERROR_HEADER = "\n----------ERROR-------\n"
 
 
 def agent_truncate(text: str, limit: int) -> str:
@@ -87,10 +96,27 @@ class Ec2Machine:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+@dataclass
+class Fleet:
+    """Many instances, each a directory of its own (its Run Command working directory); `sends` lists the
+    InstanceIds of every SendCommand call, refused ones included."""
+
+    root: Path
+    env: dict[str, str]
+    commands: list[str] = field(default_factory=list)
+    sends: list[list[str]] = field(default_factory=list)
+
+    def instance_dir(self, instance_id: str) -> Path:
+        path = self.root / instance_id
+        path.mkdir(exist_ok=True)
+        return path
+
+
 def install_run_command(monkeypatch, machine) -> None:
     """moto records SendCommand and runs nothing: run each script on `machine` as root (this process's
-    user), answer GetCommandInvocation like the agent, and add DescribeInstanceInformation (not in moto):
-    every running instance has an online agent. `machine` has `root` (the working dir), `env`, `commands`."""
+    user), answer GetCommandInvocation and ListCommandInvocations like the agent, and add
+    DescribeInstanceInformation (not in moto): every running instance has an online agent. `machine` has
+    `root` (the working dir), `env`, `commands`; a `Fleet` gives each instance its own directory."""
     from moto.core.exceptions import JsonRESTError
     from moto.core.responses import ActionResult
     from moto.s3.models import s3_backends
@@ -98,18 +124,36 @@ def install_run_command(monkeypatch, machine) -> None:
     from moto.ssm.responses import SimpleSystemManagerResponse
 
     original = SimpleSystemManagerBackend.send_command
+    outputs: dict[tuple[str, str], tuple[str, str]] = {}  # (command id, instance id) -> (stdout, stderr)
 
     def send_command(self, **kwargs):
+        if isinstance(machine, Fleet):
+            machine.sends.append(list(kwargs["instance_ids"]))
+        if len(kwargs["instance_ids"]) > MAX_SEND_TARGETS:
+            raise JsonRESTError(
+                "ValidationException",
+                f"1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: "
+                f"Member must have length less than or equal to {MAX_SEND_TARGETS}",
+            )
         for instance_id in kwargs["instance_ids"]:
             if not _running(self.account_id, self.region_name, instance_id):
                 raise JsonRESTError("InvalidInstanceId", f"Instances [{instance_id}] not in a valid state")
+        requested = list(kwargs["instance_ids"])
         command = original(self, **kwargs)
+        if not kwargs.get("targets"):
+            # moto adds every instance of the region when Targets is empty (an EC2 filter of nothing):
+            # AWS runs the command on the InstanceIds given, and only there.
+            command.instance_ids = requested
+            command.invocations = [inv for inv in command.invocations if inv["InstanceId"] in requested]
+            command.invocations.sort(key=lambda inv: requested.index(inv["InstanceId"]))
         script = "\n".join(command.parameters.get("commands", []))
         machine.commands.append(script)
         for invocation in command.invocations:
+            cwd = machine.instance_dir(invocation["InstanceId"]) if isinstance(machine, Fleet) else machine.root
             proc = subprocess.run(
-                ["sh", "-c", script], cwd=machine.root, env=machine.env, capture_output=True, text=True, timeout=120
+                ["sh", "-c", script], cwd=cwd, env=machine.env, capture_output=True, text=True, timeout=120
             )
+            outputs[command.command_id, invocation["InstanceId"]] = (proc.stdout, proc.stderr)
             invocation.update(
                 ResponseCode=proc.returncode,
                 Status="Success" if proc.returncode == 0 else "Failed",
@@ -137,9 +181,50 @@ def install_run_command(monkeypatch, machine) -> None:
         ]
         return ActionResult({"InstanceInformationList": info})
 
+    def list_command_invocations(self):
+        command = self.ssm_backend.get_command_by_id(self._get_param("CommandId"))
+        details = self._get_param("Details", False)
+        start = int(self._get_param("NextToken") or 0)
+        size = int(self._get_param("MaxResults") or MAX_SEND_TARGETS)
+        page = command.invocations[start : start + size]
+        items = []
+        for inv in page:
+            item = {
+                "CommandId": command.command_id,
+                "InstanceId": inv["InstanceId"],
+                "Comment": command.comment,
+                "DocumentName": command.document_name,
+                "DocumentVersion": "$DEFAULT",
+                "RequestedDateTime": command.requested_date_time,
+                "Status": inv["Status"],
+                "StatusDetails": inv["StatusDetails"],
+                "StandardOutputUrl": "",
+                "StandardErrorUrl": "",
+            }
+            if details:
+                stdout, stderr = outputs.get((command.command_id, inv["InstanceId"]), ("", ""))
+                output = stdout + (ERROR_HEADER + stderr if stderr else "")
+                item["CommandPlugins"] = [
+                    {
+                        "Name": inv["PluginName"],
+                        "Status": inv["Status"],
+                        "StatusDetails": inv["StatusDetails"],
+                        "ResponseCode": inv["ResponseCode"],
+                        "Output": agent_truncate(output, PLUGIN_OUTPUT_LIMIT),
+                    }
+                ]
+            items.append(item)
+        reply: dict = {"CommandInvocations": items}
+        if start + size < len(command.invocations):
+            reply["NextToken"] = str(start + size)
+        return ActionResult(reply)
+
     monkeypatch.setattr(SimpleSystemManagerBackend, "send_command", send_command)
     monkeypatch.setattr(
         SimpleSystemManagerResponse, "describe_instance_information", describe_instance_information, raising=False
+    )
+    monkeypatch.setattr(
+        SimpleSystemManagerResponse, "list_command_invocations", list_command_invocations, raising=False
     )
 
 
@@ -291,6 +376,17 @@ def ec2_machine(aws_env: MotoWorld, monkeypatch, ssm_user) -> Iterator[Ec2Machin
     install_run_command(monkeypatch, machine)
     yield machine
     machine.stop()
+
+
+@pytest.fixture
+def ssm_fleet(aws_env: MotoWorld, monkeypatch, tmp_path) -> Fleet:
+    """Run Command on many instances, each its own directory; the agent runs scripts as root (this user)."""
+    root = tmp_path / "fleet"
+    root.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "TMUX"}
+    fleet = Fleet(root, env)
+    install_run_command(monkeypatch, fleet)
+    return fleet
 
 
 @pytest.fixture
