@@ -106,9 +106,7 @@ def select_pool(ledger: Ledger, pool: str, instance_ids: Sequence[str]) -> Selec
         for i in instance_ids
     ]
     if not machines:
-        raise NotFoundError(
-            f"pool {pool!r} has no running instances", "start one with `fceval-tui pool up --size N`"
-        )
+        raise NotFoundError(f"pool {pool!r} has no running instances", "start one with `fceval-tui pool up --size N`")
     return Selection(tuple(machines), f"pool {pool}", pool=pool)
 
 

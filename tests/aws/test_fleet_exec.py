@@ -16,7 +16,7 @@ from tests.helpers.cli import run_cli
 
 # Each instance answers from its own directory: `broken` makes it fail with its text, `warn` adds stderr.
 COMMAND = (
-    'echo ran >> ran; if [ -f broken ]; then cat broken; exit 1; fi; '
+    "echo ran >> ran; if [ -f broken ]; then cat broken; exit 1; fi; "
     'if [ -f warn ]; then echo "$(cat warn)" >&2; exit 2; fi; echo ok'
 )
 
