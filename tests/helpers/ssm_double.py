@@ -21,6 +21,10 @@ What each part follows:
   `id ssm-user` reports at session start.
 - The CLI needs session-manager-plugin: without it `aws ssm start-session` fails at once
   (AWS: "Install the Session Manager plugin for the AWS CLI").
+- Port forwarding (`AWS-StartPortForwardingSession`, AWS: "Start a session", port forwarding): the
+  plugin listens on localhost:localPortNumber, prints "Waiting for connections...", and relays each
+  connection to portNumber on the instance (here 127.0.0.1 of this machine); a target that is not a
+  running instance fails at once with TargetNotConnected; SIGTERM or Ctrl-C ends the session.
 
 The "instance" is a directory outside pytest's private (0700) temp root, so that ssm-user can reach
 what root grants it, as on a real machine; its /tmp (TMUX_TMPDIR, where each user's default tmux
@@ -255,7 +259,63 @@ if shutil.which("session-manager-plugin") is None:
     sys.stderr.write("\nSessionManagerPlugin is not found. Please refer to SessionManager Documentation here: "
                      "http://docs.aws.amazon.com/console/systems-manager/session-manager-plugin-not-found\n")
     sys.exit(255)
+
+def forward_ports():
+    """AWS-StartPortForwardingSession: listen on localhost:localPortNumber and relay each connection to
+    portNumber on the target, which here is this machine's 127.0.0.1 (AWS: "Start a session", port
+    forwarding). A target that is not a running instance is refused at once, as SSM does."""
+    import socket, threading
+    target = args[args.index("--target") + 1]
+    params = json.loads(args[args.index("--parameters") + 1])
+    remote, local = int(params["portNumber"][0]), int(params.get("localPortNumber", ["0"])[0])
+    if target.startswith("i-"):
+        import boto3
+        found = boto3.client("ec2").describe_instances(
+            Filters=[{"Name": "instance-id", "Values": [target]}])["Reservations"]
+        state = found[0]["Instances"][0]["State"]["Name"] if found else "gone"
+        if state != "running":
+            sys.stderr.write(f"\nAn error occurred (TargetNotConnected) when calling the StartSession operation: "
+                             f"{target} is not connected.\n")
+            sys.exit(254)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", local))
+    listener.listen(8)
+
+    def end(*_):
+        listener.close()
+        sys.stdout.write("\n\nExiting session with sessionId: fake-0123.\n\n")
+        sys.stdout.flush()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, end)
+    signal.signal(signal.SIGINT, end)
+    sys.stdout.write(f"\nStarting session with SessionId: fake-0123.\nPort {listener.getsockname()[1]} opened "
+                     "for sessionId fake-0123.\nWaiting for connections...\n\n")
+    sys.stdout.flush()
+
+    def pump(source, sink):
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+
+    while True:
+        client, _ = listener.accept()
+        sys.stdout.write("\nConnection accepted for session [fake-0123]\n")
+        sys.stdout.flush()
+        try:
+            upstream = socket.create_connection(("127.0.0.1", remote))
+        except OSError:
+            sys.stdout.write("Connection to destination port failed, check SSM Agent logs.\n")
+            sys.stdout.flush()
+            client.close()
+            continue
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+
+
 command = None
+if "--document-name" in args and args[args.index("--document-name") + 1] == "AWS-StartPortForwardingSession":
+    forward_ports()
 if "--document-name" in args:
     assert args[args.index("--document-name") + 1] == "AWS-StartInteractiveCommand", args
     command = json.loads(args[args.index("--parameters") + 1])["command"][0]
