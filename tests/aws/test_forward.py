@@ -50,6 +50,7 @@ def echo_server():
         yield listener.getsockname()[1]
     finally:
         stop.set()
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (close alone does not)
         listener.close()
         thread.join(10)
 
