@@ -37,18 +37,6 @@ DELIVERY_TIMEOUT = 60  # SendCommand TimeoutSeconds: an instance that has not st
 ECS_PARALLEL = 8
 FINAL = {"Success", "Failed", "TimedOut", "Cancelled"}
 ERROR_HEADER = "\n----------ERROR-------\n"  # how the agent's Output joins stdout and stderr
-# IAM actions exec calls, by backend (the audit and the printed policy add them to the backend's own).
-EXEC_ACTIONS: dict[str, tuple[str, ...]] = {
-    "ec2": (
-        "ec2:DescribeInstances",
-        "ssm:SendCommand",
-        "ssm:ListCommandInvocations",
-        "ssm:GetCommandInvocation",
-        "ssm:DescribeInstanceInformation",
-        "ssm:CancelCommand",
-    ),
-    "ecs": ("ecs:ExecuteCommand",),
-}
 
 
 @dataclass(frozen=True)

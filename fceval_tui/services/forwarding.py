@@ -24,11 +24,6 @@ from fceval_tui.services.fleet_targets import check_id
 from fceval_tui.services.operator import record_forward
 from fceval_tui.transports.port_forward import PortForward, forward_argv, free_local_port, require_free
 
-# IAM actions a forward needs, by backend (the audit and the printed policy add them to the backend's own).
-FORWARD_ACTIONS: dict[str, tuple[str, ...]] = {
-    "ec2": ("ssm:StartSession", "ssm:TerminateSession"),
-    "ecs": ("ecs:DescribeTasks", "ssm:StartSession", "ssm:TerminateSession"),
-}
 
 
 def check_port(value: int, what: str) -> int:
@@ -39,7 +34,7 @@ def check_port(value: int, what: str) -> int:
 
 def forward_target(settings: Settings, job: Job, ecs=None) -> str:
     """The Session Manager target of a job's machine; a UserError when it has none to forward to."""
-    if job.backend not in FORWARD_ACTIONS:
+    if job.backend not in ("ec2", "ecs"):
         where = "this machine: connect to the port directly" if job.backend == "local" else job.backend
         raise UserError(
             f"job {job.id} runs on {where}, which has no port forwarding",
