@@ -25,7 +25,6 @@ from fceval_tui.services.operator import record_forward
 from fceval_tui.transports.port_forward import PortForward, forward_argv, free_local_port, require_free
 
 
-
 def check_port(value: int, what: str) -> int:
     if not 1 <= value <= 65535:
         raise UserError(f"{what} {value} is not a TCP port", "give a number from 1 to 65535")
