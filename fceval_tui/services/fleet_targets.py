@@ -81,17 +81,20 @@ def _group(jobs: Iterable[Job]) -> tuple[list[Machine], list[tuple[str, str]]]:
     return machines, skipped
 
 
-def select_jobs(ledger: Ledger, run_id: str | None = None, job_ids: Sequence[str] = ()) -> Selection:
-    """The machines behind a run's jobs, or behind the named jobs (NotFoundError for an unknown id)."""
+def select_jobs(
+    ledger: Ledger, run_id: str | None = None, job_ids: Sequence[str] = (), scope: str | None = None
+) -> Selection:
+    """The machines behind a run's jobs, or behind the named jobs (NotFoundError for an unknown id);
+    `scope` names the selection in messages and the ledger (default: the run, or the job ids)."""
     if run_id is not None:
         ledger.get_run(check_id(run_id, "run id"))
         jobs = ledger.jobs(run_id=run_id)
-        scope = f"run {run_id}"
+        default = f"run {run_id}"
     else:
         jobs = [ledger.get_job(check_id(job_id, "job id")) for job_id in dict.fromkeys(job_ids)]
-        scope = "jobs " + ", ".join(j.id for j in jobs)
+        default = "jobs " + ", ".join(j.id for j in jobs)
     machines, skipped = _group(jobs)
-    return _require(Selection(tuple(machines), scope, tuple(skipped)))
+    return _require(Selection(tuple(machines), scope if scope is not None else default, tuple(skipped)))
 
 
 def select_pool(ledger: Ledger, pool: str, instance_ids: Sequence[str]) -> Selection:

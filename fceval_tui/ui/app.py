@@ -24,6 +24,7 @@ from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.errors import UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
+from fceval_tui.services.forwarding import Forwards
 from fceval_tui.services.operator import identity
 from fceval_tui.services.report import read_grading_report
 from fceval_tui.services.resources import list_resources
@@ -38,7 +39,7 @@ from fceval_tui.ui.screens.results import ResultsScreen
 from fceval_tui.ui.screens.teardown import TeardownScreen
 from fceval_tui.ui.themes import DEFAULT_THEME, load_themes
 
-MUTATING_ACTIONS = {"launch", "teardown"}
+MUTATING_ACTIONS = {"launch", "teardown", "exec"}
 
 
 def read_keymap(path: Path) -> tuple[dict[str, str], str | None]:
@@ -69,6 +70,8 @@ class FcevalApp(App):
         Binding("n", "launch", "New", id="app.launch"),
         Binding("p", "preflight", "Preflight", id="app.preflight"),
         Binding("T", "teardown", "Teardown", show=False, id="app.teardown"),
+        Binding("X", "exec", "Exec on selection", show=False, id="app.exec"),
+        Binding("F", "forwards", "Port forwards", show=False, id="app.forwards"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -94,6 +97,7 @@ class FcevalApp(App):
         self._keymap = keymap or {}
         self._keymap_problem: str | None = None
         self._s3: object | None = None
+        self.forwards = Forwards(settings, ledger, identity())
         self.sub_title = "READ-ONLY" if readonly else ""
         # Chosen before the first screen is styled: choosing it on mount styles every widget twice.
         self._theme_notes = self._install_themes()
@@ -259,6 +263,19 @@ class FcevalApp(App):
 
     def action_teardown(self) -> None:
         self.push_screen(TeardownScreen())
+
+    def action_exec(self) -> None:
+        from fceval_tui.ui.screens.fleet import open_exec
+
+        open_exec(self)
+
+    def action_forwards(self) -> None:
+        from fceval_tui.ui.screens.fleet import open_forwards
+
+        open_forwards(self)
+
+    def on_unmount(self) -> None:
+        self.forwards.close_all()  # no forward outlives the console
 
     async def action_quit(self) -> None:
         active = [run_id for run_id in self.runners if self._driving(run_id)]

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from fceval_tui.domain.models import Event, Job
     from fceval_tui.ledger import RunSummary
     from fceval_tui.services.audit import AuditReport, CheckEvent
+    from fceval_tui.services.fleet_exec import ExecReport, MachineResult
+    from fceval_tui.services.forwarding import Forward
     from fceval_tui.services.mirror import Mirror
     from fceval_tui.services.report import Report
     from fceval_tui.services.runner import Runner
@@ -143,3 +145,23 @@ class TeardownProgress(Message):
 @dataclass
 class TeardownDone(Message):
     result: Result
+
+
+# -- exec and forwards -----------------------------------------------------------------------------
+
+
+@dataclass
+class ExecProgress(Message):
+    """One machine answered."""
+
+    result: MachineResult
+
+
+@dataclass
+class ExecFinished(Message):
+    report: ExecReport
+
+
+@dataclass
+class ForwardOpened(Message):
+    forward: Forward

@@ -9,10 +9,10 @@ import secrets
 
 import pytest
 
-from fceval_tui.backends.aws_constants import MANAGED_BY, MANAGED_BY_TAG, POOL_TAG, RUN_ID_TAG
+from fceval_tui.backends.aws_constants import MANAGED_BY, MANAGED_BY_TAG, POOL_TAG
 from fceval_tui.domain.models import JobSpec
-from fceval_tui.domain.states import JobState
 from tests.helpers.cli import run_cli
+from tests.helpers.fleet import instances, running_jobs
 
 # Each instance answers from its own directory: `broken` makes it fail with its text, `warn` adds stderr.
 COMMAND = (
@@ -21,31 +21,10 @@ COMMAND = (
 )
 
 
-def _ami(world) -> str:
-    images = world.client("ec2").describe_images(Filters=[{"Name": "name", "Values": ["al2023-ami-2023*"]}])
-    return images["Images"][0]["ImageId"]
-
-
-def _instances(world, count: int, tags: dict[str, str]) -> list[str]:
-    reply = world.client("ec2").run_instances(
-        ImageId=_ami(world),
-        MinCount=count,
-        MaxCount=count,
-        InstanceType="t3.micro",
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
-    )
-    return [item["InstanceId"] for item in reply["Instances"]]
-
-
-def _running_run(world, ledger, count: int, backend: str = "ec2") -> tuple[str, dict[str, str]]:
+def _running_run(world, ledger, count: int) -> tuple[str, dict[str, str]]:
     """A run of `count` running jobs, each on an instance of its own: (run id, job id -> instance id)."""
-    run, jobs = ledger.create_run(backend, count, [JobSpec("aide", f"t{i:02d}") for i in range(count)])
-    ids = _instances(world, count, {MANAGED_BY_TAG: MANAGED_BY, RUN_ID_TAG: run.id})
-    for job, instance_id in zip(jobs, ids, strict=True):
-        ledger.transition(job.id, JobState.PROVISIONING, attempts=1, resource_id=instance_id)
-        ledger.transition(job.id, JobState.STARTING)
-        ledger.transition(job.id, JobState.RUNNING)
-    return run.id, {job.id: i for job, i in zip(jobs, ids, strict=True)}
+    jobs = running_jobs(world, ledger, count)
+    return jobs[0].run_id, {job.id: job.resource_id for job in jobs}
 
 
 def _exec_events(state_dir) -> list[dict]:
@@ -107,8 +86,8 @@ def test_exec_prints_groups_and_reports_an_instance_ssm_cannot_reach(aws_env, ss
 
 def test_exec_on_a_pool_reaches_its_tagged_instances_only(aws_env, ssm_fleet, ledger, state_dir):
     pool = "p" + secrets.token_hex(4)
-    members = _instances(aws_env, 3, {MANAGED_BY_TAG: MANAGED_BY, POOL_TAG: pool})
-    _instances(aws_env, 2, {MANAGED_BY_TAG: MANAGED_BY, POOL_TAG: pool + "-other"})
+    members = instances(aws_env, 3, {MANAGED_BY_TAG: MANAGED_BY, POOL_TAG: pool})
+    instances(aws_env, 2, {MANAGED_BY_TAG: MANAGED_BY, POOL_TAG: pool + "-other"})
 
     res = run_cli("exec", "--pool", pool, "--json", "--", "echo up", state_dir=state_dir)
 

@@ -11,84 +11,19 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-from contextlib import contextmanager
 
 import pytest
 from botocore.stub import Stubber
 
-from fceval_tui.backends.aws_constants import MANAGED_BY, MANAGED_BY_TAG
 from fceval_tui.domain.models import JobSpec
-from fceval_tui.domain.states import JobState
 from fceval_tui.services.forwarding import Forwards, forward_target
 from fceval_tui.transports.port_forward import forward_argv
 from tests.helpers.cli import run_cli
-
-GREETING = b"hello from the instance\n"
-
-
-@contextmanager
-def echo_server():
-    """Listens on 127.0.0.1: greets each connection, then echoes what it reads until the client stops."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.sendall(GREETING)
-                while data := conn.recv(65536):
-                    conn.sendall(data)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (close alone does not)
-        listener.close()
-        thread.join(10)
+from tests.helpers.fleet import GREETING, echo_server, is_free, running_jobs, talk
 
 
 def _running_job(world, ledger, backend: str = "ec2", resource: str | None = None):
-    run, [job] = ledger.create_run(backend, 1, [JobSpec("aide", "t")])
-    if resource is None:
-        images = world.client("ec2").describe_images(Filters=[{"Name": "name", "Values": ["al2023-ami-2023*"]}])
-        reply = world.client("ec2").run_instances(
-            ImageId=images["Images"][0]["ImageId"],
-            MinCount=1,
-            MaxCount=1,
-            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": MANAGED_BY_TAG, "Value": MANAGED_BY}]}],
-        )
-        resource = reply["Instances"][0]["InstanceId"]
-    ledger.transition(job.id, JobState.PROVISIONING, attempts=1, resource_id=resource)
-    ledger.transition(job.id, JobState.STARTING)
-    return ledger.transition(job.id, JobState.RUNNING)
-
-
-def _talk(port: int, payload: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-        conn.sendall(payload)
-        conn.shutdown(socket.SHUT_WR)
-        received = b""
-        while data := conn.recv(65536):
-            received += data
-    return received
-
-
-def _is_free(port: int) -> bool:
-    """Nothing listens on it, and a server could take it."""
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(("127.0.0.1", port))
-    return True
+    return running_jobs(world, ledger, 1, backend, None if resource is None else [resource])[0]
 
 
 def _forward_events(ledger) -> list:
@@ -102,14 +37,14 @@ def test_a_forward_carries_bytes_both_ways_and_closing_it_frees_the_port(aws_env
     with echo_server() as remote_port:
         forward = forwards.open(job.id, remote_port)
         assert forward.url == f"http://127.0.0.1:{forward.local_port}" and forward.alive
-        assert _talk(forward.local_port, payload) == GREETING + payload
-        assert _talk(forward.local_port, b"second connection") == GREETING + b"second connection"
+        assert talk(forward.local_port, payload) == GREETING + payload
+        assert talk(forward.local_port, b"second connection") == GREETING + b"second connection"
         assert [f.id for f in forwards.list()] == [forward.id]
 
         forwards.close(forward.id)
 
         assert forwards.list() == [] and not forward.alive
-        assert _is_free(forward.local_port)
+        assert is_free(forward.local_port)
     [call] = [c for c in ssm_sessions.calls() if "start-session" in c]
     assert call[call.index("--target") + 1] == job.resource_id
     assert call[call.index("--document-name") + 1] == "AWS-StartPortForwardingSession"
@@ -129,7 +64,7 @@ def test_closing_every_forward_ends_their_sessions(aws_env, aws_settings, ssm_se
     with echo_server() as remote_port:
         opened = [forwards.open(job.id, remote_port) for _ in range(2)]
         forwards.close_all()
-    assert forwards.list() == [] and all(_is_free(f.local_port) for f in opened)
+    assert forwards.list() == [] and all(is_free(f.local_port) for f in opened)
     assert [e.detail["reason"] for e in _forward_events(ledger) if e.detail["action"] == "close"] == [
         "console exit"
     ] * 2
@@ -146,13 +81,13 @@ def test_forward_cli_prints_the_url_and_stops_on_ctrl_c(aws_env, ssm_sessions, l
                 line + proc.stderr.read()
             )
             local_port = int(line.split("127.0.0.1:")[1].split()[0])
-            assert _talk(local_port, b"ping") == GREETING + b"ping"
+            assert talk(local_port, b"ping") == GREETING + b"ping"
             proc.send_signal(signal.SIGINT)
             assert proc.wait(30) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert _is_free(local_port)
+    assert is_free(local_port)
     assert [e.detail["action"] for e in _forward_events(ledger)] == ["open", "close"]
 
 
