@@ -118,3 +118,32 @@ def test_exec_usage_errors_name_the_fix(ledger, state_dir):
     ]:
         res = run_cli(*argv, state_dir=state_dir)
         assert res.code == 2 and says in res.err and "Traceback" not in res.err, (argv, res.err)
+
+
+def test_exec_on_ecs_jobs_runs_in_each_task_through_ecs_exec(aws_settings, ecs_exec, aws_env, ledger):
+    from fceval_tui.backends.ecs import EcsBackend
+    from fceval_tui.presentation import render_exec
+    from fceval_tui.services.fleet_exec import run_on_fleet
+    from fceval_tui.services.fleet_targets import select_jobs
+    from tests.helpers.aws import make_context, new_run_id
+
+    settings = aws_settings(FCEVAL_RUN_COMMAND="sleep 60")
+    backend = EcsBackend(settings)
+    backend.poll_interval = 0.05
+    run_id = new_run_id()
+    contexts = [make_context(settings, run_id, seq=n, backend="ecs") for n in (1, 2)]
+    tasks = [backend.provision(ctx) for ctx in contexts]
+    try:
+        for ctx, task in zip(contexts, tasks, strict=True):
+            backend.start(ctx, task)
+        jobs = running_jobs(aws_env, ledger, 2, backend="ecs", resources=tasks)
+        selection = select_jobs(ledger, run_id=jobs[0].run_id)
+        report = run_on_fleet(settings, selection, "echo from the container; exit 4")
+    finally:
+        for ctx, task in zip(contexts, tasks, strict=True):
+            backend.cleanup(ctx, task)
+    [group] = report.groups()
+    assert (len(group.results), group.label, group.output.strip()) == (2, "exit 4", "from the container")
+    assert sorted(r.machine.id for r in group.results) == sorted(tasks)
+    assert "2 tasks: exit 4" in str(render_exec(report).renderables[0])
+    assert len(ecs_exec.exec_calls()) == 2 and report.command_ids == []
