@@ -14,6 +14,7 @@ from fceval_tui.cli.context import load_context
 from fceval_tui.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from fceval_tui.errors import UserError
 
+MAX_TIMEOUT = 172_800  # AWS-RunShellScript's executionTimeout allows at most 48 hours
 _USAGE_FIX = "e.g. fceval-tui exec --run RUN -- 'uptime'  (options go before the job ids)"
 
 
@@ -22,7 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", metavar="NAME", help="every running instance of this warm pool")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="S", help="per machine (default 120)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("words", nargs=argparse.REMAINDER, metavar="JOB... -- COMMAND")
+    parser.add_argument(
+        "words",
+        nargs=argparse.REMAINDER,
+        metavar="JOB... -- COMMAND",
+        help="job ids (or --run/--pool before them), then `--` and the command: one word is a shell command line",
+    )
 
 
 def split_words(words: list[str]) -> tuple[list[str], str]:
@@ -49,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     chosen = [bool(args.run), bool(args.pool), bool(jobs)]
     if sum(chosen) != 1:
         raise UserError("name the machines once: --run RUN, --pool NAME, or job ids", _USAGE_FIX)
-    if args.timeout <= 0:
-        raise UserError(f"--timeout {args.timeout:g} must be positive", "e.g. --timeout 120")
+    if not 0 < args.timeout <= MAX_TIMEOUT:
+        raise UserError(f"--timeout {args.timeout:g} is out of range", f"give 1 to {MAX_TIMEOUT} seconds")
     settings, ledger = load_context(args)
     clients = None
     if args.pool:
