@@ -25,8 +25,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from fceval_tui.backends import ecs_launch, remote_tmux
 from fceval_tui.backends import ecs_task_definition as taskdef
-from fceval_tui.backends import remote_tmux
 from fceval_tui.backends.aws import (
     AWS_ERRORS,
     RETRY_CONFIG,
@@ -48,6 +48,8 @@ from fceval_tui.backends.base import (
     is_managed,
 )
 from fceval_tui.backends.cloud import CloudBackend, require_settings
+from fceval_tui.backends.ecs_exec_agent import WAIT as EXEC_AGENT_WAIT
+from fceval_tui.backends.ecs_exec_agent import wait_until_exec_ready
 from fceval_tui.backends.ecs_task_definition import CONTAINER, family_of, image_for
 from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
 from fceval_tui.config import Settings
@@ -103,6 +105,7 @@ class EcsBackend(CloudBackend):
     name = "ecs"
     first_state = JobState.PROVISIONING
     poll_interval = 5.0
+    exec_agent_wait = EXEC_AGENT_WAIT  # seconds tail/attach/exec wait for the task's ECS Exec agent
 
     compute_principal = "ecs-tasks.amazonaws.com"
     caller_actions: ClassVar[tuple[str, ...]] = (
@@ -165,24 +168,8 @@ class EcsBackend(CloudBackend):
         # the same clientToken must carry the same parameters to be recognised as the same call.
         registered = self._definitions(family)
         definition = registered[-1] if registered else self._register(ctx, family)
-        s = self.settings
         try:
-            reply = self.aws.ecs.run_task(
-                cluster=s.ecs_cluster,
-                taskDefinition=definition,
-                launchType="FARGATE",
-                enableExecuteCommand=True,
-                startedBy=ECS_STARTED_BY,
-                clientToken=family[-64:],  # a retried RunTask starts no second task
-                networkConfiguration={
-                    "awsvpcConfiguration": {
-                        "subnets": list(s.ecs_subnets),
-                        "securityGroups": list(s.ecs_security_groups),
-                        "assignPublicIp": "ENABLED" if s.ecs_public_ip else "DISABLED",
-                    }
-                },
-                tags=self._tags(ctx),
-            )
+            reply = ecs_launch.launch(self.aws.ecs, ecs_launch.run_task_params(self.settings, ctx, definition))
         except AWS_ERRORS as exc:
             raise classify(exc, f"ecs:RunTask {family}") from exc
         failures = reply.get("failures") or []
@@ -364,10 +351,21 @@ class EcsBackend(CloudBackend):
         FCEVAL_REMOTE_WORK_DIR, so one command asks the container which socket exists."""
         if not job.resource_id:
             return None
-        transport = self._transport_for(job.resource_id)
+        transport = self.exec_transport(job.resource_id)
         candidates = taskdef.sockets(self.settings, job.id)
         found = transport.run(["sh", "-c", remote_tmux.socket_probe_script(candidates)]).stdout.strip()
         return TmuxTarget(("-S", found if found in candidates else candidates[0]), job.id, transport)
+
+    def exec_transport(self, task_arn: str) -> Transport:
+        """ECS Exec into the task's container, once DescribeTasks reports its exec agent RUNNING."""
+        wait_until_exec_ready(
+            lambda: self._board.get(task_arn, fresh=True),
+            task_arn,
+            CONTAINER,
+            timeout=self.exec_agent_wait,
+            interval=min(2.0, self.poll_interval),
+        )
+        return self._transport_for(task_arn)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -383,9 +381,6 @@ class EcsBackend(CloudBackend):
             profile=s.profile or None,
             command_prefix=s.aws_command_prefix,
         )
-
-    def _tags(self, ctx: JobContext) -> list[dict[str, str]]:
-        return [{"key": k, "value": v} for k, v in ctx.tags.items()]
 
     def _register(self, ctx: JobContext, family: str) -> str:
         # The manifest (with the inbox the container is told about) is staged before the definition

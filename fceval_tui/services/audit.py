@@ -20,6 +20,7 @@ from fceval_tui.config import Settings
 from fceval_tui.errors import ConfigError, UserError
 from fceval_tui.services import policy
 from fceval_tui.services.audit_checks import AuditContext, Check, Finding, Findings, Severity, checks_for
+from fceval_tui.services.bucket_keys import BucketKey, managed_note
 
 log = logging.getLogger(__name__)
 MAX_WORKERS = 8
@@ -32,6 +33,7 @@ __all__ = [
     "list_checks",
     "make_context",
     "print_policy",
+    "read_bucket_keys",
     "require_no_errors",
     "run_audit",
 ]
@@ -170,8 +172,43 @@ def require_no_errors(settings: Settings, backend_name: str) -> None:
 # -- policies -----------------------------------------------------------------------------------
 
 
-def print_policy(settings: Settings, backend: str, which: str) -> tuple[str, list[str]]:
-    """(policy JSON, notes about placeholders) for the caller or the compute's role."""
+def read_bucket_keys(settings: Settings, backend: str) -> tuple[tuple[BucketKey, ...], list[str]]:
+    """The staging and results buckets' SSE-KMS keys, read from AWS for `print_policy`, and notes on
+    what they mean or why they could not be read. Blocking (a few S3 and KMS calls)."""
+    from fceval_tui.services.audit_checks.aws import build_clients
+    from fceval_tui.services.audit_checks.encryption import buckets, read_encryption
+
+    wanted = buckets(settings)
+    if backend == "local" or not wanted:
+        return (), []
+    try:
+        clients = build_clients(settings, backend, ("s3", "kms"))
+    except UserError as exc:
+        return (), [f"the buckets' encryption was not read ({exc.problem}); `fceval-tui audit` checks it"]
+    keys, notes = [], []
+    for bucket, role in wanted:
+        found = read_encryption(clients["s3"], clients["kms"], bucket, role)
+        if found.problem:
+            notes.append(
+                f"the encryption of s3://{bucket} was not read ({found.problem}): if it uses SSE-KMS, grant "
+                "kms:GenerateDataKey and kms:Decrypt on its key too (`fceval-tui audit` checks it)"
+            )
+        elif found.key is not None:
+            keys.append(found.key)
+            notes.append(
+                managed_note(found.key)
+                if found.key.aws_managed
+                else f"s3://{bucket} uses {found.algorithm} with key {found.key.arn}: the policies grant "
+                "kms:GenerateDataKey and kms:Decrypt on it, through S3 only (the compute's, the staging bucket's key)"
+            )
+    return tuple(keys), notes
+
+
+def print_policy(
+    settings: Settings, backend: str, which: str, keys: tuple[BucketKey, ...] = ()
+) -> tuple[str, list[str]]:
+    """(policy JSON, notes about placeholders) for the caller or the compute's role; `keys`: the
+    buckets' SSE-KMS keys (`read_bucket_keys`)."""
     if backend == "local":
         raise ConfigError(
             "the local backend calls no AWS API, so it needs no IAM policy", "pass --backend ec2, ecs or batch"
@@ -180,7 +217,7 @@ def print_policy(settings: Settings, backend: str, which: str) -> tuple[str, lis
     if not settings.staging_bucket:
         notes.append("FC_EVAL_S3_BUCKET is empty: YOUR-STAGING-BUCKET stands for the staging bucket")
     if which == "instance":
-        statements = policy.instance_statements(backend, settings, placeholder=True)
+        statements = policy.instance_statements(backend, settings, placeholder=True, keys=keys)
         if backend == "ec2":
             notes.append(
                 f"the ssm/ssmmessages/ec2messages actions are what {policy.SSM_MANAGED_POLICY} grants; "
@@ -188,7 +225,7 @@ def print_policy(settings: Settings, backend: str, which: str) -> tuple[str, lis
             )
         return policy.render(statements), notes
     roles = _pass_roles_offline(settings, backend, notes)
-    statements = policy.caller_statements(backend, settings, roles, placeholder=True)
+    statements = policy.caller_statements(backend, settings, roles, placeholder=True, keys=keys)
     if backend == "ec2" and settings.spot_price is None:
         notes.append("no SPOT_PRICE: iam:CreateServiceLinkedRole (for the Spot role, first spot launch) is left out")
     return policy.render(statements), notes

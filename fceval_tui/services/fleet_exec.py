@@ -283,20 +283,14 @@ class RunCommandFleet:
 
 
 def _ecs_results(settings: Settings, machines: Sequence[Machine], command: str, timeout: int, progress: Progress):
-    from fceval_tui.backends.ecs_task_definition import CONTAINER
-    from fceval_tui.transports.ecs_exec import EcsExecTransport
+    from fceval_tui.backends import make_backend
+
+    backend = make_backend("ecs", settings)
 
     def one(machine: Machine) -> MachineResult:
-        transport = EcsExecTransport(
-            settings.ecs_cluster,
-            machine.id,
-            CONTAINER,
-            region=settings.region,
-            profile=settings.profile or None,
-            command_prefix=settings.aws_command_prefix,
-        )
         try:
-            result = transport.run(["sh", "-c", command], timeout=timeout)
+            # Waits for the task's exec agent, as tail and attach do.
+            result = backend.exec_transport(machine.id).run(["sh", "-c", command], timeout=timeout)
         except TimeoutError as exc:
             return MachineResult(machine, "TimedOut", None, str(exc))
         except BackendError as exc:

@@ -20,6 +20,7 @@ from fceval_tui.backends import backend_class
 from fceval_tui.backends.aws_constants import ECS_FAMILY_PREFIX, INBOX_PREFIX, MANAGED_BY, MANAGED_BY_TAG, S3_ROOT
 from fceval_tui.config import Settings
 from fceval_tui.domain.artifacts import split_s3
+from fceval_tui.services.bucket_keys import KMS_ACTIONS, BucketKey, customer_keys, via_s3
 from fceval_tui.services.fleet_actions import fleet_actions
 from fceval_tui.transports.port_forward import PORT_FORWARD_DOCUMENT
 
@@ -51,6 +52,7 @@ _AUDIT_COMMON: tuple[str, ...] = (
     "ec2:DescribeRouteTables",
     "ec2:DescribeVpcEndpoints",
     "s3:GetBucketLocation",
+    "s3:GetEncryptionConfiguration",  # SSE-KMS buckets need KMS statements (services/bucket_keys.py)
     # the write/read/delete probe under the staging prefix
     "s3:PutObject",
     "s3:GetObject",
@@ -159,6 +161,7 @@ class Scope:
     pass_roles: tuple[str, ...] = ()
     principal: str | None = None  # the service the roles are passed to
     spot: bool = False
+    keys: tuple[BucketKey, ...] = ()  # the buckets' default SSE-KMS keys (empty: none, or not read)
 
     def arn(self, service: str, resource: str, account: str = "*", region: str | None = None) -> str:
         return f"arn:{self.partition}:{service}:{self.region if region is None else region}:{account}:{resource}"
@@ -182,7 +185,13 @@ def _artifact_location(settings: Settings) -> tuple[str | None, str]:
     return bucket, (prefix.rstrip("/") + "/") if prefix else ""
 
 
-def scope_for(backend: str, settings: Settings, pass_roles: Iterable[str] = (), placeholder: bool = False) -> Scope:
+def scope_for(
+    backend: str,
+    settings: Settings,
+    pass_roles: Iterable[str] = (),
+    placeholder: bool = False,
+    keys: Iterable[BucketKey] = (),
+) -> Scope:
     partition = partition_of(settings.region)
     staging = settings.staging_bucket or ("YOUR-STAGING-BUCKET" if placeholder else None)
     objects, buckets, prefixes = [], [], []
@@ -213,6 +222,7 @@ def scope_for(backend: str, settings: Settings, pass_roles: Iterable[str] = (), 
         pass_roles=tuple(dict.fromkeys(pass_roles)),
         principal=backend_class(backend).compute_principal,
         spot=settings.spot_price is not None,
+        keys=tuple(keys),
     )
 
 
@@ -372,6 +382,12 @@ _RULES: dict[str, tuple[Grant, ...]] = {
     "s3:ListBucket": (
         Grant("Buckets", lambda s: list(s.buckets), lambda s: {"StringLike": {"s3:prefix": list(s.prefixes)}}),
     ),
+    # SSE-KMS buckets: S3 uses their keys for the caller, only through S3 (services/bucket_keys.py).
+    **{
+        action: (Grant("BucketKeys", lambda s: customer_keys(s.keys), lambda s: via_s3(s.keys, s.partition)),)
+        for action in KMS_ACTIONS
+    },
+    "kms:DescribeKey": (Grant("BucketKeyLookup", lambda s: list(dict.fromkeys(k.arn for k in s.keys))),),
 }
 # The audit's IAM reads: roles, users, groups, policies, instance profiles (never a write).
 _READ_IAM = Grant(
@@ -388,7 +404,17 @@ def _is_object_action(action: str) -> bool:
     return action.startswith("s3:") and ("Object" in name or "Multipart" in name)
 
 
+def _inbox_keys(s: Scope) -> list[BucketKey]:
+    return [k for k in s.keys if s.inbox and s.inbox.startswith(f"arn:{s.partition}:s3:::{k.bucket}/")]
+
+
 def _grants(action: str, compute: bool) -> tuple[Grant, ...]:
+    if compute and action in KMS_ACTIONS:  # the compute writes only into its inbox: that bucket's key
+        return (
+            Grant("InboxKey", lambda s: customer_keys(_inbox_keys(s)), lambda s: via_s3(_inbox_keys(s), s.partition)),
+        )
+    if not compute and action == "s3:GetEncryptionConfiguration":  # the audit reads every bucket's
+        return (Grant("Buckets", lambda s: list(s.buckets)),)
     if _is_object_action(action):
         # The compute writes only into its inbox; the console reads and writes under its prefixes.
         return (
@@ -431,21 +457,29 @@ def caller_statements(
     pass_roles: Iterable[str] = (),
     with_audit: bool = True,
     placeholder: bool = False,
+    keys: Iterable[BucketKey] = (),
 ) -> list[Statement]:
     """What the console's identity needs for `backend`, with `exec` and `forward` on its compute (and,
-    with_audit, what the preflight reads)."""
-    scope = scope_for(backend, settings, pass_roles, placeholder)
-    actions = backend_class(backend).caller_actions + fleet_actions(backend)
+    with_audit, what the preflight reads); `keys`: the buckets' SSE-KMS keys, whose use through S3 it
+    needs too."""
+    scope = scope_for(backend, settings, pass_roles, placeholder, keys)
+    actions = backend_class(backend).caller_actions + KMS_ACTIONS + fleet_actions(backend)
     out = _statements(_title(backend), actions, scope)
     if with_audit:
-        out += _statements(AUDIT_SID, [a for a in AUDIT_ACTIONS[backend] if a not in actions], scope)
+        audit = AUDIT_ACTIONS[backend] + ("kms:DescribeKey",)
+        out += _statements(AUDIT_SID, [a for a in audit if a not in actions], scope)
     return out
 
 
-def instance_statements(backend: str, settings: Settings, placeholder: bool = False) -> list[Statement]:
+def instance_statements(
+    backend: str, settings: Settings, placeholder: bool = False, keys: Iterable[BucketKey] = ()
+) -> list[Statement]:
     """What the compute's own role needs (instance profile, task role, job role)."""
-    scope = scope_for(backend, settings, placeholder=placeholder)
-    return _statements(_title(backend) + "Compute", backend_class(backend).instance_actions, scope, compute=True)
+    scope = scope_for(backend, settings, placeholder=placeholder, keys=keys)
+    actions = backend_class(backend).instance_actions
+    if any(a.startswith("s3:") for a in actions):
+        actions += KMS_ACTIONS
+    return _statements(_title(backend) + "Compute", actions, scope, compute=True)
 
 
 def only_missing(statements: Iterable[Statement], missing: Mapping[str, Iterable[str]]) -> list[Statement]:

@@ -6,6 +6,11 @@ since the CLI exits 0 whatever the command did. Transient failures before the co
 (agent not running yet, target not connected, throttling) are retried with backoff; a session
 that dropped after the command started is not re-run (it may not be idempotent).
 
+Each session runs on a pseudo-terminal and in a process group of its own (transports.pty_run):
+session-manager-plugin reads and sets its stdin's terminal, so it must never inherit the console's.
+Through that terminal the command's stderr arrives merged into its stdout; `CommandResult.stderr`
+holds only what the CLI and the plugin printed around the command.
+
 The command string is visible in `ps` here and in the ExecuteCommand API request (CloudTrail), so
 `run` takes no stdin (it would have to travel inside the command): nothing but argv built by the
 console goes there. Commands run as root in the container whatever its user (AWS, "Monitor Amazon
@@ -16,15 +21,22 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from fceval_tui.errors import PermanentError, TransientError
 from fceval_tui.transports.aws_cli import aws_cli_argv
 from fceval_tui.transports.base import CommandResult, Stream, Transport
 from fceval_tui.transports.local import ProcessStream
 from fceval_tui.transports.markers import Markers, parse_marked, wrap_command
-from fceval_tui.transports.retry import Retryable, RetryPolicy, retry, transient_hint
+from fceval_tui.transports.pty_run import run_on_pty
+from fceval_tui.transports.retry import Hint, Retryable, RetryPolicy, retry, transient_hint
+
+# The CLI exits 0 once ExecuteCommand has succeeded, whatever the plugin did next.
+_NOT_STARTED = Hint(
+    "session-manager-plugin ended the session before the command started",
+    "retry; if it keeps happening check the task can reach the ssmmessages endpoint and that "
+    "session-manager-plugin works (`session-manager-plugin --version`)",
+)
 
 
 class EcsExecTransport(Transport):
@@ -38,7 +50,6 @@ class EcsExecTransport(Transport):
         profile: str | None = None,
         command_prefix: Sequence[str] = (),
         retry_policy: RetryPolicy | None = None,
-        runner: Callable[..., subprocess.CompletedProcess] = subprocess.run,
     ) -> None:
         self.cluster = cluster
         self.task = task
@@ -47,7 +58,6 @@ class EcsExecTransport(Transport):
         self.profile = profile
         self.command_prefix = tuple(command_prefix)
         self.retry_policy = retry_policy or RetryPolicy()
-        self._runner = runner
 
     def exec_argv(self, command: str) -> list[str]:
         """The local argv running `command` (a shell command line for the container) via ECS Exec."""
@@ -85,15 +95,15 @@ class EcsExecTransport(Transport):
 
         def attempt() -> CommandResult:
             try:
-                proc = self._runner(local_argv, capture_output=True, timeout=timeout, check=False)
+                proc = run_on_pty(local_argv, timeout)
             except FileNotFoundError as exc:
                 raise PermanentError(
                     f"{local_argv[0]!r} is not installed or not on PATH",
                     fix="install the AWS CLI and session-manager-plugin",
                 ) from exc
-            except subprocess.TimeoutExpired as exc:
+            except TimeoutError as exc:
                 raise TimeoutError(f"ECS Exec command did not finish within {timeout}s") from exc
-            text = _text(proc.stdout) + "\n" + _text(proc.stderr)
+            text = proc.output.decode("utf-8", "replace")
             out = parse_marked(text, markers)
             if out.exit_code is not None:
                 return CommandResult(out.exit_code, out.payload, out.other)
@@ -105,6 +115,8 @@ class EcsExecTransport(Transport):
                     f"ECS Exec session to {self.task} dropped before the command finished: {out.other[-300:]}",
                     fix="retry; if it keeps happening check the task's network path to ssmmessages",
                 )
+            if proc.returncode == 0:
+                raise Retryable(_NOT_STARTED, out.other or "aws exited 0 and printed nothing")
             raise PermanentError(
                 f"ECS Exec to {self.task} failed (aws exited {proc.returncode}): {out.other[-500:]}",
                 fix="check the task has enableExecuteCommand=true, its role allows ssmmessages:*, "
@@ -124,9 +136,3 @@ class EcsExecTransport(Transport):
 
     def describe(self) -> str:
         return f"ECS Exec {self.task}/{self.container}"
-
-
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data

@@ -12,6 +12,7 @@ import logging
 import os
 import pty
 import select
+import signal
 import subprocess
 import threading
 import tty
@@ -104,12 +105,13 @@ class ProcessStream(Stream):
                 return
             self._closed = True
         if self._proc.poll() is None:
-            self._proc.terminate()
+            # The whole group: `aws` leaves session-manager-plugin behind when only it is signalled.
+            _signal_group(self._proc.pid, signal.SIGTERM)
             try:
                 self._proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 log.warning("stream child %d ignored SIGTERM; killing it", self._proc.pid)
-                self._proc.kill()
+                _signal_group(self._proc.pid, signal.SIGKILL)
                 self._proc.wait(timeout=3)
         if self._use_pty:
             os.close(self._rfd)
@@ -123,6 +125,14 @@ class ProcessStream(Stream):
     def closed(self) -> bool:
         """Closed by us, or the end of the stream has been read."""
         return self._closed or self._eof
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    """Signal a child started with start_new_session (its pid is its group's id) and what it started."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
 
 
 class LocalTransport(Transport):

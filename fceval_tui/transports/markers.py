@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # Lines the AWS CLI / session-manager-plugin print around every session (casing varies by version).
+# Not "Cannot perform start session: ...": that is the plugin failing, and its words are the error.
 _CHATTER = (
     "starting session with sessionid:",
     "exiting session with sessionid:",
     "the session manager plugin was installed successfully",
-    "cannot perform start session: eof",
 )
 
 

@@ -92,6 +92,7 @@ class PaneUpdate(Message):
     screen: list[str] | None
     ended: bool
     reconnecting: bool
+    trouble: str = ""  # sessions to the pane fail: the remote's words and the fix (with `ended`: given up)
 
 
 # -- launch form -----------------------------------------------------------------------------------

@@ -12,29 +12,20 @@ from botocore.stub import Stubber
 from fceval_tui.errors import UserError
 from fceval_tui.services import audit, policy
 from fceval_tui.services.audit_checks import Severity
-from tests.helpers.audit import ACCOUNT, AllowAll, answer_call, fail_call
+from tests.helpers.audit import (
+    ACCOUNT,
+    AllowAll,
+    answer_call,
+    denied_simulator,
+    errors,
+    fail_call,
+    only_error,
+    run,
+    user_with_policy,
+)
 from tests.helpers.cli import run_cli
 
 CALLER = f"arn:aws:iam::{ACCOUNT}:user/moto"  # who moto says the default test credentials are
-
-
-def run(settings, simulator=None, backend="ec2", prepare=None):
-    ctx = audit.make_context(settings, backend, simulator=simulator or AllowAll())
-    if prepare:
-        prepare(ctx)
-    return audit.run_audit(settings, backend, context=ctx)
-
-
-def errors(report) -> dict:
-    return {f.id: f for f in report.findings if f.severity is Severity.ERROR}
-
-
-def only_error(report, finding_id: str):
-    found = errors(report)
-    assert set(found) == {finding_id}, {k: v.summary for k, v in found.items()}
-    finding = found[finding_id]
-    assert finding.fix, finding
-    return finding
 
 
 def test_complete_setup_audits_without_error_and_reports_progress(audit_world):
@@ -224,31 +215,11 @@ def test_caller_denied_pass_role(audit_world):
     assert "--print-policy caller" in finding.fix
 
 
-def _user_with_policy(audit_world, monkeypatch, document: dict) -> str:
-    """An IAM user whose keys the audit then uses (moto's STS answers with that user)."""
-    iam = audit_world.client("iam")
-    name = f"caller-{audit_world.bucket[-8:]}"
-    iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="fceval", PolicyDocument=json.dumps(document))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-    return f"arn:aws:iam::{ACCOUNT}:user/{name}"
-
-
-def _denied_simulator():
-    client = boto3.client("iam", region_name="us-east-1")
-    stubber = Stubber(client)
-    stubber.add_client_error("simulate_principal_policy", "AccessDenied", "not allowed to simulate", 403)
-    stubber.activate()
-    return client
-
-
 def test_printed_caller_policy_is_enough_when_simulation_is_denied(audit_world, monkeypatch):
     settings = audit_world.settings()
     printed, _notes = audit.print_policy(settings, "ec2", "caller")
-    _user_with_policy(audit_world, monkeypatch, json.loads(printed))
-    report = run(settings, simulator=_denied_simulator())
+    user_with_policy(audit_world, monkeypatch, json.loads(printed))
+    report = run(settings, simulator=denied_simulator())
     found = {f.id: f for f in report.findings}
     for finding_id in ("iam.caller.actions", "iam.caller.passrole"):
         assert found[finding_id].severity is Severity.OK, found[finding_id]
@@ -261,8 +232,8 @@ def test_missing_pass_role_found_from_policies_when_simulation_is_denied(audit_w
     settings = audit_world.settings()
     printed = json.loads(audit.print_policy(settings, "ec2", "caller")[0])
     printed["Statement"] = [s for s in printed["Statement"] if s["Sid"] != "FcevalTuiEc2PassRole"]
-    _user_with_policy(audit_world, monkeypatch, printed)
-    finding = only_error(run(settings, simulator=_denied_simulator()), "iam.caller.passrole")
+    user_with_policy(audit_world, monkeypatch, printed)
+    finding = only_error(run(settings, simulator=denied_simulator()), "iam.caller.passrole")
     assert "evaluated your attached and inline policies" in finding.detail
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from fceval_tui.config import load_settings
 from fceval_tui.services import audit
+from fceval_tui.services.bucket_keys import BucketKey
 
 ACCOUNT = "123456789012"
 ENV = {
@@ -36,6 +37,11 @@ ENV = {
     "FCEVAL_BATCH_JOB_DEFINITION": "fceval-job",
 }
 CASES = [(backend, which) for backend in ("ec2", "ecs", "batch") for which in ("caller", "instance")]
+# SSE-KMS on both buckets (customer managed keys), and the AWS managed key on neither's behalf.
+KEYS = (
+    BucketKey("stg", f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+    BucketKey("results", f"arn:aws:kms:us-east-1:{ACCOUNT}:key/0987dcba-09fe-87dc-65ba-ab0987654321"),
+)
 
 # IAM authorises each resource of a request separately, so a statement needs only the resources it
 # grants; parliament wants every required resource type of an action in each statement naming it.
@@ -83,8 +89,8 @@ def settings(tmp_path_factory):
     return load_settings(environ=ENV, state_dir=tmp_path_factory.mktemp("state"))
 
 
-def _printed(settings, backend: str, which: str) -> dict:
-    return json.loads(audit.print_policy(settings, backend, which)[0])
+def _printed(settings, backend: str, which: str, keys=()) -> dict:
+    return json.loads(audit.print_policy(settings, backend, which, keys)[0])
 
 
 def _key(backend: str, which: str, finding) -> tuple[str, str, str, tuple[str, ...]]:
@@ -130,11 +136,25 @@ def _listed(value) -> list:
     return [value] if isinstance(value, str) else list(value)
 
 
+def test_kms_statements_add_no_parliament_finding(settings):
+    """The SSE-KMS statements (services/bucket_keys.py) are held to the keys and to S3: nothing to report."""
+    from parliament import analyze_policy_string
+
+    for backend, which in CASES:
+        found = {}
+        for keys in ((), KEYS):
+            text = json.dumps(_printed(settings, backend, which, keys))
+            analysed = analyze_policy_string(text, include_community_auditors=True)
+            found[keys] = Counter(_key(backend, which, f) for f in analysed.findings)
+        assert found[KEYS] == found[()], (backend, which)
+        assert "kms:Decrypt" in json.dumps(_printed(settings, backend, which, KEYS))
+
+
 def test_every_action_arn_and_condition_key_is_in_the_iam_database(settings):
     from policy_sentry.querying.actions import get_action_data
 
-    for backend, which in CASES:
-        for statement in _printed(settings, backend, which)["Statement"]:
+    for backend, which, keys in [(b, w, k) for b, w in CASES for k in ((), KEYS)]:
+        for statement in _printed(settings, backend, which, keys)["Statement"]:
             where = f"{backend} {which} {statement['Sid']}"
             resources = _listed(statement["Resource"])
             matched: set[str] = set()
@@ -230,6 +250,16 @@ def test_arns_follow_the_regions_partition(tmp_path):
     text = audit.print_policy(china, "ec2", "caller")[0] + audit.print_policy(china, "ec2", "instance")[0]
     arns = re.findall(r'"(arn:[^"]+)"', text)
     assert arns and all(a.startswith("arn:aws-cn:") for a in arns), [a for a in arns if "aws-cn" not in a]
+
+
+def test_kms_through_s3_names_the_partitions_host(tmp_path):
+    china = load_settings(environ={**ENV, "AWS_REGION": "cn-north-1"}, state_dir=tmp_path)
+    keys = (BucketKey("stg", f"arn:aws-cn:kms:cn-north-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"),)
+    for which in ("caller", "instance"):
+        statements = _printed(china, "ec2", which, keys)["Statement"]
+        [kms] = [s for s in statements if "kms:Decrypt" in _listed(s["Action"])]
+        assert kms["Resource"] == keys[0].arn
+        assert kms["Condition"] == {"StringEquals": {"kms:ViaService": "s3.cn-north-1.amazonaws.com.cn"}}
 
 
 def test_nothing_the_code_does_not_call(settings):

@@ -4,6 +4,7 @@ real processes, the pipeline really runs in tmux and uploads into its inbox."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import pytest
 
@@ -178,3 +179,45 @@ def test_list_resources_batches_describe_calls(aws_settings, ecs_exec, aws_env):
 
 def test_image_template_takes_the_task_id_as_a_valid_tag():
     assert image_for("repo/tasks:{task_id}", "hub/caco2 wang") == "repo/tasks:hub-caco2-wang"
+
+
+def _resumed(ctx, minutes: int):
+    """The same attempt after a resume: its expiry (and so the fceval:expires-at tag) recomputed."""
+    return dataclasses.replace(ctx, expires_at=ctx.expires_at + timedelta(minutes=minutes))
+
+
+def test_a_token_reused_with_other_parameters_after_its_task_stopped_runs_a_fresh_task(aws_settings, ecs_exec, aws_env):
+    settings = aws_settings(FCEVAL_RUN_COMMAND="sleep 60")
+    backend = backend_for(settings, ecs_exec)
+    calls = record_calls([backend.aws.ecs])
+    ctx = make_context(settings, new_run_id(), backend="ecs")
+    first = backend.provision(ctx)
+    backend.cancel(ctx, first)
+    wait_for(lambda: ecs_exec.containers[first].proc.poll() is not None, 10, "StopTask to end the container")
+    again = backend.provision(_resumed(ctx, 5))  # AWS: ConflictException, resourceIds [first]
+    tokens = [params["clientToken"] for params in calls.named("RunTask")]
+    assert again != first and tokens[0] == tokens[1] != tokens[2] and len(tokens) == 3 and len(tokens[2]) <= 64
+    assert [t["taskArn"] for t in live_tasks(aws_env, ctx.job.run_id)] == [again]
+    backend.cleanup(ctx, again)
+    assert live_tasks(aws_env, ctx.job.run_id) == []
+
+
+def test_a_token_reused_with_other_parameters_uses_its_task_while_that_runs(aws_settings, ecs_exec, aws_env):
+    from fceval_tui.backends import ecs_launch
+
+    settings = aws_settings(FCEVAL_RUN_COMMAND="sleep 60")
+    backend = backend_for(settings, ecs_exec)
+    ctx = make_context(settings, new_run_id(), backend="ecs")
+    first = backend.provision(ctx)
+    calls = record_calls([backend.aws.ecs])
+    # What provision sends after a resume, had ListTasks not shown the task yet.
+    params = ecs_launch.run_task_params(settings, _resumed(ctx, 5), calls_definition(aws_env, ctx))
+    assert ecs_launch.launch(backend.aws.ecs, params)["tasks"][0]["taskArn"] == first
+    assert [p["clientToken"] for p in calls.named("RunTask")] == [params["clientToken"]]
+    assert [t["taskArn"] for t in live_tasks(aws_env, ctx.job.run_id)] == [first]
+    backend.cleanup(ctx, first)
+
+
+def calls_definition(world, ctx) -> str:
+    family = f"fceval-tui-{ctx.job.id}-a{ctx.attempt}"
+    return world.client("ecs").list_task_definitions(familyPrefix=family)["taskDefinitionArns"][-1]

@@ -10,6 +10,9 @@ import json
 
 from botocore.exceptions import ClientError
 
+from fceval_tui.services import audit
+from fceval_tui.services.audit_checks import Severity
+
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 SSM_POLICY_NAME = "AmazonSSMManagedInstanceCore"
@@ -77,3 +80,47 @@ def answer_call(client, operation: str, reply: dict) -> None:
         return AWSResponse("https://stub.invalid", 200, {}, None), reply
 
     client.meta.events.register(f"before-call.{client.meta.service_model.service_id.hyphenize()}.{operation}", handler)
+
+
+def run(settings, simulator=None, backend="ec2", prepare=None):
+    """The audit for `backend`, the simulator standing in for IAM's (AllowAll unless given)."""
+    ctx = audit.make_context(settings, backend, simulator=simulator or AllowAll())
+    if prepare:
+        prepare(ctx)
+    return audit.run_audit(settings, backend, context=ctx)
+
+
+def errors(report) -> dict:
+    return {f.id: f for f in report.findings if f.severity is Severity.ERROR}
+
+
+def only_error(report, finding_id: str):
+    found = errors(report)
+    assert set(found) == {finding_id}, {k: v.summary for k, v in found.items()}
+    finding = found[finding_id]
+    assert finding.fix, finding
+    return finding
+
+
+def user_with_policy(audit_world, monkeypatch, document: dict) -> str:
+    """An IAM user whose keys the audit then uses (moto's STS answers with that user)."""
+    iam = audit_world.client("iam")
+    name = f"caller-{audit_world.bucket[-8:]}"
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="fceval", PolicyDocument=json.dumps(document))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    return f"arn:aws:iam::{ACCOUNT}:user/{name}"
+
+
+def denied_simulator():
+    """A real IAM client whose SimulatePrincipalPolicy is refused (the audit then reads the policies)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("iam", region_name=REGION)
+    stubber = Stubber(client)
+    stubber.add_client_error("simulate_principal_policy", "AccessDenied", "not allowed to simulate", 403)
+    stubber.activate()
+    return client

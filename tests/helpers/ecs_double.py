@@ -13,11 +13,17 @@ What it models, and the AWS documentation page followed for each:
   task lifecycle"; "Stopped Amazon ECS task errors").
 - StopTask sends SIGTERM to the container, then SIGKILL after the stop timeout (30 s on AWS, 2 s
   here) ("StopTask", Amazon ECS API Reference).
+- RunTask's clientToken: the same token with other parameters is refused with ConflictException naming
+  the tasks the token started in `resourceIds` ("RunTask", "ConflictException", Amazon ECS API Reference).
 - ECS Exec (`aws ecs execute-command --interactive --command ...`, through the fake `aws` below):
   "Monitor Amazon ECS containers with ECS Exec", Considerations: commands are run as the root user
   ... even when you specify a user ID for the container. The command gets a pseudo-terminal with
   echo on (the Session Manager agent's shell); the AWS CLI needs session-manager-plugin and fails at
-  once without it; a task that is not RUNNING refuses the session.
+  once without it; ExecuteCommand is refused unless the task is RUNNING and its container's
+  ExecuteCommandAgent is RUNNING. DescribeTasks reports that agent in containers[].managedAgents[]
+  (moto does not): PENDING for the first `agent_pending_polls` answers, then RUNNING, or STOPPED with
+  a reason (`stop_agent`). session-manager-plugin is a separate child of the CLI that behaves as the
+  real one does with its stdin and terminal (see _PLUGIN).
 """
 
 from __future__ import annotations
@@ -54,68 +60,132 @@ dest=${2#s3://}
 exec curl -fsS -X PUT --upload-file "$1" "$AWS_ENDPOINT_URL/$dest"
 """
 
-# The operator's `aws` CLI for `ecs execute-command` (session-manager-plugin included).
+# The operator's `aws` CLI for `ecs execute-command`: like awscli/customizations/ecs/executecommand.py it
+# calls ExecuteCommand (refused unless the task runs and its ExecuteCommandAgent is RUNNING) and then runs
+# session-manager-plugin as its child with the keyboard's signals ignored (`ignore_user_entered_signals`),
+# exiting 255 when the plugin fails (check_call) and 0 otherwise, whatever the remote command did.
 _EXEC_AWS = """#!{python}
-import json, os, pty, select, shutil, sys, termios, tty, fcntl
-import boto3
+import json, os, shutil, signal, subprocess, sys
 args = sys.argv[1:]
-with open(os.environ["ECS_DOUBLE_DIR"] + "/exec-calls.jsonl", "a") as log:
+state = os.environ["ECS_DOUBLE_DIR"]
+with open(state + "/exec-calls.jsonl", "a") as log:
     log.write(json.dumps(args) + "\\n")
 if args[args.index("ecs") + 1 : args.index("ecs") + 2] != ["execute-command"]:
     sys.exit("fake aws: only `ecs execute-command` is modelled")
 def arg(name):
     return args[args.index(name) + 1]
-if shutil.which("session-manager-plugin") is None:
+plugin = shutil.which("session-manager-plugin")
+if plugin is None:
     sys.stderr.write("\\nSessionManagerPlugin is not found. Please refer to SessionManager Documentation here: "
                      "http://docs.aws.amazon.com/console/systems-manager/session-manager-plugin-not-found\\n")
     sys.exit(255)
-ecs = boto3.client("ecs")
-tasks = ecs.describe_tasks(cluster=arg("--cluster"), tasks=[arg("--task")])["tasks"]
-state_file = os.path.join(os.environ["ECS_DOUBLE_DIR"], arg("--task").rsplit("/", 1)[-1] + ".json")
-if not tasks or tasks[0]["lastStatus"] != "RUNNING" or not os.path.exists(state_file):
+task_id = arg("--task").rsplit("/", 1)[-1]
+container_file = os.path.join(state, task_id + ".json")
+agent_file = os.path.join(state, task_id + ".agent")
+agent = open(agent_file).read() if os.path.exists(agent_file) else "PENDING"
+if not os.path.exists(container_file) or agent != "RUNNING":
+    with open(state + "/exec-refused.jsonl", "a") as log:
+        log.write(json.dumps({"task": arg("--task"), "agent": agent}) + "\\n")
     sys.stderr.write("\\nAn error occurred (InvalidParameterException) when calling the ExecuteCommand operation: "
                      "The execute command failed because execute command was not enabled when the task was run "
                      "or the execute command agent isn't running. Wait and try again or run a new task with "
                      "execute command enabled and try again.\\n")
     sys.exit(254)
-container = json.load(open(state_file))
-sys.stdout.write("\\nThe Session Manager plugin was installed successfully. Use the AWS CLI to start a session.\\n\\n")
-sys.stdout.write("\\nStarting session with SessionId: ecs-execute-command-0123456789\\n")
+session = {"SessionId": "ecs-execute-command-0123456789", "command": arg("--command"), "container": container_file}
+for user_signal in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP):
+    signal.signal(user_signal, signal.SIG_IGN)
+code = subprocess.call([plugin, json.dumps(session), "us-east-1", "StartSession", "", "{}", "https://ecs"])
+sys.exit(255 if code else 0)
+"""
+
+# session-manager-plugin for a shell session (github.com/aws/session-manager-plugin,
+# src/sessionmanagerplugin/session/): `Execute` prints "Starting session with SessionId"; the shell
+# session (shellsession/shellsession_unix.go) runs `stty cbreak` and `stty -echo` on its stdin, then reads
+# stdin for keystrokes. A read error, io.EOF when stdin is at end of file (nohup, CI, </dev/null), ends
+# the session handlers: `ValidateInputAndStartSession` prints "Cannot perform start session: EOF" to
+# stdout and main returns, so the plugin exits 0 having shown no command output. When the remote side
+# closes the channel it prints "Exiting session with sessionId", restores the saved stty state and then
+# runs `stty echo` (`Stop`); killed instead, it restores nothing. The terminal size comes from stdout
+# (300x100 when stdout is not a terminal). The command runs as root in the container with its environment.
+_PLUGIN = """#!{python}
+import fcntl, json, os, pty, select, struct, sys, termios
+session = json.loads(sys.argv[1])
+sys.stdout.write("\\nStarting session with SessionId: " + session["SessionId"] + "\\n")
 sys.stdout.flush()
+def cannot_start(reason):
+    sys.stdout.write("Cannot perform start session: " + reason + "\\n")
+    sys.stdout.flush()
+    os._exit(0)
+saved = None
+if os.isatty(0):
+    saved = termios.tcgetattr(0)
+    quiet = termios.tcgetattr(0)
+    quiet[3] &= ~(termios.ECHO | termios.ICANON)
+    termios.tcsetattr(0, termios.TCSANOW, quiet)
+typed = b""
+if select.select([0], [], [], 0)[0]:
+    typed = os.read(0, 1024)
+    if not typed:
+        cannot_start("EOF")
+container = json.load(open(session["container"]))
 pid, fd = pty.fork()
 if pid == 0:  # root, whatever the container's user
     os.chdir(container["cwd"])
-    os.execve("/bin/sh", ["sh", "-c", arg("--command")], {"TERM": "xterm-256color", **container["env"]})
-local_tty = os.isatty(0)
-saved = termios.tcgetattr(0) if local_tty else None
-if local_tty:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, fcntl.ioctl(0, termios.TIOCGWINSZ, b"\\0" * 8))
-    tty.setraw(0)
-inputs = [fd, 0]
-try:
-    while True:
-        ready, _, _ = select.select(inputs, [], [])
-        if fd in ready:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            os.write(1, data)
-        if 0 in ready:
-            data = os.read(0, 65536)
-            if data:
-                os.write(fd, data)
-            else:
-                inputs.remove(0)
-finally:
-    if saved is not None:
-        termios.tcsetattr(0, termios.TCSADRAIN, saved)
+    os.execve("/bin/sh", ["sh", "-c", session["command"]], {"TERM": "xterm-256color", **container["env"]})
+size = fcntl.ioctl(1, termios.TIOCGWINSZ, b"\\0" * 8) if os.isatty(1) else struct.pack("HHHH", 100, 300, 0, 0)
+fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
+if typed:
+    os.write(fd, typed)
+while True:
+    ready, _, _ = select.select([fd, 0], [], [])
+    if fd in ready:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        os.write(1, data)
+    if 0 in ready:
+        data = os.read(0, 1024)
+        if not data:
+            cannot_start("EOF")
+        os.write(fd, data)
 os.waitpid(pid, 0)
-sys.stdout.write("\\n\\nExiting session with sessionId: ecs-execute-command-0123456789.\\n\\n")
-sys.exit(0)  # like the real CLI: the remote exit code is lost
+sys.stdout.write("\\n\\nExiting session with sessionId: " + session["SessionId"] + ".\\n\\n")
+sys.stdout.flush()
+if saved is not None:
+    termios.tcsetattr(0, termios.TCSADRAIN, saved)
+    echo = termios.tcgetattr(0)
+    echo[3] |= termios.ECHO
+    termios.tcsetattr(0, termios.TCSADRAIN, echo)
 """
+
+EXEC_AGENT = "ExecuteCommandAgent"
+
+
+@dataclass
+class ExecAgent:
+    """One container's ECS Exec agent as DescribeTasks reports it (API reference, "ManagedAgent";
+    "Monitor Amazon ECS containers with ECS Exec"): PENDING after the container starts, RUNNING once
+    it has connected (here: after `pending_polls` DescribeTasks answers), or STOPPED with a reason."""
+
+    pending_polls: int
+    polls: int = 0
+    status: str = "PENDING"
+    reason: str = ""
+    started_at: float | None = None
+
+    def answer(self) -> dict:
+        self.polls += 1
+        if self.status == "PENDING" and self.polls > self.pending_polls:
+            self.status, self.started_at = "RUNNING", time.time()
+        agent = {"name": EXEC_AGENT, "lastStatus": self.status}
+        if self.reason:
+            agent["reason"] = self.reason
+        if self.started_at is not None:
+            agent["lastStartedAt"] = self.started_at
+        return agent
 
 
 @dataclass(frozen=True)
@@ -159,6 +229,8 @@ class EcsDouble:
         self.credentials = dict(credentials)
         self.images: dict[str, Image] = {}
         self.containers: dict[str, Container] = {}
+        self.agents: dict[str, ExecAgent] = {}
+        self.agent_pending_polls = 2  # DescribeTasks answers showing the agent PENDING, for tasks started later
         self._lock = threading.Lock()
 
     # -- the operator's machine --------------------------------------------------------------
@@ -167,14 +239,42 @@ class EcsDouble:
         """session-manager-plugin on the operator's PATH (the fake `aws` refuses sessions without it)."""
         plugin = self.bin_dir / "session-manager-plugin"
         if installed:
-            plugin.write_text("#!/bin/sh\nexit 0\n")
+            plugin.write_text(_PLUGIN.replace("{python}", sys.executable))
             plugin.chmod(0o755)
         else:
             plugin.unlink(missing_ok=True)
 
     def exec_calls(self) -> list[list[str]]:
-        path = self.state_dir / "exec-calls.jsonl"
+        return self._jsonl("exec-calls.jsonl")
+
+    def refused_exec(self) -> list[dict]:
+        """ExecuteCommand calls refused because the task or its agent was not RUNNING."""
+        return self._jsonl("exec-refused.jsonl")
+
+    def _jsonl(self, name: str) -> list:
+        path = self.state_dir / name
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    # -- the ECS Exec agent ------------------------------------------------------------------------
+
+    def stop_agent(self, task_arn: str, reason: str) -> None:
+        """The agent gave up (e.g. the task role lacks ssmmessages:*, or no route to the endpoint)."""
+        with self._lock:
+            agent = self.agents[task_arn]
+            agent.status, agent.reason = "STOPPED", reason
+        self._write_agent(task_arn, agent)
+
+    def report_agent(self, task) -> None:
+        """One DescribeTasks answer about `task`: its container's managedAgents, as AWS reports them."""
+        with self._lock:
+            agent = self.agents.get(task.task_arn)
+            if agent is None:
+                return
+            task.containers[0].managed_agents = [agent.answer()]
+        self._write_agent(task.task_arn, agent)
+
+    def _write_agent(self, task_arn: str, agent: ExecAgent) -> None:
+        (self.state_dir / (task_arn.rsplit("/", 1)[-1] + ".agent")).write_text(agent.status)
 
     # -- the containers -------------------------------------------------------------------------
 
@@ -214,14 +314,21 @@ class EcsDouble:
             )
         container = Container(task.task_arn, argv, user, env, proc, log)
         (self.state_dir / f"{task_id}.json").write_text(json.dumps({"cwd": "/", "env": env}))
+        agent = ExecAgent(self.agent_pending_polls)
         with self._lock:
             self.containers[task.task_arn] = container
+            self.agents[task.task_arn] = agent
+        self._write_agent(task.task_arn, agent)
         threading.Thread(target=self._wait, args=(task, container), daemon=True).start()
 
     def _wait(self, task, container: Container) -> None:
         code = container.proc.wait()
         self._kill_rest(container)
         (self.state_dir / (task.task_arn.rsplit("/", 1)[-1] + ".json")).unlink(missing_ok=True)
+        with self._lock:
+            agent = self.agents[task.task_arn]
+            agent.status = "STOPPED"
+        self._write_agent(task.task_arn, agent)
         if code < 0:
             code = 128 - code  # killed by a signal: Docker reports 128+N
         box = task.containers[0]
@@ -240,14 +347,14 @@ class EcsDouble:
         if container is None or container.proc.poll() is not None:
             return
         container.stopping = True
-        for pid in [container.proc.pid, *_pids_with(MARKER, container.env[MARKER])]:
+        for pid in [container.proc.pid, *pids_with(MARKER, container.env[MARKER])]:
             _signal(pid, signal.SIGTERM)
         threading.Timer(STOP_TIMEOUT, self._kill_rest, args=(container, True)).start()
 
     def _kill_rest(self, container: Container, main_too: bool = False) -> None:
         if main_too and container.proc.poll() is None:
             _signal(container.proc.pid, signal.SIGKILL)
-        for pid in _pids_with(MARKER, container.env[MARKER]):
+        for pid in pids_with(MARKER, container.env[MARKER]):
             _signal(pid, signal.SIGKILL)
 
     def stop_all(self) -> None:
@@ -265,7 +372,7 @@ class EcsDouble:
         return container.proc.wait(timeout=timeout)
 
 
-def _pids_with(name: str, value: str) -> list[int]:
+def pids_with(name: str, value: str) -> list[int]:
     needle = f"{name}={value}".encode() + b"\0"
     found = []
     for entry in Path("/proc").iterdir():
@@ -314,7 +421,10 @@ def image_tools() -> Iterator[Path]:
 def ecs_double(aws_env, monkeypatch, tmp_path, container_user, image_tools) -> Iterator[EcsDouble]:
     """Tasks run as real processes; `aws ecs execute-command` on PATH reaches them (plugin installed;
     `ecs_double.install_plugin(False)` removes it)."""
+    from moto.core.responses import ActionResult
+    from moto.ecs.exceptions import ECSException
     from moto.ecs.models import EC2ContainerServiceBackend
+    from moto.ecs.responses import EC2ContainerServiceResponse
     from moto.moto_api import state_manager
 
     state_dir = tmp_path / "ecs-double"
@@ -331,6 +441,9 @@ def ecs_double(aws_env, monkeypatch, tmp_path, container_user, image_tools) -> I
     monkeypatch.delenv("TMUX", raising=False)
 
     original_run, original_stop = EC2ContainerServiceBackend.run_task, EC2ContainerServiceBackend.stop_task
+    original_describe = EC2ContainerServiceBackend.describe_tasks
+    original_run_response = EC2ContainerServiceResponse.run_task
+    tokens: dict[tuple[str, str, str], tuple[dict, list[str]]] = {}
 
     def run_task(self, *args, **kwargs):
         tasks = original_run(self, *args, **kwargs)
@@ -346,9 +459,46 @@ def ecs_double(aws_env, monkeypatch, tmp_path, container_user, image_tools) -> I
         double.stop(task.task_arn)
         return task
 
+    def describe_tasks(self, cluster_str: str, tasks: list[str]):
+        found = original_describe(self, cluster_str, tasks)
+        for task in found:
+            double.report_agent(task)
+        return found
+
+    class ClientTokenConflict(ECSException):
+        def __init__(self, resource_ids: list[str]) -> None:
+            super().__init__(
+                "ConflictException",
+                "The request could not be processed because of conflict in the current state of the resource.",
+            )
+            self.resource_ids = resource_ids
+
+    def run_task_response(self):
+        """RunTask's clientToken (moto ignores it): the same token with the same parameters answers with
+        the tasks it started; with other parameters ConflictException, whose resourceIds are those tasks
+        (Amazon ECS API Reference, RunTask and ConflictException)."""
+        token = self._get_param("clientToken")
+        if not token:
+            return original_run_response(self)
+        request = {k: v for k, v in json.loads(self.body).items() if k != "clientToken"}
+        key = (self.current_account, self.region, token)
+        with double._lock:
+            earlier = tokens.get(key)
+        if earlier is not None:
+            if earlier[0] != request:
+                raise ClientTokenConflict(earlier[1])
+            cluster = self._get_param("cluster", "default")
+            return ActionResult({"tasks": self.ecs_backend.describe_tasks(cluster, earlier[1]), "failures": []})
+        result = original_run_response(self)
+        with double._lock:
+            tokens[key] = (request, [task.task_arn for task in result.result["tasks"]])
+        return result
+
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
     monkeypatch.setattr(EC2ContainerServiceBackend, "run_task", run_task)
     monkeypatch.setattr(EC2ContainerServiceBackend, "stop_task", stop_task)
+    monkeypatch.setattr(EC2ContainerServiceBackend, "describe_tasks", describe_tasks)
+    monkeypatch.setattr(EC2ContainerServiceResponse, "run_task", run_task_response)
     yield double
     double.stop_all()
     state_manager.unset_transition("ecs::task")

@@ -21,6 +21,11 @@ What each part follows:
   `id ssm-user` reports at session start.
 - The CLI needs session-manager-plugin: without it `aws ssm start-session` fails at once
   (AWS: "Install the Session Manager plugin for the AWS CLI").
+- Run Command reaches the agent through ec2messages, sessions through ssmmessages (AWS: "Step 6:
+  (Optional) Create Amazon VPC endpoints", and "Troubleshooting Session Manager"): an instance that
+  reaches the first but not the second (`Ec2Machine.cut_ssmmessages`) runs commands, while every
+  session fails with `An error occurred (TargetNotConnected) when calling the StartSession
+  operation: <id> is not connected.` (the CLI exits 254, as aws CLI v2 does on a service error).
 - Port forwarding (`AWS-StartPortForwardingSession`, AWS: "Start a session", port forwarding): the
   plugin listens on localhost:localPortNumber, prints "Waiting for connections...", and relays each
   connection to portNumber on the instance (here 127.0.0.1 of this machine); a target that is not a
@@ -89,6 +94,17 @@ class Ec2Machine:
         return subprocess.run(
             ["sh", "-c", script], cwd="/", env=self.env, capture_output=True, text=True, timeout=timeout
         )
+
+    @property
+    def ssmmessages_cut(self) -> Path:
+        """While this file exists, the agent cannot reach ssmmessages: sessions fail, commands run."""
+        return self.root / ".ssmmessages-unreachable"
+
+    def cut_ssmmessages(self, cut: bool = True) -> None:
+        if cut:
+            self.ssmmessages_cut.touch()
+        else:
+            self.ssmmessages_cut.unlink(missing_ok=True)
 
     def default_socket(self, uid: int) -> Path:
         """Where `tmux` without -L/-S puts the server of user `uid` on this machine."""
@@ -259,6 +275,11 @@ if shutil.which("session-manager-plugin") is None:
     sys.stderr.write("\nSessionManagerPlugin is not found. Please refer to SessionManager Documentation here: "
                      "http://docs.aws.amazon.com/console/systems-manager/session-manager-plugin-not-found\n")
     sys.exit(255)
+if os.path.exists(MACHINE["ssmmessages_cut"]):
+    target = args[args.index("--target") + 1]
+    sys.stderr.write(f"\nAn error occurred (TargetNotConnected) when calling the StartSession operation: "
+                     f"{target} is not connected.\n")
+    sys.exit(254)
 
 def forward_ports():
     """AWS-StartPortForwardingSession: listen on localhost:localPortNumber and relay each connection to
@@ -459,7 +480,12 @@ def ssm_sessions(ec2_machine: Ec2Machine, tmp_path, monkeypatch) -> SessionCli:
     bin_dir = tmp_path / "operator-bin"
     bin_dir.mkdir()
     log = tmp_path / "aws-calls.jsonl"
-    spec = {"env": ec2_machine.env, "log": str(log), "real_aws": real_aws}
+    spec = {
+        "env": ec2_machine.env,
+        "log": str(log),
+        "real_aws": real_aws,
+        "ssmmessages_cut": str(ec2_machine.ssmmessages_cut),
+    }
     aws = bin_dir / "aws"
     aws.write_text(_FAKE_AWS.replace("{python}", sys.executable).replace("{machine}", repr(spec)))
     plugin = bin_dir / "session-manager-plugin"

@@ -106,3 +106,13 @@ def test_mirror_over_ecs_exec(fake_aws, tmux_server, mode):
         assert got == ["one", "two", "three"]
     finally:
         pane.kill()
+
+
+def test_a_session_that_ends_before_the_command_is_a_transient_failure_in_the_plugins_words(fake_aws):
+    # session-manager-plugin at end of stdin: prints this and exits 0, so the CLI exits 0 with no output.
+    (fake_aws.bin_dir / "aws").write_text(
+        "#!/bin/sh\nprintf '\\r\\nStarting session with SessionId: u-1\\r\\nCannot perform start session: EOF\\r\\n'\n"
+    )
+    with pytest.raises(TransientError, match="Cannot perform start session: EOF") as caught:
+        _transport(fake_aws, attempts=2).run(["true"])
+    assert "2 attempts" in str(caught.value) and caught.value.fix

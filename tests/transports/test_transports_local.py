@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from fceval_tui.errors import PermanentError
 from fceval_tui.transports.local import LocalTransport, ProcessStream
+from tests.helpers.ecs_double import pids_with, wait_for
 
 
 def test_run_returns_exit_code_stdout_stderr_and_feeds_stdin():
@@ -56,3 +59,16 @@ def test_close_stops_the_child():
     stream.close()
     assert stream.returncode is not None
     assert stream.closed
+
+
+@pytest.mark.parametrize("use_pty", [False, True])
+def test_close_stops_what_the_child_started(use_pty, monkeypatch):
+    # `aws ecs execute-command` runs session-manager-plugin as its child: closing must end both.
+    marker = uuid.uuid4().hex
+    monkeypatch.setenv("FCEVAL_TEST_STREAM", marker)
+    stream = ProcessStream(["sh", "-c", "sleep 120 & echo started; wait"], use_pty=use_pty)
+    seen = b""
+    while b"started" not in seen:
+        seen += stream.read(timeout=10)
+    stream.close()
+    wait_for(lambda: not pids_with("FCEVAL_TEST_STREAM", marker), 10, "the child's own child to end")

@@ -1,4 +1,7 @@
-"""`fceval-tui attach JOB`: replace this process with an interactive terminal on the job's tmux session."""
+"""`fceval-tui attach JOB`: replace this process with an interactive terminal on the job's tmux session.
+
+First one session asks for the pane the way the attach will reach it: a session that cannot attach
+says why here (the remote's words and the fix, exit 2) instead of flashing past on the terminal."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fceval_tui.services.mirror.tail import attach_argv, attach_env
+    from fceval_tui.services.mirror.tail import attach_argv, attach_env, check_attachable
 
     settings, ledger = load_context(args)
     _job, target = job_target(settings, ledger, args.job)
@@ -28,6 +31,12 @@ def run(args: argparse.Namespace) -> int:
             f"{argv[0]!r} is not installed or not on PATH; attach runs it",
             "install tmux (local jobs) or the AWS CLI and session-manager-plugin (cloud jobs)",
         )
+    check_attachable(
+        target.transport,
+        target.tmux_args,
+        target.session,
+        on_failure=lambda text: print(f"fceval-tui attach: {text}", file=sys.stderr, flush=True),
+    )
     sys.stdout.flush()
     os.execvpe(argv[0], argv, env)
     return EXIT_OK  # not reached: exec replaces this process

@@ -24,8 +24,9 @@ def run(args: argparse.Namespace) -> int:
     settings, _store = load_context(args)
     backend = args.backend or settings.backend
     if args.print_policy:
-        text, notes = audit.print_policy(settings, backend, args.print_policy)
-        for note in notes:
+        keys, read_notes = audit.read_bucket_keys(settings, backend)
+        text, notes = audit.print_policy(settings, backend, args.print_policy, keys)
+        for note in read_notes + notes:
             print(f"note: {note}", file=sys.stderr)
         print(text)
         return EXIT_OK

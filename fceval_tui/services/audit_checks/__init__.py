@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fceval_tui.services.audit_checks import compute, iam, identity, local, network, s3
+from fceval_tui.services.audit_checks import compute, encryption, iam, identity, local, network, s3
 from fceval_tui.services.audit_checks.base import AuditContext, Check, Finding, Findings, Severity
 
 __all__ = ["AuditContext", "Check", "Finding", "Findings", "Severity", "checks_for"]
@@ -17,6 +17,7 @@ COMMON = (
     Check("region.enabled", "region", "region", identity.check_region),
     Check("s3.staging", "s3", "staging bucket", s3.check_staging_bucket),
     Check("s3.results", "s3", "results bucket", s3.check_results_bucket),
+    Check("s3.encryption", "s3", "bucket encryption (SSE-KMS keys)", encryption.check_bucket_encryption),
     Check("iam.caller", "iam", "your permissions", iam.check_caller_permissions),
 )
 TOOLS = Check("tools", "local tools", "aws CLI and session-manager-plugin", local.check_aws_tools)

@@ -14,13 +14,13 @@ from typing import Any
 from fceval_tui.services.audit_checks.base import AuditContext
 
 SERVICES = {
-    "ec2": ("sts", "s3", "iam", "ec2", "ssm", "service-quotas"),
-    "ecs": ("sts", "s3", "iam", "ec2", "ecs", "service-quotas"),
-    "batch": ("sts", "s3", "iam", "ec2", "batch"),
+    "ec2": ("sts", "s3", "kms", "iam", "ec2", "ssm", "service-quotas"),
+    "ecs": ("sts", "s3", "kms", "iam", "ec2", "ecs", "service-quotas"),
+    "batch": ("sts", "s3", "kms", "iam", "ec2", "batch"),
 }
 
 
-def build_clients(settings, backend: str) -> dict[str, Any]:
+def build_clients(settings, backend: str, services: tuple[str, ...] | None = None) -> dict[str, Any]:
     """A fresh Session per audit, so re-running it after `aws sso login` or a profile fix sees the change."""
     from botocore.config import Config
 
@@ -28,7 +28,7 @@ def build_clients(settings, backend: str) -> dict[str, Any]:
 
     session = new_session(settings.region, settings.profile)
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
-    return {name: session.client(name, config=config) for name in SERVICES[backend]}
+    return {name: session.client(name, config=config) for name in services or SERVICES[backend]}
 
 
 def error_code(exc: BaseException) -> str:

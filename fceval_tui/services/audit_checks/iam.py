@@ -14,7 +14,7 @@ import botocore.exceptions
 import botocore.parsers
 
 from fceval_tui.services import policy
-from fceval_tui.services.audit_checks import aws
+from fceval_tui.services.audit_checks import aws, encryption
 from fceval_tui.services.audit_checks.base import AuditContext, Findings
 from fceval_tui.services.policy import Statement
 from fceval_tui.services.policy_evaluation import Decision, evaluate, trusts_service
@@ -38,7 +38,16 @@ def _evaluate(documents: list, statements: list[Statement]) -> dict[tuple[str, s
     }
 
 
-def _role_access(ctx: AuditContext, f: Findings, id: str, role: dict, statements: list[Statement], what: str) -> None:
+def _role_access(
+    ctx: AuditContext,
+    f: Findings,
+    id: str,
+    role: dict,
+    statements: list[Statement],
+    what: str,
+    policy_name: str = "fceval-tui",
+    why: str = "",
+) -> None:
     """Whether the role's own policies allow `statements` (evaluated from its policies, not simulated)."""
     docs = [doc for _, doc in aws.role_policies(ctx, role["RoleName"])]
     decisions = _evaluate(docs, statements)
@@ -53,10 +62,10 @@ def _role_access(ctx: AuditContext, f: Findings, id: str, role: dict, statements
     conditional = all(d is Decision.CONDITIONAL for d in decisions.values() if d is not Decision.ALLOWED)
     document = json.dumps(policy.document(statements))
     fix = (
-        f"aws iam put-role-policy --role-name {shlex.quote(role['RoleName'])} --policy-name fceval-tui "
+        f"aws iam put-role-policy --role-name {shlex.quote(role['RoleName'])} --policy-name {policy_name} "
         f"--policy-document {shlex.quote(document)}"
     )
-    detail = "missing: " + "; ".join(missing) + " (evaluated from its attached and inline policies)"
+    detail = why + "missing: " + "; ".join(missing) + " (evaluated from its attached and inline policies)"
     if conditional:
         f.warning(id, f"role {role['RoleName']} allows {what} only under conditions", detail, fix)
     else:
@@ -109,6 +118,7 @@ def check_instance_role(ctx: AuditContext, f: Findings) -> None:
         )
     _ssm_policy(ctx, f, role)
     _role_s3(ctx, f, "iam.role.s3", role)
+    _role_kms(ctx, f, "iam.role.kms", role)
 
 
 def _ssm_policy(ctx: AuditContext, f: Findings, role: dict) -> None:
@@ -146,6 +156,29 @@ def _role_s3(ctx: AuditContext, f: Findings, id: str, role: dict) -> None:
         s for s in policy.instance_statements(ctx.backend, ctx.settings) if all(a.startswith("s3:") for a in s.actions)
     ]
     _role_access(ctx, f, id, role, statements, "the S3 access the pipeline needs")
+
+
+def _kms_statements(statements: list[Statement]) -> list[Statement]:
+    return [s for s in statements if any(a.startswith("kms:") for a in s.actions)]
+
+
+def _role_kms(ctx: AuditContext, f: Findings, id: str, role: dict) -> None:
+    """The staging bucket's SSE-KMS key, which S3 uses for the compute's writes into its inbox."""
+    keys = encryption.bucket_keys(ctx)
+    statements = _kms_statements(policy.instance_statements(ctx.backend, ctx.settings, keys=keys))
+    if not statements:
+        return  # no customer managed key on the staging bucket: nothing to grant
+    arns = ", ".join(r for s in statements for r in s.resources)
+    _role_access(
+        ctx,
+        f,
+        id,
+        role,
+        statements,
+        f"the use of the staging bucket's SSE-KMS key {arns} through S3",
+        policy_name="fceval-tui-kms",
+        why="without them every upload into the inbox is refused (AccessDenied from KMS); ",
+    )
 
 
 def check_task_role(ctx: AuditContext, f: Findings) -> None:
@@ -187,6 +220,7 @@ def check_task_role(ctx: AuditContext, f: Findings) -> None:
     exec_statement = [Statement("FcevalTuiEcsExec", exec_actions, ("*",))]
     _role_access(ctx, f, "ecs.task-role.exec", role, exec_statement, "ECS Exec (ssmmessages)")
     _role_s3(ctx, f, "ecs.task-role.s3", role)
+    _role_kms(ctx, f, "ecs.task-role.kms", role)
 
 
 def _no_task_role(ctx: AuditContext, f: Findings) -> None:
@@ -284,8 +318,10 @@ def check_caller_permissions(ctx: AuditContext, f: Findings) -> None:
         targets = []
         f.unknown("iam.caller.passrole", "could not find the role to check iam:PassRole on", aws.describe_error(exc))
     whole = f"fceval-tui audit --backend {ctx.backend} --print-policy caller"
-    everything = policy.caller_statements(ctx.backend, ctx.settings, targets, with_audit=False)
-    actions = [s for s in everything if "iam:PassRole" not in s.actions]
+    keys = encryption.bucket_keys(ctx)
+    everything = policy.caller_statements(ctx.backend, ctx.settings, targets, with_audit=False, keys=keys)
+    kms = _kms_statements(everything)
+    actions = [s for s in everything if "iam:PassRole" not in s.actions and s not in kms]
     passing = [s for s in everything if "iam:PassRole" in s.actions]
     principal = aws.principal_arn(ctx, caller)
     try:
@@ -304,6 +340,8 @@ def check_caller_permissions(ctx: AuditContext, f: Findings) -> None:
             f.unknown("iam.caller.actions", "could not evaluate your permissions", detail, fix)
             if "iam:PassRole" in cls.caller_actions and not _has(f, "iam.caller.passrole"):
                 f.unknown("iam.caller.passrole", "could not evaluate iam:PassRole", detail, fix)
+            if kms:
+                f.unknown("iam.caller.kms", "could not evaluate the use of the buckets' KMS keys", detail, fix)
             return
         decisions = _evaluate(docs, everything)
         how = (
@@ -314,6 +352,10 @@ def check_caller_permissions(ctx: AuditContext, f: Findings) -> None:
     _report(
         f, "iam.caller.actions", f"the {count} actions the {ctx.backend} backend calls", actions, decisions, how, whole
     )
+    if kms:
+        arns = ", ".join(r for s in kms for r in s.resources)
+        what = f"the use of the buckets' SSE-KMS keys through S3 (uploads, reads, collecting results): {arns}"
+        _report(f, "iam.caller.kms", what, kms, decisions, how, whole)
     if "iam:PassRole" not in cls.caller_actions or _has(f, "iam.caller.passrole"):
         return
     if not passing:

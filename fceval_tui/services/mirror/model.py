@@ -26,6 +26,8 @@ class MirrorUpdate:
     ended: bool = False  # the pane's process exited or the session is gone; nothing more will come
     reconnecting: bool = False  # the stream dropped; the mirror is reconnecting
     gap_exact: bool = True
+    # Sessions to the pane keep failing the same way (the remote's words and the fix); still retrying.
+    session_failure: str = ""
 
     def gap_text(self) -> str | None:
         """A notice for the user, or None when nothing was missed."""
@@ -38,9 +40,9 @@ class MirrorUpdate:
         return None
 
     def __bool__(self) -> bool:
-        return bool(self.lines or self.gap or self.screen is not None or self.ended or self.reconnecting) or (
-            not self.gap_exact
-        )
+        return bool(
+            self.lines or self.gap or self.screen is not None or self.ended or self.reconnecting or self.session_failure
+        ) or (not self.gap_exact)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class PendingUpdate:
     screen: list[str] | None = None
     ended: bool = False
     reconnecting: bool = False
+    session_failure: str = ""
 
     def add(self, step: Step) -> None:
         if step.gap and self.lines:
@@ -68,9 +71,16 @@ class PendingUpdate:
         self.gap_exact = self.gap_exact and step.exact
         self.lines.extend(step.lines)
 
+    def has_news(self) -> bool:
+        """Something to hand out now (an end is handed out by the caller, which stops waiting)."""
+        return bool(self.lines or self.screen is not None or self.gap or self.reconnecting or self.session_failure)
+
     def take(self) -> MirrorUpdate:
-        update = MirrorUpdate(self.lines, self.gap, self.screen, self.ended, self.reconnecting, self.gap_exact)
+        update = MirrorUpdate(
+            self.lines, self.gap, self.screen, self.ended, self.reconnecting, self.gap_exact, self.session_failure
+        )
         self.lines, self.gap, self.gap_exact, self.screen, self.reconnecting = [], 0, True, None, False
+        self.session_failure = ""
         return update
 
 

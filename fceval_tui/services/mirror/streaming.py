@@ -12,6 +12,11 @@ duplicates; what happened while disconnected is read back the polling way (a ful
 compared with the lines streamed since the last position fix), with polling's limits. A `clear`
 seen in the stream is itself a position fix (the pane is then empty); other output that moves rows
 (cursor addressing, erasing the display) makes a reconnect before the next fix report itself inexact.
+
+A session that ends before tmux attached is a failed attempt: what it printed (the aws CLI's error,
+the plugin's, tmux's "can't find session") is classified (session_failure.py). Once the same failure
+repeats, the mirror says so in `session_failure` while it keeps retrying, or, when retrying cannot
+help, raises SessionError; `start()` returns once a failure has been told, so the caller can show it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections import deque
 from fceval_tui.errors import TransientError
 from fceval_tui.services.mirror.control_mode import Block, LineAssembler, Notice, Output
 from fceval_tui.services.mirror.model import ANCHOR_ROWS, Step, overlap
+from fceval_tui.services.mirror.session_failure import FailureStreak, SessionError, SessionFailure, classify
 from fceval_tui.services.mirror.snapshot import (
     DEAD_NOTICE,
     FULL,
@@ -40,6 +46,7 @@ from fceval_tui.transports.retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 SYNC_LINES = 100
+ATTEMPT_OUTPUT = 4096  # bytes kept of what a failed session printed
 
 
 class StreamingMirror(MirrorStrategy):
@@ -77,6 +84,9 @@ class StreamingMirror(MirrorStrategy):
         self._baseline_rows = ANCHOR_ROWS + 8
         self._baseline_sent = False
         self._saw_exit = False  # tmux said goodbye: all output before it has been delivered
+        self._attempt_output = bytearray()  # what this session printed before tmux attached
+        self._streak = FailureStreak()
+        self._told: SessionFailure | None = None
 
     def start(self) -> None:
         self._connect(baseline_full=self.from_start)
@@ -110,13 +120,14 @@ class StreamingMirror(MirrorStrategy):
         # be in neither the baseline nor the stream.
         self._baseline_rows = FULL if baseline_full else ANCHOR_ROWS + 8
         self._baseline_sent = False
+        self._attempt_output.clear()
         self._last_sync = time.monotonic()
 
     def _await_baseline(self) -> None:
         """Block until the control client is attached and its first snapshot read, so that
         everything the pane prints after start() returns is captured."""
         deadline = time.monotonic() + self.tmux.timeout
-        while self._discard and not self.ended:
+        while self._discard and not self.ended and not self.pending.session_failure:
             if time.monotonic() > deadline:
                 raise TransientError(f"tmux control mode on {self.tmux.transport.describe()} did not answer")
             assert self._link is not None
@@ -155,6 +166,8 @@ class StreamingMirror(MirrorStrategy):
             text, col = "", 0  # the cursor is on tmux's "Pane is dead" line, not the program's
         self._assembler.set_line(text, col)
         self._discard = False
+        self._streak.reset()
+        self._told = None
         self.offer_screen(snap.screen())
         self._check_dead(snap)
 
@@ -213,7 +226,7 @@ class StreamingMirror(MirrorStrategy):
             assert link is not None
             now = time.monotonic()
             self._maybe_sync(now)
-            if self.pending.lines or self.pending.screen is not None or self.pending.gap or self.pending.reconnecting:
+            if self.pending.has_news():
                 pause = 0.0  # deliver what we have after draining what is already readable
             else:
                 pause = 0.05 if deadline is None else max(0.0, min(0.05, deadline - now))
@@ -229,6 +242,8 @@ class StreamingMirror(MirrorStrategy):
                 return
 
     def _on_event(self, event: Output | Notice | Block) -> None:
+        if self._discard:
+            self._note_attempt(event)
         if isinstance(event, Block):
             if self._link is not None:
                 self._link.route(event)
@@ -268,6 +283,14 @@ class StreamingMirror(MirrorStrategy):
         elif event.name == "text":
             log.debug("control stream: %s", event.rest[:200].decode("utf-8", "replace"))
 
+    def _note_attempt(self, event: Output | Notice | Block) -> None:
+        """Keep what a session prints before tmux attached: if it ends there, these are the reasons."""
+        if isinstance(event, Block) and not event.ok:
+            self._attempt_output += b"\n".join(event.lines) + b"\n"  # e.g. attach-session's "can't find session"
+        elif isinstance(event, Notice) and event.name == "text":
+            self._attempt_output += event.rest + b"\n"  # the aws CLI's or the plugin's error
+        del self._attempt_output[:-ATTEMPT_OUTPUT]
+
     def _maybe_sync(self, now: float) -> None:
         link = self._link
         if link is None or link.busy or self._discard:
@@ -288,19 +311,27 @@ class StreamingMirror(MirrorStrategy):
     def _on_stream_end(self) -> None:
         if self.closing.is_set() or self.ended:
             return
-        try:
-            info = self.tmux.pane_info(self.pane_id)
-        except PaneGone:
-            if not self._saw_exit or self._discard:
-                # The stream broke off (no %exit) and the pane is gone: its last output is unknown.
-                self.pending.gap_exact = False
-            self._finish_stream()
-            return
-        if info.dead or info.pane_id != self.pane_id:
-            self._finish_stream()
-            return
-        # The pane is alive but the stream dropped (ECS Exec idle timeout, SSM session drop).
+        failure = classify(bytes(self._attempt_output)) if self._discard else None
+        # An error from AWS or the plugin says nothing about the pane: only ask after it otherwise.
+        if failure is None or failure.kind in ("no-session", "other"):
+            try:
+                info = self.tmux.pane_info(self.pane_id)
+            except PaneGone:
+                if not self._saw_exit or self._discard:
+                    # The stream broke off (no %exit) and the pane is gone: its last output is unknown.
+                    self.pending.gap_exact = False
+                self._finish_stream()
+                return
+            if info.dead or info.pane_id != self.pane_id:
+                self._finish_stream()
+                return
+        # The pane is alive but the stream dropped (ECS Exec idle timeout, SSM session drop), or the
+        # session could not reach it.
+        if failure is not None:
+            self._session_failed(failure)
         if self._reconnects >= self.retry_policy.attempts:
+            if failure is not None:
+                raise SessionError(failure, self.tmux.transport.describe(), self._streak.attempts)
             raise TransientError(
                 f"lost the stream to pane {self.pane_id} {self._reconnects} times",
                 fix="check the network path to the target; `fceval-tui tail` resumes where it stopped",
@@ -314,3 +345,15 @@ class StreamingMirror(MirrorStrategy):
         if self._link is not None:
             self._link.stream.close()
         self._connect(baseline_full=True)
+
+    def _session_failed(self, failure: SessionFailure) -> None:
+        """Tell a failure once it has repeated (raise it when retrying cannot help), never silently."""
+        log.info("session to %s failed (%s): %s", self.pane_id, failure.kind, failure.words)
+        if not self._streak.add(failure):
+            return
+        where = self.tmux.transport.describe()
+        if failure.permanent:
+            raise SessionError(failure, where, self._streak.attempts)
+        if failure != self._told:
+            self._told = failure
+            self.pending.session_failure = f"{failure.message(where)} (fix: {failure.fix}); retrying"

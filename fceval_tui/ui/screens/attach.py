@@ -123,13 +123,20 @@ class AttachScreen(ReportWorkerErrors, Screen):
                     if worker.is_cancelled:
                         break
                     self.post_message(
-                        PaneUpdate(update.lines, update.gap_text(), update.screen, update.ended, update.reconnecting)
+                        PaneUpdate(
+                            update.lines,
+                            update.gap_text(),
+                            update.screen,
+                            update.ended,
+                            update.reconnecting,
+                            update.session_failure,
+                        )
                     )
         except UserError as exc:
             if self.job.state.is_final:  # its session was cleaned up: show what it printed instead
                 self._show_logs(backend, "the job has ended and its tmux session is gone; its saved output follows")
             else:
-                self.post_message(PaneUpdate([], f"cannot attach: {exc}", None, True, False))
+                self.post_message(PaneUpdate([], None, None, True, False, f"cannot attach: {exc}"))
 
     def _show_logs(self, backend, note: str) -> None:
         try:
@@ -147,13 +154,17 @@ class AttachScreen(ReportWorkerErrors, Screen):
 
     def on_pane_update(self, message: PaneUpdate) -> None:
         view = self.query_one(PaneView)
-        if message.notice:
-            view.add_notice(message.notice)
+        for notice in (message.notice, message.trouble):
+            if notice:
+                view.add_notice(notice)
         if message.lines:
             view.add_lines(message.lines)
         if message.screen is not None:
             view.show_screen(message.screen)
-        if message.ended:
+        if message.trouble:
+            given_up = "cannot attach" if message.ended else "cannot attach yet, retrying"
+            self.state_text = f"{given_up}: sessions to the pane fail (why, and the fix, below)"
+        elif message.ended:
             self.state_text = "ended: the pane's process exited or the session is gone"
         elif message.reconnecting:
             self.state_text = "reconnecting…"
