@@ -1,0 +1,132 @@
+"""Warm pools on the moto server and the SSM doubles (tests/helpers/ssm_double.py): instances booted once
+by `pool up`, jobs run on their slots (each as its own Unix user), cleaned up between jobs, and ended by
+`pool down` and teardown. All instances of a test share the double's one "machine" (this host, as root),
+so each job's user, work directory and processes are real and checked here."""
+
+from __future__ import annotations
+
+import collections
+import pwd
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fceval_tui.backends import pool_scripts
+from fceval_tui.backends.aws_constants import POOL_TAG
+from fceval_tui.backends.ec2_pool import Ec2PoolBackend
+from fceval_tui.domain.states import JobState
+from fceval_tui.ledger import Ledger
+from fceval_tui.ledger_pools import GONE, READY, PoolBook
+from fceval_tui.services import pool as pools
+from fceval_tui.services.runner import Runner
+from tests.helpers.aws import RESULTS, record_calls, s3_keys, spec
+from tests.helpers.cli import HARNESS
+
+
+def _python_for_job_users() -> str | None:
+    """A Python an unprivileged user can run (the harness runs as the job's user; a virtualenv under
+    /root is out of its reach)."""
+    for candidate in (sys.executable, shutil.which("python3"), "/usr/bin/python3"):
+        if (
+            candidate
+            and subprocess.run(
+                ["runuser", "-u", "nobody", "--", candidate, "-c", "pass"], capture_output=True
+            ).returncode
+            == 0
+        ):
+            return candidate
+    return None
+
+
+PYTHON = _python_for_job_users()
+pytestmark = pytest.mark.skipif(PYTHON is None, reason="no Python that an unprivileged job user can run")
+
+
+def _harness(step: str) -> str:
+    if step == "agent":
+        return f"{PYTHON} {HARNESS} agent --agent {{agent}} --task-id {{task_id}} --out {{artifacts_dir}}"
+    return f"{PYTHON} {HARNESS} grade --task-id {{task_id}} --out {{artifacts_dir}}"
+
+
+@pytest.fixture
+def pool_env(aws_settings, ec2_machine, ssm_sessions):
+    """Settings for a pool on the double's machine, a ledger, and a fresh pool name (the moto server is shared)."""
+
+    def make(**env: str):
+        values = {
+            "FCEVAL_REMOTE_WORK_DIR": ec2_machine.work_root,
+            "FCEVAL_RUN_COMMAND": _harness("agent"),
+            "FCEVAL_GRADE_COMMAND": _harness("grade"),
+            "EC2_USE_NVME_STORAGE": "false",
+            "FCEVAL_POOL_VCPUS_PER_JOB": "256",  # one job per instance, whatever this machine's cores
+        }
+        values.update(env)
+        return aws_settings(**values)
+
+    settings = make()
+    ledger = Ledger.open(settings.state_dir)
+    yield make, ledger, f"p{secrets.token_hex(3)}"
+    ledger.close()
+
+
+def _pool_instances(world, name: str, states=("pending", "running")) -> list[dict]:
+    reservations = world.client("ec2").describe_instances(
+        Filters=[{"Name": f"tag:{POOL_TAG}", "Values": [name]}, {"Name": "instance-state-name", "Values": list(states)}]
+    )["Reservations"]
+    return [i for r in reservations for i in r["Instances"]]
+
+
+def _no_trace_of(job_id: str, work_root: str) -> None:
+    user = pool_scripts.job_user(job_id)
+    with pytest.raises(KeyError):
+        pwd.getpwnam(user)
+    assert not (Path(work_root) / job_id).exists()
+
+
+def test_a_pool_of_3_runs_9_jobs_with_no_boot_after_the_first(pool_env, aws_env):
+    make, ledger, name = pool_env
+    settings = make()
+    status = pools.pool_up(settings, ledger, name, 3)
+    assert status.ready == 3 and status.slots == 3
+    booted = {i["InstanceId"] for i in _pool_instances(aws_env, name)}
+    assert booted == {r.instance.id for r in status.rows}
+
+    run_settings = pools.settings_for_run(settings.replace(pool=name), ledger)
+    assert run_settings.backend == "ec2" and run_settings.concurrent == 3
+    backend = Ec2PoolBackend(run_settings, ledger=ledger)
+    backend.poll_interval = 0.05
+    calls = record_calls([backend.aws.ec2, backend.aws.ssm])
+    runner = Runner(ledger, run_settings, backend, backoff_base=0.01)
+    run, _ = runner.create_run([spec(f"task{i}") for i in range(9)])
+    runner.run(run.id)
+
+    jobs = ledger.jobs(run_id=run.id)
+    why = [(j.id, j.state, j.error) for j in jobs], PoolBook(ledger).instances(name, live=False)
+    assert [j.state for j in jobs] == [JobState.SUCCEEDED] * 9, why
+    assert calls.named("RunInstances") == []  # no boot after the pool's
+    assert {i["InstanceId"] for i in _pool_instances(aws_env, name)} == booted
+    per_instance = collections.Counter(j.resource_id for j in jobs)
+    assert set(per_instance) == booted and sorted(per_instance.values()) == [3, 3, 3], per_instance
+    for job in jobs:
+        assert job.artifacts[0] == f"s3://{RESULTS}/evals/runs/aide/{job.task_id}/{run.id}.tar.gz"
+        assert s3_keys(aws_env, RESULTS, f"evals/runs/aide/{job.task_id}/{run.id}")
+        _no_trace_of(job.id, settings.remote_work_dir)
+    after = PoolBook(ledger).instances(name)
+    assert [(i.state, i.jobs) for i in after] == [(READY, ())] * 3  # every slot free again, nothing drained
+    assert all(i.idle_since is not None for i in after)
+
+
+def test_pool_down_waits_for_termination_and_leaves_nothing(pool_env, aws_env):
+    make, ledger, name = pool_env
+    settings = make()
+    status = pools.pool_up(settings, ledger, name, 2)
+    ids = sorted(r.instance.id for r in status.rows)
+    ended = pools.pool_down(settings, ledger, name)
+    assert sorted(ended) == ids
+    assert _pool_instances(aws_env, name, ("pending", "running", "shutting-down", "stopping", "stopped")) == []
+    assert [i.state for i in PoolBook(ledger).instances(name, live=False)] == [GONE, GONE]
+    assert not PoolBook(ledger).pool(name).up
