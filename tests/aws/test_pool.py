@@ -130,3 +130,91 @@ def test_pool_down_waits_for_termination_and_leaves_nothing(pool_env, aws_env):
     assert _pool_instances(aws_env, name, ("pending", "running", "shutting-down", "stopping", "stopped")) == []
     assert [i.state for i in PoolBook(ledger).instances(name, live=False)] == [GONE, GONE]
     assert not PoolBook(ledger).pool(name).up
+
+
+def _wait_for(predicate, what: str, timeout: float = 60.0):
+    """A bound on waiting for the doubles, not a speed assertion."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout}s")
+        time.sleep(0.05)
+    return value
+
+
+def _user_pids(job_id: str) -> list[str]:
+    proc = subprocess.run(["pgrep", "-u", pool_scripts.job_user(job_id)], capture_output=True, text=True)
+    return proc.stdout.split()
+
+
+def test_a_job_killed_mid_run_leaves_its_instance_reusable(pool_env, aws_env):
+    """One instance, one slot: the first job is cancelled mid-run, the second's harness is killed under it
+    (as the OOM killer would), and the third still runs on the same, clean instance."""
+    import threading
+
+    from fceval_tui.services.runner import cancel_jobs
+
+    make, ledger, name = pool_env
+    slow_first = "case {task_id} in slow*) echo started; sleep 120 ;; esac; " + _harness("agent")
+    settings = make(FCEVAL_RUN_COMMAND=slow_first)
+    (instance,) = [r.instance for r in pools.pool_up(settings, ledger, name, 1).rows]
+    run_settings = pools.settings_for_run(settings.replace(pool=name), ledger)
+    backend = Ec2PoolBackend(run_settings, ledger=ledger)
+    backend.poll_interval = 0.05
+    calls = record_calls([backend.aws.ec2])
+    runner = Runner(ledger, run_settings, backend, backoff_base=0.01)
+    run, (cancelled, killed, last) = runner.create_run([spec("slow-cancel"), spec("slow-kill"), spec("quick")])
+    driver = threading.Thread(target=runner.run, args=(run.id,))
+    driver.start()
+    try:
+        _wait_for(lambda: _user_pids(cancelled.id), "the first job's harness runs as its user")
+        cancel_jobs(ledger, run_settings, [cancelled.id])
+        _no_trace_of(cancelled.id, settings.remote_work_dir)
+        pids = _wait_for(lambda: _user_pids(killed.id), "the second job's harness runs as its user")
+        subprocess.run(["kill", "-KILL", *pids], check=True)
+    finally:
+        driver.join(timeout=120)
+    assert not driver.is_alive()
+    jobs = {j.id: j for j in ledger.jobs(run_id=run.id)}
+    assert jobs[cancelled.id].state == JobState.CANCELLED
+    assert jobs[killed.id].state == JobState.FAILED and jobs[killed.id].exit_code == 137, jobs[killed.id]
+    assert jobs[last.id].state == JobState.SUCCEEDED, jobs[last.id]
+    assert {j.resource_id for j in jobs.values()} == {instance.id}
+    assert calls.named("RunInstances") == []
+    for job_id in jobs:
+        _no_trace_of(job_id, settings.remote_work_dir)
+        assert not _user_pids(job_id)
+    (after,) = PoolBook(ledger).instances(name)
+    assert (after.state, after.jobs) == (READY, ())
+
+
+def test_teardown_knows_pools(pool_env, aws_env):
+    """--orphans keeps a warm pool that is up (it ends itself) and a run's teardown leaves the shared pool;
+    --all ends it, marks it down so nothing relaunches it, and leaves nothing."""
+    from fceval_tui.services import teardown
+
+    make, ledger, name = pool_env
+    settings = make()
+    (instance,) = [r.instance for r in pools.pool_up(settings, ledger, name, 1).rows]
+
+    def items(scope):
+        plan = teardown.make_plan(settings, ledger, scope)
+        return plan, {i.resource.id: i for i in plan.items + plan.kept}
+
+    _, orphans = items(teardown.Scope.orphans())
+    assert orphans[instance.id].action == teardown.KEEP
+    assert f"warm pool {name}" in orphans[instance.id].reason and "pool down" in orphans[instance.id].reason
+    run_settings = pools.settings_for_run(settings.replace(pool=name), ledger)
+    run, _ = Runner(ledger, run_settings).create_run([spec("t")])
+    _, of_run = items(teardown.Scope.run(run.id))
+    assert instance.id not in of_run
+
+    plan, everything = items(teardown.Scope.all())
+    assert everything[instance.id].action == teardown.DESTROY
+    result = teardown.execute(settings, ledger, plan, settle_seconds=30)
+    assert result.clean, result.to_json()
+    assert _pool_instances(aws_env, name, ("pending", "running", "stopping", "stopped")) == []
+    assert not PoolBook(ledger).pool(name).up
+    assert [i.state for i in PoolBook(ledger).instances(name, live=False)] == [GONE]
