@@ -29,15 +29,15 @@ from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import utcnow
 from fceval_tui.domain.prices import ec2_hourly
-from fceval_tui.errors import CapacityError, NotFoundError, PermanentError, TransientError
+from fceval_tui.errors import BackendError, CapacityError, NotFoundError, PermanentError, TransientError
 from fceval_tui.ledger import Ledger
 from fceval_tui.ledger_pools import BOOTING, DRAINING, GONE, READY, Pool, PoolBook, PoolInstance
-
-UPKEEP_SECONDS = 30.0  # how often the runner's claims also look after the pool's health
 
 
 class Ec2PoolBackend(Ec2Backend):
     """Needs no AWS action beyond EC2's own (tags for the expiry, vCPUs read on the instance)."""
+
+    upkeep_interval = 30.0  # seconds between the upkeep passes that claims also do
 
     def __init__(self, settings: Settings, clients=None, ledger: Ledger | None = None) -> None:
         super().__init__(settings, clients)
@@ -156,7 +156,7 @@ class Ec2PoolBackend(Ec2Backend):
             )
         try:
             result = self._transport(ctx.job, ctx.attempt, resource_id).run(["sh", "-c", shell], timeout=300)
-        except (TransientError, TimeoutError) as exc:
+        except (BackendError, TimeoutError) as exc:
             self.fleet.drain(pool, instance, f"cleaning up after {ctx.job.id} failed: {exc}")
             self.fleet.upkeep(pool)  # marks it gone when EC2 no longer runs it
             raise TransientError(f"cleaning up {ctx.job.id} on {resource_id} failed: {exc}") from exc
@@ -170,7 +170,7 @@ class Ec2PoolBackend(Ec2Backend):
 
     def _maybe_upkeep(self, pool: Pool) -> None:
         now = utcnow().timestamp()
-        if now - self._last_upkeep >= UPKEEP_SECONDS:
+        if now - self._last_upkeep >= self.upkeep_interval:
             self._last_upkeep = now
             self.fleet.upkeep(pool)
 

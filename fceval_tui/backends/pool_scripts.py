@@ -45,12 +45,10 @@ def expiry_file(work_root: str, instance_id: str) -> str:
     return f"{work_root.rstrip('/')}/.pool/{instance_id}.expires"
 
 
-def watcher_lines(work_root: str, expires_epoch: int) -> tuple[str, ...]:
-    """First-boot lines (after the work root exists) that start the expiry watcher, then cancel the
-    plain `shutdown` the script began with: that one stays the switch if the watcher cannot start."""
-    q = shlex.quote
-    state = f"{work_root.rstrip('/')}/.pool"
-    watcher = "\n".join(
+def watcher_script(interval: int = 20) -> str:
+    """The expiry watcher: powers off once the time in the file $1 (epoch seconds) has passed; a missing
+    or unreadable file counts as passed (a dead-man's switch fails towards ending the instance)."""
+    return "\n".join(
         [
             "#!/bin/sh",
             "# fceval-tui warm pool: power off once the time in $1 (epoch seconds) has passed",
@@ -58,10 +56,18 @@ def watcher_lines(work_root: str, expires_epoch: int) -> tuple[str, ...]:
             '  e=$(cat "$1" 2>/dev/null)',
             "  case $e in ''|*[!0-9]*) e=0 ;; esac",
             '  if [ "$(date +%s)" -ge "$e" ]; then shutdown -h now \'fceval-tui pool TTL reached\'; fi',
-            "  sleep 20",
+            f"  sleep {int(interval)}",
             "done",
         ]
     )
+
+
+def watcher_lines(work_root: str, expires_epoch: int) -> tuple[str, ...]:
+    """First-boot lines (after the work root exists) that start the expiry watcher, then cancel the
+    plain `shutdown` the script began with: that one stays the switch if the watcher cannot start."""
+    q = shlex.quote
+    state = f"{work_root.rstrip('/')}/.pool"
+    watcher = watcher_script()
     return (
         f"mkdir -p {q(state)} && chmod 0700 {q(state)}",
         f"tok=$(curl -s -X PUT {_IMDS}/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')",

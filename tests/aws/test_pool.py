@@ -218,3 +218,105 @@ def test_teardown_knows_pools(pool_env, aws_env):
     assert _pool_instances(aws_env, name, ("pending", "running", "stopping", "stopped")) == []
     assert not PoolBook(ledger).pool(name).up
     assert [i.state for i in PoolBook(ledger).instances(name, live=False)] == [GONE]
+
+
+def test_an_instance_whose_agent_goes_offline_is_drained_and_replaced(pool_env, aws_env, ec2_machine):
+    """Its agent lost mid-job: the job's status and cleanup cannot reach it, so it is drained (no new
+    job), terminated once no job of the ledger is active on it, and a new instance takes its place."""
+    import threading
+
+    make, ledger, name = pool_env
+    settings = make(FCEVAL_RUN_COMMAND="case {task_id} in slow) sleep 120 ;; esac; " + _harness("agent"))
+    (lost,) = [r.instance for r in pools.pool_up(settings, ledger, name, 1).rows]
+    run_settings = pools.settings_for_run(settings.replace(pool=name), ledger)
+    backend = Ec2PoolBackend(run_settings, ledger=ledger)
+    backend.poll_interval = 0.05
+    backend.upkeep_interval = 0.0
+    calls = record_calls([backend.aws.ec2])
+    runner = Runner(ledger, run_settings.replace(max_attempts=1), backend, backoff_base=0.01)
+    run, (slow,) = runner.create_run([spec("slow")])
+    driver = threading.Thread(target=runner.run, args=(run.id,))
+    driver.start()
+    try:
+        _wait_for(lambda: _user_pids(slow.id), "the job runs")
+        ec2_machine.agents_offline.add(lost.id)
+    finally:
+        driver.join(timeout=120)
+        # The "instance" is this host: what its agent could no longer clean, the test does.
+        ec2_machine.run_as_root(
+            pool_scripts.clean_job(f"{settings.remote_work_dir}/{slow.id}", pool_scripts.job_user(slow.id))
+        )
+    assert ledger.get_job(slow.id).state == JobState.FAILED
+    drained = PoolBook(ledger).instance(lost.id)
+    assert drained.state == "draining" and slow.id in (drained.note or ""), drained
+
+    run2, (quick,) = runner.create_run([spec("quick")])
+    runner.run(run2.id)
+    done = ledger.get_job(quick.id)
+    assert done.state == JobState.SUCCEEDED, done
+    assert len(calls.named("RunInstances")) == 1 and done.resource_id != lost.id  # one replacement
+    assert PoolBook(ledger).instance(lost.id).state == GONE
+    assert [i["InstanceId"] for i in _pool_instances(aws_env, name)] == [done.resource_id]
+    (replacement,) = PoolBook(ledger).instances(name)
+    assert (replacement.id, replacement.state, replacement.jobs) == (done.resource_id, READY, ())
+
+
+def test_the_expiry_moves_with_the_jobs_and_the_watcher_ends_an_expired_instance(pool_env, aws_env, tmp_path):
+    """The dead-man's switch: idle expiry after `pool up`, pushed to the job's TTL while it runs, back to the
+    idle timeout when it ends, the tag always equal to the file the watcher reads; and the watcher powers
+    off once that time has passed (run here with a stand-in `shutdown`)."""
+    import os
+    import time
+    from datetime import datetime
+
+    from fceval_tui.backends.aws import tag_map
+    from fceval_tui.backends.aws_constants import EXPIRES_AT_TAG
+    from tests.helpers.aws import make_context
+
+    make, ledger, name = pool_env
+    settings = make(FCEVAL_POOL_IDLE_MINUTES="20", FCEVAL_TTL_MINUTES="300")
+    (instance,) = [r.instance for r in pools.pool_up(settings, ledger, name, 1).rows]
+    expiry = Path(pool_scripts.expiry_file(settings.remote_work_dir, instance.id))
+
+    def in_force() -> tuple[float, float]:
+        tags = tag_map(
+            aws_env.client("ec2").describe_instances(InstanceIds=[instance.id])["Reservations"][0]["Instances"][0][
+                "Tags"
+            ]
+        )
+        tag = datetime.fromisoformat(tags[EXPIRES_AT_TAG].replace("Z", "+00:00")).timestamp()
+        return float(expiry.read_text()), tag
+
+    minutes = lambda epoch: (epoch - time.time()) / 60  # noqa: E731
+    file, tag = in_force()
+    assert abs(file - tag) < 1 and 19 <= minutes(file) <= 20
+
+    run_settings = pools.settings_for_run(settings.replace(pool=name), ledger)
+    backend = Ec2PoolBackend(run_settings, ledger=ledger)
+    ctx = make_context(run_settings, f"r{os.urandom(4).hex()}")
+    assert backend.provision(ctx) == instance.id
+    backend.start(ctx, instance.id)
+    file, tag = in_force()
+    assert abs(file - tag) < 1 and abs(file - ctx.expires_at.timestamp()) < 1 and minutes(file) > 290
+    backend.cancel(ctx, instance.id)
+    backend.cleanup(ctx, instance.id)
+    file, tag = in_force()
+    assert abs(file - tag) < 1 and 19 <= minutes(file) <= 20
+
+    # The watcher itself, with a `shutdown` that only records (and no real one on its PATH).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "shutdown").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/powered-off\nkill $PPID\n')
+    (bin_dir / "shutdown").chmod(0o755)
+    watcher = tmp_path / "watcher.sh"
+    watcher.write_text(pool_scripts.watcher_script(interval=1))
+    deadline = tmp_path / "expires"
+    deadline.write_text(f"{int(time.time()) + 2}\n")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    proc = subprocess.Popen(["sh", str(watcher), str(deadline)], env=env)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert "-h now" in (tmp_path / "powered-off").read_text()
+    assert int(deadline.read_text()) <= time.time()
