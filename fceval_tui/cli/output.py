@@ -18,13 +18,13 @@ from rich.text import Text
 from fceval_tui.domain.models import Event, Job
 from fceval_tui.domain.states import FINAL_STATES, JobState
 from fceval_tui.errors import UserError
-from fceval_tui.presentation import STATE_STYLE, describe_event, elapsed, money, render_plan
+from fceval_tui.presentation import STATE_STYLE, describe_event, elapsed, money, pool_note, render_plan
 
 if TYPE_CHECKING:
     from fceval_tui.config import Settings
     from fceval_tui.ledger import Ledger, RunSummary
     from fceval_tui.services.audit import AuditReport, CheckEvent
-    from fceval_tui.services.pool import PoolStatus
+    from fceval_tui.services.pool_view import PoolStatus
     from fceval_tui.services.report import Report
     from fceval_tui.services.resources import ResourceListing
     from fceval_tui.services.runner import RunTotals
@@ -109,7 +109,7 @@ def print_resources(listing: ResourceListing) -> None:
                 r.id,
                 r.state,
                 r.run_id or "",
-                r.job_id or "",
+                pool_note(listing.pools.get(r.id)) or r.job_id or "",
                 money(r.cost_usd),
                 Text(why or "", style="yellow"),
             )
