@@ -320,3 +320,54 @@ def test_the_expiry_moves_with_the_jobs_and_the_watcher_ends_an_expired_instance
         proc.kill()
     assert "-h now" in (tmp_path / "powered-off").read_text()
     assert int(deadline.read_text()) <= time.time()
+
+
+def test_pool_through_the_cli(pool_env, aws_env, ec2_machine):
+    """`pool up`, `pool status`, `launch --pool`, `resources` and `pool down` as a script would use them."""
+    import json
+
+    from tests.helpers.aws import PROFILE, REGION, STAGING
+    from tests.helpers.cli import run_cli
+
+    make, _ledger, name = pool_env
+    state = make().state_dir
+    env = {
+        "AWS_REGION": REGION,
+        "FC_EVAL_S3_BUCKET": STAGING,
+        "FCEVAL_ARTIFACTS": f"s3://{RESULTS}/evals",
+        "FCEVAL_INSTANCE_PROFILE": PROFILE,
+        "FCEVAL_REMOTE_WORK_DIR": ec2_machine.work_root,
+        "FCEVAL_RUN_COMMAND": _harness("agent"),
+        "FCEVAL_GRADE_COMMAND": _harness("grade"),
+        "EC2_USE_NVME_STORAGE": "false",
+        "FCEVAL_POOL_VCPUS_PER_JOB": "256",
+    }
+    up = run_cli("pool", "up", "--name", name, "--size", "2", "--ttl", "90", "--json", state_dir=state, env=env)
+    assert up.code == 0, up.err
+    assert json.loads(up.out)["ready"] == 2 and json.loads(up.out)["ttl_minutes"] == 90
+    (status,) = json.loads(run_cli("pool", "status", "--name", name, "--json", state_dir=state, env=env).out)
+    ids = sorted(i["id"] for i in status["instances"])
+    assert status["state"] == "up" and status["slots"] == 2 and len(ids) == 2
+
+    bad = run_cli("launch", "--pool", "nope", "--task-id", "a", "--agent", "aide", state_dir=state, env=env)
+    assert bad.code == 2 and "no pool 'nope'" in bad.err and "pool up" in bad.err, bad.err
+    launch = run_cli(
+        "launch", "--pool", name, "--task-id", "a", "--task-id", "b", "--agent", "aide", "--skip-preflight", "--json",
+        state_dir=state, env=env, timeout=300,
+    )  # fmt: skip
+    assert launch.code == 0, launch.err
+    run_id = json.loads(launch.out.splitlines()[0])["run_id"]
+    jobs = json.loads(run_cli("status", run_id, "--json", state_dir=state, env=env).out)
+    assert [j["state"] for j in jobs] == ["succeeded", "succeeded"] and {j["resource_id"] for j in jobs} <= set(ids)
+
+    listed = json.loads(run_cli("resources", "--json", state_dir=state, env=env).out)["resources"]
+    rows = {r["id"]: r for r in listed if r.get("pool") == name}
+    assert sorted(rows) == ids and all(r["jobs"] == [] and r["idle_seconds"] is not None for r in rows.values())
+    assert all(r["orphan"] is None for r in rows.values())
+
+    refused = run_cli("pool", "down", "--name", name, state_dir=state, env=env)
+    assert refused.code == 2 and "--yes" in refused.err  # no terminal to confirm on
+    down = run_cli("pool", "down", "--name", name, "--yes", "--json", state_dir=state, env=env)
+    assert down.code == 0, down.err
+    assert sorted(json.loads(down.out)["ended"]) == ids and json.loads(down.out)["left"] == []
+    assert _pool_instances(aws_env, name, ("pending", "running", "shutting-down", "stopping", "stopped")) == []
