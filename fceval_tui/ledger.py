@@ -139,6 +139,12 @@ class Ledger:
                 raise
             self._db.execute("COMMIT")
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the ledger's connection, for the tables other modules own (ledger_pools)."""
+        with self._tx() as db:
+            yield db
+
     def _migrate(self) -> None:
         with self._tx() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]

@@ -77,5 +77,37 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO attempt_costs SELECT id, MAX(attempts, 1), cost_usd FROM jobs WHERE cost_usd > 0;
     """,
+    # Warm pools (ledger_pools.py): each pool, its instances, and which job holds which slot.
+    """
+    CREATE TABLE pools (
+        name TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        ttl_minutes REAL NOT NULL,
+        idle_minutes REAL NOT NULL,
+        settings TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE pool_instances (
+        id TEXT PRIMARY KEY,
+        pool TEXT NOT NULL REFERENCES pools(name),
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        slots INTEGER NOT NULL DEFAULT 0,
+        launched_at TEXT NOT NULL,
+        idle_since TEXT,
+        expires_at TEXT,
+        note TEXT
+    );
+    CREATE INDEX pool_instances_pool ON pool_instances(pool, state);
+    CREATE TABLE pool_claims (
+        instance_id TEXT NOT NULL REFERENCES pool_instances(id),
+        job_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        since TEXT NOT NULL,
+        PRIMARY KEY (instance_id, job_id)
+    );
+    CREATE INDEX pool_claims_job ON pool_claims(job_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.text import Text
 
 from fceval_tui.domain.models import Event, Job, utcnow
+from fceval_tui.services.pool_view import InstanceRow
 
 STATE_STYLE = {
     "pending": "dim",
@@ -49,6 +50,16 @@ def elapsed(job: Job, now: datetime | None = None) -> str:
         return ""
     end = job.ended_at or now or utcnow()
     return duration((end - job.started_at).total_seconds())
+
+
+def pool_note(row: InstanceRow | None) -> str:
+    """What a warm pool's instance is doing ("pool p: 2 job(s)", "pool p: idle 4:10"); empty for others."""
+    if row is None:
+        return ""
+    if row.instance.jobs:
+        return f"pool {row.pool}: {len(row.instance.jobs)} job(s)"
+    idle = f"idle {duration(row.idle_seconds)}" if row.idle_seconds is not None else row.instance.state
+    return f"pool {row.pool}: {idle}"
 
 
 def money(usd: float) -> str:

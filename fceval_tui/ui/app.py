@@ -33,6 +33,7 @@ from fceval_tui.ui.screens.events import EventsScreen
 from fceval_tui.ui.screens.jobs import JobsScreen
 from fceval_tui.ui.screens.launch import LaunchScreen
 from fceval_tui.ui.screens.modals import ConfirmScreen, HelpScreen, JumpScreen
+from fceval_tui.ui.screens.pools import PoolsScreen
 from fceval_tui.ui.screens.preflight import PreflightScreen
 from fceval_tui.ui.screens.resources import ResourcesScreen
 from fceval_tui.ui.screens.results import ResultsScreen
@@ -58,7 +59,13 @@ def read_keymap(path: Path) -> tuple[dict[str, str], str | None]:
 
 class FcevalApp(App):
     TITLE = "fceval-tui"
-    MODES = {"jobs": JobsScreen, "resources": ResourcesScreen, "events": EventsScreen, "results": ResultsScreen}
+    MODES = {
+        "jobs": JobsScreen,
+        "resources": ResourcesScreen,
+        "events": EventsScreen,
+        "pools": PoolsScreen,
+        "results": ResultsScreen,
+    }
     DEFAULT_MODE = "jobs"
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="app.help"),
@@ -66,6 +73,7 @@ class FcevalApp(App):
         Binding("1", "switch_mode('jobs')", "Jobs", show=False, id="app.view_jobs"),
         Binding("2", "switch_mode('resources')", "Resources", show=False, id="app.view_resources"),
         Binding("3", "switch_mode('events')", "Events", show=False, id="app.view_events"),
+        Binding("4", "switch_mode('pools')", "Pools", show=False, id="app.view_pools"),
         Binding("5", "switch_mode('results')", "Results", show=False, id="app.view_results"),
         Binding("n", "launch", "New", id="app.launch"),
         Binding("p", "preflight", "Preflight", id="app.preflight"),
@@ -191,11 +199,11 @@ class FcevalApp(App):
         cancelled = cancel_jobs(self.ledger, self.settings, job_ids, by=identity())
         self.call_from_thread(self.notify, f"cancelled {len(cancelled)} job(s)")
 
-    def resource_listing(self) -> tuple[list[Resource], dict[str, str], list[str]]:
-        """Every backend's live resources, why each orphan is one, and what could not be listed
-        (teardown's own listing and rules; called from a worker thread)."""
+    def resource_listing(self) -> tuple[list[Resource], dict[str, str], list[str], dict]:
+        """Every backend's live resources, why each orphan is one, what could not be listed (teardown's
+        own listing and rules), and the pool instances' rows; called from a worker thread."""
         listing = list_resources(self.settings, self.ledger)
-        return listing.resources, listing.orphans, listing.errors
+        return listing.resources, listing.orphans, listing.errors, listing.pools
 
     def highlighted_run_id(self) -> str | None:
         """The run of the job highlighted in the jobs view, if that view has a highlighted job."""
@@ -305,6 +313,9 @@ class FcevalApp(App):
             "Resources view", "Live compute behind jobs, orphans (2)", lambda: self.switch_mode("resources")
         )
         yield SystemCommand("Events view", "What the runner did and why (3)", lambda: self.switch_mode("events"))
+        yield SystemCommand(
+            "Pools view", "Warm pools: instances, jobs, idle time, cost (4)", lambda: self.switch_mode("pools")
+        )
         yield SystemCommand(
             "Results view", "Pass rates, scores, durations of a run (5)", lambda: self.switch_mode("results")
         )

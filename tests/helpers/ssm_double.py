@@ -81,6 +81,7 @@ class Ec2Machine:
     root: Path
     env: dict[str, str]
     commands: list[str] = field(default_factory=list)
+    agents_offline: set[str] = field(default_factory=set)  # instance ids whose agent lost its connection
 
     @property
     def tmp(self) -> Path:
@@ -135,8 +136,11 @@ class Fleet:
 def install_run_command(monkeypatch, machine) -> None:
     """moto records SendCommand and runs nothing: run each script on `machine` as root (this process's
     user), answer GetCommandInvocation and ListCommandInvocations like the agent, and add
-    DescribeInstanceInformation (not in moto): every running instance has an online agent. `machine` has
-    `root` (the working dir), `env`, `commands`; a `Fleet` gives each instance its own directory."""
+    DescribeInstanceInformation (not in moto): every running instance has an online agent unless its id is
+    in `machine.agents_offline` (when there is one): then DescribeInstanceInformation says ConnectionLost and
+    SendCommand refuses it with InvalidInstanceId, as for a node whose agent is not connected (API
+    reference: SendCommand, errors). `machine` has `root` (the working dir), `env`, `commands`; a `Fleet`
+    gives each instance its own directory."""
     from moto.core.exceptions import JsonRESTError
     from moto.core.responses import ActionResult
     from moto.s3.models import s3_backends
@@ -155,8 +159,9 @@ def install_run_command(monkeypatch, machine) -> None:
                 f"1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: "
                 f"Member must have length less than or equal to {MAX_SEND_TARGETS}",
             )
+        offline = getattr(machine, "agents_offline", set())
         for instance_id in kwargs["instance_ids"]:
-            if not _running(self.account_id, self.region_name, instance_id):
+            if instance_id in offline or not _running(self.account_id, self.region_name, instance_id):
                 raise JsonRESTError("InvalidInstanceId", f"Instances [{instance_id}] not in a valid state")
         requested = list(kwargs["instance_ids"])
         command = original(self, **kwargs)
@@ -194,8 +199,9 @@ def install_run_command(monkeypatch, machine) -> None:
 
     def describe_instance_information(self):
         wanted = [v for f in self._get_param("Filters", []) if f["Key"] == "InstanceIds" for v in f["Values"]]
+        offline = getattr(machine, "agents_offline", set())
         info = [
-            {"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"}
+            {"InstanceId": i, "PingStatus": "ConnectionLost" if i in offline else "Online", "PlatformType": "Linux"}
             for i in wanted
             if _running(self.current_account, self.region, i)
         ]
