@@ -11,6 +11,7 @@ from fceval_tui.ledger import Ledger
 from fceval_tui.presentation import render_exec
 from fceval_tui.ui.app import make_app
 from fceval_tui.ui.screens.fleet import ExecScreen, ForwardsScreen
+from fceval_tui.ui.screens.modals import ConfirmScreen
 from tests.helpers.fleet import GREETING, echo_server, is_free, running_jobs, talk
 
 
@@ -44,10 +45,20 @@ async def test_exec_runs_on_the_filtered_jobs_and_shows_the_grouped_answers(
         await wait_for(pilot, lambda: app.screen.table.row_count == 3)
         await pilot.press("X")
         assert isinstance(app.screen, ExecScreen) and len(app.screen.jobs) == 3
-        app.screen.query_one("#command", Input).value = "test -e broken && exit 3; echo fine"
+        exec_screen = app.screen
+        exec_screen.query_one("#command", Input).value = "test -e broken && exit 3; echo fine"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.screen.report is not None)
-        shown = _plain(render_exec(app.screen.report))
+        # It runs as root on every machine: the console asks first, and Back sends nothing.
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "machines of 3 jobs" in app.screen.question and "echo fine" in app.screen.question
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is exec_screen)
+        assert ssm_fleet.sends == [] and not exec_screen.query_one("#command", Input).disabled
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#yes")
+        await wait_for(pilot, lambda: exec_screen.report is not None)
+        shown = _plain(render_exec(exec_screen.report))
         assert "2 instances: ok" in shown and "fine" in shown
         assert f"1 instance: exit 3  {jobs[3].resource_id}" in shown
     [call] = ssm_fleet.sends

@@ -18,6 +18,7 @@ from fceval_tui.domain.models import Job
 from fceval_tui.presentation import render_exec
 from fceval_tui.ui.messages import ExecFinished, ExecProgress, ForwardOpened
 from fceval_tui.ui.screens.jobs import JobsScreen
+from fceval_tui.ui.screens.modals import ConfirmScreen
 from fceval_tui.ui.workers import ReportWorkerErrors
 
 _MODAL_CSS = """
@@ -73,7 +74,7 @@ class ExecScreen(ReportWorkerErrors, ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text(f"Run a shell command on the machines of {self.scope} ({len(self.jobs)} jobs)"))
-            yield Input(placeholder="shell command, e.g. df -h / | tail -1   (enter runs it, as root)", id="command")
+            yield Input(placeholder="shell command, e.g. df -h / | tail -1   (as root, after a confirm)", id="command")
             with VerticalScroll():
                 yield Static(id="progress")
                 yield Static(id="result")
@@ -83,8 +84,12 @@ class ExecScreen(ReportWorkerErrors, ModalScreen[None]):
         command = event.value.strip()
         if not command or self.running:
             return
+        question = f"Run as root on the machines of {len(self.jobs)} jobs ({self.scope})?\n\n  {command}"
+        self.app.push_screen(ConfirmScreen(question, "Run"), lambda yes: self._start(command) if yes else None)
+
+    def _start(self, command: str) -> None:
         self.running = True
-        event.input.disabled = True
+        self.query_one("#command", Input).disabled = True
         self._progress: list[Text] = []
         self.query_one("#progress", Static).update(Text(f"running on {self.scope} …", style="dim"))
         self._run(command)
