@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fceval_tui.domain.models import Job, iso, parse_iso
+from fceval_tui.domain.prices import HourlyPrice
 
 
 @dataclass(frozen=True)
@@ -39,20 +40,23 @@ class AttemptCosts:
             total = db.execute("SELECT SUM(cost_usd) FROM attempt_costs WHERE job_id=?", (job_id,)).fetchone()[0]
         return self.update(job_id, cost_usd=round(total, 6))
 
-    def set_attempt_price(self, job_id: str, attempt: int, hourly_usd: float, source: str, note: str = "") -> None:
-        """The hourly price this attempt is billed at and where it came from; an event says which."""
+    def set_attempt_price(self, job_id: str, attempt: int, price: HourlyPrice | None) -> None:
+        """The hourly price this attempt is billed at and where it came from (an event says which);
+        nothing for None or an unknown price (the attempt is billed at the backend's rate)."""
+        if price is None or price.usd is None:
+            return
         with self._tx() as db:
             db.execute(
                 "INSERT INTO attempt_costs(job_id, attempt, cost_usd, started_at, hourly_usd, price_source) VALUES "
                 "(?, ?, 0, (SELECT started_at FROM jobs WHERE id=? AND MAX(attempts, 1)=?), ?, ?) "
                 "ON CONFLICT(job_id, attempt) DO UPDATE SET hourly_usd=excluded.hourly_usd, "
                 "price_source=excluded.price_source",
-                (job_id, attempt, job_id, attempt, hourly_usd, source),
+                (job_id, attempt, job_id, attempt, price.usd, str(price.source)),
             )
             run_id = db.execute("SELECT run_id FROM jobs WHERE id=?", (job_id,)).fetchone()["run_id"]
-            detail = {"attempt": attempt, "hourly_usd": hourly_usd, "source": source}
-            if note:
-                detail["note"] = note
+            detail = {"attempt": attempt, "hourly_usd": price.usd, "source": str(price.source)}
+            if price.note:
+                detail["note"] = price.note
             self._event(db, run_id, job_id, "attempt_price", detail=detail)
 
     def attempt_costs(self, job_id: str) -> dict[int, float]:

@@ -110,10 +110,12 @@ def test_report_json_carries_the_runs_cost_over_time_from_its_attempts(ledger, s
     table price) and a job that ran alongside: the cumulative series is exact at every start and end."""
     from datetime import UTC, datetime
 
+    from fceval_tui.domain.prices import HourlyPrice, PriceSource
+
     t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     run, (retried, other) = ledger.create_run("ec2", 2, [JobSpec("aide", "t1"), JobSpec("aide", "t2")])
     ledger.transition(retried.id, JobState.PROVISIONING, attempts=1, started_at=t0)
-    ledger.set_attempt_price(retried.id, 1, 0.04, "spot price at launch")
+    ledger.set_attempt_price(retried.id, 1, HourlyPrice(0.04, PriceSource.SPOT_HISTORY))
     ledger.set_attempt_cost(retried.id, 1, 0.02, until=t0 + timedelta(minutes=30))
     ledger.transition(retried.id, JobState.FAILED, error_class="lost_session")
     ledger.transition(retried.id, JobState.PENDING)

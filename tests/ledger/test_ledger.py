@@ -223,13 +223,15 @@ def test_each_attempt_keeps_when_it_ran_and_its_price_across_a_retry(state_dir):
     from datetime import UTC, datetime, timedelta
 
     from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.prices import HourlyPrice, PriceSource
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     ledger = Ledger.open(state_dir, clock=lambda: t0 + timedelta(hours=5))
     try:
         run, (job,) = ledger.create_run("ec2", 1, [JobSpec("a", "t")])
         ledger.transition(job.id, JobState.PROVISIONING, attempts=1, started_at=t0)
-        ledger.set_attempt_price(job.id, 1, 0.0312, "spot price at launch")
+        ledger.set_attempt_price(job.id, 1, HourlyPrice(0.0312, PriceSource.SPOT_HISTORY))
+        ledger.set_attempt_price(job.id, 2, None)  # no better price known: nothing recorded
         ledger.set_attempt_cost(job.id, 1, 0.0156, until=t0 + timedelta(minutes=30))
         ledger.transition(job.id, JobState.FAILED)
         ledger.transition(job.id, JobState.PENDING)
