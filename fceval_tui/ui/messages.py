@@ -92,6 +92,15 @@ class PaneUpdate(Message):
     reconnecting: bool
 
 
+@dataclass
+class PasteProgress(Message):
+    """How much of a paste has reached the pane's machine; `error` when it failed."""
+
+    done: int
+    total: int
+    error: str | None = None
+
+
 # -- launch form -----------------------------------------------------------------------------------
 
 

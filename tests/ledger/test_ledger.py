@@ -271,6 +271,9 @@ def test_migration_gives_a_version_4_ledger_the_times_of_each_jobs_last_attempt(
     try:
         first, second = s.run_attempt_costs("r1")
         assert (first.started_at, first.billed_until) == (None, None)  # never recorded: unknown, not guessed
-        assert (str(second.started_at), str(second.billed_until)) == ("2024-01-01 01:00:00+00:00", "2024-01-01 02:00:00+00:00")
+        assert (str(second.started_at), str(second.billed_until)) == (
+            "2024-01-01 01:00:00+00:00",
+            "2024-01-01 02:00:00+00:00",
+        )
     finally:
         s.close()
