@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fceval_tui.services.mirror import Mirror
-    from fceval_tui.services.operator import identity
+    from fceval_tui.services.operator import identity_for
     from fceval_tui.services.paste import paste_detail, read_paste_file
 
     pattern = _compile(args.wait_for) if args.wait_for else None
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 mirror.paste(text)
             detail = paste_detail(text)
         # What was sent is logged as its size and hash, never its content.
-        ledger.record(job.run_id, job.id, "operator_send", by=identity(), **detail)
+        ledger.record(job.run_id, job.id, "operator_send", by=identity_for(settings, [job.backend]), **detail)
         if pattern is None and not args.wait_exit:
             return EXIT_OK
         wanted = pattern or re.compile(re.escape(marker) + r"=(\d+)")

@@ -21,7 +21,7 @@ from fceval_tui.backends import make_backend
 from fceval_tui.backends.base import TmuxTarget
 from fceval_tui.domain.models import Job
 from fceval_tui.errors import BackendError, UserError
-from fceval_tui.services.operator import identity
+from fceval_tui.services.operator import STS_WAIT, identity, start_lookup
 from fceval_tui.services.paste import paste_detail, read_clipboard, read_paste_file
 from fceval_tui.services.runner import run_settings
 from fceval_tui.ui.messages import PaneAttached, PaneUpdate, PasteProgress
@@ -103,6 +103,7 @@ class AttachScreen(ReportWorkerErrors, Screen):
         self.sub_title = f"{self.job.id}  {self.job.agent} / {self.job.task_id}"
         self._status()
         self._follow()
+        start_lookup(self.app.settings, [self.job.backend])  # returns at once: the ARN is looked up behind
         self._log("operator_attach")
 
     def on_unmount(self) -> None:
@@ -214,10 +215,11 @@ class AttachScreen(ReportWorkerErrors, Screen):
 
     def _log(self, kind: str, **detail: object) -> None:
         """Record an operator action in the ledger, with who did it (off the event loop)."""
-        self.run_worker(partial(self._record, kind, **detail), thread=True, group="attach-log", exit_on_error=False)
+        record = partial(self._record, kind, STS_WAIT, **detail)
+        self.run_worker(record, thread=True, group="attach-log", exit_on_error=False)
 
-    def _record(self, kind: str, **detail: object) -> None:
-        self.app.ledger.record(self.job.run_id, self.job.id, kind, by=identity(), **detail)
+    def _record(self, kind: str, wait: float = 0.0, **detail: object) -> None:
+        self.app.ledger.record(self.job.run_id, self.job.id, kind, by=identity(wait), **detail)
 
     def action_interactive(self) -> None:
         if self.target is None:
