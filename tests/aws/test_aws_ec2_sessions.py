@@ -218,25 +218,3 @@ def test_instance_role_may_only_put_objects_besides_the_agent():
     s3_actions = {a for a in Ec2Backend.instance_actions if a.startswith("s3:")}
     assert "s3:GetObject" not in s3_actions and "s3:PutObject" in s3_actions
     assert s3_actions <= {"s3:PutObject", "s3:GetEncryptionConfiguration"}
-
-
-def test_a_200_kb_paste_over_ssm_arrives_byte_for_byte_in_chunks_with_progress(started_job):
-    """What the attach view's paste does: SendCommand carries at most 32 KB of stdin, so the text is
-    staged on the instance chunk by chunk, each reported, then pasted once into the pane."""
-    backend, _ctx, job, calls = started_job
-    target = backend.tmux_target(job)
-    out = _work(backend, job) / "pasted"
-    target.transport.run(
-        ["tmux", *target.tmux_args, "new-session", "-d", "-s", "paste", "sh", "-c", f"stty -echo; cat > {out}"]
-    )
-    text = "".join(f"pasted line {i} with 'quotes' and $dollars\n" for i in range(5000))
-    total = len(text.encode())
-    progress: list[tuple[int, int]] = []
-    with Mirror(target.transport, target.tmux_args, "paste", mode="poll", want_screen=False) as mirror:
-        mirror.paste(text, progress=lambda done, all_: progress.append((done, all_)))
-    _wait_for(lambda: out.exists() and out.stat().st_size >= total, "the paste")
-    assert out.read_text() == text
-    limit = target.transport.max_stdin_bytes
-    assert progress == [(n, total) for n in range(limit, total, limit)] + [(total, total)]
-    appends = [p for p in calls.named("SendCommand") if "| sh -c 'cat >> \"$1\"' sh " in p["Parameters"]["commands"][0]]
-    assert len(appends) == -(-total // limit)  # one SendCommand per chunk

@@ -100,13 +100,16 @@ def install_run_command(monkeypatch, machine) -> None:
     original = SimpleSystemManagerBackend.send_command
 
     def send_command(self, **kwargs):
-        for instance_id in kwargs["instance_ids"]:
+        wanted = list(kwargs["instance_ids"])  # moto extends this very list (below)
+        for instance_id in wanted:
             if not _running(self.account_id, self.region_name, instance_id):
                 raise JsonRESTError("InvalidInstanceId", f"Instances [{instance_id}] not in a valid state")
         command = original(self, **kwargs)
         script = "\n".join(command.parameters.get("commands", []))
         machine.commands.append(script)
-        for invocation in command.invocations:
+        # moto reads no Targets as "every instance in the region" and adds an invocation for each; AWS
+        # runs the command on the InstanceIds given (SendCommand), so the script runs once per one of them.
+        for invocation in (i for i in command.invocations if i["InstanceId"] in wanted):
             proc = subprocess.run(
                 ["sh", "-c", script], cwd=machine.root, env=machine.env, capture_output=True, text=True, timeout=120
             )
