@@ -25,7 +25,7 @@ from fceval_tui.errors import UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
 from fceval_tui.services.forwarding import Forwards
-from fceval_tui.services.operator import identity
+from fceval_tui.services.operator import STS_WAIT, identity, start_lookup
 from fceval_tui.services.report import read_grading_report
 from fceval_tui.services.resources import list_resources
 from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs, run_settings
@@ -123,6 +123,7 @@ class FcevalApp(App):
             run_id = self.launch(self.settings, self.demo_specs)
             self.notify(f"demo run {run_id}: {len(self.demo_specs)} example jobs on this machine", title="Demo")
         self._check_orphans()
+        start_lookup(self.settings)  # the AWS caller for the action log, in the background
 
     def _install_themes(self) -> list[str]:
         """Register the shipped and user themes and select the requested one; returns what to warn about."""
@@ -196,7 +197,7 @@ class FcevalApp(App):
 
     @work(thread=True, group="cancel", exit_on_error=False)
     def _cancel(self, job_ids: list[str]) -> None:
-        cancelled = cancel_jobs(self.ledger, self.settings, job_ids, by=identity())
+        cancelled = cancel_jobs(self.ledger, self.settings, job_ids, by=identity(wait=STS_WAIT))
         self.call_from_thread(self.notify, f"cancelled {len(cancelled)} job(s)")
 
     def resource_listing(self) -> tuple[list[Resource], dict[str, str], list[str], dict]:

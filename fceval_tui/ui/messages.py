@@ -104,6 +104,15 @@ class PaneUpdate(Message):
     trouble: str = ""  # sessions to the pane fail: the remote's words and the fix (with `ended`: given up)
 
 
+@dataclass
+class PasteProgress(Message):
+    """How much of a paste has reached the pane's machine; `error` when it failed."""
+
+    done: int
+    total: int
+    error: str | None = None
+
+
 # -- launch form -----------------------------------------------------------------------------------
 
 

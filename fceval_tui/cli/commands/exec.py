@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from fceval_tui.cli import output
     from fceval_tui.presentation import render_exec
     from fceval_tui.services import fleet_exec, fleet_targets
-    from fceval_tui.services.operator import identity, record_exec
+    from fceval_tui.services.operator import AWS_BACKENDS, STS_WAIT, identity, record_exec, start_lookup
 
     jobs, command = split_words(args.words)
     chosen = [bool(args.run), bool(args.pool), bool(jobs)]
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.timeout <= MAX_TIMEOUT:
         raise UserError(f"--timeout {args.timeout:g} is out of range", f"give 1 to {MAX_TIMEOUT} seconds")
     settings, ledger = load_context(args)
+    start_lookup(settings, AWS_BACKENDS)  # the operator's ARN for the log, while the command runs
     clients = None
     if args.pool:
         from fceval_tui.backends.aws import AwsClients
@@ -80,11 +81,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         show.stop()
-        record_exec(ledger, selection, command, seen, by=identity(), interrupted=True)
+        record_exec(ledger, selection, command, seen, by=identity(STS_WAIT), interrupted=True)
         raise
     finally:
         show.stop()
-    record_exec(ledger, selection, command, report.results, report.command_ids, by=identity())
+    record_exec(ledger, selection, command, report.results, report.command_ids, by=identity(STS_WAIT))
     if args.json:
         output.print_json(report.to_json())
     else:

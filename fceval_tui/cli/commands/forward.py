@@ -19,10 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fceval_tui.services.forwarding import Forwards
-    from fceval_tui.services.operator import identity
+    from fceval_tui.services.operator import AWS_BACKENDS, identity_for
 
     settings, ledger = load_context(args)
-    forwards = Forwards(settings, ledger, identity())
+    forwards = Forwards(settings, ledger, identity_for(settings, AWS_BACKENDS))
     forward = forwards.open(args.job, args.remote_port, args.local_port)
     try:
         if args.json:

@@ -98,7 +98,7 @@ class ExecScreen(ReportWorkerErrors, ModalScreen[None]):
     def _run(self, command: str) -> None:
         from fceval_tui.services.fleet_exec import run_on_fleet
         from fceval_tui.services.fleet_targets import select_jobs
-        from fceval_tui.services.operator import identity, record_exec
+        from fceval_tui.services.operator import STS_WAIT, identity, record_exec
 
         app = self.app
         try:
@@ -108,7 +108,7 @@ class ExecScreen(ReportWorkerErrors, ModalScreen[None]):
             )
         finally:
             self.app.call_from_thread(self._done)
-        record_exec(app.ledger, selection, command, report.results, report.command_ids, by=identity())
+        record_exec(app.ledger, selection, command, report.results, report.command_ids, by=identity(STS_WAIT))
         self.post_message(ExecFinished(report))
 
     def _done(self) -> None:
