@@ -77,6 +77,52 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO attempt_costs SELECT id, MAX(attempts, 1), cost_usd FROM jobs WHERE cost_usd > 0;
     """,
+    # Warm pools (ledger_pools.py): each pool, its instances, and which job holds which slot.
+    """
+    CREATE TABLE pools (
+        name TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        ttl_minutes REAL NOT NULL,
+        idle_minutes REAL NOT NULL,
+        settings TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE pool_instances (
+        id TEXT PRIMARY KEY,
+        pool TEXT NOT NULL REFERENCES pools(name),
+        seq INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        slots INTEGER NOT NULL DEFAULT 0,
+        launched_at TEXT NOT NULL,
+        idle_since TEXT,
+        expires_at TEXT,
+        note TEXT
+    );
+    CREATE INDEX pool_instances_pool ON pool_instances(pool, state);
+    CREATE TABLE pool_claims (
+        instance_id TEXT NOT NULL REFERENCES pool_instances(id),
+        job_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        since TEXT NOT NULL,
+        PRIMARY KEY (instance_id, job_id)
+    );
+    CREATE INDEX pool_claims_job ON pool_claims(job_id);
+    """,
+    # When each attempt ran (for cost over time) and the hourly price it was billed at, with where that
+    # price came from (a domain.prices.PriceSource value). Earlier ledgers know the times of a job's
+    # last attempt only.
+    """
+    ALTER TABLE attempt_costs ADD COLUMN started_at TEXT;
+    ALTER TABLE attempt_costs ADD COLUMN billed_until TEXT;
+    ALTER TABLE attempt_costs ADD COLUMN hourly_usd REAL;
+    ALTER TABLE attempt_costs ADD COLUMN price_source TEXT;
+    UPDATE attempt_costs SET
+        started_at = (SELECT started_at FROM jobs WHERE jobs.id = job_id AND MAX(jobs.attempts, 1) = attempt),
+        billed_until = (
+            SELECT COALESCE(ended_at, updated_at) FROM jobs WHERE jobs.id = job_id AND MAX(jobs.attempts, 1) = attempt
+        );
+    """,
     # Why an active job is paused (the run's AWS credentials expired) while it is; NULL otherwise.
     """
     ALTER TABLE jobs ADD COLUMN paused TEXT;

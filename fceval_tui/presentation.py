@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.text import Text
 
 from fceval_tui.domain.models import Event, Job, utcnow
+from fceval_tui.services.pool_view import InstanceRow
 
 STATE_STYLE = {
     "pending": "dim",
@@ -68,6 +69,16 @@ def elapsed(job: Job, now: datetime | None = None) -> str:
     return duration((end - job.started_at).total_seconds())
 
 
+def pool_note(row: InstanceRow | None) -> str:
+    """What a warm pool's instance is doing ("pool p: 2 job(s)", "pool p: idle 4:10"); empty for others."""
+    if row is None:
+        return ""
+    if row.instance.jobs:
+        return f"pool {row.pool}: {len(row.instance.jobs)} job(s)"
+    idle = f"idle {duration(row.idle_seconds)}" if row.idle_seconds is not None else row.instance.state
+    return f"pool {row.pool}: {idle}"
+
+
 def money(usd: float) -> str:
     return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else "<$0.01"
 
@@ -116,3 +127,34 @@ def describe_event(event: Event) -> Text:
     parts = " ".join(f"{k}={v}" for k, v in detail.items())
     style = "red" if "fail" in event.kind or "error" in detail else "yellow" if "retry" in event.kind else ""
     return Text(f"{event.kind}  {parts}".strip(), style=style)
+
+
+EXEC_OUTPUT_LINES = 20  # lines of each group's output shown; --json has them all
+
+
+def machines_noun(backends: set[str], count: int) -> str:
+    noun = {frozenset({"ec2"}): "instance", frozenset({"ecs"}): "task"}.get(frozenset(backends), "machine")
+    return noun if count == 1 else noun + "s"
+
+
+def render_exec(report) -> Group:
+    """An exec's answers grouped by identical result: `12 instances: ok`, `3 instances: exit 1  i-a, i-b, i-c`
+    and each group's output below it (`report` is a services.fleet_exec.ExecReport)."""
+    backends = {m.backend for m in report.selection.machines}
+    parts: list = []
+    for group in report.groups():
+        count = len(group.results)
+        head = Text(f"{count} {machines_noun(backends, count)}: {group.label}", style="green" if group.ok else "red")
+        if not group.ok or count <= 3:
+            names = [r.machine.short for r in group.results]
+            head.append("  " + ", ".join(names[:10]) + (f" … (+{len(names) - 10})" if len(names) > 10 else ""), "dim")
+        parts.append(head)
+        lines = group.output.rstrip("\n").splitlines()
+        parts.extend(Text("    " + line) for line in lines[:EXEC_OUTPUT_LINES])
+        if len(lines) > EXEC_OUTPUT_LINES:
+            parts.append(Text(f"    … {len(lines) - EXEC_OUTPUT_LINES} more lines (--json has them all)", "dim"))
+    for job_id, why in report.selection.skipped:
+        parts.append(Text(f"skipped {job_id}: {why}", style="yellow"))
+    if report.interrupted:
+        parts.append(Text("interrupted: what was still running was cancelled", style="yellow"))
+    return Group(*parts)

@@ -30,6 +30,8 @@ RANKS = {
     "package_data": 1,
     "ledger": 2,
     "ledger_schema": 2,
+    "ledger_pools": 2,
+    "ledger_costs": 2,
     "transports": 2,
     "backends": 3,
     "services": 4,

@@ -24,4 +24,9 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def make_backend(name: str, settings: Settings) -> Backend:
+    """The backend of that name; EC2 jobs with a pool set (FCEVAL_POOL, `launch --pool`) run on the pool."""
+    if name == "ec2" and settings.pool:
+        from fceval_tui.backends.ec2_pool import Ec2PoolBackend
+
+        return Ec2PoolBackend(settings)
     return backend_class(name)(settings)

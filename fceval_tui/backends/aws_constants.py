@@ -19,6 +19,8 @@ JOB_ID_METADATA = "fceval-job-id"
 EXPIRES_AT_METADATA = "fceval-expires-at"
 # EC2 only: which attempt launched an instance, so a retried launch finds its own instance.
 ATTEMPT_TAG = "fceval:attempt"
+# EC2 warm pools: the pool an instance belongs to (`exec --pool NAME`, teardown and the views select by it).
+POOL_TAG = "fceval:pool"
 
 # The console's S3 keys, all under one root so that one policy statement covers them.
 S3_ROOT = "fceval-tui/"

@@ -26,7 +26,7 @@ import time
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from fceval_tui.backends import ec2_launch, remote_tmux
+from fceval_tui.backends import ec2_launch, ec2_spot_price, remote_tmux
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, classify, error_code, tag_filter, tag_map
 from fceval_tui.backends.aws_constants import (
     ATTEMPT_TAG,
@@ -35,6 +35,7 @@ from fceval_tui.backends.aws_constants import (
     JOB_ID_TAG,
     MANAGED_BY,
     MANAGED_BY_TAG,
+    POOL_TAG,
 )
 from fceval_tui.backends.base import (
     JobContext,
@@ -71,11 +72,18 @@ def ttl_minutes(ctx: JobContext) -> int:
 
 def user_data(ctx: JobContext, work_root: str, use_nvme: bool) -> str:
     """First-boot script. The TTL shutdown comes first so it holds even if the rest fails."""
+    banner = f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}"
+    return first_boot_script(banner, ttl_minutes(ctx), work_root, use_nvme)
+
+
+def first_boot_script(banner: str, ttl: int, work_root: str, use_nvme: bool, then: tuple[str, ...] = ()) -> str:
+    """The shutdown in `ttl` minutes first, then tmux, the work root (on the NVMe store when asked), and
+    the lines `then` (a warm pool's own TTL watcher)."""
     q = shlex.quote
     lines = [
         "#!/bin/bash",
-        f"# fceval-tui job {ctx.job.id} attempt {ctx.attempt}",
-        f"shutdown -h +{ttl_minutes(ctx)} 'fceval-tui TTL reached'",
+        f"# {banner}",
+        f"shutdown -h +{ttl} 'fceval-tui TTL reached'",
         "dnf install -y tmux || yum install -y tmux || (apt-get update && apt-get install -y tmux)",
         f"mkdir -p {q(work_root)}",
     ]
@@ -88,7 +96,7 @@ def user_data(ctx: JobContext, work_root: str, use_nvme: bool) -> str:
             f'  mkfs.xfs -f "$disk" && mount -o noatime "$disk" {q(work_root)}',
             "fi",
         ]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *then]) + "\n"
 
 
 class Ec2Backend(CloudBackend):
@@ -111,6 +119,7 @@ class Ec2Backend(CloudBackend):
         "ec2:TerminateInstances",
         "iam:PassRole",
         "iam:CreateServiceLinkedRole",  # AWS creates the Spot role on the first spot launch (spot only)
+        *ec2_spot_price.ACTIONS,  # the spot price an attempt launched at (spot only)
         "ssm:GetParameter",
         "ssm:DescribeInstanceInformation",
         "ssm:SendCommand",
@@ -154,14 +163,17 @@ class Ec2Backend(CloudBackend):
         existing = self._instances_of(ctx)
         if existing:
             return existing[0]["InstanceId"]  # a retry after a lost RunInstances response
-        params = self._launch_params(ctx)
+        # One token per (job, attempt, zone): AWS rejects a token reused with other parameters.
+        return self.launch_in_zones(self._launch_params(ctx), f"fceval-{ctx.job.id}-a{ctx.attempt}")
+
+    def launch_in_zones(self, params: dict, token: str) -> str:
+        """RunInstances in the configured zones in turn (the next on a capacity error); the instance id."""
         subnet = params.get("SubnetId")
         zones: tuple[str | None, ...] = () if subnet else self.settings.ec2_zones
         last: Exception | None = None
         for index, zone in enumerate(zones or (None,)):
             attempt_params = dict(params)
-            # One token per (job, attempt, zone): AWS rejects a token reused with other parameters.
-            attempt_params["ClientToken"] = f"fceval-{ctx.job.id}-a{ctx.attempt}-z{index}"[:64]
+            attempt_params["ClientToken"] = f"{token}-z{index}"[:64]
             if zone:
                 attempt_params["Placement"] = {"AvailabilityZone": zone}
             try:
@@ -260,6 +272,10 @@ class Ec2Backend(CloudBackend):
     def hourly_cost(self) -> float:
         return ec2_hourly(self.settings.ec2_instance_type, self.settings.spot_price) or 0.0
 
+    def attempt_price(self, ctx: JobContext, resource_id: str) -> ec2_spot_price.HourlyPrice:
+        s = self.settings
+        return ec2_spot_price.launch_price(self.aws.ec2, resource_id, s.ec2_instance_type, s.spot_price)
+
     def list_resources(self) -> list[Resource]:
         now = datetime.now(UTC)
         resources: list[Resource] = []
@@ -307,10 +323,16 @@ class Ec2Backend(CloudBackend):
     # -- launching ------------------------------------------------------------------------------
 
     def _launch_params(self, ctx: JobContext) -> dict:
+        boot = user_data(ctx, self.settings.remote_work_dir, self.settings.ec2_use_nvme)
+        return self.instance_params({**ctx.tags, ATTEMPT_TAG: str(ctx.attempt)}, boot, ctx.tags)
+
+    def instance_params(self, tag_values: dict[str, str], boot_script: str, group_tags: dict[str, str]) -> dict:
+        """RunInstances parameters for one instance of the configured type that runs `boot_script` first
+        and carries `tag_values` (so do its volume and spot request); `group_tags` tag a new security group."""
         settings = self.settings
         ami = self.images.ami()
         vpc, subnet = self.network.vpc_and_subnet()
-        tags = [{"Key": k, "Value": v} for k, v in {**ctx.tags, ATTEMPT_TAG: str(ctx.attempt)}.items()]
+        tags = [{"Key": k, "Value": v} for k, v in tag_values.items()]
         params: dict = {
             "ImageId": ami,
             "InstanceType": settings.ec2_instance_type,
@@ -318,7 +340,7 @@ class Ec2Backend(CloudBackend):
             "MaxCount": 1,
             "IamInstanceProfile": {"Name": settings.instance_profile},
             "InstanceInitiatedShutdownBehavior": "terminate",
-            "UserData": user_data(ctx, settings.remote_work_dir, settings.ec2_use_nvme),
+            "UserData": boot_script,
             "BlockDeviceMappings": [
                 {
                     "DeviceName": self.images.root_device(ami),
@@ -330,7 +352,7 @@ class Ec2Backend(CloudBackend):
                 }
             ],
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
-            "SecurityGroupIds": [self.network.security_group(vpc, ctx.tags)],
+            "SecurityGroupIds": [self.network.security_group(vpc, group_tags)],
             "TagSpecifications": [
                 {"ResourceType": "instance", "Tags": tags},
                 {"ResourceType": "volume", "Tags": tags},
@@ -442,8 +464,9 @@ class Ec2Backend(CloudBackend):
     def _instance_resource(self, item: dict, now: datetime) -> Resource:
         spot = self.settings.spot_price if item.get("InstanceLifecycle") == "spot" else None
         launched = item.get("LaunchTime")
+        tags = tag_map(item.get("Tags"))
         return Resource.from_tags(
-            tag_map(item.get("Tags")),
+            tags,
             backend=self.name,
             kind="instance",
             id=item["InstanceId"],
@@ -454,5 +477,6 @@ class Ec2Backend(CloudBackend):
                 "type": item["InstanceType"],
                 "zone": item.get("Placement", {}).get("AvailabilityZone"),
                 "lifecycle": item.get("InstanceLifecycle", "on-demand"),
+                **({"pool": tags[POOL_TAG]} if POOL_TAG in tags else {}),
             },
         )

@@ -18,12 +18,22 @@ from rich.text import Text
 from fceval_tui.domain.models import Event, Job
 from fceval_tui.domain.states import FINAL_STATES, JobState
 from fceval_tui.errors import UserError
-from fceval_tui.presentation import PAUSED_STYLE, describe_event, elapsed, is_paused, money, render_plan, state_text
+from fceval_tui.presentation import (
+    PAUSED_STYLE,
+    describe_event,
+    elapsed,
+    is_paused,
+    money,
+    pool_note,
+    render_plan,
+    state_text,
+)
 
 if TYPE_CHECKING:
     from fceval_tui.config import Settings
     from fceval_tui.ledger import Ledger, RunSummary
     from fceval_tui.services.audit import AuditReport, CheckEvent
+    from fceval_tui.services.pool_view import PoolStatus
     from fceval_tui.services.report import Report
     from fceval_tui.services.resources import ResourceListing
     from fceval_tui.services.runner import RunTotals
@@ -109,13 +119,46 @@ def print_resources(listing: ResourceListing) -> None:
                 r.id,
                 r.state,
                 r.run_id or "",
-                r.job_id or "",
+                pool_note(listing.pools.get(r.id)) or r.job_id or "",
                 money(r.cost_usd),
                 Text(why or "", style="yellow"),
             )
         console().print(table)
     for error in listing.errors:
         print_warning(f"not listed: {error}")
+
+
+def print_pools(statuses: list[PoolStatus]) -> None:
+    """Each pool on a line, then one row per live instance: its jobs, idle time, expiry and cost so far."""
+    from fceval_tui.presentation import duration
+
+    if not statuses:
+        console().print("no pools: start one with `fceval-tui pool up --size N`")
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("pool", "instance", "state", "slots", "jobs", "idle", "expires", "cost", "note"):
+        table.add_column(col, no_wrap=col in ("instance", "expires"))
+    for status in statuses:
+        p = status.pool
+        console().print(
+            f"pool {p.name}: {p.state}, {status.ready}/{p.size} ready, {status.busy}/{status.slots} slots busy, "
+            f"{p.settings.get('ec2_instance_type')} in {p.settings.get('region')}, idle timeout {p.idle_minutes:g} min"
+        )
+        for row in status.rows:
+            i = row.instance
+            table.add_row(
+                p.name,
+                i.id,
+                i.state,
+                str(i.slots),
+                ", ".join(i.jobs),
+                "" if row.idle_seconds is None else duration(row.idle_seconds),
+                i.expires_at.strftime("%H:%M:%S UTC") if i.expires_at else "",
+                money(row.cost_usd),
+                i.note or "",
+            )
+    if table.row_count:
+        console().print(table)
 
 
 _REPORT_COLUMNS = (

@@ -39,6 +39,8 @@ from fceval_tui.domain.models import BACKENDS
 from fceval_tui.domain.template import CommandTemplate
 from fceval_tui.package_data import example_harness
 
+POOL_NAME = r"[a-z0-9][a-z0-9-]{0,31}"  # goes into tags, launch tokens and the console's views
+
 
 def _default_run_command() -> str:
     harness = shlex.join([sys.executable, str(example_harness())])
@@ -254,6 +256,31 @@ class Settings:
         "/fceval",
         "Work directory on cloud compute (EC2 instance, ECS container, Batch job); jobs get a subdirectory.",
         "/fceval",
+        group="aws",
+    )
+    pool: str | None = _setting(
+        "FCEVAL_POOL",
+        optional(pattern(POOL_NAME, "a pool name: lowercase letters, digits and '-', at most 32")),
+        None,
+        "Warm EC2 pool (`fceval-tui pool up`) whose ready instances run the jobs; empty: a new instance per job.",
+        "default",
+        group="aws",
+    )
+    pool_vcpus_per_job: int = _setting(
+        "FCEVAL_POOL_VCPUS_PER_JOB",
+        int_range(1, 448),
+        2,
+        "vCPUs per job on a pool instance: it runs its vCPUs / this many jobs at once (at least one).",
+        "4",
+        group="aws",
+    )
+    pool_idle_minutes: float = _setting(
+        "FCEVAL_POOL_IDLE_MINUTES",
+        positive_float,
+        30.0,
+        "A pool instance without jobs for this long ends itself (its dead-man's switch), so an unused pool "
+        "stops billing.",
+        "20",
         group="aws",
     )
     ecs_cluster: str = _setting(

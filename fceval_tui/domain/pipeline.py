@@ -65,12 +65,18 @@ def render(
     grade_command: str | None,
     upload: str = "",
     banner: str = "",
+    run_as: str | None = None,
 ) -> str:
     """`run_command`/`grade_command` are rendered templates (they read the job's values from the
     environment: `ENV_FILE` in the work directory, or the container's environment where the backend
-    sets it); `upload` is trusted shell built by a backend with shlex.quote."""
+    sets it); `upload` is trusted shell built by a backend with shlex.quote. `run_as`: a user the run
+    and grade steps drop to (`runuser`, environment kept), while the status files, packing and uploads
+    stay with the pipeline's own user (a warm pool's jobs, see backends/pool_scripts)."""
     q = shlex.quote
     grade = grade_command or ""
+    if run_as:
+        run_command = f"runuser -u {q(run_as)} -- sh -c {q(run_command)}"
+        grade_command = f"runuser -u {q(run_as)} -- sh -c {q(grade)}" if grade else None
     return f"""#!/bin/sh
 # {banner or "fceval-tui pipeline"}
 cd {q(work_dir)} || exit 97
@@ -89,7 +95,7 @@ printf '%s\\n' "$rc" > {RUN_EXIT}
 code=$rc
 if [ "$rc" -eq 0 ] && [ -n {q(grade)} ]; then
   phase grading
-  ( {grade or ":"}
+  ( {grade_command or ":"}
   )
   grc=$?
   printf '%s\\n' "$grc" > {GRADE_EXIT}

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from fceval_tui import locations
-from fceval_tui.backends import backend_class
+from fceval_tui.backends import make_backend
 from fceval_tui.backends.base import work_dir
 from fceval_tui.config import Settings, setting
 from fceval_tui.domain import jobfile
@@ -43,7 +43,7 @@ def demo_settings(settings: Settings) -> Settings:
 
 def check_can_launch(settings: Settings, skip_preflight: bool) -> None:
     """Refuse early, before anything is written: a missing tool or (for cloud) a failed preflight."""
-    backend = backend_class(settings.backend)(settings)
+    backend = make_backend(settings.backend, settings)
     backend.check_ready()
     if settings.backend != "local" and not skip_preflight:
         from fceval_tui.services import audit
@@ -58,7 +58,7 @@ def create_run(ledger: Ledger, settings: Settings, specs, skip_preflight: bool =
 def plan(settings: Settings, specs: tuple[JobSpec, ...]) -> dict:
     """Exactly what `launch` would create and run, with a provisional run id; writes nothing."""
     run_id = new_run_id()
-    backend = backend_class(settings.backend)(settings)
+    backend = make_backend(settings.backend, settings)
     prefix = backend.artifact_prefix()
     jobs = []
     for seq, spec in enumerate(specs, start=1):

@@ -24,7 +24,8 @@ from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.errors import UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
-from fceval_tui.services.operator import identity
+from fceval_tui.services.forwarding import Forwards
+from fceval_tui.services.operator import STS_WAIT, identity, start_lookup
 from fceval_tui.services.report import read_grading_report
 from fceval_tui.services.resources import list_resources
 from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs, run_settings
@@ -32,13 +33,14 @@ from fceval_tui.ui.screens.events import EventsScreen
 from fceval_tui.ui.screens.jobs import JobsScreen
 from fceval_tui.ui.screens.launch import LaunchScreen
 from fceval_tui.ui.screens.modals import ConfirmScreen, HelpScreen, JumpScreen
+from fceval_tui.ui.screens.pools import PoolsScreen
 from fceval_tui.ui.screens.preflight import PreflightScreen
 from fceval_tui.ui.screens.resources import ResourcesScreen
 from fceval_tui.ui.screens.results import ResultsScreen
 from fceval_tui.ui.screens.teardown import TeardownScreen
 from fceval_tui.ui.themes import DEFAULT_THEME, load_themes
 
-MUTATING_ACTIONS = {"launch", "teardown"}
+MUTATING_ACTIONS = {"launch", "teardown", "exec"}
 
 
 def read_keymap(path: Path) -> tuple[dict[str, str], str | None]:
@@ -57,7 +59,13 @@ def read_keymap(path: Path) -> tuple[dict[str, str], str | None]:
 
 class FcevalApp(App):
     TITLE = "fceval-tui"
-    MODES = {"jobs": JobsScreen, "resources": ResourcesScreen, "events": EventsScreen, "results": ResultsScreen}
+    MODES = {
+        "jobs": JobsScreen,
+        "resources": ResourcesScreen,
+        "events": EventsScreen,
+        "pools": PoolsScreen,
+        "results": ResultsScreen,
+    }
     DEFAULT_MODE = "jobs"
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="app.help"),
@@ -65,10 +73,13 @@ class FcevalApp(App):
         Binding("1", "switch_mode('jobs')", "Jobs", show=False, id="app.view_jobs"),
         Binding("2", "switch_mode('resources')", "Resources", show=False, id="app.view_resources"),
         Binding("3", "switch_mode('events')", "Events", show=False, id="app.view_events"),
+        Binding("4", "switch_mode('pools')", "Pools", show=False, id="app.view_pools"),
         Binding("5", "switch_mode('results')", "Results", show=False, id="app.view_results"),
         Binding("n", "launch", "New", id="app.launch"),
         Binding("p", "preflight", "Preflight", id="app.preflight"),
         Binding("T", "teardown", "Teardown", show=False, id="app.teardown"),
+        Binding("X", "exec", "Exec on selection", show=False, id="app.exec"),
+        Binding("F", "forwards", "Port forwards", show=False, id="app.forwards"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -94,6 +105,7 @@ class FcevalApp(App):
         self._keymap = keymap or {}
         self._keymap_problem: str | None = None
         self._s3: object | None = None
+        self.forwards = Forwards(settings, ledger, identity())
         self.sub_title = "READ-ONLY" if readonly else ""
         # Chosen before the first screen is styled: choosing it on mount styles every widget twice.
         self._theme_notes = self._install_themes()
@@ -111,6 +123,7 @@ class FcevalApp(App):
             run_id = self.launch(self.settings, self.demo_specs)
             self.notify(f"demo run {run_id}: {len(self.demo_specs)} example jobs on this machine", title="Demo")
         self._check_orphans()
+        start_lookup(self.settings)  # the AWS caller for the action log, in the background
 
     def _install_themes(self) -> list[str]:
         """Register the shipped and user themes and select the requested one; returns what to warn about."""
@@ -184,14 +197,14 @@ class FcevalApp(App):
 
     @work(thread=True, group="cancel", exit_on_error=False)
     def _cancel(self, job_ids: list[str]) -> None:
-        cancelled = cancel_jobs(self.ledger, self.settings, job_ids, by=identity())
+        cancelled = cancel_jobs(self.ledger, self.settings, job_ids, by=identity(wait=STS_WAIT))
         self.call_from_thread(self.notify, f"cancelled {len(cancelled)} job(s)")
 
-    def resource_listing(self) -> tuple[list[Resource], dict[str, str], list[str]]:
-        """Every backend's live resources, why each orphan is one, and what could not be listed
-        (teardown's own listing and rules; called from a worker thread)."""
+    def resource_listing(self) -> tuple[list[Resource], dict[str, str], list[str], dict]:
+        """Every backend's live resources, why each orphan is one, what could not be listed (teardown's
+        own listing and rules), and the pool instances' rows; called from a worker thread."""
         listing = list_resources(self.settings, self.ledger)
-        return listing.resources, listing.orphans, listing.errors
+        return listing.resources, listing.orphans, listing.errors, listing.pools
 
     def highlighted_run_id(self) -> str | None:
         """The run of the job highlighted in the jobs view, if that view has a highlighted job."""
@@ -260,6 +273,19 @@ class FcevalApp(App):
     def action_teardown(self) -> None:
         self.push_screen(TeardownScreen())
 
+    def action_exec(self) -> None:
+        from fceval_tui.ui.screens.fleet import open_exec
+
+        open_exec(self)
+
+    def action_forwards(self) -> None:
+        from fceval_tui.ui.screens.fleet import open_forwards
+
+        open_forwards(self)
+
+    def on_unmount(self) -> None:
+        self.forwards.close_all()  # no forward outlives the console
+
     async def action_quit(self) -> None:
         active = [run_id for run_id in self.runners if self._driving(run_id)]
         if not active:
@@ -288,6 +314,9 @@ class FcevalApp(App):
             "Resources view", "Live compute behind jobs, orphans (2)", lambda: self.switch_mode("resources")
         )
         yield SystemCommand("Events view", "What the runner did and why (3)", lambda: self.switch_mode("events"))
+        yield SystemCommand(
+            "Pools view", "Warm pools: instances, jobs, idle time, cost (4)", lambda: self.switch_mode("pools")
+        )
         yield SystemCommand(
             "Results view", "Pass rates, scores, durations of a run (5)", lambda: self.switch_mode("results")
         )

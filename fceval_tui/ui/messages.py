@@ -7,7 +7,7 @@ Messages that belong to a widget's API stay nested in that widget (JobsTable.Job
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from fceval_tui.domain.models import Event, Job
     from fceval_tui.ledger import RunSummary
     from fceval_tui.services.audit import AuditReport, CheckEvent
+    from fceval_tui.services.fleet_exec import ExecReport, MachineResult
+    from fceval_tui.services.forwarding import Forward
     from fceval_tui.services.mirror import Mirror
+    from fceval_tui.services.pool_view import InstanceRow, PoolStatus
     from fceval_tui.services.report import Report
     from fceval_tui.services.runner import Runner
     from fceval_tui.services.teardown import Plan, Result
@@ -60,6 +63,14 @@ class ResourcesLoaded(Message):
     resources: list[Resource]
     orphans: dict[str, str]  # resource id -> why it is an orphan
     errors: list[str]  # backends that could not be listed, and why
+    pools: dict[str, InstanceRow] = field(default_factory=dict)  # a pool instance's id -> its row
+
+
+@dataclass
+class PoolsLoaded(Message):
+    """Every warm pool with its live instances (the Pools view)."""
+
+    statuses: list[PoolStatus]
 
 
 @dataclass
@@ -91,6 +102,15 @@ class PaneUpdate(Message):
     ended: bool
     reconnecting: bool
     trouble: str = ""  # sessions to the pane fail: the remote's words and the fix (with `ended`: given up)
+
+
+@dataclass
+class PasteProgress(Message):
+    """How much of a paste has reached the pane's machine; `error` when it failed."""
+
+    done: int
+    total: int
+    error: str | None = None
 
 
 # -- launch form -----------------------------------------------------------------------------------
@@ -144,3 +164,23 @@ class TeardownProgress(Message):
 @dataclass
 class TeardownDone(Message):
     result: Result
+
+
+# -- exec and forwards -----------------------------------------------------------------------------
+
+
+@dataclass
+class ExecProgress(Message):
+    """One machine answered."""
+
+    result: MachineResult
+
+
+@dataclass
+class ExecFinished(Message):
+    report: ExecReport
+
+
+@dataclass
+class ForwardOpened(Message):
+    forward: Forward

@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help=described("dataset passed to the harness", "dataset"))
     # Validated with the settings (one message for flag, environment and .env alike).
     parser.add_argument("--backend", help=described(", ".join(BACKENDS), "backend"))
+    parser.add_argument("--pool", metavar="NAME", help=described("run on this warm pool's instances (EC2)", "pool"))
     parser.add_argument("--concurrent", metavar="N", help=described("jobs at once", "concurrent"))
     parser.add_argument("--ttl", metavar="MINUTES", help=described("hard lifetime of cloud resources", "ttl_minutes"))
     parser.add_argument("--timeout", metavar="MINUTES", help=described("per-job time limit", "job_timeout_minutes"))
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fceval_tui.cli import output
     from fceval_tui.services import launching
+    from fceval_tui.services.pool import settings_for_run
 
     overrides = {
         "backend": args.backend,
@@ -51,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
         "dataset": args.dataset,
         "artifacts": args.artifacts,
         "keep_sessions": args.keep_sessions,
+        "pool": args.pool,
     }
     if args.dry_run:  # writes nothing: no state dir, no ledger, no log
-        settings = load_settings_from(args, overrides)
+        settings = settings_for_run(load_settings_from(args, overrides), None)
         parsed = launching.parse_jobs(settings, jobs_file=args.jobs, task_ids=args.task_id)
         for warning in parsed.warnings:
             output.print_warning(warning)
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             output.print_plan(plan)
         return EXIT_OK
     settings, ledger = load_context(args, overrides)
+    settings = settings_for_run(settings, ledger)
     parsed = launching.parse_jobs(settings, jobs_file=args.jobs, task_ids=args.task_id)
     for warning in parsed.warnings:
         output.print_warning(warning)

@@ -15,6 +15,7 @@ from fceval_tui.domain.states import JobState
 from fceval_tui.errors import BackendError, TransientError, UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.services import staging_objects
+from fceval_tui.services.teardown import pools
 from fceval_tui.services.teardown.plan import (
     CANCEL,
     DESTROY,
@@ -125,6 +126,7 @@ def execute(
             break
         if retry:
             time.sleep(RETRY_PAUSE)
+    pools.forget_destroyed(ledger, [i.resource for i in result.destroyed], plan.scope.kind)
     _verify(settings, ledger, result)
     return result
 

@@ -16,6 +16,7 @@ from fceval_tui.domain.models import Job, iso
 from fceval_tui.errors import BackendError, UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.services import staging_objects
+from fceval_tui.services.teardown import pools
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +326,11 @@ def make_plan(settings: Settings, ledger: Ledger, scope: Scope, listing: Listing
         if resource.kind in SHARED_KINDS:
             continue  # decided below, once the compute's fate is known
         state = _job_state(resource, view)
+        if pools.pool_of(resource):
+            action, why = pools.decide(resource, scope.kind, ledger)
+            if action != pools.SKIP:
+                (items if action == DESTROY else kept).append(PlanItem(resource, action, why, state))
+            continue
         if scope.kind == "all":
             items.append(PlanItem(resource, DESTROY, "--all", state))
         elif scope.kind == "run":

@@ -14,6 +14,7 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 from fceval_tui.config import Settings, setting
 from fceval_tui.domain.models import BACKENDS
 from fceval_tui.errors import ConfigError, JobFileError, UserError
+from fceval_tui.ledger_pools import PoolBook
 from fceval_tui.presentation import render_plan
 from fceval_tui.services import launching
 from fceval_tui.services.runner import Runner
@@ -34,6 +35,7 @@ FIELDS = (
     ("spot_price", "Spot price", "spot_price", "USD/h; empty: on-demand"),
     ("artifacts", "Artifacts", "artifacts", "local dir or s3://bucket/prefix"),
 )
+NEW_INSTANCES = "new instances"
 ENV_TO_FIELD = {setting(attr).env: fid for fid, _, attr, _ in FIELDS if attr} | {"FCEVAL_BACKEND": "backend"}
 
 
@@ -87,6 +89,8 @@ class LaunchScreen(ReportWorkerErrors, ModalScreen[str | None]):
                 yield Select(
                     [(b, b) for b in BACKENDS], value=self.base.backend, allow_blank=False, id="backend", compact=True
                 )
+                yield Label("Compute")
+                yield Select([(NEW_INSTANCES, "")], value="", allow_blank=False, id="compute", compact=True)
             yield Label("", id="errors", classes="error")
             with VerticalScroll(id="preview-scroll"):
                 yield Static("", id="preview")
@@ -98,6 +102,23 @@ class LaunchScreen(ReportWorkerErrors, ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one("#jobs" if not self.jobs_file else "#preview-btn").focus()
+        self._load_pools()
+
+    @work(thread=True, exclusive=True, group="launch-pools", exit_on_error=False)
+    def _load_pools(self) -> None:
+        names = [p.name for p in PoolBook(self.app.ledger).pools() if p.up]
+        self.app.call_from_thread(self._show_pools, names)
+
+    def _show_pools(self, names: list[str]) -> None:
+        """EC2 jobs on new instances, or on one of the warm pools that are up (`fceval-tui pool up`)."""
+        compute = self.query_one("#compute", Select)
+        compute.set_options([(NEW_INSTANCES, "")] + [(f"warm pool {name}", name) for name in names])
+        wanted = self.base.pool if self.base.pool in names else ""
+        compute.value = wanted
+
+    def _compute(self) -> str:
+        value = self.query_one("#compute", Select).value
+        return value if isinstance(value, str) else ""
 
     @on(Input.Submitted)
     def _submitted(self) -> None:
@@ -119,24 +140,27 @@ class LaunchScreen(ReportWorkerErrors, ModalScreen[str | None]):
 
     @on(Button.Pressed, "#preview-btn")
     def action_preview(self) -> None:
-        self._validate(self._raw(), str(self.query_one("#backend", Select).value))
+        self._validate(self._raw(), str(self.query_one("#backend", Select).value), self._compute())
 
     @work(thread=True, exclusive=True, group="launch-validate", exit_on_error=False)
-    def _validate(self, raw: dict[str, str], backend: str) -> None:
+    def _validate(self, raw: dict[str, str], backend: str, pool: str) -> None:
         errors: dict[str, str] = {}
         try:
-            settings, specs = self.resolve(raw, backend)
+            settings, specs = self.resolve(raw, backend, pool)
             plan = launching.plan(settings, specs)
         except (ConfigError, JobFileError, UserError) as exc:
             errors[self._field_for(exc, raw)] = str(exc)
             plan = None
         self.post_message(LaunchPreviewed(plan, errors))
 
-    def resolve(self, raw: dict[str, str], backend: str):
-        """The same parsing and checks as `fceval-tui launch`, with form values as command-line values."""
+    def resolve(self, raw: dict[str, str], backend: str, pool: str = ""):
+        """The same parsing and checks as `fceval-tui launch`, with form values as command-line values;
+        `pool`: a warm pool the jobs run on (as `--pool`), empty for new instances."""
         typed = {attr: raw[fid] for fid, _, attr, _ in FIELDS if attr and raw[fid] != _initial(self.base, attr)}
         typed["backend"] = backend
-        settings = self.base.with_raw(typed)
+        from fceval_tui.services.pool import settings_for_run  # loads boto3: only once a form is checked
+
+        settings = settings_for_run(self.base.with_raw(typed).replace(pool=pool or None), self.app.ledger)
         if raw["jobs"] and raw["task_ids"]:
             raise UserError("give a job file or task ids, not both", "clear one of the two fields")
         if not raw["jobs"] and not raw["task_ids"]:
@@ -182,13 +206,13 @@ class LaunchScreen(ReportWorkerErrors, ModalScreen[str | None]):
         if self._plan is None or self.app.readonly:
             return
         self.query_one("#launch", Button).disabled = True  # one press, one run
-        self._create_run(self._raw(), str(self.query_one("#backend", Select).value))
+        self._create_run(self._raw(), str(self.query_one("#backend", Select).value), self._compute())
 
     @work(thread=True, exclusive=True, group="launch-create", exit_on_error=False)
-    def _create_run(self, raw: dict[str, str], backend: str) -> None:
+    def _create_run(self, raw: dict[str, str], backend: str, pool: str) -> None:
         # Checks again (files and cloud state may have changed since the preview) and writes the
         # run: AWS calls and ledger writes stay off the event loop. A UserError is shown by the app.
-        settings, specs = self.resolve(raw, backend)
+        settings, specs = self.resolve(raw, backend, pool)
         runner = Runner(self.app.ledger, settings)
         run, _jobs = runner.create_run(list(specs))
         self.post_message(RunCreated(runner, run.id))

@@ -90,7 +90,7 @@ class HelpScreen(ModalScreen[None]):
             )
 
 
-VIEWS = ("jobs", "resources", "events", "results", "preflight", "teardown", "launch", "help")
+VIEWS = ("jobs", "resources", "events", "pools", "results", "preflight", "teardown", "launch", "help")
 
 
 class JumpScreen(ModalScreen[str | None]):

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header
 
-from fceval_tui.presentation import duration, money
+from fceval_tui.presentation import duration, money, pool_note
 from fceval_tui.ui.messages import ResourcesLoaded
 from fceval_tui.ui.polling import PollingScreen
 
@@ -56,7 +56,8 @@ class ResourcesScreen(PollingScreen):
             uptime = duration((now - r.started_at).total_seconds()) if r.started_at else ""
             reason = message.orphans.get(r.id)
             orphan = Text(f"ORPHAN: {reason}", style="bold red") if reason else Text("")
-            cells = (r.backend, r.kind, r.id, r.state, r.job_id or "", uptime, money(r.cost_usd), orphan)
+            job = pool_note(message.pools.get(r.id)) or r.job_id or ""
+            cells = (r.backend, r.kind, r.id, r.state, job, uptime, money(r.cost_usd), orphan)
             if key in table.rows:
                 for column, value in zip(
                     ("backend", "kind", "id", "state", "job", "uptime", "cost", "orphan"), cells, strict=True

@@ -1,0 +1,270 @@
+"""A warm pool's instances: launching and preparing them, watching their health, replacing the
+unhealthy, ending them. The pool's state is in the ledger (ledger_pools); this module keeps it true to
+what EC2 and SSM say.
+
+An instance is launched like a job's (same AMI, network, profile, shutdown behaviour `terminate`) with
+the console's tags plus `fceval:pool`, its run-id tag `pool-NAME` and job-id tag `pool-NAME-SEQ` (a
+retried launch finds its instance by them, as a job's does). Its first boot starts the expiry watcher
+(pool_scripts). Once its SSM agent is online it is prepared (work root, tools, idle expiry, vCPUs) and
+takes `vCPUs / FCEVAL_POOL_VCPUS_PER_JOB` jobs at once.
+
+`upkeep` is one pass, with no waiting: instances EC2 no longer runs are marked gone (their claims
+dropped); a ready instance whose agent is offline is drained; booting ones whose agent is online are
+prepared; a drained instance none of whose jobs is still active is terminated; and a pool that is up
+gets new instances until it has its size again.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from datetime import datetime, timedelta
+
+from fceval_tui.backends import pool_scripts
+from fceval_tui.backends.aws import AWS_ERRORS, classify, error_code, tag_filter
+from fceval_tui.backends.aws_constants import (
+    EXPIRES_AT_TAG,
+    JOB_ID_TAG,
+    MANAGED_BY,
+    MANAGED_BY_TAG,
+    POOL_TAG,
+    RUN_ID_TAG,
+)
+from fceval_tui.backends.ec2 import GONE_STATES, LIVE_STATES, Ec2Backend, first_boot_script
+from fceval_tui.backends.remote_tmux import EXIT_NO_TMUX
+from fceval_tui.domain.models import iso, utcnow
+from fceval_tui.errors import BackendError, NotFoundError, PermanentError, TransientError
+from fceval_tui.ledger_pools import BOOTING, DRAINING, GONE, READY, Pool, PoolBook, PoolInstance
+from fceval_tui.transports.ssm import SsmTransport
+
+SSM_IDS_PER_CALL = 50  # DescribeInstanceInformation's InstanceIds filter takes at most 50 values
+
+
+def pool_run_id(name: str) -> str:
+    """The run-id tag of a pool's instances (they belong to no run)."""
+    return f"pool-{name}"
+
+
+class PoolFleet:
+    """The instances of the pools in one ledger, through one EC2 backend's clients and settings."""
+
+    def __init__(self, ec2: Ec2Backend, book: PoolBook) -> None:
+        self.ec2 = ec2
+        self.book = book
+        self.settings = ec2.settings
+        self._lock = threading.Lock()  # one upkeep pass at a time per fleet
+
+    # -- launching ----------------------------------------------------------------------------------
+
+    def tags(self, pool: Pool, seq: int, expires_at: datetime) -> dict[str, str]:
+        return {
+            MANAGED_BY_TAG: MANAGED_BY,
+            RUN_ID_TAG: pool_run_id(pool.name),
+            JOB_ID_TAG: f"{pool_run_id(pool.name)}-{seq}",
+            EXPIRES_AT_TAG: iso(expires_at),
+            POOL_TAG: pool.name,
+        }
+
+    def launch(self, pool: Pool) -> PoolInstance:
+        """One new instance for the pool (found instead, when an earlier try launched it); not waited for."""
+        seq = self.book.next_seq(pool.name)
+        expires = utcnow() + timedelta(minutes=pool.ttl_minutes)
+        tags = self.tags(pool, seq, expires)
+        found = self.tagged(pool.name, tags[JOB_ID_TAG], ("pending", "running"))
+        if found:
+            instance_id = found[0]
+        else:
+            root = self.settings.remote_work_dir
+            boot = first_boot_script(
+                f"fceval-tui warm pool {pool.name} instance {seq}",
+                math.ceil(pool.ttl_minutes),
+                root,
+                self.settings.ec2_use_nvme,
+                then=pool_scripts.watcher_lines(root, int(expires.timestamp())),
+            )
+            params = self.ec2.instance_params(tags, boot, {k: v for k, v in tags.items() if k != JOB_ID_TAG})
+            token = f"fceval-pool-{pool.name}-{int(pool.created_at.timestamp())}-{seq}"
+            instance_id = self.ec2.launch_in_zones(params, token)
+        instance = self.book.add_instance(pool.name, instance_id, seq, expires)
+        self.book.record("pool_instance_launched", pool.name, instance=instance_id, seq=seq)
+        return instance
+
+    def tagged(self, pool: str, job_tag: str | None = None, states: tuple[str, ...] = LIVE_STATES) -> list[str]:
+        """Instances in `states` with the pool's tag (and that job-id tag), whatever the ledger says."""
+        filters = [tag_filter(POOL_TAG, pool), {"Name": "instance-state-name", "Values": list(states)}]
+        if job_tag:
+            filters.append(tag_filter(JOB_ID_TAG, job_tag))
+        try:
+            reservations = self.ec2.aws.ec2.describe_instances(Filters=filters)["Reservations"]
+        except AWS_ERRORS as exc:
+            raise classify(exc, f"looking up pool {pool}'s instances") from exc
+        return [item["InstanceId"] for r in reservations for item in r["Instances"]]
+
+    def prepare(self, pool: Pool, instance: PoolInstance) -> PoolInstance:
+        """Make a booted instance (agent online) ready for jobs; it starts idle."""
+        expires = utcnow() + timedelta(minutes=min(pool.idle_minutes, pool.ttl_minutes))
+        script = pool_scripts.prepare_script(self.settings.remote_work_dir, instance.id, int(expires.timestamp()))
+        try:
+            result = self.transport(instance.id).run(["sh", "-c", script], timeout=600)
+        except TimeoutError as exc:
+            raise TransientError(f"preparing pool instance {instance.id} timed out: {exc}") from exc
+        if result.exit_code in (EXIT_NO_TMUX, pool_scripts.EXIT_NO_RUNUSER):
+            raise PermanentError(
+                f"pool instance {instance.id} cannot run jobs: {result.stderr.strip()}",
+                "use an AMI with tmux and util-linux (runuser), or give the subnet access to the package repositories",
+            )
+        if not result.ok:
+            raise TransientError(f"preparing pool instance {instance.id} failed: {result.stderr.strip()[-300:]}")
+        vcpus = int(pool_scripts.output_value(result.stdout, "vcpus") or 1)
+        slots = max(1, vcpus // self.settings.pool_vcpus_per_job)
+        ready = self.book.update_instance(instance.id, state=READY, slots=slots, idle_since=utcnow())
+        self.set_expiry_tag(ready, result.stdout)
+        self.book.record("pool_instance_ready", pool.name, instance=instance.id, vcpus=vcpus, slots=slots)
+        return self.book.instance(instance.id)
+
+    def set_expiry_tag(self, instance: PoolInstance, stdout: str) -> None:
+        """Keep the expiry tag and the ledger equal to the expiry a script reported as in force."""
+        epoch = pool_scripts.output_value(stdout, "expires")
+        if not epoch or not epoch.isdigit():
+            return
+        expires = datetime.fromtimestamp(int(epoch), tz=utcnow().tzinfo)
+        if instance.expires_at and abs((instance.expires_at - expires).total_seconds()) < 1:
+            return
+        try:
+            self.ec2.aws.ec2.create_tags(Resources=[instance.id], Tags=[{"Key": EXPIRES_AT_TAG, "Value": iso(expires)}])
+        except AWS_ERRORS as exc:
+            raise classify(exc, f"ec2:CreateTags {instance.id}") from exc
+        self.book.update_instance(instance.id, expires_at=expires)
+
+    def transport(self, instance_id: str) -> SsmTransport:
+        """Run Command on a pool instance, for the pool's own short scripts (no S3 copy of the output)."""
+        return SsmTransport(
+            self.ec2.aws.ssm,
+            instance_id,
+            region=self.settings.region,
+            profile=self.settings.profile or None,
+            poll_interval=min(1.0, self.ec2.poll_interval),
+        )
+
+    # -- health ---------------------------------------------------------------------------------------
+
+    def upkeep(self, pool: Pool) -> list[PoolInstance]:
+        """One pass (see the module doc); the pool's live instances after it."""
+        with self._lock:
+            self._refresh(pool)
+            for instance in self.book.instances(pool.name):
+                if instance.state == DRAINING and not self._active_jobs(instance):
+                    self.terminate(pool, [instance.id], f"drained ({instance.note})")
+            if pool.up:
+                live = [i for i in self.book.instances(pool.name) if i.state in (BOOTING, READY)]
+                for _ in range(pool.size - len(live)):
+                    self.launch(pool)
+            return self.book.instances(pool.name)
+
+    def refresh(self, pool: Pool) -> list[PoolInstance]:
+        """The observing half of `upkeep`: gone instances marked, offline ones drained, booted ones
+        prepared; nothing launched or terminated."""
+        with self._lock:
+            self._refresh(pool)
+            return self.book.instances(pool.name)
+
+    def _refresh(self, pool: Pool) -> None:
+        instances = self.book.instances(pool.name)
+        states = self._ec2_states([i.id for i in instances])
+        for instance in instances:
+            state = states.get(instance.id)
+            if state is None or state in GONE_STATES or state == "terminated":
+                self._gone(pool, instance, f"EC2 says {state or 'it no longer exists'}")
+        instances = self.book.instances(pool.name)
+        online = self._online([i.id for i in instances])
+        for instance in instances:
+            if instance.state == READY and instance.id not in online:
+                self.drain(pool, instance, "its SSM agent is offline")
+            elif instance.state == BOOTING and instance.id in online:
+                try:
+                    self.prepare(pool, instance)
+                except BackendError as exc:
+                    self.drain(pool, instance, f"preparing it failed: {exc}")
+
+    def wait_ready(self, pool: Pool, timeout: float) -> list[PoolInstance]:
+        """Upkeep until the pool has `size` ready instances; TransientError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            instances = self.upkeep(pool)
+            ready = [i for i in instances if i.state == READY]
+            if len(ready) >= pool.size:
+                return instances
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"pool {pool.name}: {len(ready)} of {pool.size} instances ready after {int(timeout)} s",
+                    "see `fceval-tui pool status`; check the instance profile has AmazonSSMManagedInstanceCore",
+                )
+            time.sleep(self.ec2.poll_interval)
+
+    def drain(self, pool: Pool, instance: PoolInstance, reason: str) -> None:
+        """No new jobs on this instance; upkeep terminates it once its jobs are done, and replaces it."""
+        if instance.state in (DRAINING, GONE):
+            return
+        self.book.update_instance(instance.id, state=DRAINING, note=reason)
+        self.book.record("pool_instance_drained", pool.name, instance=instance.id, reason=reason)
+
+    def terminate(self, pool: Pool, instance_ids: list[str], reason: str, wait: bool = False) -> None:
+        if not instance_ids:
+            return
+        try:
+            self.ec2.aws.ec2.terminate_instances(InstanceIds=instance_ids)
+            if wait:
+                delay = max(1, int(self.ec2.poll_interval))
+                self.ec2.aws.ec2.get_waiter("instance_terminated").wait(
+                    InstanceIds=instance_ids, WaiterConfig={"Delay": delay, "MaxAttempts": int(900 / delay) + 1}
+                )
+        except AWS_ERRORS as exc:
+            if error_code(exc) != "InvalidInstanceID.NotFound":
+                raise classify(exc, f"ec2:TerminateInstances {', '.join(instance_ids)}") from exc
+        known = {i.id: i for i in self.book.instances(pool.name)}
+        for instance_id in instance_ids:
+            if instance_id in known:
+                self._gone(pool, known[instance_id], reason)
+
+    def _gone(self, pool: Pool, instance: PoolInstance, reason: str) -> None:
+        if instance.state == GONE:
+            return
+        self.book.drop_claims(instance.id)
+        self.book.update_instance(instance.id, state=GONE, note=reason)
+        self.book.record("pool_instance_gone", pool.name, instance=instance.id, reason=reason)
+
+    def _active_jobs(self, instance: PoolInstance) -> list[str]:
+        active = []
+        for job_id in instance.jobs:
+            try:
+                if not self.book.ledger.get_job(job_id).state.is_final:
+                    active.append(job_id)
+            except NotFoundError:
+                continue
+        return active
+
+    def _ec2_states(self, instance_ids: list[str]) -> dict[str, str]:
+        if not instance_ids:
+            return {}
+        try:
+            pages = self.ec2.aws.ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": instance_ids}]
+            )
+            found = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+        except AWS_ERRORS as exc:
+            raise classify(exc, "ec2:DescribeInstances (pool instances)") from exc
+        return {i["InstanceId"]: i["State"]["Name"] for i in found}
+
+    def _online(self, instance_ids: list[str]) -> set[str]:
+        online: set[str] = set()
+        for start in range(0, len(instance_ids), SSM_IDS_PER_CALL):
+            chunk = instance_ids[start : start + SSM_IDS_PER_CALL]
+            try:
+                info = self.ec2.aws.ssm.describe_instance_information(
+                    Filters=[{"Key": "InstanceIds", "Values": chunk}]
+                )["InstanceInformationList"]
+            except AWS_ERRORS as exc:
+                raise classify(exc, "ssm:DescribeInstanceInformation (pool instances)") from exc
+            online |= {i["InstanceId"] for i in info if i.get("PingStatus") == "Online"}
+        return online

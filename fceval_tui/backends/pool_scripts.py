@@ -1,0 +1,185 @@
+"""The shell a warm pool runs on its instances, as root through Run Command (see ec2_pool).
+
+Isolation: each job on a pool instance has its own Unix user (`job_user`), created when the job
+starts, whose home is the job's work directory: owned by that user, group `TMUX_GROUP`, mode 0710, so
+no other job's user can enter it (only the session user, for the mirror). The pipeline runs as root in
+the job's own tmux server, as on an instance of its own, and drops to the job's user for the harness's
+run and grade steps (`pipeline.render(run_as=...)`): root writes the status files and does the uploads,
+the job's code reads the job's values from its environment, and whatever it started or left is found
+by its uid when it ends. Cleanup kills the session and every process of that uid, deletes its files
+in the shared temporary directories, the work directory and the user, then checks each of those is
+gone: only then is the slot free again (a uid is reused by the next `useradd`).
+
+The dead-man's switch: the pool's first-boot script starts a watcher that powers the instance off once
+the time (epoch seconds) in its expiry file has passed, after which EC2 terminates it (shutdown
+behaviour `terminate`). The console moves that time forward when a job starts (to the job's own TTL)
+and sets it to the idle timeout when the last job leaves; without a console nothing moves it. The file
+is named by the instance id, so a copy left in an image made from a pool instance ends nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+
+from fceval_tui.backends.remote_tmux import EXIT_NO_TMUX, TMUX_GROUP, socket_path
+
+EXIT_NO_RUNUSER = 5
+_SAFE_USER = re.compile(r"[a-z][a-z0-9-]{0,28}")
+# Shared writable places where a job may leave files; all are searched for its uid at cleanup.
+TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+WATCHER = "/usr/local/sbin/fceval-pool-ttl"
+_IMDS = "http://169.254.169.254/latest"
+
+
+def job_user(job_id: str) -> str:
+    """The Unix user of a job on a pool instance (at most 32 characters, as useradd allows)."""
+    name = "fj-" + job_id.lower()
+    if _SAFE_USER.fullmatch(job_id.lower()) and len(name) <= 32:
+        return name
+    return "fj-" + hashlib.sha256(job_id.encode()).hexdigest()[:20]
+
+
+def expiry_file(work_root: str, instance_id: str) -> str:
+    return f"{work_root.rstrip('/')}/.pool/{instance_id}.expires"
+
+
+def watcher_script(interval: int = 20) -> str:
+    """The expiry watcher: powers off once the time in the file $1 (epoch seconds) has passed; a missing
+    or unreadable file counts as passed (a dead-man's switch fails towards ending the instance)."""
+    return "\n".join(
+        [
+            "#!/bin/sh",
+            "# fceval-tui warm pool: power off once the time in $1 (epoch seconds) has passed",
+            "while :; do",
+            '  e=$(cat "$1" 2>/dev/null)',
+            "  case $e in ''|*[!0-9]*) e=0 ;; esac",
+            '  if [ "$(date +%s)" -ge "$e" ]; then shutdown -h now \'fceval-tui pool TTL reached\'; fi',
+            f"  sleep {int(interval)}",
+            "done",
+        ]
+    )
+
+
+def watcher_lines(work_root: str, expires_epoch: int) -> tuple[str, ...]:
+    """First-boot lines (after the work root exists) that start the expiry watcher, then cancel the
+    plain `shutdown` the script began with: that one stays the switch if the watcher cannot start."""
+    q = shlex.quote
+    state = f"{work_root.rstrip('/')}/.pool"
+    watcher = watcher_script()
+    return (
+        f"mkdir -p {q(state)} && chmod 0700 {q(state)}",
+        f"tok=$(curl -s -X PUT {_IMDS}/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')",
+        f'id=$(curl -s -H "X-aws-ec2-metadata-token: $tok" {_IMDS}/meta-data/instance-id)',
+        f'f={q(state)}/"$id".expires',
+        f'[ -s "$f" ] || printf "%s\\n" {int(expires_epoch)} > "$f"',
+        f"cat > {WATCHER} <<'FCEVAL_WATCHER_END'\n{watcher}\nFCEVAL_WATCHER_END",
+        f"chmod 0700 {WATCHER}",
+        f'if [ -n "$id" ] && systemd-run --unit=fceval-pool-ttl {WATCHER} "$f"; then shutdown -c; fi',
+    )
+
+
+def set_expiry(work_root: str, instance_id: str, expires_epoch: int, *, later_only: bool) -> str:
+    """Shell writing the instance's expiry (only if later than the current one with `later_only`) and
+    printing `expires=<epoch>`, the time now in force."""
+    q = shlex.quote
+    path = expiry_file(work_root, instance_id)
+    write = f'printf "%s\\n" {int(expires_epoch)} > "$f.tmp" && mv "$f.tmp" "$f"'
+    test = f'[ {int(expires_epoch)} -gt "$old" ]' if later_only else "true"
+    return "\n".join(
+        [
+            f"f={q(path)}",
+            'mkdir -p "$(dirname "$f")" && chmod 0700 "$(dirname "$f")"',
+            "old=$(cat \"$f\" 2>/dev/null); case $old in ''|*[!0-9]*) old=0 ;; esac",
+            f"if {test}; then {write}; fi",
+            'printf "expires=%s\\n" "$(cat "$f")"',
+        ]
+    )
+
+
+def prepare_script(work_root: str, instance_id: str, expires_epoch: int) -> str:
+    """Once, when a new instance's agent is online: wait for the first boot to finish, check the tools,
+    make the work root and the tmux group, set the idle expiry; prints `vcpus=N` and `expires=...`."""
+    q = shlex.quote
+    return "\n".join(
+        [
+            "if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 </dev/null; fi",
+            f"command -v tmux >/dev/null 2>&1 || {{ echo 'tmux is not installed' >&2; exit {EXIT_NO_TMUX}; }}",
+            f"command -v runuser >/dev/null 2>&1 || {{ echo 'runuser is not installed' >&2; exit {EXIT_NO_RUNUSER}; }}",
+            f"mkdir -p {q(work_root)} && chmod 0755 {q(work_root)} || exit 2",
+            f"getent group {TMUX_GROUP} >/dev/null || groupadd {TMUX_GROUP} || exit 2",
+            set_expiry(work_root, instance_id, expires_epoch, later_only=False),
+            'printf "vcpus=%s\\n" "$(nproc)"',
+        ]
+    )
+
+
+def job_setup(work: str, user: str) -> str:
+    """Before the job's pipeline is installed: its user (home: the work directory) and that directory,
+    owned by the user, with an artifacts directory the harness can write."""
+    q = shlex.quote
+    return "\n".join(
+        [
+            f"id -u {q(user)} >/dev/null 2>&1 || useradd -M -U -d {q(work)} -s /bin/sh {q(user)} || exit 2",
+            f"mkdir -p {q(work)}/artifacts || exit 2",
+            f"chown {q(user)} {q(work)} {q(work)}/artifacts && chmod 0700 {q(work)}/artifacts || exit 2",
+        ]
+    )
+
+
+def stop_job(work: str, user: str) -> str:
+    """Kill the job's tmux server, whatever still runs in its pane's session (the pipeline, as root), and
+    every process of the job's user (sets `uid` for what follows)."""
+    q = shlex.quote
+    tmux = shlex.join(["tmux", "-S", socket_path(work)])
+    return "\n".join(
+        [
+            f"panes=$({tmux} list-panes -a -F '#{{pane_pid}}' 2>/dev/null)",
+            f"{tmux} kill-server >/dev/null 2>&1",
+            'for p in $panes; do pkill -KILL -s "$p" >/dev/null 2>&1; done',
+            f"uid=$(id -u {q(user)} 2>/dev/null)",
+            'if [ -n "$uid" ]; then',
+            "  for i in 1 2 3 4 5 6 7 8 9 10; do",
+            '    pkill -KILL -U "$uid"; pkill -KILL -u "$uid"',
+            '    pgrep -U "$uid" >/dev/null || pgrep -u "$uid" >/dev/null || break',
+            "    sleep 0.2",
+            "  done",
+            "fi",
+        ]
+    )
+
+
+def clean_job(work: str, user: str) -> str:
+    """`stop_job`, then remove the job's files and user, and verify: exit 0 and `clean` when nothing of
+    the job is left, else exit 1 and `left=...` naming what is."""
+    q = shlex.quote
+    temp = " ".join(TEMP_DIRS)
+    tmux = shlex.join(["tmux", "-S", socket_path(work)])
+    return "\n".join(
+        [
+            stop_job(work, user),
+            'if [ -n "$uid" ]; then',
+            f'  for d in {temp}; do [ -d "$d" ] && find "$d" -xdev -uid "$uid" -delete 2>/dev/null; done',
+            f"  userdel {q(user)} >/dev/null 2>&1",
+            f"  getent group {q(user)} >/dev/null && groupdel {q(user)} >/dev/null 2>&1",
+            "fi",
+            f"rm -rf {q(work)}",
+            "left=''",
+            f'id -u {q(user)} >/dev/null 2>&1 && left="$left user"',
+            f'[ -e {q(work)} ] && left="$left work-dir"',
+            f'{tmux} has-session >/dev/null 2>&1 && left="$left tmux"',
+            'if [ -n "$uid" ]; then',
+            '  { pgrep -U "$uid" || pgrep -u "$uid"; } >/dev/null && left="$left processes"',
+            f'  for d in {temp}; do [ -d "$d" ] && [ -n "$(find "$d" -xdev -uid "$uid" -print -quit 2>/dev/null)" ]'
+            ' && left="$left files-in-$d"; done',
+            "fi",
+            'if [ -n "$left" ]; then echo "left=${left# }"; exit 1; fi',
+            "echo clean",
+        ]
+    )
+
+
+def output_value(stdout: str, name: str) -> str | None:
+    """The value of a `name=value` line a script printed."""
+    return next((line.split("=", 1)[1].strip() for line in stdout.splitlines() if line.startswith(name + "=")), None)
