@@ -29,6 +29,7 @@ def _no_trace_of(job_id: str, work_root: str) -> None:
     with pytest.raises(KeyError):
         pwd.getpwnam(user)
     assert not (Path(work_root) / job_id).exists()
+    assert not Path(pool_scripts.user_dir(f"{work_root}/{job_id}")).exists()
 
 
 def test_a_pool_of_3_runs_9_jobs_with_no_boot_after_the_first(pool_env, aws_env):

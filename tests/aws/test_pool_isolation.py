@@ -75,7 +75,10 @@ attacker*)
   bw=$root/$v_job
   out=$share/report.tmp
   : > "$out"
-  try() { name=$1; shift; if "$@" >/dev/null 2>&1; then echo "$name ALLOWED" >> "$out"; else echo "$name refused" >> "$out"; fi; }
+  try() {
+    name=$1; shift
+    if "$@" >/dev/null 2>&1; then echo "$name ALLOWED" >> "$out"; else echo "$name refused" >> "$out"; fi
+  }
   try list-work-dir ls "$bw"
   try read-job-env cat "$bw/job.env"
   try read-pipeline cat "$bw/pipeline.sh"
@@ -125,7 +128,7 @@ def test_one_job_cannot_touch_another_on_the_same_instance(pool_env, ec2_machine
     script.chmod(0o755)
     settings = make(
         FCEVAL_RUN_COMMAND=f"sh {script} {{task_id}} {{job_id}} {{artifacts_dir}}",
-        FCEVAL_GRADE_COMMAND="true",
+        FCEVAL_GRADE_COMMAND="sh -c 'echo 1 > \"$0/grading_report.json\"' {artifacts_dir}",
         FCEVAL_POOL_VCPUS_PER_JOB=str(max(1, (os.cpu_count() or 2) // 2)),  # two slots on the one instance
     )
     (instance,) = [r.instance for r in pools.pool_up(settings, ledger, name, 1).rows]
@@ -161,7 +164,7 @@ def test_one_job_cannot_touch_another_on_the_same_instance(pool_env, ec2_machine
         (share / "release-victim").touch()
         driver.join(timeout=120)
     assert not driver.is_alive()
-    assert ledger.get_job(victim.id).state == JobState.SUCCEEDED, ledger.get_job(victim.id)
+    assert ledger.get_job(victim.id).state == JobState.SUCCEEDED, ledger.get_job(victim.id).error
     assert not _alive(daemon)  # gone with the victim's cleanup, though it left the job's session
     for job in (victim, attacker):
         with pytest.raises(KeyError):
