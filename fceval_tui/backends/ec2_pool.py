@@ -70,7 +70,7 @@ class Ec2PoolBackend(Ec2Backend):
             raise PermanentError(str(exc.problem), exc.fix) from exc
         if not pool.up:
             raise PermanentError(
-                f"pool {self.pool_name} is down", f"start it with `fceval-tui pool up --name {self.pool_name} --size N`"
+                pool.why_not_up(), f"start it with `fceval-tui pool up --name {self.pool_name} --size N`"
             )
         return pool
 

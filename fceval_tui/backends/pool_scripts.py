@@ -101,6 +101,27 @@ def set_expiry(work_root: str, instance_id: str, expires_epoch: int, *, later_on
     )
 
 
+def push_expiry(work_root: str, instance_ids: list[str], expires_epoch: int) -> str:
+    """One script for many instances (one Run Command): each moves its own expiry to `expires_epoch` if
+    that is later. An instance has only its own file (they are named by instance id), and one without
+    it was never prepared: its switch stays as it is."""
+    q = shlex.quote
+    state = f"{work_root.rstrip('/')}/.pool"
+    ids = " ".join(q(i) for i in instance_ids)
+    return "\n".join(
+        [
+            f"for id in {ids}; do",
+            f'  f={q(state)}/"$id".expires',
+            '  [ -e "$f" ] || continue',
+            "  old=$(cat \"$f\" 2>/dev/null); case $old in ''|*[!0-9]*) old=0 ;; esac",
+            f'  if [ {int(expires_epoch)} -gt "$old" ]; then',
+            f'    printf "%s\\n" {int(expires_epoch)} > "$f.tmp" && mv "$f.tmp" "$f" || exit 1',
+            "  fi",
+            "done",
+        ]
+    )
+
+
 def prepare_script(work_root: str, instance_id: str, expires_epoch: int) -> str:
     """Once, when a new instance's agent is online: wait for the first boot to finish, check the tools,
     make the work root and the tmux group, set the idle expiry; prints `vcpus=N` and `expires=...`."""

@@ -17,7 +17,7 @@ from fceval_tui.config.settings import POOL_NAME
 from fceval_tui.errors import BackendError, UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.ledger_pools import POOL_DOWN, READY, Pool, PoolBook
-from fceval_tui.services.pool_view import PoolStatus, rows
+from fceval_tui.services.pool_view import PoolStatus, idle_ended, rows
 
 BOOT_TIMEOUT = 900.0  # boot plus SSM agent registration of a new instance; slow AMIs take minutes
 # What a run on a pool takes from the pool: where its instances are and how they were set up.
@@ -64,7 +64,7 @@ def settings_for_run(settings: Settings, ledger: Ledger | None) -> Settings:
     book = PoolBook(ledger)
     pool = book.pool(settings.pool)
     if not pool.up:
-        raise UserError(f"pool {pool.name} is down", f"start it with `fceval-tui pool up --name {pool.name} --size N`")
+        raise UserError(pool.why_not_up(), f"start it with `fceval-tui pool up --name {pool.name} --size N`")
     settings = settings.with_json({k: v for k, v in pool.settings.items() if k in POOL_PINNED})
     if settings.sources.get("concurrent", "default") == "default":
         slots = sum(i.slots for i in book.instances(pool.name) if i.state == READY)
@@ -121,7 +121,7 @@ def pool_status(settings: Settings, ledger: Ledger, name: str | None = None, ref
                 instances = pool_backend(settings, ledger, pool).fleet.refresh(pool)
             except BackendError as exc:
                 raise UserError(f"pool {pool.name}: {exc}", getattr(exc, "fix", "") or "check AWS access") from exc
-        statuses.append(PoolStatus(pool, rows(settings, pool, instances)))
+        statuses.append(PoolStatus(book.pool(pool.name), rows(settings, pool, instances), idle_ended(book, pool)))
     return statuses
 
 

@@ -6,6 +6,7 @@ What each part follows:
   environment (AWS: "Running commands using Systems Manager Run Command"; the agent runs as root).
   GetCommandInvocation returns at most 24,000 characters of StandardOutputContent and 8,000 of
   StandardErrorContent (API reference: GetCommandInvocation); the full output only in the S3 copy.
+  ListCommands gives the command's overall status: Failed once an invocation failed (MaxErrors 0).
 - Sessions (`aws ssm start-session`, `AWS-StartInteractiveCommand`) run as the system-generated
   `ssm-user` account unless Run As is configured (AWS: Session Manager, "Turn on run as support for
   Linux and macOS managed nodes"). How the agent starts one (aws/amazon-ssm-agent,
@@ -147,6 +148,10 @@ def install_run_command(monkeypatch, machine) -> None:
                         f"{prefix}/awsrunShellScript/0.awsrunShellScript/{stream}",
                         text.encode(),
                     )
+        # ListCommands: the command's own status sums up its invocations; with MaxErrors 0 one failed
+        # invocation fails the command (AWS: "Understanding command statuses", "Using error controls").
+        command.error_count = sum(1 for inv in command.invocations if inv["Status"] != "Success")
+        command.status = command.status_details = "Failed" if command.error_count else "Success"
         return command
 
     def describe_instance_information(self):
