@@ -41,6 +41,49 @@ def check_name(name: str) -> str:
     return name
 
 
+UP_FIELDS = ("name", "size", "instance_type", "ttl")
+
+
+def check_up(
+    settings: Settings, name: str, size: str | int, instance_type: str | None = None, ttl_minutes: str | None = None
+) -> tuple[int, Settings]:
+    """The checks of `pool up` on its values as typed (the console's form passes text): the size and the
+    settings the pool's instances get. UserError for the first bad value; `up_errors` gives all of them."""
+    errors = up_errors(settings, name, size, instance_type, ttl_minutes)
+    if errors:
+        raise next(iter(errors.values()))
+    raw = {"ec2_instance_type": instance_type} if instance_type else {}
+    if ttl_minutes:
+        raw["ttl_minutes"] = ttl_minutes
+    return int(size), settings.with_raw(raw).replace(backend="ec2", pool=name)
+
+
+def up_errors(
+    settings: Settings, name: str, size: str | int, instance_type: str | None, ttl_minutes: str | None
+) -> dict[str, UserError]:
+    """Each bad value of `pool up`, by field (UP_FIELDS), with its message and fix."""
+    errors: dict[str, UserError] = {}
+    try:
+        check_name(name)
+    except UserError as exc:
+        errors["name"] = exc
+    text = str(size).strip()
+    if not text.lstrip("-").isdigit() or int(text) < 1:
+        errors["size"] = UserError(
+            f"size {text or '(empty)'!r}: a pool needs a whole number of instances, at least one", "give 1 or more"
+        )
+    for field, attr, value in (
+        ("instance_type", "ec2_instance_type", instance_type),
+        ("ttl", "ttl_minutes", ttl_minutes),
+    ):
+        if value:
+            try:
+                settings.with_raw({attr: value})
+            except UserError as exc:
+                errors[field] = exc
+    return errors
+
+
 def pool_settings(settings: Settings, pool: Pool) -> Settings:
     """The settings the pool's instances were launched with (its region, profile, type...)."""
     return settings.with_json(pool.settings).replace(backend="ec2", pool=pool.name)
@@ -80,7 +123,7 @@ def pool_up(
     settings: Settings,
     ledger: Ledger,
     name: str,
-    size: int,
+    size: int | str,
     instance_type: str | None = None,
     ttl_minutes: str | None = None,
     on_progress: Callable[[str], None] | None = None,
@@ -88,13 +131,7 @@ def pool_up(
 ) -> PoolStatus:
     """Bring the pool to `size` ready instances (launching only what is missing) and wait for them.
     `instance_type` and `ttl_minutes` are as typed (checked like EC2_INSTANCE_TYPE and FCEVAL_TTL_MINUTES)."""
-    check_name(name)
-    if size < 1:
-        raise UserError(f"--size {size}: a pool needs at least one instance", "pass --size 1 or more")
-    raw = {"ec2_instance_type": instance_type} if instance_type else {}
-    if ttl_minutes is not None:
-        raw["ttl_minutes"] = ttl_minutes
-    settings = settings.with_raw(raw).replace(backend="ec2", pool=name)
+    size, settings = check_up(settings, name, size, instance_type, ttl_minutes)
     backend = Ec2PoolBackend(settings, ledger=ledger)
     backend.aws.check_credentials()
     book = PoolBook(ledger)
