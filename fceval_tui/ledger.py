@@ -25,6 +25,7 @@ from fceval_tui import locations
 from fceval_tui.domain.models import Event, Job, JobSpec, Run, iso, job_id_for, new_run_id, parse_iso, utcnow
 from fceval_tui.domain.states import IllegalTransition, JobState
 from fceval_tui.errors import NotFoundError, StateDirError
+from fceval_tui.ledger_costs import AttemptCosts
 from fceval_tui.ledger_schema import MIGRATIONS, SCHEMA_VERSION
 
 _JOB_FIELDS = (
@@ -98,7 +99,7 @@ class RunSummary:
         return sum(n for state, n in self.counts.items() if JobState(state).is_final)
 
 
-class Ledger:
+class Ledger(AttemptCosts):
     """Thread-safe handle on the ledger; one connection guarded by a lock (SQLite serialises anyway)."""
 
     def __init__(self, path: Path, clock=utcnow) -> None:
@@ -275,24 +276,6 @@ class Ledger:
             if row is None:
                 raise NotFoundError(f"no job {job_id!r} in the ledger", "list jobs with `fceval-tui status`")
             return _job(row)
-
-    def set_attempt_cost(self, job_id: str, attempt: int, cost_usd: float) -> Job:
-        """This attempt's cost so far; the job's cost becomes the sum over its attempts."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO attempt_costs(job_id, attempt, cost_usd) VALUES (?, ?, ?) "
-                "ON CONFLICT(job_id, attempt) DO UPDATE SET cost_usd=excluded.cost_usd",
-                (job_id, attempt, cost_usd),
-            )
-            total = db.execute("SELECT SUM(cost_usd) FROM attempt_costs WHERE job_id=?", (job_id,)).fetchone()[0]
-        return self.update(job_id, cost_usd=round(total, 6))
-
-    def attempt_costs(self, job_id: str) -> dict[int, float]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT attempt, cost_usd FROM attempt_costs WHERE job_id=? ORDER BY attempt", (job_id,)
-            ).fetchall()
-        return {row["attempt"]: row["cost_usd"] for row in rows}
 
     def record(self, run_id: str, job_id: str | None, kind: str, **detail: Any) -> int:
         with self._tx() as db:

@@ -109,5 +109,19 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX pool_claims_job ON pool_claims(job_id);
     """,
+    # When each attempt ran (for cost over time) and the hourly price it was billed at, with where that
+    # price came from (a domain.prices.PriceSource value). Earlier ledgers know the times of a job's
+    # last attempt only.
+    """
+    ALTER TABLE attempt_costs ADD COLUMN started_at TEXT;
+    ALTER TABLE attempt_costs ADD COLUMN billed_until TEXT;
+    ALTER TABLE attempt_costs ADD COLUMN hourly_usd REAL;
+    ALTER TABLE attempt_costs ADD COLUMN price_source TEXT;
+    UPDATE attempt_costs SET
+        started_at = (SELECT started_at FROM jobs WHERE jobs.id = job_id AND MAX(jobs.attempts, 1) = attempt),
+        billed_until = (
+            SELECT COALESCE(ended_at, updated_at) FROM jobs WHERE jobs.id = job_id AND MAX(jobs.attempts, 1) = attempt
+        );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -110,3 +110,34 @@ def describe_event(event: Event) -> Text:
     parts = " ".join(f"{k}={v}" for k, v in detail.items())
     style = "red" if "fail" in event.kind or "error" in detail else "yellow" if "retry" in event.kind else ""
     return Text(f"{event.kind}  {parts}".strip(), style=style)
+
+
+EXEC_OUTPUT_LINES = 20  # lines of each group's output shown; --json has them all
+
+
+def machines_noun(backends: set[str], count: int) -> str:
+    noun = {frozenset({"ec2"}): "instance", frozenset({"ecs"}): "task"}.get(frozenset(backends), "machine")
+    return noun if count == 1 else noun + "s"
+
+
+def render_exec(report) -> Group:
+    """An exec's answers grouped by identical result: `12 instances: ok`, `3 instances: exit 1  i-a, i-b, i-c`
+    and each group's output below it (`report` is a services.fleet_exec.ExecReport)."""
+    backends = {m.backend for m in report.selection.machines}
+    parts: list = []
+    for group in report.groups():
+        count = len(group.results)
+        head = Text(f"{count} {machines_noun(backends, count)}: {group.label}", style="green" if group.ok else "red")
+        if not group.ok or count <= 3:
+            names = [r.machine.short for r in group.results]
+            head.append("  " + ", ".join(names[:10]) + (f" … (+{len(names) - 10})" if len(names) > 10 else ""), "dim")
+        parts.append(head)
+        lines = group.output.rstrip("\n").splitlines()
+        parts.extend(Text("    " + line) for line in lines[:EXEC_OUTPUT_LINES])
+        if len(lines) > EXEC_OUTPUT_LINES:
+            parts.append(Text(f"    … {len(lines) - EXEC_OUTPUT_LINES} more lines (--json has them all)", "dim"))
+    for job_id, why in report.selection.skipped:
+        parts.append(Text(f"skipped {job_id}: {why}", style="yellow"))
+    if report.interrupted:
+        parts.append(Text("interrupted: what was still running was cancelled", style="yellow"))
+    return Group(*parts)

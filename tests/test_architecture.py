@@ -31,6 +31,7 @@ RANKS = {
     "ledger": 2,
     "ledger_schema": 2,
     "ledger_pools": 2,
+    "ledger_costs": 2,
     "transports": 2,
     "backends": 3,
     "services": 4,

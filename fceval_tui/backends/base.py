@@ -20,6 +20,7 @@ from fceval_tui import locations
 from fceval_tui.backends.aws_constants import EXPIRES_AT_TAG, JOB_ID_TAG, MANAGED_BY, MANAGED_BY_TAG, RUN_ID_TAG
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job, iso, parse_iso
+from fceval_tui.domain.prices import HourlyPrice
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import TransientError
 
@@ -190,6 +191,11 @@ class Backend(ABC):
     def hourly_cost(self) -> float:
         """Approximate USD per hour of one job's compute (cost so far, dry-run estimates)."""
         return 0.0
+
+    def attempt_price(self, ctx: JobContext, resource_id: str) -> HourlyPrice | None:
+        """The hourly price of this attempt's running compute when the backend knows it better than
+        `hourly_cost()` (the spot price it launched at). Never raises; None: bill at `hourly_cost()`."""
+        return None
 
     def would_create(self) -> dict[str, object]:
         """What one job's compute would be, from the settings alone (a dry run makes no AWS call)."""

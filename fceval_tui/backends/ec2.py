@@ -26,7 +26,7 @@ import time
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from fceval_tui.backends import ec2_launch, remote_tmux
+from fceval_tui.backends import ec2_launch, ec2_spot_price, remote_tmux
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, classify, error_code, tag_filter, tag_map
 from fceval_tui.backends.aws_constants import (
     ATTEMPT_TAG,
@@ -119,6 +119,7 @@ class Ec2Backend(CloudBackend):
         "ec2:TerminateInstances",
         "iam:PassRole",
         "iam:CreateServiceLinkedRole",  # AWS creates the Spot role on the first spot launch (spot only)
+        *ec2_spot_price.ACTIONS,  # the spot price an attempt launched at (spot only)
         "ssm:GetParameter",
         "ssm:DescribeInstanceInformation",
         "ssm:SendCommand",
@@ -270,6 +271,10 @@ class Ec2Backend(CloudBackend):
 
     def hourly_cost(self) -> float:
         return ec2_hourly(self.settings.ec2_instance_type, self.settings.spot_price) or 0.0
+
+    def attempt_price(self, ctx: JobContext, resource_id: str) -> ec2_spot_price.HourlyPrice:
+        s = self.settings
+        return ec2_spot_price.launch_price(self.aws.ec2, resource_id, s.ec2_instance_type, s.spot_price)
 
     def list_resources(self) -> list[Resource]:
         now = datetime.now(UTC)

@@ -32,6 +32,8 @@ COMMANDS = {
     "events": "the ledger's event log: state changes and operator actions",
     "resources": "live resources behind the runs, orphans marked",
     "pool": "a warm pool of EC2 instances: up --size N, status, down",
+    "exec": "run one shell command on every machine of a run, a pool or some jobs; answers grouped",
+    "forward": "forward a local port to a port on a job's machine (SSM), until Ctrl-C",
 }
 CONSOLE = "console"
 

@@ -3,13 +3,17 @@
 These are rounded on-demand list prices for us-east-1 (Linux), in USD per hour, written down by
 hand: the AWS Pricing API needs extra permissions, is slow, and the console only needs an order of
 magnitude. Other regions typically cost 0-30% more. Spot instances are shown at the lower of the
-on-demand price and SPOT_PRICE (an upper bound: the real spot price is usually lower). Unknown
-instance types have no price (None) rather than a made-up one. No I/O here.
+on-demand price and SPOT_PRICE (an upper bound: the real spot price is usually lower) unless the
+spot price paid is known (`PriceSource`). Unknown instance types have no price (None) rather than a
+made-up one. No I/O here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 EC2_ON_DEMAND_USD_PER_HOUR: dict[str, float] = {
     "t3.medium": 0.0416,
@@ -85,3 +89,25 @@ def cost_so_far(hourly: float | None, started_at: datetime | None, now: datetime
         return 0.0
     hours = max(0.0, (now - started_at).total_seconds() / 3600)
     return round(hourly * hours, 4)
+
+
+class PriceSource(StrEnum):
+    """Where an attempt's hourly price came from, best first."""
+
+    SPOT_HISTORY = "spot price at launch"  # DescribeSpotPriceHistory for its type and zone at launch
+    SPOT_REQUEST = "spot request max price"  # the spot request's maximum: an upper bound
+    ON_DEMAND_TABLE = "on-demand table"  # EC2_ON_DEMAND_USD_PER_HOUR (capped by SPOT_PRICE for spot)
+
+
+@dataclass(frozen=True)
+class HourlyPrice:
+    usd: float | None
+    source: PriceSource
+    note: str = ""  # why a better source was not used
+
+
+def price_in_effect(history: Iterable[tuple[datetime, float]], at: datetime) -> float | None:
+    """The price in effect at `at`: the last change at or before it (AWS: DescribeSpotPriceHistory
+    with a start time also returns the last change before it, the price in effect then)."""
+    before = [(ts, price) for ts, price in history if ts <= at]
+    return max(before)[1] if before else None

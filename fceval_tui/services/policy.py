@@ -21,6 +21,8 @@ from fceval_tui.backends.aws_constants import ECS_FAMILY_PREFIX, INBOX_PREFIX, M
 from fceval_tui.config import Settings
 from fceval_tui.domain.artifacts import split_s3
 from fceval_tui.services.bucket_keys import KMS_ACTIONS, BucketKey, customer_keys, via_s3
+from fceval_tui.services.fleet_actions import fleet_actions
+from fceval_tui.transports.port_forward import PORT_FORWARD_DOCUMENT
 
 SSM_MANAGED_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 AMI_PARAMETERS = "parameter/aws/service/ami-amazon-linux-latest/*"  # the public AL2023 AMI ids
@@ -147,6 +149,7 @@ class Scope:
 
     partition: str
     region: str
+    backend: str
     objects: tuple[str, ...]  # object ARN patterns the console reads and writes
     buckets: tuple[str, ...]
     prefixes: tuple[str, ...]  # key prefixes it lists (s3:prefix)
@@ -207,6 +210,7 @@ def scope_for(
     return Scope(
         partition=partition,
         region=settings.region,
+        backend=backend,
         objects=tuple(objects),
         buckets=tuple(buckets),
         prefixes=tuple(dict.fromkeys(prefixes)),
@@ -263,6 +267,11 @@ def _spot_role(s: Scope) -> list[str]:
     return [f"arn:{s.partition}:iam::*:role/aws-service-role/{SPOT_SERVICE}/AWSServiceRoleForEC2Spot"] if s.spot else []
 
 
+def _session_documents(s: Scope) -> list[str]:
+    documents = (["AWS-StartInteractiveCommand"] if s.backend == "ec2" else []) + [PORT_FORWARD_DOCUMENT]
+    return [s.arn("ssm", f"document/{name}", account="") for name in documents]
+
+
 _LAUNCHED = Grant("Launch", lambda s: [s.ec2("instance"), s.ec2("volume")], lambda s: _REQUEST_TAG)
 _LAUNCH_FROM = Grant("LaunchFrom", lambda s: [s.ec2("image"), s.ec2("subnet"), s.ec2("network-interface")])
 _LAUNCH_GROUP = Grant("LaunchInGroup", lambda s: [s.ec2("security-group")], lambda s: _EC2_RESOURCE_TAG)
@@ -307,9 +316,13 @@ _RULES: dict[str, tuple[Grant, ...]] = {
         Grant("RunShellScript", lambda s: [s.arn("ssm", "document/AWS-RunShellScript", account="")]),
         Grant("ShellOnTagged", lambda s: [s.ec2("instance")], lambda s: _SSM_RESOURCE_TAG),
     ),
+    # Sessions: a shell on EC2 (attach, the mirror); port forwarding (`forward`) to instances and ECS tasks.
     "ssm:StartSession": (
-        Grant("SessionDocument", lambda s: [s.arn("ssm", "document/AWS-StartInteractiveCommand", account="")]),
-        Grant("ShellOnTagged", lambda s: [s.ec2("instance")], lambda s: _SSM_RESOURCE_TAG),
+        Grant("SessionDocument", _session_documents),
+        Grant(
+            "ShellOnTagged", lambda s: [s.ec2("instance")] if s.backend == "ec2" else [], lambda s: _SSM_RESOURCE_TAG
+        ),
+        Grant("ForwardToTagged", lambda s: _ecs_tasks(s) if s.backend == "ecs" else [], lambda s: _RESOURCE_TAG),
     ),
     "ssm:TerminateSession": (Grant("OwnSessions", lambda s: [s.arn("ssm", "session/${aws:userid}-*")]),),
     "iam:PassRole": (
@@ -446,10 +459,11 @@ def caller_statements(
     placeholder: bool = False,
     keys: Iterable[BucketKey] = (),
 ) -> list[Statement]:
-    """What the console's identity needs for `backend` (and, with_audit, what the preflight reads);
-    `keys`: the buckets' SSE-KMS keys, whose use through S3 it needs too."""
+    """What the console's identity needs for `backend`, with `exec` and `forward` on its compute (and,
+    with_audit, what the preflight reads); `keys`: the buckets' SSE-KMS keys, whose use through S3 it
+    needs too."""
     scope = scope_for(backend, settings, pass_roles, placeholder, keys)
-    actions = backend_class(backend).caller_actions + KMS_ACTIONS
+    actions = backend_class(backend).caller_actions + KMS_ACTIONS + fleet_actions(backend)
     out = _statements(_title(backend), actions, scope)
     if with_audit:
         audit = AUDIT_ACTIONS[backend] + ("kms:DescribeKey",)

@@ -1,6 +1,6 @@
 """Results of finished runs: per agent x model (and dataset), how many jobs succeeded, how the others
-failed (by error class), scores from the stored grading reports, durations and cost; and, for two
-runs, the per-task differences. Blocking (reads grading reports, local or S3)."""
+failed (by error class), scores from the stored grading reports, durations and cost, each run's cost
+over time; and, for two runs, the per-task differences. Blocking (reads grading reports, local or S3)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fceval_tui.domain.grading import Score, score_of
 from fceval_tui.domain.models import Job
 from fceval_tui.domain.states import JobState
 from fceval_tui.ledger import Ledger
+from fceval_tui.services.cost_over_time import CostSeries, cost_over_time
 
 ReportReader = Callable[[str], object]  # grading report URL or path -> parsed JSON
 
@@ -70,6 +71,7 @@ class Report:
     groups: tuple[Group, ...]
     diffs: tuple[TaskDiff, ...]  # only when comparing two runs
     notes: tuple[str, ...]  # unknown report formats, unreadable reports
+    costs: tuple[CostSeries, ...] = ()  # one per run, in run order
 
     def to_json(self) -> dict:
         return {
@@ -77,6 +79,7 @@ class Report:
             "groups": [g.to_json() for g in self.groups],
             "differences": [d.to_json() for d in self.diffs],
             "notes": list(self.notes),
+            "cost_over_time": [c.to_json() for c in self.costs],
         }
 
 
@@ -86,9 +89,12 @@ def build_report(ledger: Ledger, run_ids: Iterable[str], read: ReportReader) -> 
     scores: dict[str, Score] = {}
     groups: dict[tuple[str, str, str], Group] = {}
     per_run: dict[str, dict[tuple[str, str, str], Job]] = defaultdict(dict)
+    costs = []
     for run_id in run_ids:
         ledger.get_run(run_id)
-        for job in ledger.jobs(run_id=run_id):
+        jobs = ledger.jobs(run_id=run_id)
+        costs.append(cost_over_time(ledger, run_id, jobs))
+        for job in jobs:
             per_run[run_id][(job.agent, job.model, job.task_id)] = job
             group = groups.setdefault((job.agent, job.model, job.dataset), Group(job.agent, job.model, job.dataset))
             group.jobs += 1
@@ -109,7 +115,7 @@ def build_report(ledger: Ledger, run_ids: Iterable[str], read: ReportReader) -> 
                 group.unscored += 1
     diffs = _differences(per_run[run_ids[0]], per_run[run_ids[1]], scores) if len(run_ids) == 2 else ()
     ordered = tuple(sorted(groups.values(), key=lambda g: (g.agent, g.model, g.dataset)))
-    return Report(run_ids, ordered, diffs, tuple(notes))
+    return Report(run_ids, ordered, diffs, tuple(notes), tuple(costs))
 
 
 def _score(job: Job, read: ReportReader, notes: list[str]) -> Score:

@@ -247,6 +247,7 @@ class Runner:
             if job.state != JobState.STARTING:
                 job = self._move(job, JobState.STARTING)
             backend.start(ctx, resource_id)
+            self.ledger.set_attempt_price(ctx.job.id, attempt, backend.attempt_price(ctx, resource_id))
             job = self._move(job, JobState.RUNNING, resource_id=resource_id)
         except _Cancelled:
             # Cancelled while starting: the canceller may not have seen the resource id yet.
@@ -404,8 +405,10 @@ class Runner:
         self._cleanup(ctx, resource_id)
 
     def _bill_attempt(self, job: Job) -> Job:
-        """This attempt's cost from its start (the resource's launch) to now, at the backend's rate."""
-        rate = self.backend.hourly_cost()
+        """This attempt's cost from its start (the resource's launch) to now, at the price recorded for
+        it (the spot price it launched at) or the backend's rate."""
+        recorded = self.ledger.attempt_hourly(job.id, job.attempts)
+        rate = self.backend.hourly_cost() if recorded is None else recorded
         if not (rate and job.started_at and job.attempts):
             return job
         hours = (utcnow() - job.started_at).total_seconds() / 3600

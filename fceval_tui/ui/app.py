@@ -24,7 +24,8 @@ from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.errors import UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
-from fceval_tui.services.operator import identity
+from fceval_tui.services.forwarding import Forwards
+from fceval_tui.services.operator import STS_WAIT, identity, start_lookup
 from fceval_tui.services.pool_keeper import PoolKeeper
 from fceval_tui.services.report import read_grading_report
 from fceval_tui.services.resources import list_resources
@@ -40,7 +41,7 @@ from fceval_tui.ui.screens.results import ResultsScreen
 from fceval_tui.ui.screens.teardown import TeardownScreen
 from fceval_tui.ui.themes import DEFAULT_THEME, load_themes
 
-MUTATING_ACTIONS = {"launch", "teardown"}
+MUTATING_ACTIONS = {"launch", "teardown", "exec"}
 
 
 def read_keymap(path: Path) -> tuple[dict[str, str], str | None]:
@@ -78,6 +79,8 @@ class FcevalApp(App):
         Binding("n", "launch", "New", id="app.launch"),
         Binding("p", "preflight", "Preflight", id="app.preflight"),
         Binding("T", "teardown", "Teardown", show=False, id="app.teardown"),
+        Binding("X", "exec", "Exec on selection", show=False, id="app.exec"),
+        Binding("F", "forwards", "Port forwards", show=False, id="app.forwards"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -104,6 +107,7 @@ class FcevalApp(App):
         self._keymap = keymap or {}
         self._keymap_problem: str | None = None
         self._s3: object | None = None
+        self.forwards = Forwards(settings, ledger, identity())
         self.sub_title = "READ-ONLY" if readonly else ""
         # Chosen before the first screen is styled: choosing it on mount styles every widget twice.
         self._theme_notes = self._install_themes()
@@ -121,16 +125,13 @@ class FcevalApp(App):
             run_id = self.launch(self.settings, self.demo_specs)
             self.notify(f"demo run {run_id}: {len(self.demo_specs)} example jobs on this machine", title="Demo")
         self._check_orphans()
+        start_lookup(self.settings)  # the AWS caller for the action log, in the background
         # While the console runs, warm pools are kept: health, idle timeout, the expiry of busy instances.
         self.pool_keeper = (
             None if self.readonly else PoolKeeper(self.settings, self.ledger, on_problem=self._pool_problem)
         )
         if self.pool_keeper is not None:
             self.pool_keeper.start()
-
-    def on_unmount(self) -> None:
-        if self.pool_keeper is not None:
-            self.pool_keeper.stop(timeout=1.0)  # a pass under way ends with the process (daemon thread)
 
     def _pool_problem(self, problem: str) -> None:
         self.call_from_thread(self.notify, problem, title="Pools", severity="warning")
@@ -207,7 +208,7 @@ class FcevalApp(App):
 
     @work(thread=True, group="cancel", exit_on_error=False)
     def _cancel(self, job_ids: list[str]) -> None:
-        cancelled = cancel_jobs(self.ledger, self.settings, job_ids, by=identity())
+        cancelled = cancel_jobs(self.ledger, self.settings, job_ids, by=identity(wait=STS_WAIT))
         self.call_from_thread(self.notify, f"cancelled {len(cancelled)} job(s)")
 
     def resource_listing(self) -> tuple[list[Resource], dict[str, str], list[str], dict]:
@@ -282,6 +283,21 @@ class FcevalApp(App):
 
     def action_teardown(self) -> None:
         self.push_screen(TeardownScreen())
+
+    def action_exec(self) -> None:
+        from fceval_tui.ui.screens.fleet import open_exec
+
+        open_exec(self)
+
+    def action_forwards(self) -> None:
+        from fceval_tui.ui.screens.fleet import open_forwards
+
+        open_forwards(self)
+
+    def on_unmount(self) -> None:
+        self.forwards.close_all()  # no forward outlives the console
+        if self.pool_keeper is not None:
+            self.pool_keeper.stop(timeout=1.0)  # a pass under way ends with the process (daemon thread)
 
     async def action_quit(self) -> None:
         active = [run_id for run_id in self.runners if self._driving(run_id)]

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from fceval_tui.domain.models import Event, Job
     from fceval_tui.ledger import RunSummary
     from fceval_tui.services.audit import AuditReport, CheckEvent
+    from fceval_tui.services.fleet_exec import ExecReport, MachineResult
+    from fceval_tui.services.forwarding import Forward
     from fceval_tui.services.mirror import Mirror
     from fceval_tui.services.pool_view import InstanceRow, PoolStatus
     from fceval_tui.services.report import Report
@@ -102,6 +104,15 @@ class PaneUpdate(Message):
     trouble: str = ""  # sessions to the pane fail: the remote's words and the fix (with `ended`: given up)
 
 
+@dataclass
+class PasteProgress(Message):
+    """How much of a paste has reached the pane's machine; `error` when it failed."""
+
+    done: int
+    total: int
+    error: str | None = None
+
+
 # -- launch form -----------------------------------------------------------------------------------
 
 
@@ -153,3 +164,23 @@ class TeardownProgress(Message):
 @dataclass
 class TeardownDone(Message):
     result: Result
+
+
+# -- exec and forwards -----------------------------------------------------------------------------
+
+
+@dataclass
+class ExecProgress(Message):
+    """One machine answered."""
+
+    result: MachineResult
+
+
+@dataclass
+class ExecFinished(Message):
+    report: ExecReport
+
+
+@dataclass
+class ForwardOpened(Message):
+    forward: Forward

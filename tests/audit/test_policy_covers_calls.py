@@ -285,3 +285,61 @@ def test_the_evaluation_refuses_what_the_policy_holds_back(aws_settings):
     # Without the tag the evaluator cannot call the condition met ("conditional"); never "allowed".
     decisions = {request[:2]: evaluate([printed], *request) for request in untagged}
     assert Decision.ALLOWED not in decisions.values(), decisions
+
+
+def test_exec_and_forward_calls_are_allowed_by_the_printed_policy(aws_settings, ssm_fleet, aws_env):
+    """`exec --pool` (with an instance SSM refuses, so the batch is narrowed) and `forward` on EC2."""
+    from fceval_tui.backends.aws import AwsClients
+    from fceval_tui.services.fleet_exec import pool_instance_ids, run_on_fleet
+    from fceval_tui.services.fleet_targets import Machine, Selection
+    from fceval_tui.transports.port_forward import forward_argv
+
+    settings = aws_settings(FCEVAL_BACKEND="ec2")
+    clients = AwsClients(settings.region, settings.profile, ("ec2", "ssm"))
+    recorder = Recorder(aws_env)
+    recorder.attach(clients.all())
+    ec2 = aws_env.client("ec2")
+    ami = ec2.describe_images(Filters=[{"Name": "name", "Values": ["al2023-ami-2023*"]}])["Images"][0]["ImageId"]
+    tags = [{"Key": "ManagedBy", "Value": "fceval-tui"}, {"Key": "fceval:pool", "Value": "policy-pool"}]
+    reply = ec2.run_instances(
+        ImageId=ami, MinCount=3, MaxCount=3, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}]
+    )
+    ids = [i["InstanceId"] for i in reply["Instances"]]
+    ec2.terminate_instances(InstanceIds=ids[:1])
+    live = pool_instance_ids(clients.ec2, "policy-pool")
+    assert sorted(live) == sorted(ids[1:])
+    selection = Selection(tuple(Machine(i, "ec2") for i in ids), "pool policy-pool", pool="policy-pool")
+    report = run_on_fleet(settings, selection, "true", clients=clients, poll_interval=0.05)
+    assert [r.label for r in report.results].count("ok") == 2
+    argv = forward_argv(ids[1], 8888, 9999, region=settings.region)
+    requests = recorder.requests + cli_requests(argv, recorder)
+    covered = assert_covered(settings, "ec2", requests)
+    assert {
+        "ec2:DescribeInstances",
+        "ssm:SendCommand",
+        "ssm:DescribeInstanceInformation",
+        "ssm:ListCommandInvocations",
+        "ssm:StartSession",
+    } <= {a for a, _, _ in requests}
+    print(f"exec + forward: {covered} action/resource pairs allowed")
+
+
+def test_an_ecs_forward_is_allowed_on_tagged_tasks_only(aws_settings):
+    settings = aws_settings(FCEVAL_BACKEND="ecs")
+    printed = json.loads(audit.print_policy(settings, "ecs", "caller")[0])
+    task = arn("ecs", f"task/{settings.ecs_cluster}/0123456789abcdef0123456789abcdef")
+    document = arn("ssm", "document/AWS-StartPortForwardingSession", account="")
+    tagged = {"aws:ResourceTag/ManagedBy": "fceval-tui"}
+    allowed = [
+        ("ecs:DescribeTasks", task, tagged),
+        ("ssm:StartSession", task, tagged),
+        ("ssm:StartSession", document, {}),
+        ("ssm:TerminateSession", arn("ssm", f"session/{USERID}-0123456789abcdef0"), {"aws:userid": USERID}),
+    ]
+    assert all(evaluate([printed], *request) is Decision.ALLOWED for request in allowed)
+    refused = [
+        ("ssm:StartSession", task, {"aws:ResourceTag/ManagedBy": "someone-else"}),
+        ("ssm:StartSession", arn("ssm", "document/AWS-StartInteractiveCommand", account=""), {}),
+        ("ssm:StartSession", arn("ec2", "instance/i-0123456789abcdef0"), {"ssm:resourceTag/ManagedBy": "fceval-tui"}),
+    ]
+    assert all(evaluate([printed], *request) is not Decision.ALLOWED for request in refused)

@@ -103,3 +103,37 @@ def test_two_runs_are_compared_per_task(ledger, state_dir, tmp_path):
             "score_after": 1.0,
         }
     ]
+
+
+def test_report_json_carries_the_runs_cost_over_time_from_its_attempts(ledger, state_dir):
+    """A job retried once (its first attempt on spot, priced from the spot history; the second at the
+    table price) and a job that ran alongside: the cumulative series is exact at every start and end."""
+    from datetime import UTC, datetime
+
+    from fceval_tui.domain.prices import HourlyPrice, PriceSource
+
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    run, (retried, other) = ledger.create_run("ec2", 2, [JobSpec("aide", "t1"), JobSpec("aide", "t2")])
+    ledger.transition(retried.id, JobState.PROVISIONING, attempts=1, started_at=t0)
+    ledger.set_attempt_price(retried.id, 1, HourlyPrice(0.04, PriceSource.SPOT_HISTORY))
+    ledger.set_attempt_cost(retried.id, 1, 0.02, until=t0 + timedelta(minutes=30))
+    ledger.transition(retried.id, JobState.FAILED, error_class="lost_session")
+    ledger.transition(retried.id, JobState.PENDING)
+    ledger.transition(retried.id, JobState.PROVISIONING, attempts=2, started_at=t0 + timedelta(minutes=40))
+    ledger.set_attempt_cost(retried.id, 2, 0.1, until=t0 + timedelta(minutes=100))
+    ledger.transition(other.id, JobState.PROVISIONING, attempts=1, started_at=t0 + timedelta(minutes=10))
+    ledger.set_attempt_cost(other.id, 1, 0.06, until=t0 + timedelta(minutes=70))
+    report = json.loads(run_cli("report", run.id, "--json", state_dir=state_dir).out)
+    (series,) = report["cost_over_time"]
+    assert series["run"] == run.id
+    assert [(p["at"][11:16], p["cost_usd"]) for p in series["points"]] == [
+        ("12:00", 0.0),
+        ("12:10", 0.006667),  # a third of the first attempt
+        ("12:30", 0.04),  # the first attempt's whole 0.02 and a third of the other job's 0.06
+        ("12:40", 0.05),
+        ("13:10", 0.13),  # 0.02 + the other job's whole 0.06 + half of the second attempt's 0.1
+        ("13:40", 0.18),  # = the run's total
+    ]
+    assert series["price_sources"] == {"backend price table": 2, "spot price at launch": 1}
+    assert series["untimed_cost_usd"] == 0
+    assert sum(g["cost_usd"] for g in report["groups"]) == 0.18

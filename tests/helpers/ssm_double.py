@@ -6,6 +6,12 @@ What each part follows:
   environment (AWS: "Running commands using Systems Manager Run Command"; the agent runs as root).
   GetCommandInvocation returns at most 24,000 characters of StandardOutputContent and 8,000 of
   StandardErrorContent (API reference: GetCommandInvocation); the full output only in the S3 copy.
+  SendCommand takes at most 50 InstanceIds (API reference: SendCommand) and refuses the whole call when
+  one of them is not a running managed instance (InvalidInstanceId). ListCommandInvocations (not in moto)
+  pages at most 50 invocations (MaxResults) and, with Details, gives each plugin's Output: stdout, then
+  stderr after the agent's `----------ERROR-------` header, at most 2,500 characters (API reference:
+  CommandPlugin). The script runs in a working directory of its own on each instance (the agent's
+  orchestration directory): in a `Fleet`, each instance is a directory of its own, and scripts run there.
   ListCommands gives the command's overall status: Failed once an invocation failed (MaxErrors 0).
 - Sessions (`aws ssm start-session`, `AWS-StartInteractiveCommand`) run as the system-generated
   `ssm-user` account unless Run As is configured (AWS: Session Manager, "Turn on run as support for
@@ -21,6 +27,10 @@ What each part follows:
   reaches the first but not the second (`Ec2Machine.cut_ssmmessages`) runs commands, while every
   session fails with `An error occurred (TargetNotConnected) when calling the StartSession
   operation: <id> is not connected.` (the CLI exits 254, as aws CLI v2 does on a service error).
+- Port forwarding (`AWS-StartPortForwardingSession`, AWS: "Start a session", port forwarding): the
+  plugin listens on localhost:localPortNumber, prints "Waiting for connections...", and relays each
+  connection to portNumber on the instance (here 127.0.0.1 of this machine); a target that is not a
+  running instance fails at once with TargetNotConnected; SIGTERM or Ctrl-C ends the session.
 
 The "instance" is a directory outside pytest's private (0700) temp root, so that ssm-user can reach
 what root grants it, as on a real machine; its /tmp (TMUX_TMPDIR, where each user's default tmux
@@ -51,6 +61,9 @@ from tests.helpers.tmux_cleanup import kill_servers_under
 SSM_USER = "ssm-user"
 STDOUT_LIMIT, STDERR_LIMIT = 24_000, 8_000
 TRUNCATION_MARK = "--output truncated--"
+MAX_SEND_TARGETS = 50
+PLUGIN_OUTPUT_LIMIT = 2_500
+ERROR_HEADER = "\n----------ERROR-------\n"
 
 
 def agent_truncate(text: str, limit: int) -> str:
@@ -105,13 +118,30 @@ class Ec2Machine:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+@dataclass
+class Fleet:
+    """Many instances, each a directory of its own (its Run Command working directory); `sends` lists the
+    InstanceIds of every SendCommand call, refused ones included."""
+
+    root: Path
+    env: dict[str, str]
+    commands: list[str] = field(default_factory=list)
+    sends: list[list[str]] = field(default_factory=list)
+
+    def instance_dir(self, instance_id: str) -> Path:
+        path = self.root / instance_id
+        path.mkdir(exist_ok=True)
+        return path
+
+
 def install_run_command(monkeypatch, machine) -> None:
     """moto records SendCommand and runs nothing: run each script on `machine` as root (this process's
-    user), answer GetCommandInvocation like the agent, and add DescribeInstanceInformation (not in moto):
-    every running instance has an online agent unless its id is in `machine.agents_offline` (when there is
-    one): then DescribeInstanceInformation says ConnectionLost and SendCommand refuses it with
-    InvalidInstanceId, as for a node whose agent is not connected (API reference: SendCommand, errors).
-    `machine` has `root` (the working dir), `env`, `commands`."""
+    user), answer GetCommandInvocation and ListCommandInvocations like the agent, and add
+    DescribeInstanceInformation (not in moto): every running instance has an online agent unless its id is
+    in `machine.agents_offline` (when there is one): then DescribeInstanceInformation says ConnectionLost and
+    SendCommand refuses it with InvalidInstanceId, as for a node whose agent is not connected (API
+    reference: SendCommand, errors). `machine` has `root` (the working dir), `env`, `commands`; a `Fleet`
+    gives each instance its own directory."""
     from moto.core.exceptions import JsonRESTError
     from moto.core.responses import ActionResult
     from moto.s3.models import s3_backends
@@ -119,19 +149,37 @@ def install_run_command(monkeypatch, machine) -> None:
     from moto.ssm.responses import SimpleSystemManagerResponse
 
     original = SimpleSystemManagerBackend.send_command
+    outputs: dict[tuple[str, str], tuple[str, str]] = {}  # (command id, instance id) -> (stdout, stderr)
 
     def send_command(self, **kwargs):
+        if isinstance(machine, Fleet):
+            machine.sends.append(list(kwargs["instance_ids"]))
+        if len(kwargs["instance_ids"]) > MAX_SEND_TARGETS:
+            raise JsonRESTError(
+                "ValidationException",
+                f"1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: "
+                f"Member must have length less than or equal to {MAX_SEND_TARGETS}",
+            )
         offline = getattr(machine, "agents_offline", set())
         for instance_id in kwargs["instance_ids"]:
             if instance_id in offline or not _running(self.account_id, self.region_name, instance_id):
                 raise JsonRESTError("InvalidInstanceId", f"Instances [{instance_id}] not in a valid state")
+        requested = list(kwargs["instance_ids"])
         command = original(self, **kwargs)
+        if not kwargs.get("targets"):
+            # moto adds every instance of the region when Targets is empty (an EC2 filter of nothing):
+            # AWS runs the command on the InstanceIds given, and only there.
+            command.instance_ids = requested
+            command.invocations = [inv for inv in command.invocations if inv["InstanceId"] in requested]
+            command.invocations.sort(key=lambda inv: requested.index(inv["InstanceId"]))
         script = "\n".join(command.parameters.get("commands", []))
         machine.commands.append(script)
         for invocation in command.invocations:
+            cwd = machine.instance_dir(invocation["InstanceId"]) if isinstance(machine, Fleet) else machine.root
             proc = subprocess.run(
-                ["sh", "-c", script], cwd=machine.root, env=machine.env, capture_output=True, text=True, timeout=120
+                ["sh", "-c", script], cwd=cwd, env=machine.env, capture_output=True, text=True, timeout=120
             )
+            outputs[command.command_id, invocation["InstanceId"]] = (proc.stdout, proc.stderr)
             invocation.update(
                 ResponseCode=proc.returncode,
                 Status="Success" if proc.returncode == 0 else "Failed",
@@ -164,9 +212,50 @@ def install_run_command(monkeypatch, machine) -> None:
         ]
         return ActionResult({"InstanceInformationList": info})
 
+    def list_command_invocations(self):
+        command = self.ssm_backend.get_command_by_id(self._get_param("CommandId"))
+        details = self._get_param("Details", False)
+        start = int(self._get_param("NextToken") or 0)
+        size = int(self._get_param("MaxResults") or MAX_SEND_TARGETS)
+        page = command.invocations[start : start + size]
+        items = []
+        for inv in page:
+            item = {
+                "CommandId": command.command_id,
+                "InstanceId": inv["InstanceId"],
+                "Comment": command.comment,
+                "DocumentName": command.document_name,
+                "DocumentVersion": "$DEFAULT",
+                "RequestedDateTime": command.requested_date_time,
+                "Status": inv["Status"],
+                "StatusDetails": inv["StatusDetails"],
+                "StandardOutputUrl": "",
+                "StandardErrorUrl": "",
+            }
+            if details:
+                stdout, stderr = outputs.get((command.command_id, inv["InstanceId"]), ("", ""))
+                output = stdout + (ERROR_HEADER + stderr if stderr else "")
+                item["CommandPlugins"] = [
+                    {
+                        "Name": inv["PluginName"],
+                        "Status": inv["Status"],
+                        "StatusDetails": inv["StatusDetails"],
+                        "ResponseCode": inv["ResponseCode"],
+                        "Output": agent_truncate(output, PLUGIN_OUTPUT_LIMIT),
+                    }
+                ]
+            items.append(item)
+        reply: dict = {"CommandInvocations": items}
+        if start + size < len(command.invocations):
+            reply["NextToken"] = str(start + size)
+        return ActionResult(reply)
+
     monkeypatch.setattr(SimpleSystemManagerBackend, "send_command", send_command)
     monkeypatch.setattr(
         SimpleSystemManagerResponse, "describe_instance_information", describe_instance_information, raising=False
+    )
+    monkeypatch.setattr(
+        SimpleSystemManagerResponse, "list_command_invocations", list_command_invocations, raising=False
     )
 
 
@@ -202,7 +291,63 @@ if os.path.exists(MACHINE["ssmmessages_cut"]):
     sys.stderr.write(f"\nAn error occurred (TargetNotConnected) when calling the StartSession operation: "
                      f"{target} is not connected.\n")
     sys.exit(254)
+
+def forward_ports():
+    """AWS-StartPortForwardingSession: listen on localhost:localPortNumber and relay each connection to
+    portNumber on the target, which here is this machine's 127.0.0.1 (AWS: "Start a session", port
+    forwarding). A target that is not a running instance is refused at once, as SSM does."""
+    import socket, threading
+    target = args[args.index("--target") + 1]
+    params = json.loads(args[args.index("--parameters") + 1])
+    remote, local = int(params["portNumber"][0]), int(params.get("localPortNumber", ["0"])[0])
+    if target.startswith("i-"):
+        import boto3
+        found = boto3.client("ec2").describe_instances(
+            Filters=[{"Name": "instance-id", "Values": [target]}])["Reservations"]
+        state = found[0]["Instances"][0]["State"]["Name"] if found else "gone"
+        if state != "running":
+            sys.stderr.write(f"\nAn error occurred (TargetNotConnected) when calling the StartSession operation: "
+                             f"{target} is not connected.\n")
+            sys.exit(254)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", local))
+    listener.listen(8)
+
+    def end(*_):
+        listener.close()
+        sys.stdout.write("\n\nExiting session with sessionId: fake-0123.\n\n")
+        sys.stdout.flush()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, end)
+    signal.signal(signal.SIGINT, end)
+    sys.stdout.write(f"\nStarting session with SessionId: fake-0123.\nPort {listener.getsockname()[1]} opened "
+                     "for sessionId fake-0123.\nWaiting for connections...\n\n")
+    sys.stdout.flush()
+
+    def pump(source, sink):
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+
+    while True:
+        client, _ = listener.accept()
+        sys.stdout.write("\nConnection accepted for session [fake-0123]\n")
+        sys.stdout.flush()
+        try:
+            upstream = socket.create_connection(("127.0.0.1", remote))
+        except OSError:
+            sys.stdout.write("Connection to destination port failed, check SSM Agent logs.\n")
+            sys.stdout.flush()
+            client.close()
+            continue
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+
+
 command = None
+if "--document-name" in args and args[args.index("--document-name") + 1] == "AWS-StartPortForwardingSession":
+    forward_ports()
 if "--document-name" in args:
     assert args[args.index("--document-name") + 1] == "AWS-StartInteractiveCommand", args
     command = json.loads(args[args.index("--parameters") + 1])["command"][0]
@@ -323,6 +468,17 @@ def ec2_machine(aws_env: MotoWorld, monkeypatch, ssm_user) -> Iterator[Ec2Machin
     install_run_command(monkeypatch, machine)
     yield machine
     machine.stop()
+
+
+@pytest.fixture
+def ssm_fleet(aws_env: MotoWorld, monkeypatch, tmp_path) -> Fleet:
+    """Run Command on many instances, each its own directory; the agent runs scripts as root (this user)."""
+    root = tmp_path / "fleet"
+    root.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "TMUX"}
+    fleet = Fleet(root, env)
+    install_run_command(monkeypatch, fleet)
+    return fleet
 
 
 @pytest.fixture

@@ -217,3 +217,63 @@ def test_a_runs_summary_carries_its_running_cost(ledger):
     ledger.set_attempt_cost(jobs[1].id, 2, 0.125)
     (summary,) = [s for s in ledger.run_summaries() if s.run.id == run.id]
     assert summary.cost_usd == 0.875
+
+
+def test_each_attempt_keeps_when_it_ran_and_its_price_across_a_retry(state_dir):
+    from datetime import UTC, datetime, timedelta
+
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.prices import HourlyPrice, PriceSource
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    ledger = Ledger.open(state_dir, clock=lambda: t0 + timedelta(hours=5))
+    try:
+        run, (job,) = ledger.create_run("ec2", 1, [JobSpec("a", "t")])
+        ledger.transition(job.id, JobState.PROVISIONING, attempts=1, started_at=t0)
+        ledger.set_attempt_price(job.id, 1, HourlyPrice(0.0312, PriceSource.SPOT_HISTORY))
+        ledger.set_attempt_price(job.id, 2, None)  # no better price known: nothing recorded
+        ledger.set_attempt_cost(job.id, 1, 0.0156, until=t0 + timedelta(minutes=30))
+        ledger.transition(job.id, JobState.FAILED)
+        ledger.transition(job.id, JobState.PENDING)
+        ledger.transition(job.id, JobState.PROVISIONING, attempts=2, started_at=t0 + timedelta(hours=1))
+        ledger.set_attempt_cost(job.id, 2, 0.25)  # billed now (the ledger's clock)
+        first, second = ledger.run_attempt_costs(run.id)
+        assert (first.attempt, first.started_at, first.billed_until) == (1, t0, t0 + timedelta(minutes=30))
+        assert (first.hourly_usd, first.price_source, first.cost_usd) == (0.0312, "spot price at launch", 0.0156)
+        assert (second.started_at, second.billed_until) == (t0 + timedelta(hours=1), t0 + timedelta(hours=5))
+        assert (second.hourly_usd, second.price_source) == (None, None)
+        assert ledger.attempt_hourly(job.id, 1) == 0.0312 and ledger.attempt_hourly(job.id, 2) is None
+        assert ledger.attempt_costs(job.id) == {1: 0.0156, 2: 0.25}
+        (price,) = [e for e in ledger.events(run_id=run.id) if e.kind == "attempt_price"]
+        assert price.detail == {"attempt": 1, "hourly_usd": 0.0312, "source": "spot price at launch"}
+    finally:
+        ledger.close()
+
+
+def test_migration_gives_a_version_4_ledger_the_times_of_each_jobs_last_attempt(tmp_path):
+    from fceval_tui.ledger import _statements
+    from fceval_tui.ledger_schema import MIGRATIONS
+
+    path = tmp_path / "ledger.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:4]:
+        for statement in _statements(migration):
+            db.execute(statement)
+    db.execute("INSERT INTO runs(id, created_at, backend, concurrency) VALUES ('r1', '2024-01-01T00:00:00Z', 'ec2', 1)")
+    db.execute(
+        "INSERT INTO jobs(id, run_id, seq, agent, task_id, backend, state, attempts, started_at, ended_at, cost_usd)"
+        " VALUES ('r1-001', 'r1', 1, 'a', 't', 'ec2', 'failed', 2, '2024-01-01T01:00:00Z', '2024-01-01T02:00:00Z', 0.3)"
+    )
+    db.execute("INSERT INTO attempt_costs VALUES ('r1-001', 1, 0.1), ('r1-001', 2, 0.2)")
+    db.execute("PRAGMA user_version=4")
+    db.close()
+    s = Ledger(path)
+    try:
+        first, second = s.run_attempt_costs("r1")
+        assert (first.started_at, first.billed_until) == (None, None)  # never recorded: unknown, not guessed
+        assert (str(second.started_at), str(second.billed_until)) == (
+            "2024-01-01 01:00:00+00:00",
+            "2024-01-01 02:00:00+00:00",
+        )
+    finally:
+        s.close()

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from rich.console import Console
+from textual.containers import VerticalScroll
 from textual.widgets import Input, Static
 
 from fceval_tui.ledger import Ledger
@@ -68,6 +69,33 @@ def test_results_view_light(make, tmp_path, snap_compare):
         await _settle(pilot)
 
     assert snap_compare(make(graded(tmp_path), theme="fceval-light"), terminal_size=SIZE, run_before=before)
+
+
+def test_results_view_cost_over_time(make, tmp_path, snap_compare):
+    """Scrolled to the end: the run's cumulative cost against time."""
+
+    async def before(pilot):
+        await _settle(pilot)
+        await pilot.press("5")
+        await _settle(pilot)
+        pilot.app.screen.query_one(VerticalScroll).scroll_end(animate=False)
+        await pilot.pause(0.2)
+
+    assert snap_compare(make(graded(tmp_path)), terminal_size=SIZE, run_before=before)
+
+
+async def test_results_view_draws_the_cost_over_time_ending_at_the_total(make, tmp_path):
+    app = make(graded(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await _settle(pilot)
+        await pilot.press("5")
+        await _settle(pilot)
+        shown = _shown(app).splitlines()
+    title = next(i for i, line in enumerate(shown) if line.startswith("Cost over time (cumulative, run r0graded)"))
+    assert shown[title + 1].strip() == "$3.65 over 15:00"  # the sum of GRADED's costs, first start to last end
+    top, bottom = shown[title + 2], shown[title + 8]
+    assert top.startswith("  $3.65 ┤") and top.endswith("█") and bottom.startswith("  $0.00 ┼───")
+    assert shown[title + 9].split() == ["0:00", "7:30", "15:00"]
 
 
 async def test_results_of_the_highlighted_jobs_run_without_grading_reports(make):

@@ -16,17 +16,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fceval_tui.services.operator import identity
+    from fceval_tui.services.operator import identity_for
     from fceval_tui.services.runner import cancel_jobs
 
     settings, ledger = load_context(args)
     if args.run:
         ledger.get_run(args.run)
-        ids = [j.id for j in ledger.jobs(run_id=args.run) if not j.state.is_final]
+        jobs = [j for j in ledger.jobs(run_id=args.run) if not j.state.is_final]
     else:
         job = ledger.get_job(args.job)
-        ids = [] if job.state.is_final else [job.id]
-    cancelled = cancel_jobs(ledger, settings, ids, by=identity())
+        jobs = [] if job.state.is_final else [job]
+    ids = [j.id for j in jobs]
+    cancelled = cancel_jobs(ledger, settings, ids, by=identity_for(settings, {j.backend for j in jobs}))
     if args.json:
         from fceval_tui.cli import output
 

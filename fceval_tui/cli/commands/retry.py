@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from fceval_tui.cli import output
     from fceval_tui.domain.triage import parse_error_class
     from fceval_tui.services import launching
-    from fceval_tui.services.operator import identity
+    from fceval_tui.services.operator import identity_for
     from fceval_tui.services.runner import retry_jobs, run_settings
 
     settings, ledger = load_context(args)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         and (wanted is None or job.error_class == wanted)
         and (not args.job or job.id in args.job)
     ]
-    retried = retry_jobs(ledger, [job.id for job in candidates], by=identity())
+    retried = retry_jobs(ledger, [job.id for job in candidates], by=identity_for(settings, [run_.backend]))
     runner_pid = ledger.run_owner(run_.id)
     if retried and runner_pid is None:
         runner_pid = launching.spawn_background_runner(

@@ -5,7 +5,6 @@ pattern, or for a typed command to finish (its exit code becomes ours)."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 import time
 import uuid
@@ -31,12 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fceval_tui.services.mirror import Mirror
-    from fceval_tui.services.operator import identity
+    from fceval_tui.services.operator import identity_for
+    from fceval_tui.services.paste import paste_detail, read_paste_file
 
     pattern = _compile(args.wait_for) if args.wait_for else None
     if args.wait_exit and args.text is None:
         raise UserError("--wait-exit needs the command as --text", "e.g. --text 'make test' --wait-exit")
-    text = args.text if args.file is None else _read(args.file)
+    text = args.text if args.file is None else read_paste_file(args.file)
     settings, ledger = load_context(args)
     job, target = job_target(settings, ledger, args.job)
     marker = f"__FCEVAL_EXIT_{uuid.uuid4().hex[:12]}"
@@ -52,10 +52,9 @@ def run(args: argparse.Namespace) -> int:
                 mirror.send_keys("Enter")
             else:
                 mirror.paste(text)
-            data = text.encode()
-            detail = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            detail = paste_detail(text)
         # What was sent is logged as its size and hash, never its content.
-        ledger.record(job.run_id, job.id, "operator_send", by=identity(), **detail)
+        ledger.record(job.run_id, job.id, "operator_send", by=identity_for(settings, [job.backend]), **detail)
         if pattern is None and not args.wait_exit:
             return EXIT_OK
         wanted = pattern or re.compile(re.escape(marker) + r"=(\d+)")
@@ -83,11 +82,3 @@ def _compile(text: str) -> re.Pattern:
         raise UserError(
             f"--wait-for {text!r} is not a regular expression ({exc})", "e.g. --wait-for 'done|failed'"
         ) from None
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}", "give the path of a UTF-8 text file") from None

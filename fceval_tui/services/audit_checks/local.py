@@ -80,8 +80,11 @@ def check_state_dir(ctx: AuditContext, f: Findings) -> None:
 
 
 def check_aws_tools(ctx: AuditContext, f: Findings) -> None:
-    why = "`fceval-tui tail`, `attach` and the console's live mirror go through " + (
-        "`aws ssm start-session`" if ctx.backend == "ec2" else "`aws ecs execute-command`"
+    why = (
+        "`fceval-tui tail`, `attach`, `forward` and the console's live mirror go through `aws ssm start-session`"
+        if ctx.backend == "ec2"
+        else "`fceval-tui tail`, `attach`, `exec` and the console's live mirror go through `aws ecs execute-command`"
+        ", `forward` through `aws ssm start-session`"
     )
     aws = shutil.which("aws")
     if aws is None:

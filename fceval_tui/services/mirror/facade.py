@@ -172,7 +172,8 @@ class Mirror:
         self.start()
         pane_input.run_and_wait(self.tmux, self.pane_id, command, timeout)
 
-    def paste(self, text: str) -> None:
-        """Paste `text` into the pane through a tmux buffer (in chunks when the transport needs it)."""
+    def paste(self, text: str, progress: pane_input.Progress | None = None) -> None:
+        """Paste `text` into the pane through a tmux buffer (in chunks when the transport needs it,
+        `progress` told after each)."""
         self.start()
-        pane_input.paste(self.tmux, self.pane_id, text)
+        pane_input.paste(self.tmux, self.pane_id, text, progress)

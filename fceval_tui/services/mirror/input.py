@@ -6,6 +6,7 @@ Each function takes the pane's id (`%N`, as `Mirror.start` resolves it) and bloc
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from fceval_tui.errors import ConfigError, TransientError
 from fceval_tui.services.mirror.snapshot import PaneGone
@@ -31,24 +32,29 @@ def run_and_wait(tmux: TmuxCli, pane_id: str, command: str, timeout: float) -> N
         raise PaneGone(f"pane {pane_id} is gone")
 
 
-def paste(tmux: TmuxCli, pane_id: str, text: str) -> None:
+Progress = Callable[[int, int], None]  # (bytes delivered to the target so far, bytes in all)
+
+
+def paste(tmux: TmuxCli, pane_id: str, text: str, progress: Progress | None = None) -> None:
     """Paste `text` into the pane through a tmux buffer (bracketed if the program asked for it).
 
     Text within one command's stdin goes at once; larger text is appended chunk by chunk to a
     private temporary file on the target (mktemp, 0600) and loaded from there. The text never
-    appears in an argv, and no URL or credential is involved.
+    appears in an argv, and no URL or credential is involved. `progress` is told after each chunk.
     """
     data = text.encode()
+    report = progress or (lambda done, total: None)
     buffer = f"fceval-{uuid.uuid4().hex[:12]}"
     limit = tmux.transport.max_stdin_bytes
     if limit is None or len(data) <= limit:
         tmux.run("load-buffer", "-b", buffer, "-", stdin=data)
     else:
-        _load_in_chunks(tmux, buffer, data, limit)
+        _load_in_chunks(tmux, buffer, data, limit, report)
     tmux.run("paste-buffer", "-d", "-p", "-b", buffer, "-t", pane_id)
+    report(len(data), len(data))
 
 
-def _load_in_chunks(tmux: TmuxCli, buffer: str, data: bytes, limit: int) -> None:
+def _load_in_chunks(tmux: TmuxCli, buffer: str, data: bytes, limit: int, report: Progress) -> None:
     transport = tmux.transport
     if limit <= 0:
         raise ConfigError(
@@ -66,6 +72,8 @@ def _load_in_chunks(tmux: TmuxCli, buffer: str, data: bytes, limit: int) -> None
             )
             if not appended.ok:
                 raise TransientError(f"pasting into {transport.describe()} failed: {appended.stderr.strip()}")
+            if start + limit < len(data):  # the whole of it is reported once pasted
+                report(start + limit, len(data))
         tmux.run("load-buffer", "-b", buffer, path)
     finally:
         transport.run(["rm", "-f", path], timeout=tmux.timeout)

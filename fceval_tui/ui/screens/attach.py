@@ -1,11 +1,13 @@
-"""Attach view: the job's tmux pane mirrored live, read-only until the user takes control."""
+"""Attach view: the job's tmux pane mirrored live, read-only until the user takes control. With control
+taken, keys go to the pane, and so does pasted text: the terminal's own paste, a file, or the system
+clipboard, each through the transport's chunked input path with its progress shown."""
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import subprocess
 import time
+from functools import partial
 
 from rich.text import Text
 from textual import events, on, work
@@ -19,9 +21,11 @@ from fceval_tui.backends import make_backend
 from fceval_tui.backends.base import TmuxTarget
 from fceval_tui.domain.models import Job
 from fceval_tui.errors import BackendError, UserError
-from fceval_tui.services.operator import identity
+from fceval_tui.services.operator import STS_WAIT, identity, start_lookup
+from fceval_tui.services.paste import paste_detail, read_clipboard, read_paste_file
 from fceval_tui.services.runner import run_settings
-from fceval_tui.ui.messages import PaneAttached, PaneUpdate
+from fceval_tui.ui.messages import PaneAttached, PaneUpdate, PasteProgress
+from fceval_tui.ui.screens.paste_path import PastePathScreen
 from fceval_tui.ui.terminal_text import as_shown
 from fceval_tui.ui.widgets.pane_view import PaneView
 from fceval_tui.ui.workers import ReportWorkerErrors
@@ -44,6 +48,9 @@ TMUX_KEYS = {
     "space": "Space",
 }
 CONTROL_TOGGLE = "ctrl+t"
+# In control mode every other key belongs to the pane; these (which tmux_key does not send) do not.
+PASTE_FILE, PASTE_CLIPBOARD = "f2", "f3"
+CONTROL_ONLY = ("paste_file", "paste_clipboard")
 
 
 def tmux_key(event: events.Key) -> tuple[str, bool] | None:
@@ -67,6 +74,8 @@ class AttachScreen(ReportWorkerErrors, Screen):
         Binding(CONTROL_TOGGLE, "toggle_control", "Take control", id="attach.control", priority=True),
         Binding("f", "full_screen", "Screen only", id="attach.full"),
         Binding("A", "interactive", "Interactive attach", id="attach.interactive"),
+        Binding(PASTE_FILE, "paste_file", "Paste file", id="attach.paste_file", priority=True),
+        Binding(PASTE_CLIPBOARD, "paste_clipboard", "Paste clipboard", id="attach.paste_clipboard", priority=True),
     ]
 
     def __init__(self, job: Job) -> None:
@@ -76,8 +85,10 @@ class AttachScreen(ReportWorkerErrors, Screen):
         self.mirror = None
         self.control = False
         self.state_text = "connecting…"
-        # One sender thread drains this queue so keystrokes reach the pane in the order typed.
-        self._input: queue.Queue[tuple[str, str, bool] | None] = queue.Queue()
+        self.paste_text = ""
+        # One sender thread drains this queue so keystrokes and pastes reach the pane in the order given:
+        # ("key", key, literal) or ("paste", text, source).
+        self._input: queue.Queue[tuple[str, str, bool | str] | None] = queue.Queue()
         self._sender_started = False
         self._keys_sent = 0
         self._control_since = 0.0
@@ -92,6 +103,7 @@ class AttachScreen(ReportWorkerErrors, Screen):
         self.sub_title = f"{self.job.id}  {self.job.agent} / {self.job.task_id}"
         self._status()
         self._follow()
+        start_lookup(self.app.settings, [self.job.backend])  # returns at once: the ARN is looked up behind
         self._log("operator_attach")
 
     def on_unmount(self) -> None:
@@ -178,7 +190,7 @@ class AttachScreen(ReportWorkerErrors, Screen):
             if self.control
             else f"READ-ONLY ({CONTROL_TOGGLE} to take control)"
         )
-        self.query_one("#status", Static).update(Text(f"{mode}   {self.state_text}"))
+        self.query_one("#status", Static).update(Text(f"{mode}   {self.state_text}   {self.paste_text}".rstrip()))
         self.set_class(self.control, "control")
 
     # -- actions ------------------------------------------------------------------------------
@@ -205,6 +217,7 @@ class AttachScreen(ReportWorkerErrors, Screen):
             self._sender_started = True  # one sender for the screen's life: keystrokes stay in order
             self._sender()
         self._status()
+        self.refresh_bindings()  # the paste keys exist only in control mode
 
     def _give_back(self) -> None:
         # How many keys and for how long, never which keys.
@@ -213,13 +226,11 @@ class AttachScreen(ReportWorkerErrors, Screen):
 
     def _log(self, kind: str, **detail: object) -> None:
         """Record an operator action in the ledger, with who did it (off the event loop)."""
-        job, ledger = self.job, self.app.ledger
-        self.run_worker(
-            lambda: ledger.record(job.run_id, job.id, kind, by=identity(), **detail),
-            thread=True,
-            group="attach-log",
-            exit_on_error=False,
-        )
+        record = partial(self._record, kind, STS_WAIT, **detail)
+        self.run_worker(record, thread=True, group="attach-log", exit_on_error=False)
+
+    def _record(self, kind: str, wait: float = 0.0, **detail: object) -> None:
+        self.app.ledger.record(self.job.run_id, self.job.id, kind, by=identity(wait), **detail)
 
     def action_interactive(self) -> None:
         if self.target is None:
@@ -233,7 +244,26 @@ class AttachScreen(ReportWorkerErrors, Screen):
         self.refresh()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in CONTROL_ONLY:
+            return self.control
         return not (self.app.readonly and action in ("toggle_control", "interactive"))
+
+    def action_paste_file(self) -> None:
+        self.app.push_screen(PastePathScreen(), self._paste_file)
+
+    def _paste_file(self, path: str | None) -> None:
+        if path:
+            self._read_then_paste(partial(read_paste_file, path), "file")
+
+    def action_paste_clipboard(self) -> None:
+        self._read_then_paste(read_clipboard, "clipboard")
+
+    @work(thread=True, group="attach-read", exit_on_error=False)
+    def _read_then_paste(self, read, source: str) -> None:
+        """Read the text off the event loop (a UserError is notified), then queue it for the sender."""
+        text = read()
+        if text and self.control:
+            self._input.put(("paste", text, source))
 
     async def on_key(self, event: events.Key) -> None:
         # In control mode every key belongs to the pane (except the toggle, a priority binding).
@@ -248,17 +278,39 @@ class AttachScreen(ReportWorkerErrors, Screen):
 
     @on(events.Paste)
     def _paste(self, event: events.Paste) -> None:
+        """The terminal's bracketed paste (its own paste key): in control mode it goes to the pane."""
         if self.control and self.mirror is not None:
             event.stop()
-            data = event.text.encode()
-            self._log("operator_paste", bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-            self._input.put(("paste", event.text, False))
+            self._input.put(("paste", event.text, "terminal"))
+
+    def on_paste_progress(self, message: PasteProgress) -> None:
+        size = f"{message.total / 1000:.1f} kB"
+        if message.error:
+            self.paste_text = f"paste of {size} failed: {message.error}"
+            self.notify(self.paste_text, title="Paste", severity="error", timeout=10)
+        elif message.done < message.total:
+            self.paste_text = f"pasting {message.done / 1000:.1f}/{size} ({message.done / message.total:.0%})"
+        else:
+            self.paste_text = f"pasted {size}"
+        self._status()
 
     @work(thread=True, exclusive=True, group="attach-input", exit_on_error=False)
     def _sender(self) -> None:
         while (item := self._input.get()) is not None:
-            kind, data, literal = item
+            kind, data, extra = item
             if kind == "paste":
-                self.mirror.paste(data)
+                self._send_paste(data, str(extra))
             else:
-                self.mirror.send_keys(data, literal=literal)
+                self.mirror.send_keys(data, literal=bool(extra))
+
+    def _send_paste(self, text: str, source: str) -> None:
+        """Paste through the mirror (chunked where the transport needs it), then log it once, as its size
+        and hash. A failed paste is shown, and the sender carries on with the keys after it."""
+        total = len(text.encode())
+        self.post_message(PasteProgress(0, total))
+        try:
+            self.mirror.paste(text, progress=lambda done, all_: self.post_message(PasteProgress(done, all_)))
+        except (UserError, BackendError, TimeoutError) as exc:
+            self.post_message(PasteProgress(0, total, str(exc)))
+            return
+        self._record("operator_paste", source=source, **paste_detail(text))

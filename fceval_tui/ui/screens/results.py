@@ -1,5 +1,6 @@
 """Results of a run (the highlighted job's, or the newest): the `fceval-tui report` numbers as a table,
-then pictures: pass rate with its 95% confidence interval, and how long jobs took."""
+then pictures: pass rate with its 95% confidence interval, how long jobs took, and what the run cost
+over time."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from fceval_tui.presentation import duration, money
 from fceval_tui.services.report import Group, Report, build_report
 from fceval_tui.ui.messages import ResultsLoaded
 from fceval_tui.ui.polling import PollingScreen
+from fceval_tui.ui.widgets.cost_chart import CostChart, describe
 
 BAR = 20  # cells of the pass-rate bar
 HISTOGRAM_BAR = 16  # cells of the longest histogram bar
@@ -133,5 +135,9 @@ class ResultsScreen(PollingScreen):
             median = group.to_json()["duration_median_s"]
             parts.append(Text(f"  {_label(group)} (median {duration(median)})"))
             parts.append(duration_histogram(group.durations, accent))
+        for series in report.costs:
+            parts.append(Text(f"\nCost over time (cumulative, run {series.run_id})", style="bold"))
+            parts.append(Text(f"  {describe(series)}"))
+            parts.append(CostChart(series, accent))
         parts.extend(Text(note, style="dim") for note in report.notes)
         return RichGroup(*parts)
