@@ -24,10 +24,13 @@ from fceval_tui.domain.models import iso, parse_iso, utcnow
 from fceval_tui.errors import NotFoundError
 from fceval_tui.ledger import Ledger
 
-POOL_UP, POOL_DOWN = "up", "down"
+# A pool is up (kept at its size), down (`pool down`, teardown), or idle: its idle timeout or its
+# instances' expiry ended the last of them, and nothing brings it back but `pool up`.
+POOL_UP, POOL_DOWN, POOL_IDLE = "up", "down", "idle"
 # An instance boots, is prepared (ready: takes jobs), may be drained (takes none; replaced), and is gone.
 BOOTING, READY, DRAINING, GONE = "booting", "ready", "draining", "gone"
 LIVE_STATES = (BOOTING, READY, DRAINING)
+IDLE_NOTE = "no job for"  # the note of an instance the idle timeout ended
 _INSTANCE_FIELDS = ("state", "slots", "idle_since", "expires_at", "note")
 
 
@@ -44,6 +47,14 @@ class Pool:
     @property
     def up(self) -> bool:
         return self.state == POOL_UP
+
+    def why_not_up(self) -> str:
+        if self.state == POOL_IDLE:
+            return (
+                f"pool {self.name} ended itself: no job ran on its instances for {self.idle_minutes:g} min "
+                "(FCEVAL_POOL_IDLE_MINUTES) or their expiry passed"
+            )
+        return f"pool {self.name} is down"
 
 
 @dataclass(frozen=True)
@@ -244,6 +255,40 @@ class PoolBook:
                     (iso(self._clock()), instance_id),
                 )
         return self.instance(instance_id)
+
+    def retire_idle(self, instance_id: str, idle_before: datetime, note: str) -> bool:
+        """Take an instance out of the pool for its idle timeout, in the transaction that checks it is still
+        ready, without a claim, and idle since `idle_before` or earlier (so no claim can slip in): it is
+        draining with `note`, and the pool one smaller (`shrink`). False when it is not idle after all."""
+        with self.ledger.transaction() as db:
+            row = db.execute(
+                "SELECT i.pool, i.idle_since FROM pool_instances i WHERE i.id=? AND i.state=?"
+                " AND NOT EXISTS (SELECT 1 FROM pool_claims c WHERE c.instance_id = i.id)",
+                (instance_id, READY),
+            ).fetchone()
+            idle_since = parse_iso(row["idle_since"]) if row else None
+            if idle_since is None or idle_since > idle_before:
+                return False
+            db.execute("UPDATE pool_instances SET state=?, note=? WHERE id=?", (DRAINING, note, instance_id))
+            self._shrink(db, row["pool"])
+        return True
+
+    def shrink(self, pool: str) -> None:
+        """One instance fewer to keep: it ended by its own switch (idle timeout or expiry), and is not
+        replaced. A pool left with none is idle."""
+        with self.ledger.transaction() as db:
+            self._shrink(db, pool)
+
+    @staticmethod
+    def _shrink(db: sqlite3.Connection, pool: str) -> None:
+        db.execute("UPDATE pools SET size=MAX(0, size - 1) WHERE name=? AND state=?", (pool, POOL_UP))
+        db.execute("UPDATE pools SET state=? WHERE name=? AND state=? AND size=0", (POOL_IDLE, pool, POOL_UP))
+
+    def set_expiry(self, instance_ids: list[str], expires_at: datetime) -> None:
+        with self.ledger.transaction() as db:
+            db.executemany(
+                "UPDATE pool_instances SET expires_at=? WHERE id=?", [(iso(expires_at), i) for i in instance_ids]
+            )
 
     def drop_claims(self, instance_id: str) -> None:
         """Forget every claim on an instance that is gone (its jobs' compute went with it)."""

@@ -9,7 +9,7 @@ start      one Run Command: the instance's expiry pushed to the job's TTL, the j
            of its own, its harness steps as the job's user
 observe, collect   as for any EC2 job (backends/ec2)
 cancel     kill the job's session and its user's processes; the instance stays
-cleanup    remove the job's session, processes, files and user, verify it, then free the slot (and
+cleanup    remove the job's session, processes, files, directories and user, verify it, then free the slot (and
            set the idle expiry when it was the instance's last job); a cleanup that fails or cannot
            reach the instance drains it
 """
@@ -17,6 +17,7 @@ cleanup    remove the job's session, processes, files and user, verify it, then 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from fceval_tui import locations
 from fceval_tui.backends import pool_scripts, remote_tmux
@@ -27,7 +28,7 @@ from fceval_tui.backends.manifest import MANIFEST
 from fceval_tui.backends.pool_fleet import PoolFleet
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
-from fceval_tui.domain.models import utcnow
+from fceval_tui.domain.models import Job, utcnow
 from fceval_tui.domain.prices import ec2_hourly
 from fceval_tui.errors import BackendError, CapacityError, NotFoundError, PermanentError, TransientError
 from fceval_tui.ledger import Ledger
@@ -69,11 +70,15 @@ class Ec2PoolBackend(Ec2Backend):
             raise PermanentError(str(exc.problem), exc.fix) from exc
         if not pool.up:
             raise PermanentError(
-                f"pool {self.pool_name} is down", f"start it with `fceval-tui pool up --name {self.pool_name} --size N`"
+                pool.why_not_up(), f"start it with `fceval-tui pool up --name {self.pool_name} --size N`"
             )
         return pool
 
     # -- the Backend contract -----------------------------------------------------------------
+
+    def artifacts_dir(self, job: Job, local_work: Path) -> str:
+        """In the job user's own directory: the work directory is root's (see pool_scripts)."""
+        return pool_scripts.user_dir(remote_work_dir(self.settings, job.id)) + "/artifacts"
 
     def provision(self, ctx: JobContext) -> str:
         pool = self.pool()

@@ -11,7 +11,14 @@ takes `vCPUs / FCEVAL_POOL_VCPUS_PER_JOB` jobs at once.
 `upkeep` is one pass, with no waiting: instances EC2 no longer runs are marked gone (their claims
 dropped); a ready instance whose agent is offline is drained; booting ones whose agent is online are
 prepared; a drained instance none of whose jobs is still active is terminated; and a pool that is up
-gets new instances until it has its size again.
+gets new instances until it has its size again, each noted as replacing a drained one ("replacing
+i-..."). An instance that ended itself at its expiry (its dead-man's switch: the idle timeout or the TTL)
+is not replaced: the pool keeps one fewer. `retire_idle` ends the instances that have had no job for the
+pool's idle timeout the same way, without waiting for their switch.
+
+Passes over one pool are serialized in this process (the runner's claims and the console's keeper both
+run them); between processes, a launch retried under the same sequence number finds the first one's
+instance by its tags and client token.
 """
 
 from __future__ import annotations
@@ -35,10 +42,17 @@ from fceval_tui.backends.ec2 import GONE_STATES, LIVE_STATES, Ec2Backend, first_
 from fceval_tui.backends.remote_tmux import EXIT_NO_TMUX
 from fceval_tui.domain.models import iso, utcnow
 from fceval_tui.errors import BackendError, NotFoundError, PermanentError, TransientError
-from fceval_tui.ledger_pools import BOOTING, DRAINING, GONE, READY, Pool, PoolBook, PoolInstance
+from fceval_tui.ledger_pools import BOOTING, DRAINING, GONE, IDLE_NOTE, READY, Pool, PoolBook, PoolInstance
 from fceval_tui.transports.ssm import SsmTransport
 
 SSM_IDS_PER_CALL = 50  # DescribeInstanceInformation's InstanceIds filter takes at most 50 values
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _pool_lock(name: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(name, threading.Lock())
 
 
 def pool_run_id(name: str) -> str:
@@ -53,7 +67,6 @@ class PoolFleet:
         self.ec2 = ec2
         self.book = book
         self.settings = ec2.settings
-        self._lock = threading.Lock()  # one upkeep pass at a time per fleet
 
     # -- launching ----------------------------------------------------------------------------------
 
@@ -151,31 +164,60 @@ class PoolFleet:
 
     def upkeep(self, pool: Pool) -> list[PoolInstance]:
         """One pass (see the module doc); the pool's live instances after it."""
-        with self._lock:
+        with _pool_lock(pool.name):
             self._refresh(pool)
-            for instance in self.book.instances(pool.name):
+            instances = self.book.instances(pool.name)
+            for instance in instances:
                 if instance.state == DRAINING and not self._active_jobs(instance):
                     self.terminate(pool, [instance.id], f"drained ({instance.note})")
+            pool = self.book.pool(pool.name)  # its size may have shrunk
             if pool.up:
                 live = [i for i in self.book.instances(pool.name) if i.state in (BOOTING, READY)]
-                for _ in range(pool.size - len(live)):
-                    self.launch(pool)
+                replaced = [i for i in instances if i.state == DRAINING and "replaced by" not in (i.note or "")]
+                for n in range(pool.size - len(live)):
+                    new = self.launch(pool)
+                    if n < len(replaced):
+                        old = replaced[n]
+                        self.book.update_instance(new.id, note=f"replacing {old.id} ({old.note})")
+                        if self.book.instance(old.id).state == DRAINING:
+                            self.book.update_instance(old.id, note=f"{old.note}; replaced by {new.id}")
             return self.book.instances(pool.name)
+
+    def retire_idle(self, pool: Pool, now: datetime) -> list[str]:
+        """Terminate the pool's ready instances that have had no job for its idle timeout (one call for
+        all of them), the pool one smaller for each; their ids."""
+        cutoff = now - timedelta(minutes=pool.idle_minutes)
+        note = f"{IDLE_NOTE} {pool.idle_minutes:g} min (FCEVAL_POOL_IDLE_MINUTES): terminated"
+        with _pool_lock(pool.name):
+            idle = [
+                i.id
+                for i in self.book.instances(pool.name)
+                if i.state == READY and not i.jobs and self.book.retire_idle(i.id, cutoff, note)
+            ]
+            if idle:
+                self.book.record("pool_instances_idle", pool.name, instances=idle, idle_minutes=pool.idle_minutes)
+                self.terminate(pool, idle, note)
+            return idle
 
     def refresh(self, pool: Pool) -> list[PoolInstance]:
         """The observing half of `upkeep`: gone instances marked, offline ones drained, booted ones
         prepared; nothing launched or terminated."""
-        with self._lock:
+        with _pool_lock(pool.name):
             self._refresh(pool)
             return self.book.instances(pool.name)
 
     def _refresh(self, pool: Pool) -> None:
         instances = self.book.instances(pool.name)
         states = self._ec2_states([i.id for i in instances])
+        now = utcnow()
         for instance in instances:
             state = states.get(instance.id)
             if state is None or state in GONE_STATES or state == "terminated":
-                self._gone(pool, instance, f"EC2 says {state or 'it no longer exists'}")
+                said = f"EC2 says {state or 'it no longer exists'}"
+                if instance.expires_at is not None and instance.expires_at <= now and instance.state != DRAINING:
+                    self.book.shrink(pool.name)  # its own switch ended it: not replaced
+                    said += f" after its expiry {iso(instance.expires_at)}: ended itself, not replaced"
+                self._gone(pool, instance, said)
         instances = self.book.instances(pool.name)
         online = self._online([i.id for i in instances])
         for instance in instances:

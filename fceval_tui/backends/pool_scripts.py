@@ -1,14 +1,17 @@
 """The shell a warm pool runs on its instances, as root through Run Command (see ec2_pool).
 
 Isolation: each job on a pool instance has its own Unix user (`job_user`), created when the job
-starts, whose home is the job's work directory: owned by that user, group `TMUX_GROUP`, mode 0710, so
-no other job's user can enter it (only the session user, for the mirror). The pipeline runs as root in
-the job's own tmux server, as on an instance of its own, and drops to the job's user for the harness's
-run and grade steps (`pipeline.render(run_as=...)`): root writes the status files and does the uploads,
-the job's code reads the job's values from its environment, and whatever it started or left is found
-by its uid when it ends. Cleanup kills the session and every process of that uid, deletes its files
-in the shared temporary directories, the work directory and the user, then checks each of those is
-gone: only then is the slot free again (a uid is reused by the next `useradd`).
+starts. The job's work directory stays root's, as on an instance of its own (status files, values, the
+pipeline, the tmux socket; group `TMUX_GROUP`, mode 0710: only the session user may reach the socket),
+so no job user can enter any work directory, its own included, nor leave a link there for root to
+follow. What the job's user may write is a directory of its own next to it (`user_dir`: its home, with
+the artifacts directory), owned by it and mode 0700. The pipeline runs as root in the job's own tmux
+server and drops to the job's user for the harness's run and grade steps and for reading the artifacts
+it packs (`pipeline.render(run_as=...)`), with umask 077, so that even what the job writes to the shared
+temporary directories is its own to read. Whatever the job started or left is found by its uid when it
+ends: cleanup kills the session and every process of that uid (daemons that left the session too),
+deletes its files in the shared temporary directories, both directories and the user, then checks each
+of those is gone: only then is the slot free again (a uid is reused by the next `useradd`).
 
 The dead-man's switch: the pool's first-boot script starts a watcher that powers the instance off once
 the time (epoch seconds) in its expiry file has passed, after which EC2 terminates it (shutdown
@@ -98,6 +101,27 @@ def set_expiry(work_root: str, instance_id: str, expires_epoch: int, *, later_on
     )
 
 
+def push_expiry(work_root: str, instance_ids: list[str], expires_epoch: int) -> str:
+    """One script for many instances (one Run Command): each moves its own expiry to `expires_epoch` if
+    that is later. An instance has only its own file (they are named by instance id), and one without
+    it was never prepared: its switch stays as it is."""
+    q = shlex.quote
+    state = f"{work_root.rstrip('/')}/.pool"
+    ids = " ".join(q(i) for i in instance_ids)
+    return "\n".join(
+        [
+            f"for id in {ids}; do",
+            f'  f={q(state)}/"$id".expires',
+            '  [ -e "$f" ] || continue',
+            "  old=$(cat \"$f\" 2>/dev/null); case $old in ''|*[!0-9]*) old=0 ;; esac",
+            f'  if [ {int(expires_epoch)} -gt "$old" ]; then',
+            f'    printf "%s\\n" {int(expires_epoch)} > "$f.tmp" && mv "$f.tmp" "$f" || exit 1',
+            "  fi",
+            "done",
+        ]
+    )
+
+
 def prepare_script(work_root: str, instance_id: str, expires_epoch: int) -> str:
     """Once, when a new instance's agent is online: wait for the first boot to finish, check the tools,
     make the work root and the tmux group, set the idle expiry; prints `vcpus=N` and `expires=...`."""
@@ -115,15 +139,23 @@ def prepare_script(work_root: str, instance_id: str, expires_epoch: int) -> str:
     )
 
 
+def user_dir(work: str) -> str:
+    """The job user's own directory next to the job's work directory: its home, with its artifacts."""
+    return work.rstrip("/") + ".user"
+
+
 def job_setup(work: str, user: str) -> str:
-    """Before the job's pipeline is installed: its user (home: the work directory) and that directory,
-    owned by the user, with an artifacts directory the harness can write."""
+    """Before the job's pipeline is installed: its user (home: `user_dir`), that directory and its
+    artifacts directory owned by the user, and the work directory root's."""
     q = shlex.quote
+    home = user_dir(work)
     return "\n".join(
         [
-            f"id -u {q(user)} >/dev/null 2>&1 || useradd -M -U -d {q(work)} -s /bin/sh {q(user)} || exit 2",
-            f"mkdir -p {q(work)}/artifacts || exit 2",
-            f"chown {q(user)} {q(work)} {q(work)}/artifacts && chmod 0700 {q(work)}/artifacts || exit 2",
+            f"id -u {q(user)} >/dev/null 2>&1 || useradd -M -U -d {q(home)} -s /bin/sh {q(user)} || exit 2",
+            f"mkdir -p {q(work)} {q(home)}/artifacts || exit 2",
+            f"chown root:root {q(work)} && chmod 0700 {q(work)} || exit 2",
+            f"chown {q(user)}:{q(user)} {q(home)} {q(home)}/artifacts && chmod 0700 {q(home)} {q(home)}/artifacts"
+            " || exit 2",
         ]
     )
 
@@ -164,10 +196,11 @@ def clean_job(work: str, user: str) -> str:
             f"  userdel {q(user)} >/dev/null 2>&1",
             f"  getent group {q(user)} >/dev/null && groupdel {q(user)} >/dev/null 2>&1",
             "fi",
-            f"rm -rf {q(work)}",
+            f"rm -rf {q(work)} {q(user_dir(work))}",
             "left=''",
             f'id -u {q(user)} >/dev/null 2>&1 && left="$left user"',
             f'[ -e {q(work)} ] && left="$left work-dir"',
+            f'[ -e {q(user_dir(work))} ] && left="$left user-dir"',
             f'{tmux} has-session >/dev/null 2>&1 && left="$left tmux"',
             'if [ -n "$uid" ]; then',
             '  { pgrep -U "$uid" || pgrep -u "$uid"; } >/dev/null && left="$left processes"',

@@ -143,6 +143,7 @@ def print_pools(statuses: list[PoolStatus]) -> None:
         console().print(
             f"pool {p.name}: {p.state}, {status.ready}/{p.size} ready, {status.busy}/{status.slots} slots busy, "
             f"{p.settings.get('ec2_instance_type')} in {p.settings.get('region')}, idle timeout {p.idle_minutes:g} min"
+            + (f"; {status.note}" if status.note else "")
         )
         for row in status.rows:
             i = row.instance

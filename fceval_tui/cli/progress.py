@@ -23,8 +23,16 @@ REFRESH = 0.5
 
 def drive(settings: Settings, ledger: Ledger, run_id: str, quiet: bool = False) -> int:
     """Run every non-final job of the run until all are final; the exit status says whether all succeeded."""
+    from fceval_tui.services.pool_keeper import keeping
+
     runner = Runner(ledger, settings)
-    totals = run_with_progress(runner, ledger, run_id, quiet=quiet)
+    # A run on a warm pool: its health, idle timeout and expiry are kept while the run is driven.
+    keeper = keeping(settings, ledger, on_problem=lambda problem: print(f"warning: {problem}", file=sys.stderr))
+    try:
+        totals = run_with_progress(runner, ledger, run_id, quiet=quiet)
+    finally:
+        if keeper is not None:
+            keeper.stop()
     if totals is None:
         return EXIT_INTERRUPTED
     if not quiet:

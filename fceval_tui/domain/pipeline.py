@@ -70,13 +70,21 @@ def render(
     """`run_command`/`grade_command` are rendered templates (they read the job's values from the
     environment: `ENV_FILE` in the work directory, or the container's environment where the backend
     sets it); `upload` is trusted shell built by a backend with shlex.quote. `run_as`: a user the run
-    and grade steps drop to (`runuser`, environment kept), while the status files, packing and uploads
-    stay with the pipeline's own user (a warm pool's jobs, see backends/pool_scripts)."""
+    and grade steps drop to (`runuser`, environment kept), in that user's home and with umask 077, while
+    the status files and uploads stay with the pipeline's own user; the artifacts are read for packing as
+    `run_as` too, so a link the job made never leads the pipeline's user elsewhere (a warm pool's jobs,
+    see backends/pool_scripts)."""
     q = shlex.quote
     grade = grade_command or ""
+    pack = f"tar -czf {RUN_ARCHIVE} -C {q(artifacts_dir)} ."
+    report = f"gzip -c {q(artifacts_dir + '/' + GRADING_REPORT)} > {REPORT_ARCHIVE}"
     if run_as:
-        run_command = f"runuser -u {q(run_as)} -- sh -c {q(run_command)}"
-        grade_command = f"runuser -u {q(run_as)} -- sh -c {q(grade)}" if grade else None
+        as_user = f"runuser -u {q(run_as)} --"
+        step = 'umask 077; cd "$HOME" || exit 97; '
+        run_command = f"{as_user} sh -c {q(step + run_command)}"
+        grade_command = f"{as_user} sh -c {q(step + grade)}" if grade else None
+        pack = f"{as_user} tar -czf - -C {q(artifacts_dir)} . > {RUN_ARCHIVE}"
+        report = f"{as_user} gzip -c {q(artifacts_dir + '/' + GRADING_REPORT)} > {REPORT_ARCHIVE}"
     return f"""#!/bin/sh
 # {banner or "fceval-tui pipeline"}
 cd {q(work_dir)} || exit 97
@@ -102,9 +110,9 @@ if [ "$rc" -eq 0 ] && [ -n {q(grade)} ]; then
   code=$grc
 fi
 phase uploading
-tar -czf {RUN_ARCHIVE} -C {q(artifacts_dir)} . || echo 'fceval-tui: packing artifacts failed' >&2
+{pack} || echo 'fceval-tui: packing artifacts failed' >&2
 if [ -f {q(artifacts_dir + "/" + GRADING_REPORT)} ]; then
-  gzip -c {q(artifacts_dir + "/" + GRADING_REPORT)} > {REPORT_ARCHIVE}
+  {report}
 fi
 {upload}
 phase done

@@ -17,7 +17,7 @@ from fceval_tui.config.settings import POOL_NAME
 from fceval_tui.errors import BackendError, UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.ledger_pools import POOL_DOWN, READY, Pool, PoolBook
-from fceval_tui.services.pool_view import PoolStatus, rows
+from fceval_tui.services.pool_view import PoolStatus, idle_ended, rows
 
 BOOT_TIMEOUT = 900.0  # boot plus SSM agent registration of a new instance; slow AMIs take minutes
 # What a run on a pool takes from the pool: where its instances are and how they were set up.
@@ -39,6 +39,49 @@ def check_name(name: str) -> str:
             f"{name!r} is not a pool name", "use lowercase letters, digits and '-', at most 32 characters, e.g. default"
         )
     return name
+
+
+UP_FIELDS = ("name", "size", "instance_type", "ttl")
+
+
+def check_up(
+    settings: Settings, name: str, size: str | int, instance_type: str | None = None, ttl_minutes: str | None = None
+) -> tuple[int, Settings]:
+    """The checks of `pool up` on its values as typed (the console's form passes text): the size and the
+    settings the pool's instances get. UserError for the first bad value; `up_errors` gives all of them."""
+    errors = up_errors(settings, name, size, instance_type, ttl_minutes)
+    if errors:
+        raise next(iter(errors.values()))
+    raw = {"ec2_instance_type": instance_type} if instance_type else {}
+    if ttl_minutes:
+        raw["ttl_minutes"] = ttl_minutes
+    return int(size), settings.with_raw(raw).replace(backend="ec2", pool=name)
+
+
+def up_errors(
+    settings: Settings, name: str, size: str | int, instance_type: str | None, ttl_minutes: str | None
+) -> dict[str, UserError]:
+    """Each bad value of `pool up`, by field (UP_FIELDS), with its message and fix."""
+    errors: dict[str, UserError] = {}
+    try:
+        check_name(name)
+    except UserError as exc:
+        errors["name"] = exc
+    text = str(size).strip()
+    if not text.lstrip("-").isdigit() or int(text) < 1:
+        errors["size"] = UserError(
+            f"size {text or '(empty)'!r}: a pool needs a whole number of instances, at least one", "give 1 or more"
+        )
+    for field, attr, value in (
+        ("instance_type", "ec2_instance_type", instance_type),
+        ("ttl", "ttl_minutes", ttl_minutes),
+    ):
+        if value:
+            try:
+                settings.with_raw({attr: value})
+            except UserError as exc:
+                errors[field] = exc
+    return errors
 
 
 def pool_settings(settings: Settings, pool: Pool) -> Settings:
@@ -64,7 +107,7 @@ def settings_for_run(settings: Settings, ledger: Ledger | None) -> Settings:
     book = PoolBook(ledger)
     pool = book.pool(settings.pool)
     if not pool.up:
-        raise UserError(f"pool {pool.name} is down", f"start it with `fceval-tui pool up --name {pool.name} --size N`")
+        raise UserError(pool.why_not_up(), f"start it with `fceval-tui pool up --name {pool.name} --size N`")
     settings = settings.with_json({k: v for k, v in pool.settings.items() if k in POOL_PINNED})
     if settings.sources.get("concurrent", "default") == "default":
         slots = sum(i.slots for i in book.instances(pool.name) if i.state == READY)
@@ -80,7 +123,7 @@ def pool_up(
     settings: Settings,
     ledger: Ledger,
     name: str,
-    size: int,
+    size: int | str,
     instance_type: str | None = None,
     ttl_minutes: str | None = None,
     on_progress: Callable[[str], None] | None = None,
@@ -88,13 +131,7 @@ def pool_up(
 ) -> PoolStatus:
     """Bring the pool to `size` ready instances (launching only what is missing) and wait for them.
     `instance_type` and `ttl_minutes` are as typed (checked like EC2_INSTANCE_TYPE and FCEVAL_TTL_MINUTES)."""
-    check_name(name)
-    if size < 1:
-        raise UserError(f"--size {size}: a pool needs at least one instance", "pass --size 1 or more")
-    raw = {"ec2_instance_type": instance_type} if instance_type else {}
-    if ttl_minutes is not None:
-        raw["ttl_minutes"] = ttl_minutes
-    settings = settings.with_raw(raw).replace(backend="ec2", pool=name)
+    size, settings = check_up(settings, name, size, instance_type, ttl_minutes)
     backend = Ec2PoolBackend(settings, ledger=ledger)
     backend.aws.check_credentials()
     book = PoolBook(ledger)
@@ -121,7 +158,7 @@ def pool_status(settings: Settings, ledger: Ledger, name: str | None = None, ref
                 instances = pool_backend(settings, ledger, pool).fleet.refresh(pool)
             except BackendError as exc:
                 raise UserError(f"pool {pool.name}: {exc}", getattr(exc, "fix", "") or "check AWS access") from exc
-        statuses.append(PoolStatus(pool, rows(settings, pool, instances)))
+        statuses.append(PoolStatus(book.pool(pool.name), rows(settings, pool, instances), idle_ended(book, pool)))
     return statuses
 
 

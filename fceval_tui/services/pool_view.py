@@ -11,7 +11,7 @@ from fceval_tui.config import Settings
 from fceval_tui.domain.models import iso, utcnow
 from fceval_tui.domain.prices import cost_so_far, ec2_hourly
 from fceval_tui.ledger import Ledger
-from fceval_tui.ledger_pools import READY, Pool, PoolBook, PoolInstance
+from fceval_tui.ledger_pools import BOOTING, DRAINING, GONE, IDLE_NOTE, POOL_DOWN, READY, Pool, PoolBook, PoolInstance
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,30 @@ class InstanceRow:
 class PoolStatus:
     pool: Pool
     rows: list[InstanceRow]
+    idle_ended: tuple[str, ...] = ()  # instances the idle timeout ended since the pool came up
+
+    @property
+    def draining(self) -> int:
+        return sum(1 for r in self.rows if r.instance.state == DRAINING)
+
+    @property
+    def replacing(self) -> int:
+        return sum(
+            1 for r in self.rows if r.instance.state == BOOTING and (r.instance.note or "").startswith("replacing")
+        )
+
+    @property
+    def note(self) -> str:
+        """What the pool's own row says beyond its counts: why it is not up, what its idle timeout ended,
+        what is being drained and replaced."""
+        parts = [] if self.pool.up or self.pool.state == POOL_DOWN else [self.pool.why_not_up()]
+        if self.idle_ended:
+            parts.append(
+                f"{len(self.idle_ended)} instance(s) terminated after {self.pool.idle_minutes:g} min without a job"
+            )
+        if self.draining or self.replacing:
+            parts.append(f"{self.draining} draining, {self.replacing} replacing")
+        return "; ".join(parts)
 
     @property
     def ready(self) -> int:
@@ -69,6 +93,10 @@ class PoolStatus:
             "ready": self.ready,
             "slots": self.slots,
             "busy_slots": self.busy,
+            "draining": self.draining,
+            "replacing": self.replacing,
+            "idle_ended": list(self.idle_ended),
+            "note": self.note,
             "cost_usd": round(sum(r.cost_usd for r in self.rows), 4),
             "instances": [r.to_json() for r in self.rows],
         }
@@ -92,11 +120,19 @@ def rows(
     ]
 
 
+def idle_ended(book: PoolBook, pool: Pool) -> tuple[str, ...]:
+    return tuple(
+        i.id
+        for i in book.instances(pool.name, live=False)
+        if i.state == GONE and (i.note or "").startswith(IDLE_NOTE) and i.launched_at >= pool.created_at
+    )
+
+
 def pool_statuses(settings: Settings, ledger: Ledger) -> list[PoolStatus]:
     """Every pool in the ledger with its live instances, as the ledger last saw them."""
     book = PoolBook(ledger)
     now = utcnow()
-    return [PoolStatus(p, rows(settings, p, book.instances(p.name), now)) for p in book.pools()]
+    return [PoolStatus(p, rows(settings, p, book.instances(p.name), now), idle_ended(book, p)) for p in book.pools()]
 
 
 def rows_by_instance(settings: Settings, ledger: Ledger) -> dict[str, InstanceRow]:

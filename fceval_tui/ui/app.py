@@ -26,6 +26,7 @@ from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
 from fceval_tui.services.forwarding import Forwards
 from fceval_tui.services.operator import STS_WAIT, identity, start_lookup
+from fceval_tui.services.pool_keeper import PoolKeeper
 from fceval_tui.services.report import read_grading_report
 from fceval_tui.services.resources import list_resources
 from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs, run_settings
@@ -102,6 +103,7 @@ class FcevalApp(App):
         self.clock = clock
         self.polling_enabled = True
         self.runners: dict[str, Runner] = {}
+        self.pool_keeper: PoolKeeper | None = None
         self._keymap = keymap or {}
         self._keymap_problem: str | None = None
         self._s3: object | None = None
@@ -124,6 +126,15 @@ class FcevalApp(App):
             self.notify(f"demo run {run_id}: {len(self.demo_specs)} example jobs on this machine", title="Demo")
         self._check_orphans()
         start_lookup(self.settings)  # the AWS caller for the action log, in the background
+        # While the console runs, warm pools are kept: health, idle timeout, the expiry of busy instances.
+        self.pool_keeper = (
+            None if self.readonly else PoolKeeper(self.settings, self.ledger, on_problem=self._pool_problem)
+        )
+        if self.pool_keeper is not None:
+            self.pool_keeper.start()
+
+    def _pool_problem(self, problem: str) -> None:
+        self.call_from_thread(self.notify, problem, title="Pools", severity="warning")
 
     def _install_themes(self) -> list[str]:
         """Register the shipped and user themes and select the requested one; returns what to warn about."""
@@ -285,6 +296,8 @@ class FcevalApp(App):
 
     def on_unmount(self) -> None:
         self.forwards.close_all()  # no forward outlives the console
+        if self.pool_keeper is not None:
+            self.pool_keeper.stop(timeout=1.0)  # a pass under way ends with the process (daemon thread)
 
     async def action_quit(self) -> None:
         active = [run_id for run_id in self.runners if self._driving(run_id)]

@@ -7,77 +7,21 @@ from __future__ import annotations
 
 import collections
 import pwd
-import secrets
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from fceval_tui.backends import pool_scripts
-from fceval_tui.backends.aws_constants import POOL_TAG
 from fceval_tui.backends.ec2_pool import Ec2PoolBackend
 from fceval_tui.domain.states import JobState
-from fceval_tui.ledger import Ledger
 from fceval_tui.ledger_pools import GONE, READY, PoolBook
 from fceval_tui.services import pool as pools
 from fceval_tui.services.runner import Runner
 from tests.helpers.aws import RESULTS, record_calls, s3_keys, spec
-from tests.helpers.cli import HARNESS
+from tests.helpers.pools import PYTHON, harness, pool_instances, wait_for
 
-
-def _python_for_job_users() -> str | None:
-    """A Python an unprivileged user can run (the harness runs as the job's user; a virtualenv under
-    /root is out of its reach)."""
-    for candidate in (sys.executable, shutil.which("python3"), "/usr/bin/python3"):
-        if (
-            candidate
-            and subprocess.run(
-                ["runuser", "-u", "nobody", "--", candidate, "-c", "pass"], capture_output=True
-            ).returncode
-            == 0
-        ):
-            return candidate
-    return None
-
-
-PYTHON = _python_for_job_users()
 pytestmark = pytest.mark.skipif(PYTHON is None, reason="no Python that an unprivileged job user can run")
-
-
-def _harness(step: str) -> str:
-    if step == "agent":
-        return f"{PYTHON} {HARNESS} agent --agent {{agent}} --task-id {{task_id}} --out {{artifacts_dir}}"
-    return f"{PYTHON} {HARNESS} grade --task-id {{task_id}} --out {{artifacts_dir}}"
-
-
-@pytest.fixture
-def pool_env(aws_settings, ec2_machine, ssm_sessions):
-    """Settings for a pool on the double's machine, a ledger, and a fresh pool name (the moto server is shared)."""
-
-    def make(**env: str):
-        values = {
-            "FCEVAL_REMOTE_WORK_DIR": ec2_machine.work_root,
-            "FCEVAL_RUN_COMMAND": _harness("agent"),
-            "FCEVAL_GRADE_COMMAND": _harness("grade"),
-            "EC2_USE_NVME_STORAGE": "false",
-            "FCEVAL_POOL_VCPUS_PER_JOB": "256",  # one job per instance, whatever this machine's cores
-        }
-        values.update(env)
-        return aws_settings(**values)
-
-    settings = make()
-    ledger = Ledger.open(settings.state_dir)
-    yield make, ledger, f"p{secrets.token_hex(3)}"
-    ledger.close()
-
-
-def _pool_instances(world, name: str, states=("pending", "running")) -> list[dict]:
-    reservations = world.client("ec2").describe_instances(
-        Filters=[{"Name": f"tag:{POOL_TAG}", "Values": [name]}, {"Name": "instance-state-name", "Values": list(states)}]
-    )["Reservations"]
-    return [i for r in reservations for i in r["Instances"]]
 
 
 def _no_trace_of(job_id: str, work_root: str) -> None:
@@ -85,6 +29,7 @@ def _no_trace_of(job_id: str, work_root: str) -> None:
     with pytest.raises(KeyError):
         pwd.getpwnam(user)
     assert not (Path(work_root) / job_id).exists()
+    assert not Path(pool_scripts.user_dir(f"{work_root}/{job_id}")).exists()
 
 
 def test_a_pool_of_3_runs_9_jobs_with_no_boot_after_the_first(pool_env, aws_env):
@@ -92,7 +37,7 @@ def test_a_pool_of_3_runs_9_jobs_with_no_boot_after_the_first(pool_env, aws_env)
     settings = make()
     status = pools.pool_up(settings, ledger, name, 3)
     assert status.ready == 3 and status.slots == 3
-    booted = {i["InstanceId"] for i in _pool_instances(aws_env, name)}
+    booted = {i["InstanceId"] for i in pool_instances(aws_env, name)}
     assert booted == {r.instance.id for r in status.rows}
 
     run_settings = pools.settings_for_run(settings.replace(pool=name), ledger)
@@ -108,7 +53,7 @@ def test_a_pool_of_3_runs_9_jobs_with_no_boot_after_the_first(pool_env, aws_env)
     why = [(j.id, j.state, j.error) for j in jobs], PoolBook(ledger).instances(name, live=False)
     assert [j.state for j in jobs] == [JobState.SUCCEEDED] * 9, why
     assert calls.named("RunInstances") == []  # no boot after the pool's
-    assert {i["InstanceId"] for i in _pool_instances(aws_env, name)} == booted
+    assert {i["InstanceId"] for i in pool_instances(aws_env, name)} == booted
     per_instance = collections.Counter(j.resource_id for j in jobs)
     assert set(per_instance) == booted and sorted(per_instance.values()) == [3, 3, 3], per_instance
     for job in jobs:
@@ -127,21 +72,9 @@ def test_pool_down_waits_for_termination_and_leaves_nothing(pool_env, aws_env):
     ids = sorted(r.instance.id for r in status.rows)
     ended = pools.pool_down(settings, ledger, name)
     assert sorted(ended) == ids
-    assert _pool_instances(aws_env, name, ("pending", "running", "shutting-down", "stopping", "stopped")) == []
+    assert pool_instances(aws_env, name, ("pending", "running", "shutting-down", "stopping", "stopped")) == []
     assert [i.state for i in PoolBook(ledger).instances(name, live=False)] == [GONE, GONE]
     assert not PoolBook(ledger).pool(name).up
-
-
-def _wait_for(predicate, what: str, timeout: float = 60.0):
-    """A bound on waiting for the doubles, not a speed assertion."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout}s")
-        time.sleep(0.05)
-    return value
 
 
 def _user_pids(job_id: str) -> list[str]:
@@ -157,7 +90,7 @@ def test_a_job_killed_mid_run_leaves_its_instance_reusable(pool_env, aws_env):
     from fceval_tui.services.runner import cancel_jobs
 
     make, ledger, name = pool_env
-    slow_first = "case {task_id} in slow*) echo started; sleep 120 ;; esac; " + _harness("agent")
+    slow_first = "case {task_id} in slow*) echo started; sleep 120 ;; esac; " + harness("agent")
     settings = make(FCEVAL_RUN_COMMAND=slow_first)
     (instance,) = [r.instance for r in pools.pool_up(settings, ledger, name, 1).rows]
     run_settings = pools.settings_for_run(settings.replace(pool=name), ledger)
@@ -169,10 +102,10 @@ def test_a_job_killed_mid_run_leaves_its_instance_reusable(pool_env, aws_env):
     driver = threading.Thread(target=runner.run, args=(run.id,))
     driver.start()
     try:
-        _wait_for(lambda: _user_pids(cancelled.id), "the first job's harness runs as its user")
+        wait_for(lambda: _user_pids(cancelled.id), "the first job's harness runs as its user")
         cancel_jobs(ledger, run_settings, [cancelled.id])
         _no_trace_of(cancelled.id, settings.remote_work_dir)
-        pids = _wait_for(lambda: _user_pids(killed.id), "the second job's harness runs as its user")
+        pids = wait_for(lambda: _user_pids(killed.id), "the second job's harness runs as its user")
         subprocess.run(["kill", "-KILL", *pids], check=True)
     finally:
         driver.join(timeout=120)
@@ -215,7 +148,7 @@ def test_teardown_knows_pools(pool_env, aws_env):
     assert everything[instance.id].action == teardown.DESTROY
     result = teardown.execute(settings, ledger, plan, settle_seconds=30)
     assert result.clean, result.to_json()
-    assert _pool_instances(aws_env, name, ("pending", "running", "stopping", "stopped")) == []
+    assert pool_instances(aws_env, name, ("pending", "running", "stopping", "stopped")) == []
     assert not PoolBook(ledger).pool(name).up
     assert [i.state for i in PoolBook(ledger).instances(name, live=False)] == [GONE]
 
@@ -226,7 +159,7 @@ def test_an_instance_whose_agent_goes_offline_is_drained_and_replaced(pool_env, 
     import threading
 
     make, ledger, name = pool_env
-    settings = make(FCEVAL_RUN_COMMAND="case {task_id} in slow) sleep 120 ;; esac; " + _harness("agent"))
+    settings = make(FCEVAL_RUN_COMMAND="case {task_id} in slow) sleep 120 ;; esac; " + harness("agent"))
     (lost,) = [r.instance for r in pools.pool_up(settings, ledger, name, 1).rows]
     run_settings = pools.settings_for_run(settings.replace(pool=name), ledger)
     backend = Ec2PoolBackend(run_settings, ledger=ledger)
@@ -238,7 +171,7 @@ def test_an_instance_whose_agent_goes_offline_is_drained_and_replaced(pool_env, 
     driver = threading.Thread(target=runner.run, args=(run.id,))
     driver.start()
     try:
-        _wait_for(lambda: _user_pids(slow.id), "the job runs")
+        wait_for(lambda: _user_pids(slow.id), "the job runs")
         ec2_machine.agents_offline.add(lost.id)
     finally:
         driver.join(timeout=120)
@@ -256,7 +189,7 @@ def test_an_instance_whose_agent_goes_offline_is_drained_and_replaced(pool_env, 
     assert done.state == JobState.SUCCEEDED, done
     assert len(calls.named("RunInstances")) == 1 and done.resource_id != lost.id  # one replacement
     assert PoolBook(ledger).instance(lost.id).state == GONE
-    assert [i["InstanceId"] for i in _pool_instances(aws_env, name)] == [done.resource_id]
+    assert [i["InstanceId"] for i in pool_instances(aws_env, name)] == [done.resource_id]
     (replacement,) = PoolBook(ledger).instances(name)
     assert (replacement.id, replacement.state, replacement.jobs) == (done.resource_id, READY, ())
 
@@ -337,8 +270,8 @@ def test_pool_through_the_cli(pool_env, aws_env, ec2_machine):
         "FCEVAL_ARTIFACTS": f"s3://{RESULTS}/evals",
         "FCEVAL_INSTANCE_PROFILE": PROFILE,
         "FCEVAL_REMOTE_WORK_DIR": ec2_machine.work_root,
-        "FCEVAL_RUN_COMMAND": _harness("agent"),
-        "FCEVAL_GRADE_COMMAND": _harness("grade"),
+        "FCEVAL_RUN_COMMAND": harness("agent"),
+        "FCEVAL_GRADE_COMMAND": harness("grade"),
         "EC2_USE_NVME_STORAGE": "false",
         "FCEVAL_POOL_VCPUS_PER_JOB": "256",
     }
@@ -370,4 +303,4 @@ def test_pool_through_the_cli(pool_env, aws_env, ec2_machine):
     down = run_cli("pool", "down", "--name", name, "--yes", "--json", state_dir=state, env=env)
     assert down.code == 0, down.err
     assert sorted(json.loads(down.out)["ended"]) == ids and json.loads(down.out)["left"] == []
-    assert _pool_instances(aws_env, name, ("pending", "running", "shutting-down", "stopping", "stopped")) == []
+    assert pool_instances(aws_env, name, ("pending", "running", "shutting-down", "stopping", "stopped")) == []

@@ -12,6 +12,7 @@ What each part follows:
   stderr after the agent's `----------ERROR-------` header, at most 2,500 characters (API reference:
   CommandPlugin). The script runs in a working directory of its own on each instance (the agent's
   orchestration directory): in a `Fleet`, each instance is a directory of its own, and scripts run there.
+  ListCommands gives the command's overall status: Failed once an invocation failed (MaxErrors 0).
 - Sessions (`aws ssm start-session`, `AWS-StartInteractiveCommand`) run as the system-generated
   `ssm-user` account unless Run As is configured (AWS: Session Manager, "Turn on run as support for
   Linux and macOS managed nodes"). How the agent starts one (aws/amazon-ssm-agent,
@@ -195,6 +196,10 @@ def install_run_command(monkeypatch, machine) -> None:
                         f"{prefix}/awsrunShellScript/0.awsrunShellScript/{stream}",
                         text.encode(),
                     )
+        # ListCommands: the command's own status sums up its invocations; with MaxErrors 0 one failed
+        # invocation fails the command (AWS: "Understanding command statuses", "Using error controls").
+        command.error_count = sum(1 for inv in command.invocations if inv["Status"] != "Success")
+        command.status = command.status_details = "Failed" if command.error_count else "Success"
         return command
 
     def describe_instance_information(self):

@@ -59,3 +59,49 @@ async def test_the_launch_form_offers_new_instances_or_a_pool_that_is_up(with_po
         await wait_for(pilot, lambda: len(compute._options) == 2)
         assert [label for label, _ in compute._options] == ["new instances", "warm pool warm"]
         assert compute.value == ""
+
+
+async def test_pool_up_from_the_pools_view_checks_the_form_then_brings_the_pool_up(with_pool, monkeypatch):
+    """u opens the form; bad values are named under it (fields marked) and nothing starts; good ones start
+    `pool up` with the values as typed, its progress shown as notifications."""
+    from textual.widgets import Input, Label
+
+    from fceval_tui.services import pool as pool_service
+    from fceval_tui.services.pool_view import PoolStatus
+    from fceval_tui.ui.screens.pool_up import PoolUpScreen
+
+    started = []
+
+    def fake_up(settings, ledger, name, size, instance_type=None, ttl_minutes=None, on_progress=None, **_):
+        started.append((name, size, instance_type, ttl_minutes))
+        on_progress(f"pool {name}: bringing up {size} x {instance_type}")
+        pool = PoolBook(ledger).open_pool(name, int(size), float(ttl_minutes), 30, {})
+        return PoolStatus(pool, [])
+
+    monkeypatch.setattr(pool_service, "pool_up", fake_up)
+    async with with_pool.run_test(size=SMALL) as pilot:
+        await pilot.press("4")
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(with_pool.screen, PoolUpScreen))
+        form = with_pool.screen
+        form.query_one("#name", Input).value = "Bad Name"
+        form.query_one("#size", Input).value = "0"
+        form.query_one("#instance_type", Input).value = "c5ad.large"
+        form.query_one("#ttl", Input).value = "soon"
+        await pilot.click("#up")
+        await pilot.pause()
+        errors = str(form.query_one("#errors", Label).render())
+        assert "'Bad Name' is not a pool name" in errors and "size '0'" in errors and "soon" in errors, errors
+        invalid = {i.id for i in form.query(Input) if i.has_class("-invalid")}
+        assert invalid == {"name", "size", "ttl"}
+        assert with_pool.screen is form and started == []
+
+        form.query_one("#name", Input).value = "batch"
+        form.query_one("#size", Input).value = "3"
+        form.query_one("#ttl", Input).value = "90"
+        await pilot.click("#up")
+        await wait_for(pilot, lambda: started)
+        assert started == [("batch", "3", "c5ad.large", "90")]
+        await wait_for(pilot, lambda: any("bringing up 3" in str(n.message) for n in with_pool._notifications))
+        assert not isinstance(with_pool.screen, PoolUpScreen)
+        await wait_for(pilot, lambda: "2 pool(s) up" in with_pool.screen.sub_title)

@@ -2,7 +2,7 @@
 
 - `--run RUN` leaves them: the run's jobs on them are cancelled, and cancelling cleans their slots.
 - `--orphans` keeps a pool that is up in this ledger (its instances end themselves at their expiry, or
-  with `pool down`) and removes what nobody looks after: instances of a pool that is down, unknown to
+  with `pool down`) and removes what nobody looks after: instances of a pool that is down or idle, unknown to
   the pool or drained with no job left, instances past their expiry, and, past their expiry only,
   those of a pool this ledger does not know (another console's).
 - `--all` ends them, and the pools they belonged to are marked down so nothing launches them again.
@@ -43,8 +43,8 @@ def decide(resource: Resource, scope_kind: str, ledger: Ledger) -> tuple[str, st
         if expired:
             return "destroy", f"warm pool {name} is not in this ledger and its expiry passed"
         return "keep", f"warm pool {name} is not in this ledger and lives until {until} (another console?)"
-    if pool.state == POOL_DOWN:
-        return "destroy", f"warm pool {name} is down"
+    if not pool.up:
+        return "destroy", f"warm pool {name} is {pool.state}"
     if instance.state == GONE:
         return "destroy", f"no longer one of warm pool {name}'s instances"
     if instance.state == DRAINING and not _active(ledger, instance.jobs):

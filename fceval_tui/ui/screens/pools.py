@@ -1,7 +1,9 @@
 """Warm pools: one row per live instance with its jobs, idle time, expiry and cost so far.
 
 The view refreshes from the ledger alone; ctrl+r also checks the instances with EC2 and SSM (gone ones
-marked, unhealthy ones drained), and D ends the highlighted pool after a confirmation.
+marked, unhealthy ones drained), u brings a pool up (a form: name, size, instance type, TTL), and D ends
+the highlighted pool after a confirmation. The console's pool keeper (services/pool_keeper) replaces
+unhealthy instances and ends idle ones in the background: their rows say so.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fceval_tui.services.pool_view import pool_statuses
 from fceval_tui.ui.messages import PoolsLoaded
 from fceval_tui.ui.polling import PollingScreen
 from fceval_tui.ui.screens.modals import ConfirmScreen
+from fceval_tui.ui.screens.pool_up import PoolUpRequest, PoolUpScreen
 
 COLUMNS = (
     ("pool", "Pool"),
@@ -36,6 +39,7 @@ class PoolsScreen(PollingScreen):
     poll_interval = 2.0
     BINDINGS = [
         Binding("ctrl+r", "check", "Check with AWS", id="pools.check"),
+        Binding("u", "up", "Pool up", id="pools.up"),
         Binding("D", "down", "Pool down", id="pools.down"),
     ]
 
@@ -50,7 +54,7 @@ class PoolsScreen(PollingScreen):
             table.add_column(label, key=key)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        return not (action == "down" and self.app.readonly)
+        return not (action in ("up", "down") and self.app.readonly)
 
     def start_poll(self) -> None:
         self._load(check=False)
@@ -97,9 +101,40 @@ class PoolsScreen(PollingScreen):
             f"{len(up)} pool(s) up, {sum(s.ready for s in up)} instance(s) ready, "
             f"{sum(s.busy for s in up)}/{sum(s.slots for s in up)} slots busy"
             if message.statuses
-            else "no pools: start one with `fceval-tui pool up --size N`"
+            else "no pools: press u to start one (or `fceval-tui pool up --size N`)"
         )
         self.poll_done()
+
+    def action_up(self) -> None:
+        if self.app.readonly:
+            return
+
+        def answer(request: PoolUpRequest | None) -> None:
+            if request is not None:
+                self._up(request)
+
+        self.app.push_screen(PoolUpScreen(self.app.settings), answer)
+
+    @work(thread=True, group="pools-up", exit_on_error=False)
+    def _up(self, request: PoolUpRequest) -> None:
+        from fceval_tui.services.pool import pool_up
+
+        def progress(message: str) -> None:
+            self.app.call_from_thread(self.notify, message, title="Pools")
+
+        status = pool_up(
+            self.app.settings,
+            self.app.ledger,
+            request.name,
+            request.size,
+            request.instance_type or None,
+            request.ttl or None,
+            on_progress=progress,
+        )
+        self.app.call_from_thread(
+            self.notify, f"pool {request.name}: {status.ready} instance(s) ready, {status.slots} slot(s)", title="Pools"
+        )
+        self.app.call_from_thread(self.poll_now)
 
     def action_down(self) -> None:
         table = self.query_one(DataTable)
