@@ -160,6 +160,13 @@ def job_setup(work: str, user: str) -> str:
     )
 
 
+# Whether a process of "$uid" (real or effective) still lives. Zombies do not count: a killed process
+# stays one until its parent (often init, once orphaned) reaps it, and it holds nothing of the job.
+_LIVE_OF_UID = (
+    """ps -e -o ruid=,euid=,stat= | awk -v u="$uid" '($1 == u || $2 == u) && $3 !~ /^Z/ {f=1} END {exit !f}'"""
+)
+
+
 def stop_job(work: str, user: str) -> str:
     """Kill the job's tmux server, whatever still runs in its pane's session (the pipeline, as root), and
     every process of the job's user (sets `uid` for what follows)."""
@@ -174,7 +181,7 @@ def stop_job(work: str, user: str) -> str:
             'if [ -n "$uid" ]; then',
             "  for i in 1 2 3 4 5 6 7 8 9 10; do",
             '    pkill -KILL -U "$uid"; pkill -KILL -u "$uid"',
-            '    pgrep -U "$uid" >/dev/null || pgrep -u "$uid" >/dev/null || break',
+            f"    {_LIVE_OF_UID} || break",
             "    sleep 0.2",
             "  done",
             "fi",
@@ -203,7 +210,7 @@ def clean_job(work: str, user: str) -> str:
             f'[ -e {q(user_dir(work))} ] && left="$left user-dir"',
             f'{tmux} has-session >/dev/null 2>&1 && left="$left tmux"',
             'if [ -n "$uid" ]; then',
-            '  { pgrep -U "$uid" || pgrep -u "$uid"; } >/dev/null && left="$left processes"',
+            f'  {_LIVE_OF_UID} && left="$left processes"',
             f'  for d in {temp}; do [ -d "$d" ] && [ -n "$(find "$d" -xdev -uid "$uid" -print -quit 2>/dev/null)" ]'
             ' && left="$left files-in-$d"; done',
             "fi",

@@ -105,11 +105,11 @@ esac
 
 
 def _alive(pid: int) -> bool:
+    """Running, or stopped: a zombie is dead (killed, waiting for init to reap it, which can be slow)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    return True
 
 
 def _uid_of(pid: int) -> int:
