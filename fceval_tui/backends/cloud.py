@@ -65,8 +65,8 @@ class CloudBackend(Backend):
     def artifacts_dir(self, job: Job, local_work: Path) -> str:
         return remote_work_dir(self.settings, job.id) + "/artifacts"
 
-    def pipeline_script(self, ctx: JobContext, upload: str, where: str) -> str:
-        """The job's pipeline as it runs on the compute, in the remote work directory."""
+    def pipeline_script(self, ctx: JobContext, upload: str, where: str, report: str = "") -> str:
+        """The job's pipeline as it runs on the compute, in the remote work directory (`report`: see pipeline)."""
         return pipeline.render(
             remote_work_dir(self.settings, ctx.job.id),
             self.artifacts_dir(ctx.job, ctx.work_dir),
@@ -74,6 +74,7 @@ class CloudBackend(Backend):
             ctx.grade_command,
             upload=upload,
             banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}{where}",
+            report=report,
         )
 
     def artifact_prefix(self) -> str:
