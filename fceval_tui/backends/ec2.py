@@ -57,7 +57,6 @@ from fceval_tui.domain.models import Job, utcnow
 from fceval_tui.domain.prices import cost_so_far, ec2_hourly
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
-from fceval_tui.transports.retry import RetryPolicy
 from fceval_tui.transports.ssm import SsmTransport
 
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
@@ -419,7 +418,7 @@ class Ec2Backend(CloudBackend):
                 return  # already gone
             raise classify(exc, f"ec2:TerminateInstances {', '.join(instance_ids)}") from exc
 
-    def _transport(self, job: Job, attempt: int, instance_id: str, policy: RetryPolicy | None = None) -> SsmTransport:
+    def _transport(self, job: Job, attempt: int, instance_id: str) -> SsmTransport:
         output = self._ssm_output(job, attempt)
         return SsmTransport(
             self.aws.ssm,
@@ -430,7 +429,6 @@ class Ec2Backend(CloudBackend):
             region=self.settings.region,
             profile=self.settings.profile or None,
             command_prefix=self.settings.aws_command_prefix,
-            retry_policy=policy,
             poll_interval=min(1.0, self.poll_interval),
         )
 
