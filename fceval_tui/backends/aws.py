@@ -159,7 +159,7 @@ def classify(exc: Exception, doing: str) -> Exception:
         )
     if isinstance(exc, botocore.exceptions.TokenRetrievalError | botocore.exceptions.SSOTokenLoadError):
         return UserError(f"{doing}: the SSO session has expired ({exc})", "run `aws sso login --profile NAME`")
-    if isinstance(exc, botocore.exceptions.ConnectionError | botocore.exceptions.ReadTimeoutError):
+    if isinstance(exc, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError):
         return TransientError(f"{doing}: cannot reach AWS ({exc})", "check the network; the job is retried")
     if not isinstance(exc, botocore.exceptions.ClientError):
         return exc

@@ -131,3 +131,16 @@ def test_a_throttled_board_makes_no_call_until_its_backoff_ends(aws_settings, ba
         backend.aws.batch.meta.events.unregister("before-call.batch.DescribeJobs", throttle)
         for ctx, batch_job in zip(contexts, ids, strict=True):
             backend.cleanup(ctx, batch_job)
+
+
+@pytest.mark.parametrize("name", ["ConnectionClosedError", "ReadTimeoutError", "ResponseStreamingError"])
+def test_a_connection_dropped_mid_call_is_transient(name):
+    """Seen at 1,000 jobs: the endpoint closed connections under load; the error escaped as an internal
+    error that failed jobs. Any HTTP-level failure of a call is worth another try."""
+    import botocore.exceptions
+
+    from fceval_tui.backends.aws import classify
+    from fceval_tui.errors import TransientError
+
+    error = getattr(botocore.exceptions, name)(endpoint_url="http://127.0.0.1:1/", error="closed")
+    assert isinstance(classify(error, "ec2:RunInstances"), TransientError)
