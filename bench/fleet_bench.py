@@ -255,13 +255,13 @@ class Bench:
         ledger.close()
         return window, states
 
-    def calls_per_minute(self, backend_name: str, jobs: int, window: float) -> tuple[Counter, float, Counter]:
+    def calls_per_minute(self, backend_name: str, jobs: int, window: float) -> tuple[Counter, Counter]:
         """Calls made while `jobs` jobs all run (the steady state: no launch, no collect in the window)."""
         self.fleet.finish_after = None
 
         def until(ledger, run_id, calls):
             deadline = time.monotonic() + 1800
-            while sum(j.state.value in ("running", "grading") for j in ledger.jobs(run_id)) < jobs:
+            while not all(j.state.value == "running" or j.state.is_final for j in ledger.jobs(run_id)):
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{backend_name}: {jobs} jobs did not all start within 30 min")
                 time.sleep(1.0)
@@ -270,9 +270,7 @@ class Bench:
             time.sleep(window)
             return Counter({op: n - before[op] for op, n in calls.items() if n - before[op]})
 
-        started = time.monotonic()
-        window_calls, states = self.drive(backend_name, jobs, until)
-        return window_calls, time.monotonic() - started, states
+        return self.drive(backend_name, jobs, until)
 
     def throttling_storm(self, backend_name: str, jobs: int, share: float = 0.5) -> tuple[Counter, Counter]:
         """Every request of the runner's clients throttled with probability `share`, start to finish."""
@@ -327,14 +325,17 @@ def main() -> int:
     bench = Bench(world, fleet)
 
     print("AWS calls per minute made by the runner while N jobs run at once (default poll intervals)")
-    print(f"{'backend':<8} {'jobs':>6} {'calls/min':>10} {'per job/min':>12}  breakdown per minute")
+    print(f"{'backend':<8} {'jobs':>6} {'running':>8} {'calls/min':>10} {'per job/min':>12}  breakdown per minute")
     for name in names:
         for size in sizes:
-            calls, _, _ = bench.calls_per_minute(name, size, args.window)
+            calls, states = bench.calls_per_minute(name, size, args.window)
             scale = 60.0 / args.window
             total = sum(calls.values()) * scale
             breakdown = ", ".join(f"{op} {n * scale:.0f}" for op, n in sorted(calls.items()))
-            print(f"{name:<8} {size:>6} {total:>10.0f} {total / size:>12.2f}  {breakdown}", flush=True)
+            running = states.get("running", 0)
+            print(f"{name:<8} {size:>6} {running:>8} {total:>10.0f} {total / size:>12.2f}  {breakdown}", flush=True)
+            if running < size:
+                print(f"         not running: {dict(s for s in states.items() if s[0] != 'running')}", flush=True)
 
     print(f"\nA 50% throttling storm on every request of the runner's clients ({args.storm_jobs} jobs a backend)")
     print(f"{'backend':<8} {'jobs':>6} {'failed':>7} {'succeeded':>10} {'requests':>9} {'throttled':>10}")

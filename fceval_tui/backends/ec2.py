@@ -221,8 +221,8 @@ class Ec2Backend(CloudBackend):
                 raise ResourceGone(f"no manifest with an inbox for {key}: its pipeline cannot report")
             self._board.watch(key, Watched(resource_id, manifest.inbox))
         sighting = self._board.get(key)
-        if sighting is None:
-            raise ResourceGone(f"{key} is no longer watched")
+        if sighting is None:  # watched since the last refresh: its pipeline was just started
+            return Observation(JobState.RUNNING, detail="EC2: not on the status board yet")
         return ec2_board.observation(sighting, resource_id)
 
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:

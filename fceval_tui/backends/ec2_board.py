@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fceval_tui.backends import remote_tmux
@@ -105,9 +106,17 @@ class Ec2Board(StatusBoard[Sighting]):
     """Keys are attempts (`attempt_key`), so several jobs may share an instance."""
 
     doing = "reading the EC2 status board"
+    fetch_unseen = False  # one look costs the run's whole listing: a new job waits for the next refresh
 
-    def __init__(self, aws, max_age, work_root: str, session_user: str, clock=None) -> None:
-        super().__init__(max_age, **({"clock": clock} if clock else {}))
+    def __init__(
+        self,
+        aws,
+        max_age: Callable[[], float],
+        work_root: str,
+        session_user: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(max_age, clock)
         self.aws = aws
         self.work_root = work_root
         self.session_user = session_user
@@ -117,6 +126,7 @@ class Ec2Board(StatusBoard[Sighting]):
     def watch(self, key: str, watched: Watched) -> None:
         with self._lock:
             self._where[key] = watched
+            self._watched.add(key)
 
     def watches(self, key: str) -> bool:
         with self._lock:

@@ -2,8 +2,9 @@
 
 Every job's `observe` reads the board; the board asks AWS at most once per `max_age` for all the
 jobs it watches together, so a poll costs calls per run and per batch of machines, never per job.
-A job the board has not seen yet is fetched on its own (once in its life), and `fresh` asks for
-an answer newer than the call (a start waiting for its task), shared by every caller waiting then.
+A job the board has not seen yet is fetched on its own (once in its life) or at the next refresh,
+and `fresh` asks for an answer newer than the call (a start waiting for its task), shared by every
+caller waiting then.
 
 A refresh that fails (throttled, or AWS out of reach) backs the whole board off: until the backoff
 ends, every caller gets the same error without a call to AWS, so a storm of throttling or an outage
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from fceval_tui.backends.aws import AWS_ERRORS, classify
@@ -30,6 +31,9 @@ class StatusBoard(Generic[Item]):
     """Subclasses say how to fetch items by key (`_fetch`) and what they call (`doing`)."""
 
     doing = "refreshing the status board"
+    # Whether a key seen for the first time is fetched at once (else at the next refresh, get() giving
+    # None meanwhile): where one fetch costs as much as a whole refresh (EC2's listing), it waits.
+    fetch_unseen = True
 
     def __init__(self, max_age: float | Callable[[], float], clock: Callable[[], float] = time.monotonic) -> None:
         self.max_age = max_age
@@ -43,7 +47,7 @@ class StatusBoard(Generic[Item]):
         self._error: BackendError | None = None
 
     def get(self, key: str, fresh: bool = False) -> Item | None:
-        """The last answer for `key` (None when AWS knows nothing of it)."""
+        """The last answer for `key` (None when AWS knows nothing of it, or not yet: see `fetch_unseen`)."""
         asked = self.clock()
         with self._lock:
             self._watched.add(key)
@@ -51,7 +55,7 @@ class StatusBoard(Generic[Item]):
                 raise _again(self._error)
             if fresh and self._started < asked or self.clock() - self._started > self._age():
                 self._refresh(self._watched, replace=True)
-            elif key not in self._seen:
+            elif key not in self._seen and self.fetch_unseen:
                 self._refresh({key} | (self._watched - self._seen.keys()), replace=False)
             return self._seen.get(key)
 
@@ -66,7 +70,7 @@ class StatusBoard(Generic[Item]):
         with self._lock:
             return self._error is not None
 
-    def _fetch(self, keys: Iterable[str]) -> dict[str, Item]:
+    def _fetch(self, keys: Sequence[str]) -> dict[str, Item]:
         raise NotImplementedError
 
     def _age(self) -> float:
