@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.helpers.aws import BATCH_DEFINITION, BATCH_QUEUE, ECS_CLUSTER, PROFILE, REGION, STAGING, MotoWorld  # noqa: E402
 
 UPLOAD_ENV = "FCEVAL_JOB_UPLOAD_PREFIX"
+SETTLE = 20.0  # seconds before the window: every job's first look (a resumed EC2 job reads its manifest once)
 INBOX_RUN = "run.tar.gz"
 
 
@@ -222,7 +223,7 @@ class Bench:
         }
         return load_settings(environ=environ, state_dir=self.state)
 
-    def drive(self, backend_name: str, jobs: int, until: Callable[[object, str], None], prepare=None):
+    def drive(self, backend_name: str, jobs: int, until: Callable, prepare=None, run: str | None = None):
         """Launch `jobs` jobs with the real runner at that concurrency; `until(ledger, run_id, calls)`
         returns when the measurement is over, with what it measured; returns that and the job states."""
         from fceval_tui.backends import make_backend
@@ -243,34 +244,81 @@ class Bench:
             prepare(backend)
         ledger = Ledger.open(settings.state_dir)
         runner = Runner(ledger, settings, backend)
-        run, _ = runner.create_run([JobSpec("bench", f"task-{n}") for n in range(jobs)], skip_preflight=True)
-        driver = threading.Thread(target=runner.run, args=(run.id,), daemon=True)
+        if run is None:
+            run = runner.create_run([JobSpec("bench", f"task-{n}") for n in range(jobs)], skip_preflight=True)[0].id
+        driver = threading.Thread(target=runner.run, args=(run,), daemon=True)
         driver.start()
         try:
-            window = until(ledger, run.id, calls)
+            window = until(ledger, run, calls)
         finally:
             runner.stop()
-            driver.join(timeout=120)
-        states = Counter(job.state.value for job in ledger.jobs(run.id))
+            driver.join(timeout=300)
+        states = Counter(job.state.value for job in ledger.jobs(run))
         ledger.close()
         return window, states
 
     def calls_per_minute(self, backend_name: str, jobs: int, window: float) -> tuple[Counter, Counter]:
-        """Calls made while `jobs` jobs all run (the steady state: no launch, no collect in the window)."""
+        """Calls the runner makes while `jobs` jobs all run: the steady state, after every job's first
+        look. The jobs' compute is made first and the runner resumes the run (as after `kill -9`), so
+        that a thousand launches through one moto server do not take the hour they would."""
         self.fleet.finish_after = None
+        seed = self.seed(backend_name, jobs)
 
         def until(ledger, run_id, calls):
-            deadline = time.monotonic() + 1800
-            while not all(j.state.value == "running" or j.state.is_final for j in ledger.jobs(run_id)):
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{backend_name}: {jobs} jobs did not all start within 30 min")
-                time.sleep(1.0)
-            time.sleep(2.0)  # let every job make its first observation (a board's one-time look per job)
+            time.sleep(SETTLE)
             before = Counter(calls)
             time.sleep(window)
             return Counter({op: n - before[op] for op, n in calls.items() if n - before[op]})
 
-        return self.drive(backend_name, jobs, until)
+        return self.drive(backend_name, jobs, until, run=seed)
+
+    def seed(self, backend_name: str, jobs: int) -> str:
+        """A run of `jobs` jobs already running on their compute, as a runner killed mid-run leaves it."""
+        from concurrent.futures import ThreadPoolExecutor
+        from datetime import timedelta
+
+        from fceval_tui.backends import make_backend
+        from fceval_tui.backends.base import JobContext
+        from fceval_tui.backends.manifest import MANIFEST
+        from fceval_tui.domain.models import JobSpec, utcnow
+        from fceval_tui.domain.states import JobState
+        from fceval_tui.ledger import Ledger
+
+        settings = self.settings(backend_name, min(jobs, 1000))
+        backend = make_backend(backend_name, settings)
+        ledger = Ledger.open(settings.state_dir)
+        run, created = ledger.create_run(
+            backend_name, settings.concurrent, [JobSpec("bench", f"task-{n}") for n in range(jobs)], settings={}
+        )
+        contexts = [
+            JobContext(job, 1, "harness", None, settings.artifact_prefix, self.state, utcnow() + timedelta(hours=3))
+            for job in created
+        ]
+        if backend_name == "ec2":  # one RunInstances for all: the bench measures watching, not launching
+            params = backend._launch_params(contexts[0])
+            params.update(MinCount=jobs, MaxCount=jobs)
+            ids = [i["InstanceId"] for i in backend.aws.ec2.run_instances(**params)["Instances"]]
+
+            def stage(pair):
+                ctx, _ = pair
+                manifest = backend.new_manifest(ctx)
+                backend.staging(ctx.job, 1, ctx.expires_at).put(backend.aws.s3, MANIFEST, manifest.to_json())
+                self.fleet.started(manifest.inbox, lambda: None)
+        else:
+            ids = [""] * jobs
+
+            def stage(pair):
+                ctx, index = pair
+                ids[index] = backend.provision(ctx)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(stage, [(ctx, n) for n, ctx in enumerate(contexts)]))
+        for job, resource in zip(created, ids, strict=True):
+            job = ledger.transition(job.id, JobState.PROVISIONING, attempts=1, started_at=utcnow())
+            job = ledger.transition(job.id, JobState.STARTING, resource_id=resource)
+            ledger.transition(job.id, JobState.RUNNING)
+        ledger.close()
+        return run.id
 
     def throttling_storm(self, backend_name: str, jobs: int, share: float = 0.5) -> tuple[Counter, Counter]:
         """Every request of the runner's clients throttled with probability `share`, start to finish."""
