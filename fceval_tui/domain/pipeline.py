@@ -139,3 +139,6 @@ def parse_status(files: dict[str, str | None]) -> PipelineResult:
         grade_exit=as_int(GRADE_EXIT),
         exit_code=as_int(DONE_FILE),
     )
+
+
+STATUS_FILES = (PHASE_FILE, RUN_EXIT, GRADE_EXIT, DONE_FILE)
