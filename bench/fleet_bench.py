@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.helpers.aws import BATCH_DEFINITION, BATCH_QUEUE, ECS_CLUSTER, PROFILE, REGION, STAGING, MotoWorld  # noqa: E402
 
 UPLOAD_ENV = "FCEVAL_JOB_UPLOAD_PREFIX"
-SETTLE = 20.0  # seconds before the window: every job's first look (a resumed EC2 job reads its manifest once)
+SETTLE = 45.0  # seconds before the window: every job's first look (a resumed EC2 job reads its manifest once)
 INBOX_RUN = "run.tar.gz"
 
 

@@ -25,6 +25,7 @@ from fceval_tui.errors import BackendError, TransientError
 
 Item = TypeVar("Item")
 MAX_BACKOFF = 30.0  # the longest a board waits between refreshes after failures
+UNSEEN_SPACING = 1.0  # seconds between two fetches of jobs new on the board
 
 
 class StatusBoard(Generic[Item]):
@@ -35,13 +36,20 @@ class StatusBoard(Generic[Item]):
     # None meanwhile): where one fetch costs as much as a whole refresh (EC2's listing), it waits.
     fetch_unseen = True
 
-    def __init__(self, max_age: float | Callable[[], float], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_age: float | Callable[[], float],
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.max_age = max_age
         self.clock = clock
+        self.sleep = sleep
         self._lock = threading.Lock()
         self._watched: set[str] = set()
         self._seen: dict[str, Item] = {}
         self._started = float("-inf")  # when the last good full refresh began
+        self._unseen_at = float("-inf")  # when newcomers were last fetched
         self._failures = 0
         self._retry_at = float("-inf")
         self._error: BackendError | None = None
@@ -49,15 +57,23 @@ class StatusBoard(Generic[Item]):
     def get(self, key: str, fresh: bool = False) -> Item | None:
         """The last answer for `key` (None when AWS knows nothing of it, or not yet: see `fetch_unseen`)."""
         asked = self.clock()
-        with self._lock:
-            self._watched.add(key)
-            if self._error is not None and self.clock() < self._retry_at:
-                raise _again(self._error)
-            if fresh and self._started < asked or self.clock() - self._started > self._age():
-                self._refresh(self._watched, replace=True)
-            elif key not in self._seen and self.fetch_unseen:
-                self._refresh({key} | (self._watched - self._seen.keys()), replace=False)
-            return self._seen.get(key)
+        while True:
+            with self._lock:
+                self._watched.add(key)
+                if self._error is not None and self.clock() < self._retry_at:
+                    raise _again(self._error)
+                wait = 0.0
+                if fresh and self._started < asked or self.clock() - self._started > self._age():
+                    self._refresh(self._watched, replace=True)
+                elif key not in self._seen and self.fetch_unseen:
+                    # Newcomers arriving together (a run starting or resuming) share one fetch a second.
+                    wait = self._unseen_at + UNSEEN_SPACING - self.clock()
+                    if wait <= 0:
+                        self._unseen_at = self.clock()
+                        self._refresh({key} | (self._watched - self._seen.keys()), replace=False)
+                if wait <= 0 or key in self._seen:
+                    return self._seen.get(key)
+            self.sleep(wait)
 
     def forget(self, key: str) -> None:
         with self._lock:
