@@ -55,6 +55,12 @@ class Fleet:
         self._pending: list[tuple[float, str, Callable[[], None]]] = []
         threading.Thread(target=self._loop, daemon=True).start()
 
+    def reset(self, finish_after: float | None) -> None:
+        """A new measurement: forget the jobs of the last one (their compute stays as it is)."""
+        with self._lock:
+            self._pending = []
+            self.finish_after = finish_after
+
     def started(self, inbox: str, end: Callable[[], None]) -> None:
         with self._lock:
             self._pending.append((time.monotonic(), inbox, end))
@@ -261,7 +267,7 @@ class Bench:
         """Calls the runner makes while `jobs` jobs all run: the steady state, after every job's first
         look. The jobs' compute is made first and the runner resumes the run (as after `kill -9`), so
         that a thousand launches through one moto server do not take the hour they would."""
-        self.fleet.finish_after = None
+        self.fleet.reset(None)
         seed = self.seed(backend_name, jobs)
 
         def until(ledger, run_id, calls):
@@ -322,7 +328,7 @@ class Bench:
 
     def throttling_storm(self, backend_name: str, jobs: int, share: float = 0.5) -> tuple[Counter, Counter]:
         """Every request of the runner's clients throttled with probability `share`, start to finish."""
-        self.fleet.finish_after = 3.0
+        self.fleet.reset(3.0)
         traffic: Counter = Counter()
         rng = random.Random(11)
 
