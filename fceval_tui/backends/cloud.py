@@ -77,7 +77,7 @@ class CloudBackend(Backend):
         return remote_work_dir(self.settings, job.id) + "/artifacts"
 
     def pipeline_script(
-        self, ctx: JobContext, upload: str, where: str, *, run_as: str | None = None, report: str = ""
+        self, ctx: JobContext, upload: str, where: str, run_as: str | None = None, report: str = ""
     ) -> str:
         """The job's pipeline as it runs on the compute, in the remote work directory (its harness steps
         as the user `run_as`, when given; `report`: see pipeline)."""

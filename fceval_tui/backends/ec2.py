@@ -201,7 +201,7 @@ class Ec2Backend(CloudBackend):
         files = remote_tmux.bundle(
             {
                 pipeline.SCRIPT_NAME: self.pipeline_script(
-                    ctx, manifest.upload_shell(), f" on {resource_id}", report=ec2_board.report_shell()
+                    ctx, manifest.upload_shell(), f" on {resource_id}", ec2_board.report_shell()
                 ),
                 pipeline.ENV_FILE: pipeline.env_file_text({**ctx.env, **manifest.environment()}),
             }
