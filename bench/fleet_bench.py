@@ -1,6 +1,5 @@
 """The runner at fleet scale on the doubles: AWS calls per minute while 10, 100 and 1,000 jobs run
-at once, per backend (goal: flat in jobs), jobs failed under a 50% throttling storm (goal: 0), and
-the warm pool's launch latency (goal: p50 under 2 s).
+at once, per backend (goal: flat in jobs), and jobs failed under a 50% throttling storm (goal: 0).
 
 Everything runs against a moto server on 127.0.0.1 with the real Runner and backends; calls are
 counted with a botocore hook on the backend's own clients (once per API call; the storm also counts
@@ -9,11 +8,10 @@ machine: each "instance", task or Batch job does what the pipeline does as seen 
 archives and, on EC2, its status reports into the attempt's inbox, named by the job's values in
 the launch command, the task definition or the Batch overrides) and then ends as its service shows
 an ended job. tests/helpers has the full doubles (a real pipeline in tmux); they are too heavy for
-a thousand jobs here. Last, launch-to-harness-running latency with and without a warm pool
-(bench/pool_bench.py, on the full SSM double; as root).
+a thousand jobs here.
 
     python bench/fleet_bench.py [--sizes 10,100,1000] [--backends ec2,ecs,batch] [--window 30]
-                                [--storm-jobs 30] [--latency-jobs 10]
+                                [--storm-jobs 30]
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ import io
 import os
 import random
 import re
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -347,13 +344,10 @@ class Bench:
         return states, traffic
 
 
-def launch_latency(jobs: int) -> list[str]:
-    """Launch-to-harness-running latency per job with and without a warm pool (goal: p50 under 2 s on a
-    warm pool): bench/pool_bench.py, in a process of its own (it runs moto in-process, apart from this
-    bench's server)."""
-    script = Path(__file__).with_name("pool_bench.py")
-    done = subprocess.run([sys.executable, str(script), "--jobs", str(jobs)], capture_output=True, text=True)
-    return (done.stdout + done.stderr).rstrip().splitlines()
+def launch_latency(bench: Bench) -> list[str]:
+    """Launch-to-harness-running latency per job with and without a warm pool (issue 11; goal: p50 under
+    2 s on a warm pool). The warm pool is built in another change, which adds its measurement here."""
+    return ["launch latency with and without a warm pool: not measured (no warm pool in this change)"]
 
 
 def main() -> int:
@@ -362,7 +356,6 @@ def main() -> int:
     parser.add_argument("--backends", default="ec2,ecs,batch")
     parser.add_argument("--window", type=float, default=30.0, help="seconds of steady state measured per size")
     parser.add_argument("--storm-jobs", type=int, default=30)
-    parser.add_argument("--latency-jobs", type=int, default=10, help="jobs per launch-latency measurement (0: skip)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
     names = args.backends.split(",")
@@ -410,7 +403,7 @@ def main() -> int:
         )
 
     print()
-    for line in launch_latency(args.latency_jobs) if args.latency_jobs else ():
+    for line in launch_latency(bench):
         print(line)
     server.stop()
     return 0
