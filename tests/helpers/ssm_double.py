@@ -56,7 +56,7 @@ import pytest
 
 from fceval_tui.backends.remote_tmux import TMUX_GROUP
 from tests.helpers.aws import MotoWorld
-from tests.helpers.tmux_cleanup import kill_servers_under
+from tests.helpers.tmux_cleanup import kill_processes_in, kill_servers_under
 
 SSM_USER = "ssm-user"
 STDOUT_LIMIT, STDERR_LIMIT = 24_000, 8_000
@@ -115,6 +115,7 @@ class Ec2Machine:
     def stop(self) -> None:
         """Kill every tmux server the machine's users started (explicit sockets and default ones)."""
         kill_servers_under(self.root, self.env)
+        kill_processes_in(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -1,0 +1,215 @@
+"""The EC2 backend's status board: every watched job's phase and instance, for a handful of calls.
+
+Why S3 and not Run Command: reading the status files through SSM costs SendCommand plus
+GetCommandInvocation per job per poll, fails whenever SSM cannot reach the agent, and is cut at
+24,000 bytes. Instead the pipeline reports each change as an empty object in its attempt's inbox
+(`{inbox}/status/NAME`, see `pipeline.REPORTED_*`; the instance may only PutObject there), so a
+refresh is:
+
+- one ListObjectsV2 per run (1,000 keys a page) for every job's reports: the run's inbox prefix,
+  read with the console's credentials (the instance cannot list). Only the inbox named in the
+  attempt's manifest counts, and its name carries a token only that attempt knows, so one job's
+  agent cannot forge another's report;
+- one DescribeInstances per 200 watched instances (an `instance-id` filter, which unlike
+  `InstanceIds` does not fail the whole call for one unknown id) for the liveness of all of them;
+- for instances new on the board and then every `GRANT_SECONDS`, one fire-and-forget Run Command
+  per 50 instances (SendCommand's limit) that lets the session user into every job's tmux server
+  there (the agent creates that user at the first session, possibly after the launch; see
+  remote_tmux): status never waits for it.
+
+A report the instance failed to write (it retries for half a minute), or a pipeline killed without
+its trap running (SIGKILL, a reboot), is seen only when the job times out.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from fceval_tui.backends import remote_tmux
+from fceval_tui.backends.aws import AWS_ERRORS, chunks, classify
+from fceval_tui.backends.base import Observation, ResourceGone
+from fceval_tui.backends.manifest import UPLOAD_ENV
+from fceval_tui.backends.status_board import StatusBoard
+from fceval_tui.domain import pipeline
+from fceval_tui.domain.artifacts import split_s3
+from fceval_tui.domain.states import JobState
+
+log = logging.getLogger(__name__)
+
+STATUS_DIR = "status"
+GONE_STATES = ("shutting-down", "terminated", "stopping", "stopped")
+GRANT_SECONDS = 30.0  # how often each instance's tmux servers are opened to a session user created since
+FILTER_VALUES = 200  # instance ids per DescribeInstances filter
+COMMAND_TARGETS = 50  # instance ids per SendCommand
+
+
+def report_shell() -> str:
+    """The pipeline's `report NAME`: an empty object at `{inbox}/status/NAME`, retried for about 30 s."""
+    target = f'"${UPLOAD_ENV}/{STATUS_DIR}/$1"'
+    return "\n".join(
+        [
+            "report() {",
+            "  for wait in 1 2 4 8 16; do",
+            f"    aws s3 cp --only-show-errors - {target} </dev/null && return 0",
+            '    sleep "$wait"',
+            "  done",
+            '  echo "fceval-tui: could not report $1" >&2',
+            "}",
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One attempt on the board: where it runs and the inbox its pipeline reports to."""
+
+    instance_id: str
+    inbox: str  # s3://bucket/fceval-tui/inbox/{run}/{job}-a{attempt}-{token}
+
+
+@dataclass(frozen=True)
+class Sighting:
+    instance_state: str | None  # None: DescribeInstances does not know the instance
+    reason: str
+    reported: frozenset[str]
+
+
+def observation(sighting: Sighting, instance_id: str) -> Observation:
+    """What one sighting means for the job: done (whatever became of the instance since), gone, or a phase."""
+    exits = [
+        name.removeprefix(pipeline.REPORTED_EXIT)
+        for name in sighting.reported
+        if name.startswith(pipeline.REPORTED_EXIT)
+    ]
+    codes = [int(code) for code in exits if code.isdigit()]
+    if codes:
+        return Observation(JobState.UPLOADING, done=True, exit_code=codes[0])
+    state = sighting.instance_state
+    if state is None:
+        raise ResourceGone(f"instance {instance_id} no longer exists")
+    if state in GONE_STATES:
+        raise ResourceGone(f"instance {instance_id} is {state}" + (f" ({sighting.reason})" if sighting.reason else ""))
+    if pipeline.REPORTED_DIED in sighting.reported:
+        raise ResourceGone(f"the pipeline on {instance_id} ended without finishing (it was signalled)")
+    if pipeline.REPORTED_UPLOADING in sighting.reported:
+        return Observation(JobState.UPLOADING, detail=f"EC2 {state}")
+    if pipeline.REPORTED_GRADING in sighting.reported:
+        return Observation(JobState.GRADING, detail=f"EC2 {state}")
+    return Observation(JobState.RUNNING, detail=f"EC2 {state}")
+
+
+class Ec2Board(StatusBoard[Sighting]):
+    """Keys are attempts (`attempt_key`), so several jobs may share an instance."""
+
+    doing = "reading the EC2 status board"
+    fetch_unseen = False  # one look costs the run's whole listing: a new job waits for the next refresh
+
+    def __init__(
+        self,
+        aws,
+        max_age: Callable[[], float],
+        work_root: str,
+        session_user: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(max_age, clock)
+        self.aws = aws
+        self.work_root = work_root
+        self.session_user = session_user
+        self._where: dict[str, Watched] = {}
+        self._granted: dict[str, float] = {}
+
+    def watch(self, key: str, watched: Watched) -> None:
+        with self._lock:
+            self._where[key] = watched
+            self._watched.add(key)
+
+    def watches(self, key: str) -> bool:
+        with self._lock:
+            return key in self._where
+
+    def forget(self, key: str) -> None:
+        super().forget(key)
+        with self._lock:
+            self._where.pop(key, None)
+
+    def _fetch(self, keys: Sequence[str]) -> dict[str, Sighting]:
+        where = {key: self._where[key] for key in keys if key in self._where}
+        instances = self._instances(sorted({w.instance_id for w in where.values()}))
+        reports = self._reports({_run_prefix(w.inbox) for w in where.values()})
+        self._grant(instances)
+        sightings = {}
+        for key, w in where.items():
+            bucket, prefix = split_s3(w.inbox)
+            mine = f"{prefix}/{STATUS_DIR}/"
+            names = frozenset(k[len(mine) :] for k in reports.get(bucket, ()) if k.startswith(mine))
+            state, reason = instances.get(w.instance_id, (None, ""))
+            sightings[key] = Sighting(state, reason, names)
+        return sightings
+
+    def _instances(self, ids: list[str]) -> dict[str, tuple[str, str]]:
+        found: dict[str, tuple[str, str]] = {}
+        paginator = self.aws.ec2.get_paginator("describe_instances")
+        for batch in chunks(ids, FILTER_VALUES):
+            pages = paginator.paginate(
+                Filters=[{"Name": "instance-id", "Values": list(batch)}], PaginationConfig={"PageSize": 1000}
+            )
+            for page in pages:
+                for reservation in page["Reservations"]:
+                    for item in reservation["Instances"]:
+                        reason = item.get("StateReason", {}).get("Message", "")
+                        found[item["InstanceId"]] = (item["State"]["Name"], reason)
+        return found
+
+    def _reports(self, run_prefixes: set[tuple[str, str]]) -> dict[str, set[str]]:
+        """Every key under each run's inbox, by bucket (one listing per run, paged by 1,000)."""
+        keys: dict[str, set[str]] = {}
+        paginator = self.aws.s3.get_paginator("list_objects_v2")
+        for bucket, prefix in sorted(run_prefixes):
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                keys.setdefault(bucket, set()).update(item["Key"] for item in page.get("Contents", ()))
+        return keys
+
+    def _grant(self, instances: dict[str, tuple[str, str]]) -> None:
+        now = self.clock()
+        watched = {w.instance_id for w in self._where.values()}
+        self._granted = {i: at for i, at in self._granted.items() if i in watched}
+        due = sorted(
+            i
+            for i, (state, _) in instances.items()
+            if state == "running" and (i not in self._granted or now - self._granted[i] > GRANT_SECONDS)
+        )
+        script = grant_all_script(self.work_root, self.session_user)
+        for batch in chunks(due, COMMAND_TARGETS):
+            try:
+                self.aws.ssm.send_command(
+                    InstanceIds=list(batch),
+                    DocumentName="AWS-RunShellScript",
+                    Parameters={"commands": [script]},
+                    Comment="fceval-tui: open the jobs' tmux servers to the session user",
+                )
+            except AWS_ERRORS as exc:
+                # Sessions wait for the next round; status does not depend on it.
+                log.info("%s", classify(exc, f"ssm:SendCommand (session access) to {len(batch)} instances"))
+                continue
+            self._granted.update(dict.fromkeys(batch, now))
+
+
+def attempt_key(job_id: str, attempt: int) -> str:
+    return f"{job_id}-a{attempt}"
+
+
+def grant_all_script(work_root: str, user: str) -> str:
+    """Root's shell running `remote_tmux.grant_script` for every job's socket under `work_root`."""
+    grant = remote_tmux.grant_script(remote_tmux.SOCKET_NAME, user)  # relative: run in each job's dir
+    root = shlex.quote(work_root.rstrip("/"))
+    return f'for d in {root}/*/; do [ -S "$d{remote_tmux.SOCKET_NAME}" ] && (cd "$d" && {grant}); done; exit 0'
+
+
+def _run_prefix(inbox: str) -> tuple[str, str]:
+    bucket, prefix = split_s3(inbox)
+    return bucket, prefix.rsplit("/", 1)[0] + "/"
