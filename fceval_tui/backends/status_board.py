@@ -97,8 +97,11 @@ class StatusBoard(Generic[Item]):
         try:
             found = self._fetch(sorted(keys))
         except AWS_ERRORS as exc:
-            self._back_off(classify(exc, self.doing))
-            raise self._error from exc
+            # Expired credentials are not backed off: the runner's CredentialGate pauses the callers, and
+            # once it renews the clients the next call must go to AWS, not get the old error back.
+            error = classify(exc, self.doing)
+            self._back_off(error)
+            raise error from exc
         except TransientError as exc:
             self._back_off(exc)
             raise
