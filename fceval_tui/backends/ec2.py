@@ -124,6 +124,7 @@ class Ec2Backend(CloudBackend):
         "ssm:DescribeInstanceInformation",
         "ssm:SendCommand",
         "ssm:GetCommandInvocation",
+        "ssm:ListCommandInvocations",  # the status board's look rounds (ec2_look)
         "ssm:CancelCommand",
         "ssm:StartSession",  # the `aws` CLI's, for attach and the live mirror
         "ssm:TerminateSession",

@@ -12,39 +12,31 @@ refresh is:
   agent cannot forge another's report;
 - one DescribeInstances per 200 watched instances (an `instance-id` filter, which unlike
   `InstanceIds` does not fail the whole call for one unknown id) for the liveness of all of them;
-- for instances new on the board and then every `GRANT_SECONDS`, one fire-and-forget Run Command
-  per 50 instances (SendCommand's limit) that lets the session user into every job's tmux server
-  there (the agent creates that user at the first session, possibly after the launch; see
-  remote_tmux): status never waits for it.
-
-A report the instance failed to write (it retries for half a minute), or a pipeline killed without
-its trap running (SIGKILL, a reboot), is seen only when the job times out.
+- for instances new on the board and then every `ec2_look.LOOK_SECONDS`, one Run Command per 50
+  instances that opens the jobs' tmux servers to the session user and tells which pipelines ended
+  without a report (SIGKILL, a reboot, no working `aws` CLI), read at a later refresh with one
+  ListCommandInvocations per command: status never waits for it, and a pipeline gone without a
+  word is seen within a round instead of at the job's timeout.
 """
 
 from __future__ import annotations
 
-import logging
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fceval_tui.backends import remote_tmux
-from fceval_tui.backends.aws import AWS_ERRORS, chunks, classify
+from fceval_tui.backends.aws import chunks
 from fceval_tui.backends.base import Observation, ResourceGone
+from fceval_tui.backends.ec2_look import Ended, Looks
 from fceval_tui.backends.manifest import UPLOAD_ENV
 from fceval_tui.backends.status_board import StatusBoard
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.artifacts import split_s3
 from fceval_tui.domain.states import JobState
 
-log = logging.getLogger(__name__)
-
 STATUS_DIR = "status"
 GONE_STATES = ("shutting-down", "terminated", "stopping", "stopped")
-GRANT_SECONDS = 30.0  # how often each instance's tmux servers are opened to a session user created since
 FILTER_VALUES = 200  # instance ids per DescribeInstances filter
-COMMAND_TARGETS = 50  # instance ids per SendCommand
 
 
 def report_shell() -> str:
@@ -76,6 +68,7 @@ class Sighting:
     instance_state: str | None  # None: DescribeInstances does not know the instance
     reason: str
     reported: frozenset[str]
+    ended: Ended | None = None  # what the last look round on the instance found (ec2_look)
 
 
 def observation(sighting: Sighting, instance_id: str) -> Observation:
@@ -88,6 +81,8 @@ def observation(sighting: Sighting, instance_id: str) -> Observation:
     codes = [int(code) for code in exits if code.isdigit()]
     if codes:
         return Observation(JobState.UPLOADING, done=True, exit_code=codes[0])
+    if sighting.ended is not None and sighting.ended.exit_code is not None:  # finished, its report lost
+        return Observation(JobState.UPLOADING, done=True, exit_code=sighting.ended.exit_code)
     state = sighting.instance_state
     if state is None:
         raise ResourceGone(f"instance {instance_id} no longer exists")
@@ -95,6 +90,11 @@ def observation(sighting: Sighting, instance_id: str) -> Observation:
         raise ResourceGone(f"instance {instance_id} is {state}" + (f" ({sighting.reason})" if sighting.reason else ""))
     if pipeline.REPORTED_DIED in sighting.reported:
         raise ResourceGone(f"the pipeline on {instance_id} ended without finishing (it was signalled)")
+    if sighting.ended is not None:
+        raise ResourceGone(
+            f"the pipeline on {instance_id} is gone without finishing or reporting (killed, or the machine "
+            "restarted): its tmux pane is dead"
+        )
     if pipeline.REPORTED_UPLOADING in sighting.reported:
         return Observation(JobState.UPLOADING, detail=f"EC2 {state}")
     if pipeline.REPORTED_GRADING in sighting.reported:
@@ -118,10 +118,8 @@ class Ec2Board(StatusBoard[Sighting]):
     ) -> None:
         super().__init__(max_age, clock)
         self.aws = aws
-        self.work_root = work_root
-        self.session_user = session_user
+        self.looks = Looks(aws, work_root, session_user, clock)
         self._where: dict[str, Watched] = {}
-        self._granted: dict[str, float] = {}
 
     def watch(self, key: str, watched: Watched) -> None:
         with self._lock:
@@ -136,19 +134,21 @@ class Ec2Board(StatusBoard[Sighting]):
         super().forget(key)
         with self._lock:
             self._where.pop(key, None)
+            self.looks.forget(key)
 
     def _fetch(self, keys: Sequence[str]) -> dict[str, Sighting]:
         where = {key: self._where[key] for key in keys if key in self._where}
         instances = self._instances(sorted({w.instance_id for w in where.values()}))
         reports = self._reports({_run_prefix(w.inbox) for w in where.values()})
-        self._grant(instances)
+        running = {i for i, (state, _) in instances.items() if state == "running"}
+        self.looks.round(running, {k: (w.instance_id, job_of(k)) for k, w in self._where.items()})
         sightings = {}
         for key, w in where.items():
             bucket, prefix = split_s3(w.inbox)
             mine = f"{prefix}/{STATUS_DIR}/"
             names = frozenset(k[len(mine) :] for k in reports.get(bucket, ()) if k.startswith(mine))
             state, reason = instances.get(w.instance_id, (None, ""))
-            sightings[key] = Sighting(state, reason, names)
+            sightings[key] = Sighting(state, reason, names, self.looks.ended(key))
         return sightings
 
     def _instances(self, ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -174,40 +174,13 @@ class Ec2Board(StatusBoard[Sighting]):
                 keys.setdefault(bucket, set()).update(item["Key"] for item in page.get("Contents", ()))
         return keys
 
-    def _grant(self, instances: dict[str, tuple[str, str]]) -> None:
-        now = self.clock()
-        watched = {w.instance_id for w in self._where.values()}
-        self._granted = {i: at for i, at in self._granted.items() if i in watched}
-        due = sorted(
-            i
-            for i, (state, _) in instances.items()
-            if state == "running" and (i not in self._granted or now - self._granted[i] > GRANT_SECONDS)
-        )
-        script = grant_all_script(self.work_root, self.session_user)
-        for batch in chunks(due, COMMAND_TARGETS):
-            try:
-                self.aws.ssm.send_command(
-                    InstanceIds=list(batch),
-                    DocumentName="AWS-RunShellScript",
-                    Parameters={"commands": [script]},
-                    Comment="fceval-tui: open the jobs' tmux servers to the session user",
-                )
-            except AWS_ERRORS as exc:
-                # Sessions wait for the next round; status does not depend on it.
-                log.info("%s", classify(exc, f"ssm:SendCommand (session access) to {len(batch)} instances"))
-                continue
-            self._granted.update(dict.fromkeys(batch, now))
-
 
 def attempt_key(job_id: str, attempt: int) -> str:
     return f"{job_id}-a{attempt}"
 
 
-def grant_all_script(work_root: str, user: str) -> str:
-    """Root's shell running `remote_tmux.grant_script` for every job's socket under `work_root`."""
-    grant = remote_tmux.grant_script(remote_tmux.SOCKET_NAME, user)  # relative: run in each job's dir
-    root = shlex.quote(work_root.rstrip("/"))
-    return f'for d in {root}/*/; do [ -S "$d{remote_tmux.SOCKET_NAME}" ] && (cd "$d" && {grant}); done; exit 0'
+def job_of(key: str) -> str:
+    return key.rpartition("-a")[0]
 
 
 def _run_prefix(inbox: str) -> tuple[str, str]:

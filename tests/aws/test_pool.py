@@ -98,7 +98,7 @@ def test_a_job_killed_mid_run_leaves_its_instance_reusable(pool_env, aws_env):
     (as the OOM killer would), and the third still runs on the same, clean instance."""
     import threading
 
-    from fceval_tui.services.runner import cancel_jobs
+    from fceval_tui.services.job_actions import cancel_jobs
 
     make, ledger, name = pool_env
     slow_first = "case {task_id} in slow*) echo started; sleep 120 ;; esac; " + harness("agent")

@@ -13,6 +13,7 @@ from fceval_tui.backends.base import ResourceGone
 from fceval_tui.backends.batch import BatchBackend
 from fceval_tui.backends.ec2 import Ec2Backend
 from fceval_tui.domain.states import JobState
+from fceval_tui.domain.triage import ErrorClass
 from fceval_tui.errors import ThrottlingError
 from tests.helpers.aws import client_error, make_context, new_run_id, record_calls, run_with_runner, spec
 
@@ -71,6 +72,41 @@ def test_a_pipeline_killed_mid_run_is_seen_as_ended(aws_settings, ssm_agent):
                 time.sleep(0.1)
     finally:
         backend.cleanup(ctx, instance_id)
+
+
+def test_a_pipeline_killed_without_a_word_ends_its_job_as_lost_before_the_timeout(aws_settings, ssm_agent, tmp_path):
+    """SIGKILL runs no trap, so nothing is reported (as after a reboot, or with no `aws` CLI on the
+    machine): the board's look round (one Run Command per 50 instances) finds the pane dead, and the job
+    ends as lost at once instead of running into its timeout."""
+    started = tmp_path / "started"
+    settings = aws_settings(
+        FCEVAL_BACKEND="ec2",
+        FCEVAL_RUN_COMMAND=f"touch {started}; while :; do sleep 0.05; done",
+        FCEVAL_MAX_ATTEMPTS="1",
+        FCEVAL_JOB_TIMEOUT_MINUTES="1",
+    )
+    backend = Ec2Backend(settings)
+    backend.poll_interval = 0.05
+    backend._board.looks.every = 0.2
+    calls = record_calls([backend.aws.ssm])
+    original_start = backend.start
+
+    def start(ctx, resource_id):
+        original_start(ctx, resource_id)
+        deadline = time.monotonic() + DEADLINE
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        socket = f"{settings.remote_work_dir}/{ctx.job.id}/tmux.sock"
+        pane = ssm_agent.tmux("-S", socket, "display-message", "-p", "-t", f"={ctx.job.id}:", "#{pane_pid}")
+        os.killpg(int(pane.stdout), signal.SIGKILL)  # the pipeline and its harness: no trap runs
+
+    backend.start = start
+    _, final = run_with_runner(settings, backend, [spec("hello")])
+    job = final["hello"]
+    assert job.state == JobState.FAILED and job.error_class == ErrorClass.LOST_SESSION, (job.state, job.error)
+    assert "pane is dead" in job.error, job.error
+    # The round that found it: a Run Command for the instance, its answer read with ListCommandInvocations.
+    assert calls.named("ListCommandInvocations")
 
 
 def test_throttled_status_reads_slow_the_poll_down_and_never_fail_the_job(aws_settings, ssm_agent):
