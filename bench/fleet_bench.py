@@ -111,8 +111,18 @@ def install_doubles(fleet: Fleet) -> None:
         info = [{"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"} for i in wanted]
         return ActionResult({"InstanceInformationList": info})
 
+    def list_command_invocations(self):
+        # The board's look rounds (not in moto): every pipeline of the light fleet is alive, so nothing is printed.
+        command = self.ssm_backend.get_command_by_id(self._get_param("CommandId"))
+        items = [
+            {"CommandId": command.command_id, "InstanceId": i, "Status": "Success", "CommandPlugins": [{"Output": ""}]}
+            for i in command.instance_ids
+        ]
+        return ActionResult({"CommandInvocations": items})
+
     SimpleSystemManagerBackend.send_command = send_command
     SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
+    SimpleSystemManagerResponse.list_command_invocations = list_command_invocations
 
     original_run = EC2ContainerServiceBackend.run_task
 

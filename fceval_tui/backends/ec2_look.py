@@ -45,6 +45,7 @@ class Ended:
 @dataclass
 class _Sent:
     at: float
+    instances: list[str]
     keys: dict[str, tuple[str, str]]  # attempt key -> (instance id, job id), as watched when sent
 
 
@@ -73,7 +74,9 @@ class Looks:
         now = self.clock()
         on = {instance for instance, _ in watched.values()}
         self._last = {i: at for i, at in self._last.items() if i in on}
-        due = sorted(i for i in running & on if now - self._last.get(i, float("-inf")) > self.every)
+        # Not while an earlier round's answer is unread: an outage must not pile up commands to read.
+        waiting = {instance for sent in self._sent.values() for instance in sent.instances}
+        due = sorted(i for i in running & on - waiting if now - self._last.get(i, float("-inf")) > self.every)
         for batch in chunks(due, COMMAND_TARGETS):
             self._send(list(batch), {k: w for k, w in watched.items() if w[0] in batch}, now)
 
@@ -96,7 +99,7 @@ class Looks:
                 log.info("%s", classify(again, f"ssm:SendCommand (look) to {len(instance_ids)} instances"))
                 return
         self._last.update(dict.fromkeys(instance_ids, now))
-        self._sent[command_id] = _Sent(now, {k: w for k, w in keys.items() if w[0] in instance_ids})
+        self._sent[command_id] = _Sent(now, instance_ids, {k: w for k, w in keys.items() if w[0] in instance_ids})
 
     def _send_command(self, instance_ids: list[str]) -> str:
         reply = self.aws.ssm.send_command(

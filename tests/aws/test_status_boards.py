@@ -109,6 +109,29 @@ def test_a_pipeline_killed_without_a_word_ends_its_job_as_lost_before_the_timeou
     assert calls.named("ListCommandInvocations")
 
 
+def test_look_rounds_whose_answers_cannot_be_read_do_not_pile_up(aws_settings, ssm_agent):
+    """While ListCommandInvocations fails (an outage, throttling), an instance gets no new round: the
+    commands to read stay one per batch of instances instead of one more per round."""
+    settings = aws_settings(FCEVAL_RUN_COMMAND="sleep 60", FCEVAL_GRADE_COMMAND="")
+    backend = Ec2Backend(settings)
+    backend.poll_interval = 0.0
+    backend._board.looks.every = 0.0
+    (ctx,), (instance_id,) = _started(backend, settings, new_run_id(), (1,))
+
+    def unreadable(model, **_):
+        raise client_error("ThrottlingException", "Rate exceeded", model.name)
+
+    backend.aws.ssm.meta.events.register("before-call.ssm.ListCommandInvocations", unreadable)
+    calls = record_calls([backend.aws.ssm])
+    try:
+        for _ in range(5):
+            assert backend.observe(ctx, instance_id).phase == JobState.RUNNING
+        assert len(calls.named("SendCommand")) <= 1 and len(calls.named("ListCommandInvocations")) >= 4
+    finally:
+        backend.aws.ssm.meta.events.unregister("before-call.ssm.ListCommandInvocations", unreadable)
+        backend.cleanup(ctx, instance_id)
+
+
 def test_throttled_status_reads_slow_the_poll_down_and_never_fail_the_job(aws_settings, ssm_agent):
     """Every status call is throttled (after botocore's own retries) for the first seconds of the run:
     the board backs off as a whole, and the job goes on and succeeds on its first attempt."""
