@@ -152,8 +152,9 @@ class Looks:
 def look_script(work_root: str, user: str) -> str:
     """Root's shell: for every job's directory under `work_root`, open its tmux server to `user`, then
     print `done JOB CODE` for a pipeline that wrote `done`, or `ended JOB` for one whose pane is dead or
-    whose server is gone. The pane is read before `done`: a pipeline writes `done` before it exits, so a
-    pane dead at that time means no `done` is coming."""
+    whose server is gone (no answer twice, a second apart: a busy server is not a gone one). `done` is
+    read again after the pane: a pipeline writes it before it exits, so a pane dead before that second
+    read with no `done` then means none is coming."""
     q = shlex.quote
     socket = remote_tmux.SOCKET_NAME
     grant = remote_tmux.grant_script(socket, user)  # relative: run in each job's dir
@@ -162,7 +163,8 @@ def look_script(work_root: str, user: str) -> str:
     return (
         f"for d in {q(work_root.rstrip('/'))}/*/; do "
         f'[ -f "${{d}}{pipeline.SCRIPT_NAME}" ] || continue; job=$(basename "$d"); '
-        f'(cd "$d" || exit 0; if [ -S {socket} ]; then {grant}; fi; pane=$({pane}); '
+        f'(cd "$d" || exit 0; if [ -S {socket} ]; then {grant}; fi; '
+        f"[ -f {done} ] || pane=$({pane} || {{ sleep 1; {pane}; }}); "
         f'if [ -f {done} ]; then echo "done $job $(cat {done})"; elif [ "$pane" != 0 ]; then echo "ended $job"; fi); '
         "done; exit 0"
     )
