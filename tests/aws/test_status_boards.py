@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -107,6 +108,28 @@ def test_a_pipeline_killed_without_a_word_ends_its_job_as_lost_before_the_timeou
     assert "pane is dead" in job.error, job.error
     # The round that found it: a Run Command for the instance, its answer read with ListCommandInvocations.
     assert calls.named("ListCommandInvocations")
+
+
+def test_a_pipeline_on_a_machine_without_the_aws_cli_ends_when_it_finishes(
+    aws_settings, ssm_agent, tmp_path, monkeypatch
+):
+    """No `aws` CLI on the instance: the pipeline can neither report nor upload. The look round reads its
+    `done` file, so the job ends as soon as the pipeline does (its uploads missing), not at its timeout."""
+    bare = tmp_path / "bin"  # what the machine has on PATH: everything this one has but `aws`
+    bare.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(folder).glob("*") if os.path.isdir(folder) else ():
+            if tool.name != "aws" and not (bare / tool.name).exists() and os.access(tool, os.X_OK):
+                (bare / tool.name).symlink_to(tool)
+    monkeypatch.setenv("PATH", str(bare))
+    settings = aws_settings(FCEVAL_BACKEND="ec2", FCEVAL_MAX_ATTEMPTS="1", FCEVAL_JOB_TIMEOUT_MINUTES="1")
+    backend = Ec2Backend(settings)
+    backend.poll_interval = 0.05
+    backend._board.looks.every = 0.2
+    _, final = run_with_runner(settings, backend, [spec("hello")])
+    job = final["hello"]
+    assert job.state == JobState.FAILED and job.error_class == ErrorClass.UPLOAD, (job.state, job.error)
+    assert job.exit_code == 0, job  # the harness itself succeeded: its code came from the look round
 
 
 def test_look_rounds_whose_answers_cannot_be_read_do_not_pile_up(aws_settings, ssm_agent):
