@@ -76,7 +76,14 @@ class Looks:
         self._last = {i: at for i, at in self._last.items() if i in on}
         # Not while an earlier round's answer is unread: an outage must not pile up commands to read.
         waiting = {instance for sent in self._sent.values() for instance in sent.instances}
-        due = sorted(i for i in running & on - waiting if now - self._last.get(i, float("-inf")) > self.every)
+        since = {i: now - self._last.get(i, float("-inf")) for i in running & on - waiting}
+        # When one is due, those half-way there come along: instances first seen at different refreshes
+        # fall into step instead of costing a command each per round.
+        due = (
+            sorted(i for i, age in since.items() if age > self.every / 2)
+            if max(since.values(), default=0) > self.every
+            else []
+        )
         for batch in chunks(due, COMMAND_TARGETS):
             self._send(list(batch), {k: w for k, w in watched.items() if w[0] in batch}, now)
 
