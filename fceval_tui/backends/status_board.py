@@ -49,6 +49,7 @@ class StatusBoard(Generic[Item]):
         self._watched: set[str] = set()
         self._seen: dict[str, Item] = {}
         self._started = float("-inf")  # when the last good full refresh began
+        self._finished = float("-inf")  # and when it ended
         self._unseen_at = float("-inf")  # when newcomers were last fetched
         self._failures = 0
         self._retry_at = float("-inf")
@@ -63,7 +64,10 @@ class StatusBoard(Generic[Item]):
                 if self._error is not None and self.clock() < self._retry_at:
                     raise _again(self._error)
                 wait = 0.0
-                if fresh and self._started < asked or self.clock() - self._started > self._age():
+                # A refresh that ended after this call began serves it, however long it took: else, with
+                # a refresh slower than max_age, each caller queued on the lock would refresh in turn.
+                stale = self._finished < asked and self.clock() - self._started > self._age()
+                if fresh and self._started < asked or stale:
                     self._refresh(self._watched, replace=True)
                 elif key not in self._seen and self.fetch_unseen:
                     # Newcomers arriving together (a run starting or resuming) share one fetch a second.
@@ -107,7 +111,7 @@ class StatusBoard(Generic[Item]):
             raise
         self._failures, self._error = 0, None
         if replace:
-            self._seen, self._started = found, started
+            self._seen, self._started, self._finished = found, started, self.clock()
         else:
             self._seen.update(found)
 

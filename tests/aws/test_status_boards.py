@@ -215,6 +215,36 @@ def test_a_throttled_board_makes_no_call_until_its_backoff_ends(aws_settings, ba
             backend.cleanup(ctx, batch_job)
 
 
+def test_a_refresh_slower_than_the_poll_serves_every_caller_waiting_for_it():
+    """At 1,000 instances a refresh can take longer than the board's max age: the callers queued on it
+    take its answer instead of each refreshing again in turn (the fleet bench's EC2 run at 1,000 jobs
+    made one refresh per job, and never finished)."""
+    import threading
+
+    from fceval_tui.backends.status_board import StatusBoard
+
+    class Slow(StatusBoard[int]):
+        fetches = 0
+
+        def _fetch(self, keys):
+            Slow.fetches += 1
+            time.sleep(0.3)
+            return dict.fromkeys(keys, 1)
+
+    board = Slow(max_age=0.01)
+    jobs = [f"job-{n}" for n in range(8)]
+    for job in jobs:
+        board.get(job)  # every job on the board (a refresh each: each is stale at once)
+    Slow.fetches = 0
+    time.sleep(0.05)  # stale now: the next caller refreshes, and those queued behind it wait for that
+    callers = [threading.Thread(target=board.get, args=(job,)) for job in jobs]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(DEADLINE)
+    assert Slow.fetches <= 2, Slow.fetches
+
+
 @pytest.mark.parametrize("name", ["ConnectionClosedError", "ReadTimeoutError", "ResponseStreamingError"])
 def test_a_connection_dropped_mid_call_is_transient(name):
     """Seen at 1,000 jobs: the endpoint closed connections under load; the error escaped as an internal
