@@ -11,8 +11,9 @@ from textual.containers import VerticalScroll
 from textual.widgets import Input, Static
 
 from fceval_tui.ledger import Ledger
+from fceval_tui.services.report import Group
 from fceval_tui.ui.app import make_app
-from fceval_tui.ui.screens.results import ResultsScreen, pass_rate_bar
+from fceval_tui.ui.screens.results import ResultsScreen, pass_rate_bar, pass_rate_text
 from tests.helpers.ui import SIZE, Clock, fixed, seed, seed_graded
 
 
@@ -129,6 +130,14 @@ async def test_results_without_runs(make):
         await pilot.press("5")
         await _settle(pilot)
         assert "No runs yet" in _shown(app)
+
+
+def test_pass_rate_of_a_live_run_counts_finished_jobs_only():
+    """Two of three jobs still running: 1 of 1 finished succeeded, not 1 of 3."""
+    group = Group("aide", "gpt-4o", "", jobs=3, succeeded=1)
+    assert pass_rate_text(group, "green", "red").plain.endswith("100% [21–100%]  2 not finished")
+    waiting = Group("aide", "gpt-4o", "", jobs=2)
+    assert pass_rate_text(waiting, "green", "red").plain == "no job finished yet (2 not finished)"
 
 
 def test_pass_rate_bar_shows_rate_and_wilson_interval():
