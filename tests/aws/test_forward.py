@@ -98,7 +98,7 @@ def test_forward_refuses_what_it_cannot_reach_in_one_line(aws_env, ssm_sessions,
     with socket.create_server(("127.0.0.1", 0)) as busy:
         cases = [
             ([gone.id, "8080"], "TargetNotConnected"),
-            ([ledger.jobs(run_id=local.id)[0].id, "8080"], "no port forwarding"),
+            ([ledger.jobs(run_id=local.id)[0].id, "8080"], "runs on this machine, so there is nothing to forward"),
             (["x;reboot", "8080"], "not a valid job id"),
             ([gone.id, "70000"], "not a TCP port"),
             ([gone.id, "80", "--local-port", str(busy.getsockname()[1])], "is not free"),
