@@ -240,7 +240,7 @@ class Ec2Backend(CloudBackend):
 
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
         manifest = load_manifest(self.aws.s3, self.staging(ctx.job, ctx.attempt), ctx, self.settings)
-        return verify_uploads(self.aws.s3, manifest, observation.exit_code)
+        return verify_uploads(self.aws.s3, manifest, observation.exit_code, observation.detail)
 
     def cancel(self, ctx: JobContext, resource_id: str) -> None:
         self._terminate([resource_id])

@@ -161,7 +161,7 @@ def observation(stdout: str, resource_id: str, check_gone: Callable[[str], None]
     `check_gone` raises ResourceGone first when the compute itself was reaped."""
     status = pipeline.parse_status_output(stdout)
     if status.done:
-        return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
+        return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code, detail=status.upload_error)
     pane = pane_state(stdout)
     if pane in ("1", "gone"):
         check_gone(resource_id)

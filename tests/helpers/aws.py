@@ -18,6 +18,7 @@ from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.domain.states import JobState
 from tests.helpers.cli import HARNESS
 from tests.helpers.expiring_credentials import ExpiringKeys
+from tests.helpers.kms_double import KmsGate
 
 REGION = "us-east-1"
 STAGING = "fceval-staging"
@@ -41,6 +42,7 @@ class MotoWorld:
     subnet: str = ""
     security_group: str = ""
     keys: ExpiringKeys = field(default_factory=ExpiringKeys)
+    kms: KmsGate = field(default_factory=KmsGate)
 
     def client(self, service: str):
         return boto3.client(
