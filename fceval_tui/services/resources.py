@@ -18,7 +18,6 @@ from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
 from fceval_tui.services.pool_view import InstanceRow, rows_by_instance
 
-
 HOURLY, PRICE_SOURCE = "hourly_usd", "price_source"  # in a resource's detail once priced from the ledger
 
 
