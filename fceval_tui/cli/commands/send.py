@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
 import uuid
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                 mirror.send_keys(text, literal=True)
                 mirror.send_keys("Enter")
             else:
-                mirror.paste(text)
+                mirror.paste(text, progress=_print_progress)
             detail = paste_detail(text)
         # What was sent is logged as its size and hash, never its content.
         ledger.record(job.run_id, job.id, "operator_send", by=identity_for(settings, [job.backend]), **detail)
@@ -64,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"fceval-tui: {what} did not show within {args.timeout:g}s")
         return EXIT_FAILED
     return int(found.group(1)) if args.wait_exit else EXIT_OK
+
+
+def _print_progress(done: int, total: int) -> None:
+    """On stderr, so a script reading stdout sees only what it asked for."""
+    print(f"pasted {done:,}/{total:,} bytes", file=sys.stderr, flush=True)
 
 
 def _wait(mirror, pattern: re.Pattern, timeout: float) -> re.Match | None:
