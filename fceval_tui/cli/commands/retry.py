@@ -13,7 +13,7 @@ from fceval_tui.errors import UserError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fceval_tui.domain.triage import ErrorClass
 
-    parser.add_argument("--run", metavar="RUN", required=True)
+    parser.add_argument("--run", metavar="RUN", required=True, help="the run whose failed jobs go back in the queue")
     parser.add_argument(
         "--error", metavar="CLASS", help="only jobs that failed this way: " + ", ".join(c.value for c in ErrorClass)
     )
