@@ -56,6 +56,7 @@ import pytest
 
 from fceval_tui.backends.remote_tmux import TMUX_GROUP
 from tests.helpers.aws import MotoWorld
+from tests.helpers.job_users import remove_users_homed_under
 from tests.helpers.tmux_cleanup import kill_servers_under
 
 SSM_USER = "ssm-user"
@@ -113,8 +114,10 @@ class Ec2Machine:
         return self.tmp / f"tmux-{uid}" / "default"
 
     def stop(self) -> None:
-        """Kill every tmux server the machine's users started (explicit sockets and default ones)."""
+        """Kill every tmux server the machine's users started (explicit sockets and default ones), and
+        remove the pool job users a failed test left here with their processes (job_users.py)."""
         kill_servers_under(self.root, self.env)
+        remove_users_homed_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
