@@ -8,37 +8,24 @@ import pytest
 from textual.widgets import DataTable, Select
 
 from fceval_tui.domain.models import utcnow
-from fceval_tui.ledger import Ledger
 from fceval_tui.ledger_pools import READY, PoolBook
 from fceval_tui.ui.app import make_app
-from tests.helpers.ui import Clock, fixed, seed
+from tests.helpers.ui import fixed, wait_for
 
 SMALL = (120, 30)
 
 
 @pytest.fixture
-def with_pool(state_dir, settings_factory, monkeypatch):
+def with_pool(seeded_ledger, quiet_console, settings_factory):
     """A console whose ledger has pool `warm`: one busy instance (job r0demo01-003 on it), one idle."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
-    monkeypatch.setattr("fceval_tui.ui.app.teardown.find_orphans", lambda settings, ledger: [])
-    ledger = Ledger.open(state_dir, clock=Clock())
-    seed(ledger)
+    ledger = seeded_ledger
     book = PoolBook(ledger)
     pool = book.open_pool("warm", 2, 180, 30, {"ec2_instance_type": "c5ad.large", "region": "us-east-1"})
     for seq, instance_id in enumerate(("i-0busy", "i-0idle"), start=1):
         book.add_instance(pool.name, instance_id, seq, utcnow() + timedelta(minutes=30))
         book.update_instance(instance_id, state=READY, slots=1, idle_since=utcnow() - timedelta(minutes=7))
     assert book.claim("warm", "r0demo01-003", 1).id == "i-0busy"
-    yield make_app(settings_factory(), ledger, clock=fixed())
-    ledger.close()
-
-
-async def wait_for(pilot, predicate, timeout=20.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not reached in time")
+    return make_app(settings_factory(), ledger, clock=fixed())
 
 
 async def test_the_pools_view_shows_each_instance_with_its_jobs_and_idle_time(with_pool):
