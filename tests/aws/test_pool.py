@@ -78,8 +78,12 @@ def test_pool_down_waits_for_termination_and_leaves_nothing(pool_env, aws_env):
 
 
 def _user_pids(job_id: str) -> list[str]:
-    proc = subprocess.run(["pgrep", "-u", pool_scripts.job_user(job_id)], capture_output=True, text=True)
-    return proc.stdout.split()
+    """The live processes of the job's user. Zombies do not count: useradd gives the next job the uid the
+    last one freed, and init reaps that job's killed orphans only every second or two here, so a zombie of
+    the same uid is no sign that this job's harness runs."""
+    user = pool_scripts.job_user(job_id)
+    proc = subprocess.run(["ps", "-u", user, "-o", "pid=,stat="], capture_output=True, text=True)
+    return [pid for pid, stat in (line.split() for line in proc.stdout.splitlines()) if not stat.startswith("Z")]
 
 
 def test_a_job_killed_mid_run_leaves_its_instance_reusable(pool_env, aws_env):

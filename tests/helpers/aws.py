@@ -135,6 +135,18 @@ def run_with_runner(settings, backend, specs):
         ledger.close()
 
 
+def check_hello_and_failure(world, run, final) -> tuple[Job, Job]:
+    """The pair most end-to-end runs launch: `hello` succeeds with its archive and grading report delivered,
+    `always-fail` (agent biomni) fails with the harness's exit code 3 and its archive kept under failed_runs."""
+    ok, bad = final["hello"], final["always-fail"]
+    assert ok.state == JobState.SUCCEEDED, ok.error
+    assert ok.artifacts[0] == f"s3://{RESULTS}/evals/runs/aide/hello/{run.id}.tar.gz"
+    assert "/evals/grades/aide/hello/" in ok.artifacts[1]
+    assert bad.state == JobState.FAILED and bad.exit_code == 3
+    assert s3_keys(world, RESULTS, f"evals/failed_runs/biomni/always-fail/{run.id}") != []
+    return ok, bad
+
+
 # -- recording and failing API calls ------------------------------------------------------------
 
 

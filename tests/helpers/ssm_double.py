@@ -59,6 +59,8 @@ import pytest
 
 from fceval_tui.backends.remote_tmux import TMUX_GROUP
 from tests.helpers.aws import MotoWorld
+from tests.helpers.job_users import remove_users_homed_under
+from tests.helpers.machine_state import held
 from tests.helpers.tmux_cleanup import kill_servers_under
 
 SSM_USER = "ssm-user"
@@ -116,8 +118,10 @@ class Ec2Machine:
         return self.tmp / f"tmux-{uid}" / "default"
 
     def stop(self) -> None:
-        """Kill every tmux server the machine's users started (explicit sockets and default ones)."""
+        """Kill every tmux server the machine's users started (explicit sockets and default ones), and
+        remove the pool job users a failed test left here with their processes (job_users.py)."""
         kill_servers_under(self.root, self.env)
+        remove_users_homed_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -477,25 +481,29 @@ class SessionCli:
 @pytest.fixture(scope="session")
 def tmux_group() -> Iterator[str]:
     """The group the EC2 launch script creates on the "instance" (this machine): removed afterwards
-    unless it existed before the tests."""
-    existed = _group_exists(TMUX_GROUP)
-    yield TMUX_GROUP
-    if not existed and _group_exists(TMUX_GROUP):
-        subprocess.run(["groupdel", TMUX_GROUP], capture_output=True)
+    unless it existed before the tests (once no other test process holds it: machine_state.py)."""
+    with held(
+        "tmux-group",
+        exists=lambda: _group_exists(TMUX_GROUP),
+        remove=lambda: subprocess.run(["groupdel", TMUX_GROUP], capture_output=True),
+    ):
+        yield TMUX_GROUP
 
 
 @pytest.fixture(scope="session")
 def ssm_user(tmux_group) -> Iterator[pwd.struct_passwd]:
     """The `ssm-user` account (the agent creates it at the first session; here, once per test session).
-    Removed afterwards when created here (before the group, which it may belong to)."""
+    Removed afterwards when created here (before the group, which it may belong to), once no other test
+    process holds it."""
     if os.geteuid() != 0:
         pytest.skip("the SSM doubles drop to ssm-user as the agent does: run the tests as root (as CI does)")
-    created = _lookup_user(SSM_USER) is None
-    if created:
-        subprocess.run(["useradd", "-m", SSM_USER], check=True, capture_output=True)
-    yield pwd.getpwnam(SSM_USER)
-    if created:
-        subprocess.run(["userdel", "-r", SSM_USER], capture_output=True)
+    with held(
+        "ssm-user",
+        exists=lambda: _lookup_user(SSM_USER) is not None,
+        create=lambda: subprocess.run(["useradd", "-m", SSM_USER], check=True, capture_output=True),
+        remove=lambda: subprocess.run(["userdel", "-r", SSM_USER], capture_output=True),
+    ):
+        yield pwd.getpwnam(SSM_USER)
 
 
 def _lookup_user(name: str) -> pwd.struct_passwd | None:

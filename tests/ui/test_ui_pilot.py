@@ -10,6 +10,7 @@ from fceval_tui.ledger import Ledger
 from fceval_tui.ui.app import make_app
 from fceval_tui.ui.widgets.jobs_table import JobsTable
 from tests.helpers.cli import REPO
+from tests.helpers.ui import wait_for
 
 
 @pytest.fixture
@@ -22,14 +23,6 @@ def console(state_dir, settings_factory, monkeypatch, tmp_path):
 
     yield make
     ledger.close()
-
-
-async def wait_for(pilot, predicate, timeout=30.0):
-    for _ in range(int(timeout / 0.1)):
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 async def test_launch_example_jobs_from_the_form_and_watch_them_finish(console):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 from rich.console import Console
@@ -16,18 +15,11 @@ from fceval_tui.ui.app import make_app
 from fceval_tui.ui.screens.results import ResultsScreen, pass_rate_bar, pass_rate_text
 from tests.helpers.ui import SIZE, Clock, fixed, seed, seed_graded
 
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 @pytest.fixture
-def make(state_dir, settings_factory, monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
-    monkeypatch.setattr("fceval_tui.ui.app.teardown.find_orphans", lambda settings, ledger: [])
-
+def make(state_dir, settings_factory, quiet_console):
     def build(seeder, theme: str | None = None):
         ledger = Ledger.open(state_dir, clock=Clock())
         seeder(ledger)
