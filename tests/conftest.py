@@ -17,6 +17,7 @@ pytest_plugins = (
     "tests.helpers.audit_fixtures",
     "tests.helpers.tmux",
     "tests.helpers.ecs_double",
+    "tests.helpers.ui",
 )
 
 

@@ -27,7 +27,7 @@ import time
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from fceval_tui.backends import ec2_board, ec2_launch, ec2_spot_price, remote_tmux
+from fceval_tui.backends import ec2_board, ec2_launch, ec2_look, ec2_spot_price, remote_tmux
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, classify, error_code, tag_filter, tag_map
 from fceval_tui.backends.aws_constants import (
     ATTEMPT_TAG,
@@ -57,6 +57,7 @@ from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Job, utcnow
 from fceval_tui.domain.prices import cost_so_far, ec2_hourly
 from fceval_tui.domain.states import JobState
+from fceval_tui.domain.triage import ErrorClass
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
 from fceval_tui.transports.ssm import SsmTransport
 
@@ -241,7 +242,12 @@ class Ec2Backend(CloudBackend):
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
         self._board.forget(attempt_key(ctx.job.id, ctx.attempt))
         manifest = load_manifest(self.aws.s3, self.staging(ctx.job, ctx.attempt), ctx, self.settings)
-        return verify_uploads(self.aws.s3, manifest, observation.exit_code)
+        outcome = verify_uploads(self.aws.s3, manifest, observation.exit_code, observation.detail)
+        if outcome.error_class == ErrorClass.UPLOAD and not observation.detail:
+            transport = self._transport(ctx.job, ctx.attempt, resource_id)
+            said = ec2_look.upload_error(transport, remote_work_dir(self.settings, ctx.job.id))
+            outcome = verify_uploads(self.aws.s3, manifest, observation.exit_code, said)
+        return outcome
 
     def cancel(self, ctx: JobContext, resource_id: str) -> None:
         self._terminate([resource_id])

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from fceval_tui.backends import remote_tmux
 from fceval_tui.backends.aws import AWS_ERRORS, chunks, classify, error_code
 from fceval_tui.domain import pipeline
+from fceval_tui.errors import TransientError
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,17 @@ def look_script(work_root: str, user: str) -> str:
         f'if [ -f {done} ]; then echo "done $job $(cat {done})"; elif [ "$pane" != 0 ]; then echo "ended $job"; fi); '
         "done; exit 0"
     )
+
+
+def upload_error(transport, work: str) -> str:
+    """What the pipeline's failed upload said (`pipeline.UPLOAD_ERROR` in `work`), read from the instance
+    through Run Command: the board's reports carry no text, so this is asked only once uploads are missing."""
+    try:
+        result = transport.run(["cat", f"{work}/{pipeline.UPLOAD_ERROR}"], timeout=60)
+    except (TransientError, TimeoutError) as exc:
+        log.info("reading %s on the instance: %s", pipeline.UPLOAD_ERROR, exc)
+        return ""
+    return result.stdout.strip() if result.ok else ""
 
 
 def parse_look(output: str) -> dict[str, Ended]:

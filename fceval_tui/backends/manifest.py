@@ -29,6 +29,7 @@ from fceval_tui.domain.triage import ErrorClass
 MANIFEST = "manifest.json"
 UPLOAD_ENV = "FCEVAL_JOB_UPLOAD_PREFIX"  # the inbox, in the pipeline's environment
 INBOX_RUN, INBOX_REPORT = "run.tar.gz", "grading_report.json.gz"
+UPLOAD_ERROR_CHARS = 1500  # of the aws CLI's error kept for the verdict
 
 
 @dataclass(frozen=True)
@@ -79,22 +80,30 @@ class Manifest:
         return (self.succeeded_run, self.succeeded_report) if succeeded else (self.failed_run, self.failed_report)
 
     def upload_shell(self) -> str:
-        """Shell run by the pipeline after packing: copy the archives into the inbox (see the module doc)."""
-        copy = "aws s3 cp --only-show-errors"
-        warn = "|| echo 'fceval-tui: upload failed:'"
+        """Shell run by the pipeline after packing: copy the archives into the inbox (see the module doc).
+        The first failure's error goes, on one line, to `pipeline.UPLOAD_ERROR` for `verify_uploads`."""
+        err = pipeline.UPLOAD_ERROR
+        upload = (
+            f'upload() {{ aws s3 cp --only-show-errors "$1" "$2" 2>{err}.tmp; rc=$?; cat {err}.tmp >&2; '
+            f'if [ "$rc" -ne 0 ]; then echo "fceval-tui: upload failed: $2" >&2; '
+            f"[ -f {err} ] || tr '\\n' ' ' < {err}.tmp | cut -c1-{UPLOAD_ERROR_CHARS} > {err}; fi; "
+            f"rm -f {err}.tmp; }}"
+        )
         run, report = f'"${UPLOAD_ENV}/{INBOX_RUN}"', f'"${UPLOAD_ENV}/{INBOX_REPORT}"'
         return "\n".join(
             [
-                f"{copy} {pipeline.RUN_ARCHIVE} {run} {warn} {run} >&2",
+                upload,
+                f"upload {pipeline.RUN_ARCHIVE} {run}",
                 f"if [ -f {pipeline.REPORT_ARCHIVE} ]; then",
-                f"  {copy} {pipeline.REPORT_ARCHIVE} {report} {warn} {report} >&2",
+                f"  upload {pipeline.REPORT_ARCHIVE} {report}",
                 "fi",
             ]
         )
 
 
-def verify_uploads(s3, manifest: Manifest, exit_code: int | None) -> Outcome:
-    """Success needs exit code 0 and every expected upload present in S3; never trust the script alone."""
+def verify_uploads(s3, manifest: Manifest, exit_code: int | None, upload_error: str = "") -> Outcome:
+    """Success needs exit code 0 and every expected upload present in S3; never trust the script alone.
+    `upload_error`: what the pipeline's failed upload said (`pipeline.UPLOAD_ERROR`), for the verdict."""
     succeeded = exit_code == 0
     run_url, report_url = manifest.urls(succeeded)
     if manifest.inbox:
@@ -108,9 +117,29 @@ def verify_uploads(s3, manifest: Manifest, exit_code: int | None) -> Outcome:
     if not succeeded and _exists(s3, report_url):
         present.append(report_url)  # a failed grade may still have left a report
     if missing:
-        return Outcome(False, exit_code, tuple(present), f"expected upload {missing[0]} is missing", ErrorClass.UPLOAD)
+        error = f"expected upload {missing[0]} is missing" + upload_failure(manifest, upload_error)
+        return Outcome(False, exit_code, tuple(present), error, ErrorClass.UPLOAD)
     error = None if succeeded else f"the pipeline exited with code {exit_code}"
     return Outcome(succeeded, exit_code, tuple(present), error)
+
+
+def upload_failure(manifest: Manifest, upload_error: str) -> str:
+    """Why the pipeline's upload failed and the fix, as a suffix of the verdict ("" when it did not say).
+    The inbox URL is replaced: its token is what keeps other jobs out of it."""
+    if not upload_error:
+        return ""
+    said = upload_error.replace(manifest.inbox, "the attempt's inbox") if manifest.inbox else upload_error
+    if "kms:" in said:
+        # S3 asked KMS for the bucket's key on the compute role's behalf (services/bucket_keys.py).
+        fix = (
+            "the bucket is SSE-KMS encrypted: give the compute role kms:GenerateDataKey and kms:Decrypt on its key "
+            "through S3, as in the statements of `fceval-tui audit --print-policy instance`"
+        )
+    elif "AccessDenied" in said or "Forbidden" in said:
+        fix = "give the compute role the statements of `fceval-tui audit --print-policy instance`"
+    else:
+        return f": {said}"
+    return f": {said}; fix: {fix}"
 
 
 def _deliver(s3, inbox_url: str, final_url: str) -> None:

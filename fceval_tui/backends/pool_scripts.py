@@ -124,7 +124,8 @@ def push_expiry(work_root: str, instance_ids: list[str], expires_epoch: int) -> 
 
 def prepare_script(work_root: str, instance_id: str, expires_epoch: int) -> str:
     """Once, when a new instance's agent is online: wait for the first boot to finish, check the tools,
-    make the work root and the tmux group, set the idle expiry; prints `vcpus=N` and `expires=...`."""
+    make the work root and the tmux group, hide users' processes from each other (`hide_processes`), set
+    the idle expiry; prints `vcpus=N` and `expires=...`."""
     q = shlex.quote
     return "\n".join(
         [
@@ -133,9 +134,26 @@ def prepare_script(work_root: str, instance_id: str, expires_epoch: int) -> str:
             f"command -v runuser >/dev/null 2>&1 || {{ echo 'runuser is not installed' >&2; exit {EXIT_NO_RUNUSER}; }}",
             f"mkdir -p {q(work_root)} && chmod 0755 {q(work_root)} || exit 2",
             f"getent group {TMUX_GROUP} >/dev/null || groupadd {TMUX_GROUP} || exit 2",
+            hide_processes(),
             set_expiry(work_root, instance_id, expires_epoch, later_only=False),
             'printf "vcpus=%s\\n" "$(nproc)"',
         ]
+    )
+
+
+# /proc already mounted so that users see only their own processes (kernel 5.8+ says `invisible`).
+_PROC_HIDDEN = r"grep -Eq '^proc /proc proc [^ ]*hidepid=(2|invisible)' /proc/mounts"
+
+
+def hide_processes() -> str:
+    """Root's shell remounting /proc with hidepid, so a job's user cannot list, or read the command lines
+    of, other users' processes (another job's included); root, and so the agent and cleanup, still sees
+    all. Idempotent; kernels before 5.8 take `hidepid=2`. Until the next boot only: a pool instance keeps
+    nothing across one (its watcher is not restarted either). A kernel that refuses leaves a warning."""
+    return (
+        f"{_PROC_HIDDEN} || mount -o remount,hidepid=invisible /proc 2>/dev/null "
+        "|| mount -o remount,hidepid=2 /proc "
+        "|| echo 'fceval-tui: /proc kept without hidepid: jobs on this instance can see the processes of others' >&2"
     )
 
 

@@ -196,6 +196,10 @@ def print_report(report: Report) -> None:
         row = group.to_json()
         table.add_row(*(Text(_report_cell(row, col)) for col in _REPORT_COLUMNS))
     console().print(table)
+    if report.by_run:
+        _print_side_by_side(report)
+    if len(report.run_ids) == 2 and not report.diffs:
+        console().print("no per-task differences between the two runs")
     if report.diffs:
         diff = Table(title="per-task differences", box=None, pad_edge=False)
         for col in ("agent", "model", "task", "before", "after", "score before", "score after"):
@@ -209,6 +213,23 @@ def print_report(report: Report) -> None:
         console().print(diff)
     for note in report.notes:
         print_warning(note)
+
+
+def _print_side_by_side(report: Report) -> None:
+    """Each compared run's succeeded/jobs, mean score and cost, one column per run."""
+    table = Table(title="side by side", box=None, pad_edge=False, title_justify="left")
+    for col in ("agent", "model", "dataset"):
+        table.add_column(col)
+    for what in ("ok", "score", "cost"):
+        for run_id in report.by_run:
+            table.add_column(f"{what} {run_id}", justify="right")
+    for key, runs in report.side_by_side():
+        rows = [g.to_json() if g else None for g in runs.values()]
+        ok = ["—" if r is None else f"{r['succeeded']}/{r['jobs']}" for r in rows]
+        score = ["—" if r is None or r["score_mean"] is None else str(r["score_mean"]) for r in rows]
+        cost = ["—" if r is None else money(r["cost_usd"]) for r in rows]
+        table.add_row(*(Text(v) for v in key), *ok, *score, *cost)
+    console().print(table)
 
 
 def print_report_csv(report: Report) -> None:

@@ -8,6 +8,7 @@ any backend can read back, even through a transport that loses exit codes:
     run.exit     exit code of the agent step
     grade.exit   exit code of the grade step (absent when it did not run)
     done         the job's exit code, written last: its presence means the pipeline finished
+    upload.err   the first failed upload's error, on one line (absent when every upload worked)
     out/run.tar.gz, out/grading_report.json.gz           what the backend stores per the layout
 
 Where a backend gives it a `report` function, the pipeline also reports each change where the
@@ -28,6 +29,7 @@ PHASE_FILE = "phase"
 RUN_EXIT = "run.exit"
 GRADE_EXIT = "grade.exit"
 DONE_FILE = "done"
+UPLOAD_ERROR = "upload.err"  # written by a backend's upload lines (backends/manifest.py)
 RUN_ARCHIVE = "out/run.tar.gz"
 REPORT_ARCHIVE = "out/grading_report.json.gz"
 SCRIPT_NAME = "pipeline.sh"
@@ -53,6 +55,7 @@ class PipelineResult:
     run_exit: int | None
     grade_exit: int | None
     exit_code: int | None
+    upload_error: str = ""
 
     @property
     def done(self) -> bool:
@@ -152,7 +155,8 @@ def parse_status(files: dict[str, str | None]) -> PipelineResult:
         run_exit=as_int(RUN_EXIT),
         grade_exit=as_int(GRADE_EXIT),
         exit_code=as_int(DONE_FILE),
+        upload_error=(files.get(UPLOAD_ERROR) or "").strip(),
     )
 
 
-STATUS_FILES = (PHASE_FILE, RUN_EXIT, GRADE_EXIT, DONE_FILE)
+STATUS_FILES = (PHASE_FILE, RUN_EXIT, GRADE_EXIT, DONE_FILE, UPLOAD_ERROR)

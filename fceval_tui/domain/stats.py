@@ -30,14 +30,16 @@ class Bucket:
     count: int
 
 
-def histogram(values: list[float], buckets: int = 6) -> list[Bucket]:
-    """Equal-width buckets from the smallest to the largest value; one bucket when all values are equal."""
+def histogram(values: list[float], buckets: int = 6, min_width: float = 0.0) -> list[Bucket]:
+    """Equal-width buckets from the smallest to the largest value; one bucket when all values are equal.
+    Buckets are at least `min_width` wide (fewer of them), so labels at that resolution stay distinct."""
     if not values:
         return []
     low, high = min(values), max(values)
     if high == low:
         return [Bucket(low, high, len(values))]
-    width = (high - low) / buckets
+    width = max((high - low) / buckets, min_width)
+    buckets = math.ceil((high - low) / width)
     counts = [0] * buckets
     for value in values:
         counts[min(buckets - 1, int((value - low) / width))] += 1

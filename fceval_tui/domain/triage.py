@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
+
+from fceval_tui.domain.models import Job
+from fceval_tui.domain.states import JobState
 
 
 class ErrorClass(StrEnum):
@@ -25,3 +29,15 @@ def parse_error_class(text: str) -> ErrorClass:
         return ErrorClass(text.strip().lower().replace(" ", "_").replace("-", "_"))
     except ValueError:
         raise ValueError(f"unknown error class {text!r} (known: {', '.join(c.value for c in ErrorClass)})") from None
+
+
+def retryable(jobs: Iterable[Job], error_class: str | None = None) -> list[Job]:
+    """The jobs that ended without success (failed, timed out or cancelled), only of `error_class` when
+    given: what `R` in the console and `fceval-tui retry --error` re-queue."""
+    return [
+        job
+        for job in jobs
+        if job.state.is_final
+        and job.state != JobState.SUCCEEDED
+        and (error_class is None or job.error_class == error_class)
+    ]

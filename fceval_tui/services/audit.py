@@ -21,6 +21,8 @@ from fceval_tui.errors import ConfigError, UserError
 from fceval_tui.services import policy
 from fceval_tui.services.audit_checks import AuditContext, Check, Finding, Findings, Severity, checks_for
 from fceval_tui.services.bucket_keys import BucketKey, managed_note
+from fceval_tui.services.policy_document import render
+from fceval_tui.services.policy_scope import partition_of
 
 log = logging.getLogger(__name__)
 MAX_WORKERS = 8
@@ -223,17 +225,17 @@ def print_policy(
                 f"the ssm/ssmmessages/ec2messages actions are what {policy.SSM_MANAGED_POLICY} grants; "
                 "attaching it instead is fine"
             )
-        return policy.render(statements), notes
+        return render(statements), notes
     roles = _pass_roles_offline(settings, backend, notes)
     statements = policy.caller_statements(backend, settings, roles, placeholder=True, keys=keys)
     if backend == "ec2" and settings.spot_price is None:
         notes.append("no SPOT_PRICE: iam:CreateServiceLinkedRole (for the Spot role, first spot launch) is left out")
-    return policy.render(statements), notes
+    return render(statements), notes
 
 
 def _pass_roles_offline(settings: Settings, backend: str, notes: list[str]) -> list[str]:
     # Printed without calling AWS; the audit checks iam:PassRole on the role it actually finds.
-    partition = policy.partition_of(settings.region)
+    partition = partition_of(settings.region)
     if backend == "ec2":
         notes.append(
             f"iam:PassRole assumes the role is named like the instance profile "

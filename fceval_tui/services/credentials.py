@@ -9,7 +9,9 @@ backend's clients are rebuilt from that Session, a `credentials_renewed` event i
 paused job repeats the call it was making: watching the same compute, nothing relaunched.
 
 The compute's TTL is never extended: if nobody returns before it, the compute has ended by itself,
-and a job still paused then ends (CredentialsNotRenewed) without another call.
+and a job still paused then ends (CredentialsNotRenewed) without another call. The job timeout, on the
+other hand, measures the job's own time: how long each attempt was paused is recorded (a `pause_ended`
+event, so a resumed runner knows it too) and `paused_time` is left out of the timeout.
 
 `expiry_warning` is what `launch` prints when the credentials end before the run may.
 """
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PROBE_SECONDS = 30.0  # between probes while paused: cheap, and a login takes longer than that
+PAUSE_ENDED = "pause_ended"  # a job's event: how long one pause of one attempt lasted
 
 
 class PauseEnded(Exception):
@@ -64,6 +67,7 @@ class CredentialGate:
         self._probing = threading.Lock()
         self._generation = 0  # how many times credentials were renewed
         self._outage: tuple[str, float] | None = None  # (what the jobs show, when it began) while expired
+        self._paused: dict[tuple[str, int], float] = {}  # (job, attempt) -> seconds paused, read from the ledger
 
     def call(self, job: Job, action: Callable[[], T]) -> T:
         while True:
@@ -72,6 +76,19 @@ class CredentialGate:
                 return action()
             except CredentialsExpired as exc:
                 self._wait(job, exc, generation)
+
+    def paused_time(self, job: Job) -> timedelta:
+        """How long the current attempt of `job` was paused for expired credentials (by any runner)."""
+        key = (job.id, job.attempts)
+        with self._lock:
+            seconds = self._paused.get(key)
+        if seconds is None:
+            events = self.ledger.events(job_id=job.id)
+            found = (e.detail for e in events if e.kind == PAUSE_ENDED and e.detail.get("attempt") == job.attempts)
+            seconds = sum(float(detail.get("paused_seconds", 0)) for detail in found)
+            with self._lock:
+                self._paused[key] = seconds
+        return timedelta(seconds=seconds)
 
     def clear_stale(self, run_id: str) -> None:
         """Forget pauses a killed runner left in the ledger: this runner decides afresh."""
@@ -91,6 +108,7 @@ class CredentialGate:
             ) from exc
         reason = self._announce(job.run_id, exc)
         self.ledger.update(job.id, paused=reason)
+        began = self.clock()
         try:
             while self._generation == generation:
                 if self._stopping():
@@ -108,6 +126,13 @@ class CredentialGate:
                     self._sleep(self.interval)
         finally:
             self.ledger.update(job.id, paused=None)
+            self._pause_ended(job, self.clock() - began)
+
+    def _pause_ended(self, job: Job, paused: timedelta) -> None:
+        seconds = round(max(0.0, paused.total_seconds()), 3)
+        self.ledger.record(job.run_id, job.id, PAUSE_ENDED, paused_seconds=seconds, attempt=job.attempts)
+        with self._lock:
+            self._paused.pop((job.id, job.attempts), None)  # read again, with this pause, from the ledger
 
     def _deadline(self, job: Job) -> datetime | None:
         """The end of the attempt's compute (its TTL from its start), when it has compute."""

@@ -116,9 +116,13 @@ def select_pool(ledger: Ledger, pool: str, instance_ids: Sequence[str]) -> Selec
 def _require(selection: Selection) -> Selection:
     if selection.machines:
         return selection
-    reasons = "; ".join(f"{job} {why}" for job, why in selection.skipped[:3])
-    more = f" (and {len(selection.skipped) - 3} more)" if len(selection.skipped) > 3 else ""
+    by_reason: dict[str, list[str]] = {}
+    for job, why in selection.skipped:
+        by_reason.setdefault(why, []).append(job)
+    reasons = "; ".join(
+        f"{jobs[0]}{f' and {len(jobs) - 1} more' if len(jobs) > 1 else ''} {why}" for why, jobs in by_reason.items()
+    )
     raise UserError(
-        f"no machine to run on in {selection.scope}: {reasons or 'no jobs'}{more}",
+        f"no machine to run on in {selection.scope}: {reasons or 'no jobs'}",
         "exec reaches the EC2 instances and ECS tasks of jobs that are running; see `fceval-tui status`",
     )

@@ -34,9 +34,13 @@ def check_port(value: int, what: str) -> int:
 def forward_target(settings: Settings, job: Job, ecs=None) -> str:
     """The Session Manager target of a job's machine; a UserError when it has none to forward to."""
     if job.backend not in ("ec2", "ecs"):
-        where = "this machine: connect to the port directly" if job.backend == "local" else job.backend
+        if job.backend == "local":
+            raise UserError(
+                f"job {job.id} runs on this machine, so there is nothing to forward",
+                "connect to the port on localhost directly",
+            )
         raise UserError(
-            f"job {job.id} runs on {where}, which has no port forwarding",
+            f"job {job.id} runs on {job.backend}, which has no port forwarding",
             "forward reaches the EC2 instances and ECS tasks of running jobs",
         )
     if job.state.is_final or not job.resource_id:

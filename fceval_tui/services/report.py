@@ -1,6 +1,7 @@
 """Results of finished runs: per agent x model (and dataset), how many jobs succeeded, how the others
 failed (by error class), scores from the stored grading reports, durations and cost, each run's cost
-over time; and, for two runs, the per-task differences. Blocking (reads grading reports, local or S3)."""
+over time; and, for two runs, each run's numbers side by side and the per-task differences. Blocking
+(reads grading reports, local or S3)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from fceval_tui.domain.grading import Score, score_of
 from fceval_tui.domain.models import Job
 from fceval_tui.domain.states import JobState
+from fceval_tui.errors import UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.services.cost_over_time import CostSeries, cost_over_time
 
@@ -72,11 +74,28 @@ class Report:
     diffs: tuple[TaskDiff, ...]  # only when comparing two runs
     notes: tuple[str, ...]  # unknown report formats, unreadable reports
     costs: tuple[CostSeries, ...] = ()  # one per run, in run order
+    by_run: dict[str, tuple[Group, ...]] = field(default_factory=dict)  # run -> its own groups, comparing two
+
+    def side_by_side(self) -> list[tuple[tuple[str, str, str], dict[str, Group | None]]]:
+        """Per agent x model x dataset, each compared run's group (None where it had no such jobs)."""
+        keys = sorted({(g.agent, g.model, g.dataset) for groups in self.by_run.values() for g in groups})
+        found = {run: {(g.agent, g.model, g.dataset): g for g in groups} for run, groups in self.by_run.items()}
+        return [(key, {run: found[run].get(key) for run in self.by_run}) for key in keys]
 
     def to_json(self) -> dict:
+        side = [
+            {
+                "agent": key[0],
+                "model": key[1],
+                "dataset": key[2],
+                "runs": {run: g.to_json() if g else None for run, g in runs.items()},
+            }
+            for key, runs in self.side_by_side()
+        ]
         return {
             "runs": list(self.run_ids),
             "groups": [g.to_json() for g in self.groups],
+            **({"side_by_side": side} if self.by_run else {}),
             "differences": [d.to_json() for d in self.diffs],
             "notes": list(self.notes),
             "cost_over_time": [c.to_json() for c in self.costs],
@@ -85,9 +104,13 @@ class Report:
 
 def build_report(ledger: Ledger, run_ids: Iterable[str], read: ReportReader) -> Report:
     run_ids = tuple(run_ids)
+    twice = next((run_id for i, run_id in enumerate(run_ids) if run_id in run_ids[:i]), None)
+    if twice is not None:
+        raise UserError(f"run {twice} is given twice", "name each run once; two different runs are compared")
     notes: list[str] = []
     scores: dict[str, Score] = {}
     groups: dict[tuple[str, str, str], Group] = {}
+    per_run_groups: dict[str, dict[tuple[str, str, str], Group]] = defaultdict(dict)
     per_run: dict[str, dict[tuple[str, str, str], Job]] = defaultdict(dict)
     costs = []
     for run_id in run_ids:
@@ -96,26 +119,36 @@ def build_report(ledger: Ledger, run_ids: Iterable[str], read: ReportReader) -> 
         costs.append(cost_over_time(ledger, run_id, jobs))
         for job in jobs:
             per_run[run_id][(job.agent, job.model, job.task_id)] = job
-            group = groups.setdefault((job.agent, job.model, job.dataset), Group(job.agent, job.model, job.dataset))
-            group.jobs += 1
-            group.cost_usd += job.cost_usd
-            if job.started_at and job.ended_at:
-                group.durations.append((job.ended_at - job.started_at).total_seconds())
-            if job.state == JobState.SUCCEEDED:
-                group.succeeded += 1
-            elif job.state.is_final:
-                label = job.error_class or "unclassified"
-                group.failed[label] = group.failed.get(label, 0) + 1
-            if not job.state.is_final:
-                continue
-            score = scores[job.id] = _score(job, read, notes)
-            if score.known and score.value is not None:
-                group.scores.append(score.value)
-            else:
-                group.unscored += 1
+            key = (job.agent, job.model, job.dataset)
+            if job.state.is_final:
+                scores[job.id] = _score(job, read, notes)
+            for into in (groups, per_run_groups[run_id]):
+                _count(into.setdefault(key, Group(*key)), job, scores.get(job.id))
     diffs = _differences(per_run[run_ids[0]], per_run[run_ids[1]], scores) if len(run_ids) == 2 else ()
-    ordered = tuple(sorted(groups.values(), key=lambda g: (g.agent, g.model, g.dataset)))
-    return Report(run_ids, ordered, diffs, tuple(notes), tuple(costs))
+    by_run = {run_id: _ordered(per_run_groups[run_id]) for run_id in run_ids} if len(run_ids) == 2 else {}
+    return Report(run_ids, _ordered(groups), diffs, tuple(notes), tuple(costs), by_run)
+
+
+def _ordered(groups: dict[tuple[str, str, str], Group]) -> tuple[Group, ...]:
+    return tuple(sorted(groups.values(), key=lambda g: (g.agent, g.model, g.dataset)))
+
+
+def _count(group: Group, job: Job, score: Score | None) -> None:
+    group.jobs += 1
+    group.cost_usd += job.cost_usd
+    if job.started_at and job.ended_at:
+        group.durations.append((job.ended_at - job.started_at).total_seconds())
+    if job.state == JobState.SUCCEEDED:
+        group.succeeded += 1
+    elif job.state.is_final:
+        label = job.error_class or "unclassified"
+        group.failed[label] = group.failed.get(label, 0) + 1
+    if score is None:
+        return  # not finished
+    if score.known and score.value is not None:
+        group.scores.append(score.value)
+    else:
+        group.unscored += 1
 
 
 def _score(job: Job, read: ReportReader, notes: list[str]) -> Score:

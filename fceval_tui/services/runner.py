@@ -378,7 +378,9 @@ class Runner:
     # -- helpers --------------------------------------------------------------------------------
 
     def _check_timeout(self, job: Job) -> None:
-        if job.started_at and utcnow() - job.started_at > timedelta(minutes=self.settings.job_timeout_minutes):
+        # Time paused for expired credentials is not the job's own (the compute's TTL still counts it).
+        limit = timedelta(minutes=self.settings.job_timeout_minutes)
+        if job.started_at and utcnow() - job.started_at - self.credentials.paused_time(job) > limit:
             raise _TimedOut()
 
     def _reload(self, job: Job) -> Job:

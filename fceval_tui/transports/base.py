@@ -58,6 +58,16 @@ class Transport(ABC):
         """Largest `stdin` that `run` accepts, None for no limit (remote transports embed it in the command)."""
         return None
 
+    @property
+    def max_typed_input_bytes(self) -> int:
+        """Largest input `run_typed` takes (0: it has none). For transports without stdin whose
+        command line is logged: the input is typed into the session's terminal instead."""
+        return 0
+
+    def run_typed(self, argv: Sequence[str], data: bytes, *, timeout: float = 60.0) -> CommandResult:
+        """Run `argv` with `data` as its stdin, typed into the session (see `max_typed_input_bytes`)."""
+        raise NotImplementedError(f"{self.describe()} cannot type input into a session")
+
     def can_stream(self) -> bool:
         """Whether `open_stream` can work from here (e.g. session-manager-plugin is installed)."""
         return True

@@ -13,12 +13,19 @@ holds only what the CLI and the plugin printed around the command.
 
 The command string is visible in `ps` here and in the ExecuteCommand API request (CloudTrail), so
 `run` takes no stdin (it would have to travel inside the command): nothing but argv built by the
-console goes there. Commands run as root in the container whatever its user (AWS, "Monitor Amazon
-ECS containers with ECS Exec", Considerations), so they reach a job's tmux server on its socket.
+console goes there. `run_typed` carries input the other way, through the session itself: once the
+command has turned echo off and printed its begin marker, the input is typed into the terminal as
+base64 lines (printable, short of the terminal's line limit), read up to their known length, decoded
+and checked for its length on the far side, then given to the command as its stdin. Each session takes at most
+`max_typed_input_bytes`: large pastes into Session Manager sessions have been reported to stall and
+drop the connection (amazon-ssm-agent issue 149), so larger input goes in several sessions.
+Commands run as root in the container whatever its user (AWS, "Monitor Amazon ECS containers with
+ECS Exec", Considerations), so they reach a job's tmux server on its socket.
 """
 
 from __future__ import annotations
 
+import base64
 import shlex
 import shutil
 from collections.abc import Sequence
@@ -28,7 +35,7 @@ from fceval_tui.transports.aws_cli import aws_cli_argv
 from fceval_tui.transports.base import CommandResult, Stream, Transport
 from fceval_tui.transports.local import ProcessStream
 from fceval_tui.transports.markers import Markers, parse_marked, wrap_command
-from fceval_tui.transports.pty_run import run_on_pty
+from fceval_tui.transports.pty_run import Feed, run_on_pty
 from fceval_tui.transports.retry import Hint, Retryable, RetryPolicy, expired_credentials, retry, transient_hint
 
 # The CLI exits 0 once ExecuteCommand has succeeded, whatever the plugin did next.
@@ -37,6 +44,17 @@ _NOT_STARTED = Hint(
     "retry; if it keeps happening check the task can reach the ssmmessages endpoint and that "
     "session-manager-plugin works (`session-manager-plugin --version`)",
 )
+
+
+# Read exactly the typed base64 (no end-of-file needed, so the terminal's mode does not matter), decode it
+# to a private file, check its length, then run the command on it. $1: the length; $2: the base64's.
+_TYPED = (
+    'n=$1; b=$2; shift 2; f=$(mktemp) || exit 125; head -c "$b" | base64 -d > "$f" && '
+    '[ $(($(wc -c < "$f"))) -eq "$n" ] || '
+    '{ echo "fceval-tui: the typed input arrived damaged" >&2; rm -f "$f"; exit 125; }; '
+    '"$@" < "$f"; rc=$?; rm -f "$f"; exit $rc'
+)
+TYPED_INPUT_BYTES = 24_000  # per session: 32 KB of base64 typed
 
 
 class EcsExecTransport(Transport):
@@ -90,12 +108,29 @@ class EcsExecTransport(Transport):
                 fix="type the text into the session instead (`fceval-tui attach JOB`)",
             )
         markers = Markers()
-        command = "sh -c " + shlex.quote(wrap_command(argv, markers))
+        return self._run_marked("sh -c " + shlex.quote(wrap_command(argv, markers)), markers, timeout)
+
+    @property
+    def max_typed_input_bytes(self) -> int:
+        return TYPED_INPUT_BYTES
+
+    def run_typed(self, argv: Sequence[str], data: bytes, *, timeout: float = 60.0) -> CommandResult:
+        if len(data) > TYPED_INPUT_BYTES:
+            raise ValueError(f"{len(data)} bytes is more than one session takes ({TYPED_INPUT_BYTES})")
+        markers = Markers()
+        typed = base64.encodebytes(data)
+        inner = ["sh", "-c", _TYPED, "sh", str(len(data)), str(len(typed)), *argv]
+        script = "stty -echo 2>/dev/null; " + wrap_command(inner, markers)
+        # Typed once the begin marker shows: the far side reads, and echo is off, from then on.
+        feed = Feed(markers.begin.encode(), typed)
+        return self._run_marked("sh -c " + shlex.quote(script), markers, timeout, feed)
+
+    def _run_marked(self, command: str, markers: Markers, timeout: float, feed: Feed | None = None) -> CommandResult:
         local_argv = self.exec_argv(command)
 
         def attempt() -> CommandResult:
             try:
-                proc = run_on_pty(local_argv, timeout)
+                proc = run_on_pty(local_argv, timeout, feed=feed)
             except FileNotFoundError as exc:
                 raise PermanentError(
                     f"{local_argv[0]!r} is not installed or not on PATH",

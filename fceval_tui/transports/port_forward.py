@@ -6,7 +6,8 @@ relays each connection to the port on the target (AWS: Session Manager, "Start a
 forwarding). The target is an instance id, or `ecs:CLUSTER_TASKID_RUNTIMEID` for a task's container.
 Once listening the plugin prints "Waiting for connections...": `open` waits for that line rather than
 probing the port, since a probe would open a connection to the remote service. The CLI and its plugin
-run in a process group of their own, so `close` ends both and frees the port.
+run in a process group of their own, so `close` ends both and frees the port; a guard leads that group
+(`lifeline`) and ends it when this process dies without closing it, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +23,7 @@ import threading
 from collections.abc import Sequence
 
 from fceval_tui.errors import PermanentError, TransientError, UserError
+from fceval_tui.transports import lifeline
 from fceval_tui.transports.aws_cli import aws_cli_argv
 from fceval_tui.transports.retry import transient_hint
 
@@ -73,6 +76,7 @@ class PortForward:
         self._ready = threading.Event()  # listening, or ended without
         self._listening = False
         self._reader: threading.Thread | None = None
+        self._lifeline: int | None = None  # while open, the session lives (see `lifeline`)
 
     @property
     def url(self) -> str:
@@ -80,7 +84,7 @@ class PortForward:
 
     @property
     def pid(self) -> int | None:
-        """The session's process (and process group) id, once opened."""
+        """The session's process group id (its guard's pid), once opened."""
         return self._proc.pid if self._proc is not None else None
 
     @property
@@ -92,18 +96,13 @@ class PortForward:
         return "\n".join(self._lines)
 
     def open(self, timeout: float = 60.0) -> None:
-        try:
-            self._proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except FileNotFoundError as exc:
+        if shutil.which(self.argv[0]) is None:
             raise PermanentError(
                 f"{self.argv[0]!r} is not installed or not on PATH", "install the AWS CLI and session-manager-plugin"
-            ) from exc
+            )
+        self._proc, self._lifeline = lifeline.start(
+            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         self._reader = threading.Thread(target=self._read, name=f"forward-{self.local_port}", daemon=True)
         self._reader.start()
         self._ready.wait(timeout)
@@ -161,5 +160,8 @@ class PortForward:
                 except subprocess.TimeoutExpired:
                     continue
         proc.wait()
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
         if self._reader is not None:
             self._reader.join(grace)

@@ -7,6 +7,9 @@ under nohup, CI or `</dev/null`, and on a terminal it reads the operator's keys 
 Here the plugin gets a terminal nobody types into and that is not ours, and a timeout kills the whole
 group (the CLI, the plugin it started and any command prefix) before the leader is reaped, so no
 orphan keeps reading anything.
+
+`Feed` types bytes into that terminal once the child has printed a given line (so, for a remote
+session, only when the far side is ready to read them), while the output goes on being read.
 """
 
 from __future__ import annotations
@@ -27,12 +30,22 @@ _GONE = 2.0  # seconds to let killed members of the group die (SIGKILL takes eff
 
 
 @dataclass(frozen=True)
+class Feed:
+    """Bytes to type into the child's terminal once `after` has appeared in its output."""
+
+    after: bytes
+    data: bytes
+
+
+@dataclass(frozen=True)
 class PtyRun:
     returncode: int
     output: bytes  # stdout and stderr as they came through the terminal
 
 
-def run_on_pty(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> PtyRun:
+def run_on_pty(
+    argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None, feed: Feed | None = None
+) -> PtyRun:
     """Run `argv` with a new pty (raw mode) as stdin, stdout and stderr, in a new session; raises
     FileNotFoundError when argv[0] does not exist and TimeoutError (after killing the group) when the
     child has not finished within `timeout` seconds."""
@@ -48,7 +61,7 @@ def run_on_pty(argv: Sequence[str], timeout: float, env: Mapping[str, str] | Non
     finally:
         os.close(secondary)
     try:
-        output = _read_to_exit(primary, proc.pid, time.monotonic() + timeout)
+        output = _read_to_exit(primary, proc.pid, time.monotonic() + timeout, feed)
     finally:
         # The leader is not reaped yet, so its pid (the group id) cannot have been reused.
         _kill_group(proc.pid)
@@ -61,16 +74,23 @@ def run_on_pty(argv: Sequence[str], timeout: float, env: Mapping[str, str] | Non
     return PtyRun(proc.returncode, output)
 
 
-def _read_to_exit(fd: int, pid: int, deadline: float) -> bytes | None:
+def _read_to_exit(fd: int, pid: int, deadline: float, feed: Feed | None = None) -> bytes | None:
     """Everything the child writes until every holder of the terminal closed it, or until the leader
-    exited and nothing more came for a moment; None when `deadline` passes first."""
+    exited and nothing more came for a moment; None when `deadline` passes first. `feed` is written
+    as the terminal takes it (never blocking, so the child's output is read meanwhile)."""
     chunks: list[bytes] = []
+    pending = b""  # of feed.data, what the terminal has not taken yet
+    armed = feed is not None
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             return None
+        if armed and feed.after in b"".join(chunks):
+            pending, armed = feed.data, False
         exited = _exited(pid)
-        ready, _, _ = select.select([fd], [], [], min(left, _DRAIN))
+        ready, writable, _ = select.select([fd], [fd] if pending else [], [], min(left, _DRAIN))
+        if writable:
+            pending = pending[_write_some(fd, pending) :]
         if ready:
             try:
                 data = os.read(fd, 65536)
@@ -83,6 +103,17 @@ def _read_to_exit(fd: int, pid: int, deadline: float) -> bytes | None:
             chunks.append(data)
         elif exited:
             return b"".join(chunks)
+
+
+def _write_some(fd: int, data: bytes) -> int:
+    """Write what the terminal takes now (it holds a few KB until the child reads them)."""
+    os.set_blocking(fd, False)
+    try:
+        return os.write(fd, data[:4096])
+    except BlockingIOError:
+        return 0
+    finally:
+        os.set_blocking(fd, True)
 
 
 def _exited(pid: int) -> bool:

@@ -12,6 +12,7 @@ from botocore.stub import Stubber
 from fceval_tui.errors import UserError
 from fceval_tui.services import audit, policy
 from fceval_tui.services.audit_checks import Severity
+from fceval_tui.services.policy_document import sample_resource
 from tests.helpers.audit import (
     ACCOUNT,
     AllowAll,
@@ -170,7 +171,7 @@ def _stub_simulation(settings, role_arn: str, decide) -> tuple:
     statements = policy.caller_statements("ec2", settings, [role_arn], with_audit=False)
     for statement in statements:
         for resource in statement.resources:
-            sample = policy.sample_resource(resource)
+            sample = sample_resource(resource)
             expected = {"PolicySourceArn": CALLER, "ActionNames": list(statement.actions), "ResourceArns": [sample]}
             if "iam:PassRole" in statement.actions:
                 expected["ContextEntries"] = [

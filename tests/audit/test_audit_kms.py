@@ -108,7 +108,13 @@ def test_kms_bucket_needs_the_key_for_the_role_and_the_caller(audit_world, monke
     printed = json.loads(caller_text)
     printed["Statement"] = [s for s in printed["Statement"] if s["Sid"] != "FcevalTuiEc2BucketKeys"]
     user_with_policy(audit_world, monkeypatch, printed)
-    finding = only_error(run(settings, simulator=denied_simulator()), "iam.caller.kms")
+    report = run(settings, simulator=denied_simulator())
+    # S3 refuses the write probe too, as it does for a caller that may not use the bucket's key (kms_double).
+    assert set(errors(report)) == {"iam.caller.kms", "s3.staging.roundtrip"}
+    probe = _findings(report)["s3.staging.roundtrip"]
+    assert "kms:GenerateDataKey" in probe.detail and "iam.caller.kms" in probe.fix
+    finding = _findings(report)["iam.caller.kms"]
+    assert finding.severity is Severity.ERROR and finding.fix
     assert f"kms:GenerateDataKey on {key_arn}: not allowed" in finding.detail
     assert "FcevalTuiEc2BucketKeys" in finding.fix and "--print-policy caller" in finding.fix
 

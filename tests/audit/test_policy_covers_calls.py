@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from fceval_tui.backends.aws import iam_actions
 from fceval_tui.services import audit
 from fceval_tui.services.policy_evaluation import Decision, evaluate
-from tests.helpers.aws import REGION, run_with_runner, spec
+from tests.helpers.aws import QUICK, REGION, RUN, run_with_runner, spec
 
 ACCOUNT = "123456789012"
 USERID = "AIDATESTCALLER"  # the caller's aws:userid, which names its sessions
@@ -237,7 +237,8 @@ def test_ec2_calls_are_allowed_by_the_printed_policy(aws_settings, ssm_agent, aw
 def test_ecs_calls_are_allowed_by_the_printed_policy(aws_settings, ecs_exec, aws_env):
     from fceval_tui.backends.ecs import EcsBackend
 
-    settings = aws_settings(FCEVAL_BACKEND="ecs")
+    # A container has only its task definition's environment (no FCEVAL_EXAMPLE_SECONDS): the harness is told.
+    settings = aws_settings(FCEVAL_BACKEND="ecs", FCEVAL_RUN_COMMAND=f"{RUN} --seconds {QUICK}")
     backend = EcsBackend(settings)
     backend.poll_interval = 0.05
     recorder = Recorder(aws_env)

@@ -12,8 +12,8 @@ from fceval_tui.domain.states import JobState
 from fceval_tui.errors import PermanentError, TransientError
 from tests.helpers.aws import (
     BATCH_QUEUE,
-    RESULTS,
     STAGING,
+    check_hello_and_failure,
     client_error,
     declared,
     make_context,
@@ -66,12 +66,7 @@ def test_runner_drives_batch_jobs_end_to_end(aws_settings, batch_compute, aws_en
     backend = fast(BatchBackend(settings))
     calls = record_calls(backend.aws.all())
     run, final = run_with_runner(settings, backend, [spec("hello"), spec("always-fail", agent="biomni")])
-    ok, bad = final["hello"], final["always-fail"]
-    assert ok.state == JobState.SUCCEEDED, ok.error
-    assert ok.artifacts[0] == f"s3://{RESULTS}/evals/runs/aide/hello/{run.id}.tar.gz"
-    assert "/evals/grades/aide/hello/" in ok.artifacts[1]
-    assert bad.state == JobState.FAILED and bad.exit_code == 3
-    assert s3_keys(aws_env, RESULTS, f"evals/failed_runs/biomni/always-fail/{run.id}") != []
+    ok, bad = check_hello_and_failure(aws_env, run, final)
     submit = calls.named("SubmitJob")[0]
     assert 29 * 60 <= submit["timeout"]["attemptDurationSeconds"] <= 30 * 60  # the TTL, enforced by Batch
     assert submit["tags"]["ManagedBy"] == "fceval-tui" and submit["propagateTags"] is True

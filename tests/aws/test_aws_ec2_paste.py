@@ -66,3 +66,49 @@ def test_a_200_kb_paste_over_ssm_arrives_byte_for_byte_in_chunks_with_progress(s
     assert progress == [(n, total) for n in range(limit, total, limit)] + [(total, total)]
     appends = [p for p in calls.named("SendCommand") if "| sh -c 'cat >> \"$1\"' sh " in p["Parameters"]["commands"][0]]
     assert len(appends) == -(-total // limit)  # one SendCommand per chunk
+
+
+def test_send_returns_the_commands_exit_code_and_waits_for_a_pattern_over_ssm(
+    aws_settings, ec2_machine, aws_env, monkeypatch, capsys
+):
+    """`send --wait-exit` / `--wait-for` on an EC2 job: typed and read back through Run Command."""
+    from fceval_tui.cli import main
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.ledger import Ledger
+    from tests.helpers.aws import ECS_CLUSTER, REGION, RESULTS, STAGING
+
+    env = {
+        **aws_env.env(),
+        "AWS_REGION": REGION,
+        "FC_EVAL_S3_BUCKET": STAGING,
+        "FCEVAL_ARTIFACTS": f"s3://{RESULTS}/evals",
+        "FCEVAL_REMOTE_WORK_DIR": ec2_machine.work_root,
+        "FCEVAL_RUN_COMMAND": "sh -i",
+        "FCEVAL_GRADE_COMMAND": "",
+        "FCEVAL_ECS_CLUSTER": ECS_CLUSTER,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = aws_settings(FCEVAL_REMOTE_WORK_DIR=ec2_machine.work_root, FCEVAL_RUN_COMMAND="sh -i")
+    backend = Ec2Backend(settings)
+    backend.poll_interval = 0.05
+    ctx = make_context(settings, new_run_id())
+    instance_id = backend.provision(ctx)
+    try:
+        backend.start(ctx, instance_id)
+        ledger = Ledger.open(settings.state_dir)
+        try:
+            ledger.create_run("ec2", 1, [JobSpec("aide", "hello", "", "")], run_id=ctx.job.run_id)
+            ledger.update(ctx.job.id, resource_id=instance_id, attempts=1)
+        finally:
+            ledger.close()
+        state = ["--state-dir", str(settings.state_dir)]
+        assert main([*state, "send", ctx.job.id, "--text", "(exit 7)", "--wait-exit", "--timeout", "60"]) == 7
+        assert main([*state, "send", ctx.job.id, "--text", "true", "--wait-exit", "--timeout", "60"]) == 0
+        typed = ["send", ctx.job.id, "--text", "echo ssm-$((40+2))\n", "--wait-for", "ssm-42", "--timeout", "60"]
+        assert main([*state, *typed]) == 0
+        never = ["send", ctx.job.id, "--keys", "Enter", "--wait-for", "never-shown", "--timeout", "1"]
+        assert main([*state, *never]) == 1
+        assert "did not show within 1s" in capsys.readouterr().out
+    finally:
+        backend.cleanup(ctx, instance_id)

@@ -14,9 +14,9 @@ from fceval_tui.domain.states import JobState
 from fceval_tui.errors import CapacityError, PermanentError
 from tests.helpers.aws import (
     QUICK,
-    RESULTS,
     RUN,
     STAGING,
+    check_hello_and_failure,
     declared,
     make_context,
     new_run_id,
@@ -58,12 +58,7 @@ def test_runner_drives_fargate_jobs_end_to_end(aws_settings, ecs_exec, aws_env):
     backend = backend_for(settings, ecs_exec)
     calls = record_calls(backend.aws.all())
     run, final = run_with_runner(settings, backend, [spec("hello"), spec("always-fail", agent="biomni")])
-    ok, bad = final["hello"], final["always-fail"]
-    assert ok.state == JobState.SUCCEEDED, ok.error
-    assert ok.artifacts[0] == f"s3://{RESULTS}/evals/runs/aide/hello/{run.id}.tar.gz"
-    assert "/evals/grades/aide/hello/" in ok.artifacts[1]
-    assert bad.state == JobState.FAILED and bad.exit_code == 3
-    assert s3_keys(aws_env, RESULTS, f"evals/failed_runs/biomni/always-fail/{run.id}") != []
+    ok, bad = check_hello_and_failure(aws_env, run, final)
     # The task definition: image from the template, our entry point running the bootstrap, whose
     # time-to-live is the hard limit, tags.
     register = calls.named("RegisterTaskDefinition")[0]

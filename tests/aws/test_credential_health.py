@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from fceval_tui.backends.base import Backend, Observation, Outcome
 from fceval_tui.backends.credentials import credential_expiry, renewal_hint
 from fceval_tui.config import load_settings
 from fceval_tui.domain.models import JobSpec, utcnow
@@ -183,3 +184,85 @@ def test_a_paused_job_waits_shows_why_and_is_left_as_it_was_when_the_runner_stop
     assert str(state_text(paused)) == "⏸ paused (running)" and str(state_text(paused, icon=False)) == "paused (running)"
     assert outcome and after.state == JobState.RUNNING and after.paused is None and after.attempts == 1
     assert events.count("credentials_expired") == 1 and "credentials_renewed" not in events
+
+
+class PausedThenRuns(Backend):
+    """A job whose credentials expire at its first look: each probe finds them still expired while the
+    operator's clock moves 10 minutes, the fourth works (a 40-minute pause); afterwards every look moves
+    the clock `own_minutes` of the job's own time, and the second one finds the pipeline done."""
+
+    name = "ec2"
+
+    def __init__(self, settings, clock: list[datetime], own_minutes: float) -> None:
+        super().__init__(settings)
+        self.clock, self.own_minutes, self.looks, self.probes = clock, own_minutes, 0, 0
+
+    def provision(self, ctx):
+        return "i-1"
+
+    def start(self, ctx, resource_id):
+        pass
+
+    def observe(self, ctx, resource_id):
+        self.looks += 1
+        if self.looks == 1:
+            raise CredentialsExpired("ssm:SendCommand: ExpiredTokenException")
+        self.clock[0] += timedelta(minutes=self.own_minutes)
+        return Observation(JobState.RUNNING, done=self.looks >= 3, exit_code=0 if self.looks >= 3 else None)
+
+    def collect(self, ctx, resource_id, observation):
+        return Outcome(True, 0)
+
+    def renewal_hint(self, run_id: str) -> str:
+        return "run `aws sso login --profile eval`"
+
+    def renew_credentials(self) -> str:
+        self.probes += 1
+        self.clock[0] += timedelta(minutes=10)
+        if self.probes < 4:
+            raise CredentialsExpired("sts:GetCallerIdentity: ExpiredToken")
+        return "arn:aws:sts::1:assumed-role/R/me"
+
+    def cancel(self, ctx, resource_id):
+        pass
+
+    def cleanup(self, ctx, resource_id):
+        pass
+
+    def artifact_prefix(self) -> str:
+        return "s3://fceval-results/evals"
+
+
+def _drive_paused(tmp_path, monkeypatch, own_minutes: float):
+    from fceval_tui.services import runner as runner_module
+
+    clock = [NOW]
+    monkeypatch.setattr(runner_module, "utcnow", lambda: clock[0])  # the runner's timeout reads this clock
+    s = settings(tmp_path, FCEVAL_JOB_TIMEOUT_MINUTES="30", FCEVAL_TTL_MINUTES="180")
+    backend = PausedThenRuns(s, clock, own_minutes)
+    ledger = Ledger.open(tmp_path)
+    try:
+        runner = runner_module.Runner(ledger, s, backend, backoff_base=0.01, sleep=lambda _: None)
+        runner.credentials.clock = lambda: clock[0]
+        run, (job,) = runner.create_run([JobSpec("a", "t")])
+        runner.run(run.id)
+        final = ledger.get_job(job.id)
+        later = runner_module.Runner(ledger, s, backend).credentials.paused_time(final)  # a resumed runner
+        events = ledger.events(job_id=job.id)
+    finally:
+        ledger.close()
+    return final, later, events, backend
+
+
+def test_time_paused_for_expired_credentials_does_not_count_toward_the_job_timeout(tmp_path, monkeypatch):
+    # 40 minutes paused, 10 of its own: under the 30-minute timeout.
+    final, later, events, backend = _drive_paused(tmp_path, monkeypatch, own_minutes=5)
+    assert backend.probes == 4
+    assert final.state == JobState.SUCCEEDED, final.error
+    assert later == timedelta(minutes=40)  # recorded in the ledger: a resumed runner leaves it out too
+    assert [e.detail for e in events if e.kind == "pause_ended"] == [{"paused_seconds": 2400.0, "attempt": 1}]
+
+
+def test_a_job_past_its_own_timeout_after_a_pause_still_times_out(tmp_path, monkeypatch):
+    final, _, _, _ = _drive_paused(tmp_path, monkeypatch, own_minutes=31)
+    assert final.state == JobState.TIMED_OUT and final.error.startswith("exceeded 30")

@@ -119,3 +119,43 @@ def test_the_runner_bills_a_spot_attempt_at_its_launch_price_and_says_so(aws_set
     assert event.detail == {"attempt": 1, "hourly_usd": MOTO_SPOT_PRICE, "source": "spot price at launch"}
     called, undeclared = declared(Ec2Backend, calls)
     assert not undeclared and "ec2:DescribeSpotPriceHistory" in called
+
+
+def test_the_resources_listing_prices_a_spot_instance_at_the_price_its_attempt_paid(aws_settings, aws_env, tmp_path):
+    """`fceval-tui resources` and the Resources view: cost so far at the recorded spot price, not the table."""
+    import dataclasses
+    from datetime import timedelta
+
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.ledger import Ledger
+    from fceval_tui.services.resources import list_resources
+
+    backend, ctx, instance_id = _launched(aws_settings, SPOT_PRICE="0.05")
+    ledger = Ledger.open(backend.settings.state_dir)
+    try:
+        run, (job,) = ledger.create_run("ec2", 1, [JobSpec("aide", "hello", "", "")], run_id=ctx.job.run_id)
+        assert job.id == ctx.job.id
+        ledger.update(job.id, resource_id=instance_id, attempts=1)
+        (item,) = aws_env.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"]
+        two_hours_later = item["LaunchTime"] + timedelta(hours=2)
+
+        def mine(listing):
+            (found,) = [r for r in listing.resources if r.id == instance_id]
+            (shown,) = [r for r in listing.to_json()["resources"] if r["id"] == instance_id]
+            return found, shown
+
+        # No price recorded yet: the backend's own (table) estimate, as before.
+        found, shown = mine(list_resources(backend.settings, ledger, now=two_hours_later))
+        assert shown["price_source"] is None and shown["hourly_usd"] is None and found.cost_usd < 0.0123
+        ledger.set_attempt_price(job.id, 1, HourlyPrice(0.0123, PriceSource.SPOT_HISTORY))
+        found, shown = mine(list_resources(backend.settings, ledger, now=two_hours_later))
+        assert found.cost_usd == round(2 * 0.0123, 6) == shown["cost_usd"]
+        assert shown["price_source"] == "spot price at launch" and shown["hourly_usd"] == 0.0123
+        # The instance of an earlier attempt is not billed at the current attempt's price.
+        ledger.update(job.id, resource_id="i-0another", attempts=2)
+        found, shown = mine(list_resources(backend.settings, ledger, now=two_hours_later))
+        assert shown["price_source"] is None and found.cost_usd < 0.0123
+        assert dataclasses.asdict(found)["job_id"] == job.id
+    finally:
+        ledger.close()
+        backend.cleanup(ctx, instance_id)

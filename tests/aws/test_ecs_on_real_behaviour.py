@@ -11,7 +11,16 @@ import pytest
 from fceval_tui.backends.ecs import EcsBackend
 from fceval_tui.domain.states import JobState
 from fceval_tui.errors import PermanentError
-from tests.helpers.aws import RESULTS, STAGING, make_context, new_run_id, record_calls, run_with_runner, s3_keys, spec
+from tests.helpers.aws import (
+    STAGING,
+    check_hello_and_failure,
+    make_context,
+    new_run_id,
+    record_calls,
+    run_with_runner,
+    s3_keys,
+    spec,
+)
 from tests.helpers.cli import HARNESS
 from tests.helpers.ecs_double import shell_image, wait_for
 
@@ -66,12 +75,7 @@ def test_jobs_run_as_the_image_user_without_session_manager_plugin(aws_settings,
     backend = backend_for(settings)
     calls = record_calls(backend.aws.all())
     run, final = run_with_runner(settings, backend, [spec("hello"), spec("always-fail", agent="biomni")])
-    ok, bad = final["hello"], final["always-fail"]
-    assert ok.state == JobState.SUCCEEDED, ok.error
-    assert ok.artifacts[0] == f"s3://{RESULTS}/evals/runs/aide/hello/{run.id}.tar.gz"
-    assert "/evals/grades/aide/hello/" in ok.artifacts[1]
-    assert bad.state == JobState.FAILED and bad.exit_code == 3
-    assert s3_keys(aws_env, RESULTS, f"evals/failed_runs/biomni/always-fail/{run.id}") != []
+    ok, bad = check_hello_and_failure(aws_env, run, final)
     # No ECS Exec while a job runs: provision, start, observe and collect need no plugin.
     assert ecs_double.exec_calls() == []
     container = next(iter(ecs_double.containers.values()))

@@ -120,6 +120,13 @@ def test_exec_usage_errors_name_the_fix(ledger, state_dir):
         assert res.code == 2 and says in res.err and "Traceback" not in res.err, (argv, res.err)
 
 
+def test_exec_on_a_run_it_cannot_reach_gives_each_reason_once(ledger, state_dir):
+    run, _ = ledger.create_run("local", 1, [JobSpec("a", f"t{n}") for n in range(6)])
+    res = run_cli("exec", "--run", run.id, "--", "uptime", state_dir=state_dir)
+    assert res.code == 2 and res.err.count("runs on this machine") == 1, res.err
+    assert f"{run.id}-001 and 5 more runs on this machine" in res.err
+
+
 def test_exec_on_ecs_jobs_runs_in_each_task_through_ecs_exec(aws_settings, ecs_exec, aws_env, ledger):
     from fceval_tui.backends.ecs import EcsBackend
     from fceval_tui.presentation import render_exec

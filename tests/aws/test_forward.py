@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from botocore.stub import Stubber
@@ -98,7 +99,7 @@ def test_forward_refuses_what_it_cannot_reach_in_one_line(aws_env, ssm_sessions,
     with socket.create_server(("127.0.0.1", 0)) as busy:
         cases = [
             ([gone.id, "8080"], "TargetNotConnected"),
-            ([ledger.jobs(run_id=local.id)[0].id, "8080"], "no port forwarding"),
+            ([ledger.jobs(run_id=local.id)[0].id, "8080"], "runs on this machine, so there is nothing to forward"),
             (["x;reboot", "8080"], "not a valid job id"),
             ([gone.id, "70000"], "not a TCP port"),
             ([gone.id, "80", "--local-port", str(busy.getsockname()[1])], "is not free"),
@@ -154,3 +155,45 @@ def test_the_forward_process_group_is_gone_after_close(aws_env, aws_settings, ss
         forwards.close(forward.id)
     with pytest.raises(ProcessLookupError):
         os.killpg(group, 0)
+
+
+def _forward_processes(local_port: int) -> list[int]:
+    """Processes of this machine still forwarding `local_port` (the fake aws CLI carries it in its argv)."""
+    wanted = f'"localPortNumber": ["{local_port}"]'.encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if wanted in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_forward_ends_when_its_console_is_killed_with_sigkill(aws_env, ssm_sessions, ledger, state_dir):
+    """The console gets no chance to close anything: the forward still ends, and its port is free again."""
+    import time
+
+    job = _running_job(aws_env, ledger)
+    argv = [sys.executable, "-m", "fceval_tui", "--state-dir", str(state_dir), "forward", job.id]
+    with echo_server() as remote_port:
+        proc = subprocess.Popen([*argv, str(remote_port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = proc.stdout.readline()
+            assert line.startswith("forwarding http://127.0.0.1:"), line + proc.stderr.read()
+            local_port = int(line.split("127.0.0.1:")[1].split()[0])
+            assert talk(local_port, b"ping") == GREETING + b"ping" and _forward_processes(local_port)
+            proc.kill()
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        deadline = time.monotonic() + 30  # a bound on waiting, not a speed assertion
+        while (_forward_processes(local_port) or not is_free(local_port)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = _forward_processes(local_port)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert left == [], "the port forward outlived its killed console"
+    assert is_free(local_port)

@@ -23,6 +23,7 @@ from fceval_tui.services import pool as pools
 from fceval_tui.services.runner import Runner
 from tests.helpers.aws import spec
 from tests.helpers.pools import PYTHON, wait_for
+from tests.helpers.ssm_double import mount_calls
 
 pytestmark = pytest.mark.skipif(PYTHON is None, reason="no Python that an unprivileged job user can run")
 
@@ -97,6 +98,9 @@ attacker*)
   try read-temp-file cat "$v_tmp"
   # root writes run.exit in this job's work dir once this harness ends: a link there would be followed
   try link-in-own-work-dir ln -s "$bw/written-through-attacker" "$root/$2/run.exit"
+  # every command line this user can read (all of them where /proc is not mounted with hidepid)
+  for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' < "$f" 2>/dev/null; echo; done > "$share/cmdlines.tmp"
+  chmod 0644 "$share/cmdlines.tmp" && mv "$share/cmdlines.tmp" "$share/cmdlines"
   chmod 0644 "$out" && mv "$out" "$share/report"
   while [ ! -e "$share/release-attacker" ]; do sleep 0.1; done
   exit 0 ;;
@@ -152,6 +156,17 @@ def test_one_job_cannot_touch_another_on_the_same_instance(pool_env, ec2_machine
         daemon, harness_pid, pipeline_pid = (int(published[k]) for k in ("v_daemon", "v_pid", "v_root"))
         assert _uid_of(daemon) == victim_uid and _uid_of(harness_pid) == victim_uid and _uid_of(pipeline_pid) == 0
         assert os.getsid(daemon) != os.getsid(harness_pid)  # the daemon escaped its job's session
+
+        # The instance was asked to hide users' processes from each other (the double records it: the host's
+        # /proc is not remounted). Whatever a job can still see, no command line carries another's secrets.
+        assert "-o remount,hidepid=invisible /proc" in mount_calls(ec2_machine)
+        cmdlines = (share / "cmdlines").read_text()
+        env = (Path(ec2_machine.work_root) / victim.id / "job.env").read_text()
+        inbox = next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("FCEVAL_JOB_UPLOAD_PREFIX="))
+        assert inbox not in cmdlines and inbox.rsplit("-", 1)[1] not in cmdlines  # its token
+        assert f"secret of {victim.id}" not in cmdlines
+        if "hidepid" not in Path("/proc/mounts").read_text():
+            assert f"victim {victim.id}" in cmdlines  # this host shows them: the check above saw the victim
 
         (share / "release-attacker").touch()
         wait_for(lambda: ledger.get_job(attacker.id).state.is_final, "the attacker's job ends")

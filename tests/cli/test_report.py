@@ -137,3 +137,33 @@ def test_report_json_carries_the_runs_cost_over_time_from_its_attempts(ledger, s
     assert series["price_sources"] == {"backend price table": 2, "spot price at launch": 1}
     assert series["untimed_cost_usd"] == 0
     assert sum(g["cost_usd"] for g in report["groups"]) == 0.18
+
+
+def test_two_runs_side_by_side_each_with_its_own_numbers(ledger, state_dir, tmp_path):
+    first, a = ledger.create_run("local", 1, [JobSpec("aide", "t1"), JobSpec("aide", "t2")])
+    second, b = ledger.create_run("local", 1, [JobSpec("aide", "t1"), JobSpec("aide", "t2")])
+    _finish(ledger, a[0], tmp_path, JobState.SUCCEEDED, {"score": 0.4}, 1, 0.5)
+    _finish(ledger, a[1], tmp_path, JobState.FAILED, None, 1, 0.5, error_class="timeout")
+    _finish(ledger, b[0], tmp_path, JobState.SUCCEEDED, {"score": 0.4}, 1, 1.0)
+    _finish(ledger, b[1], tmp_path, JobState.SUCCEEDED, {"passed": True}, 1, 1.0)
+    report = json.loads(run_cli("report", first.id, second.id, "--json", state_dir=state_dir).out)
+    side = report["side_by_side"]
+    assert [(row["agent"], row["model"], row["dataset"]) for row in side] == [("aide", "", "")]
+    per_run = side[0]["runs"]
+    assert list(per_run) == [first.id, second.id]
+    assert (per_run[first.id]["jobs"], per_run[first.id]["succeeded"], per_run[first.id]["score_mean"]) == (2, 1, 0.4)
+    assert (per_run[second.id]["succeeded"], per_run[second.id]["score_mean"], per_run[second.id]["cost_usd"]) == (
+        2,
+        0.7,
+        2.0,
+    )
+    table = run_cli("report", first.id, second.id, state_dir=state_dir).out
+    assert f"ok {first.id}" in table and f"ok {second.id}" in table
+    same = run_cli("report", first.id, first.id, state_dir=state_dir)
+    assert same.code == 2 and f"run {first.id} is given twice" in same.err
+    # Two runs without a difference say so rather than print nothing.
+    third, c = ledger.create_run("local", 1, [JobSpec("aide", "t1")])
+    fourth, d = ledger.create_run("local", 1, [JobSpec("aide", "t1")])
+    _finish(ledger, c[0], tmp_path, JobState.SUCCEEDED, None, 1, 0)
+    _finish(ledger, d[0], tmp_path, JobState.SUCCEEDED, None, 1, 0)
+    assert "no per-task differences" in run_cli("report", third.id, fourth.id, state_dir=state_dir).out

@@ -34,6 +34,32 @@ def test_send_waits_for_a_pattern_and_returns_a_commands_exit_code(state_dir, fa
         assert res.code == 0, res.err
         res = run_cli("send", job, "--text", "(exit 7)", "--wait-exit", "--timeout", "20", state_dir=state_dir)
         assert res.code == 7, res
+        res = run_cli("send", job, "--text", "(exit 3)", "--wait-exit", "--json", state_dir=state_dir)
+        outcome = json.loads(res.out)
+        assert res.code == 3 and outcome["exit_code"] == 3 and outcome["shown"] is True, res
+        assert (
+            outcome["job"] == job and outcome["waited_for"] == "exit" and sorted(outcome["sent"]) == ["bytes", "sha256"]
+        )
+        res = run_cli(
+            "send",
+            job,
+            "--keys",
+            "Enter",
+            "--wait-for",
+            "nev(er)-shown",
+            "--timeout",
+            "1",
+            "--json",
+            state_dir=state_dir,
+        )
+        assert res.code == 1 and json.loads(res.out) == {
+            "job": job,
+            "sent": {"keys": 1},
+            "waited_for": "nev(er)-shown",
+            "shown": False,
+            "match": None,
+            "exit_code": None,
+        }, res
         res = run_cli(
             "send",
             job,
@@ -53,7 +79,7 @@ def test_send_waits_for_a_pattern_and_returns_a_commands_exit_code(state_dir, fa
         sends = [
             e for e in json.loads(run_cli("events", "--json", state_dir=state_dir).out) if e["kind"] == "operator_send"
         ]
-        assert [sorted(e["detail"]) for e in sends] == [["by", "bytes", "sha256"]] * 2 + [["by", "keys"]]
+        assert [sorted(e["detail"]) for e in sends] == [["by", "bytes", "sha256"]] * 3 + [["by", "keys"]] * 2
         assert all("@" in e["detail"]["by"] and "hello" not in json.dumps(e) for e in sends)  # never the content
     finally:
         run_cli("send", job, "--text", "exit\n", state_dir=state_dir)

@@ -46,3 +46,31 @@ def test_attach_checks_before_handing_over_the_terminal(unreachable_job, state_d
     [line] = err.strip().splitlines()
     assert "error connecting to" in line and STATUS_FIX in line  # tmux, as the session user
     assert unreachable_job.sessions == 3
+
+
+def test_attach_from_the_cli_is_logged_with_the_operator_before_the_terminal_is_handed_over(
+    driven_pane, ledger, state_dir, monkeypatch
+):
+    """The CLI's attach hands the terminal to tmux (exec): the one moment to log it is just before."""
+    import os
+
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.transports.local import LocalTransport
+
+    _run, [job] = ledger.create_run("local", 1, [JobSpec("a", "t")])
+    target = TmuxTarget(driven_pane.server.args, driven_pane.session, LocalTransport())
+    module = __import__("fceval_tui.cli.commands.attach", fromlist=["job_target"])
+    monkeypatch.setattr(module, "job_target", lambda settings, ledger, job_id: (ledger.get_job(job_id), target))
+
+    class HandedOver(Exception):
+        pass
+
+    def exec_tmux(*args):
+        raise HandedOver(args[1])
+
+    monkeypatch.setattr(os, "execvpe", exec_tmux)
+    with pytest.raises(HandedOver):
+        main(["--state-dir", str(state_dir), "attach", job.id])
+    [event] = [e for e in ledger.events(run_id=job.run_id) if e.kind == "operator_attach"]
+    assert event.job_id == job.id and event.detail["via"] == "cli" and event.detail["control"] is True
+    assert event.detail["by"]

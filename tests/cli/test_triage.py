@@ -53,3 +53,10 @@ def test_a_cancel_is_logged_with_who_did_it(ledger, state_dir):
     assert json.loads(res.out) == {"cancelled": [jobs[0].id]}
     (event,) = [e for e in ledger.events(run_id=run.id) if e.kind == "operator_cancel"]
     assert "@" in event.detail["by"] and ledger.get_job(jobs[0].id).error_class == "cancelled"
+
+
+def test_retry_of_a_job_the_run_does_not_have_says_so(ledger, state_dir):
+    run, (job,) = ledger.create_run("local", 1, [JobSpec("a", "t")])
+    res = run_cli("retry", "--run", run.id, "--job", "r0-typo", "--job", job.id, state_dir=state_dir)
+    assert res.code == 2 and f"run {run.id} has no job 'r0-typo'" in res.err and "Traceback" not in res.err
+    assert ledger.get_job(job.id).state == JobState.PENDING

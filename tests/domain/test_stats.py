@@ -46,6 +46,12 @@ def test_histogram_of_equal_values_is_one_bucket():
     assert histogram([42.0, 42.0]) == [Bucket(42.0, 42.0, 2)]
 
 
+def test_histogram_buckets_are_never_narrower_than_the_resolution_shown():
+    """Durations between 60 s and 62 s in five buckets would all be labelled 1:00-1:00 on screen."""
+    buckets = histogram([60.25, 60.5, 61.25, 61.75], buckets=5, min_width=1.0)
+    assert [(b.low, b.high, b.count) for b in buckets] == [(60.25, 61.25, 2), (61.25, 62.25, 2)]
+
+
 def test_histogram_of_nothing_is_empty():
     assert histogram([]) == []
 

@@ -18,6 +18,7 @@ from fceval_tui.domain.models import Job, JobSpec, utcnow
 from fceval_tui.domain.states import JobState
 from tests.helpers.cli import HARNESS
 from tests.helpers.expiring_credentials import ExpiringKeys
+from tests.helpers.kms_double import KmsGate
 
 REGION = "us-east-1"
 STAGING = "fceval-staging"
@@ -41,6 +42,7 @@ class MotoWorld:
     subnet: str = ""
     security_group: str = ""
     keys: ExpiringKeys = field(default_factory=ExpiringKeys)
+    kms: KmsGate = field(default_factory=KmsGate)
 
     def client(self, service: str):
         return boto3.client(
@@ -131,6 +133,18 @@ def run_with_runner(settings, backend, specs):
         return run, {job.task_id: job for job in ledger.jobs(run.id)}
     finally:
         ledger.close()
+
+
+def check_hello_and_failure(world, run, final) -> tuple[Job, Job]:
+    """The pair most end-to-end runs launch: `hello` succeeds with its archive and grading report delivered,
+    `always-fail` (agent biomni) fails with the harness's exit code 3 and its archive kept under failed_runs."""
+    ok, bad = final["hello"], final["always-fail"]
+    assert ok.state == JobState.SUCCEEDED, ok.error
+    assert ok.artifacts[0] == f"s3://{RESULTS}/evals/runs/aide/hello/{run.id}.tar.gz"
+    assert "/evals/grades/aide/hello/" in ok.artifacts[1]
+    assert bad.state == JobState.FAILED and bad.exit_code == 3
+    assert s3_keys(world, RESULTS, f"evals/failed_runs/biomni/always-fail/{run.id}") != []
+    return ok, bad
 
 
 # -- recording and failing API calls ------------------------------------------------------------

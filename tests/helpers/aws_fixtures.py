@@ -4,7 +4,9 @@ Loaded with `pytest_plugins = ("aws_fixtures",)`; plain helpers are in aws_helpe
 - `moto_server`: one ThreadedMotoServer on 127.0.0.1 for the whole session (the first EC2 call
   costs ~1.8 s, so state is shared; every test uses its own run id and filters by it). Child
   processes (the `aws` CLI inside the pipeline) reach it through AWS_ENDPOINT_URL. Its front door
-  (`world.keys`, expiring_credentials.py) expires the keys a test asks it to, and counts calls.
+  (`world.keys`, expiring_credentials.py) expires the keys a test asks it to, and counts calls;
+  behind it, `world.kms` (kms_double.py) refuses S3 reads and writes of SSE-KMS objects to principals
+  whose policies do not allow the key's KMS actions, as S3 does.
 - `ssm_agent`: SSM Run Command (ssm_double.install_run_command) running each command as root with
   `sh` on a LocalMachine. The fuller EC2 doubles (an instance's file system, sessions as ssm-user
   through a fake `aws` CLI) are `ec2_machine` and `ssm_sessions` in ssm_double.py, loaded from here.
@@ -58,7 +60,8 @@ def moto_server() -> Iterator[MotoWorld]:
     host, port = server.get_host_and_port()
     moto_api_backend.set_config({"batch": {"use_docker": False}})
     world = MotoWorld(endpoint=f"http://{host}:{port}")
-    server._server.app = world.keys.wrap(server._server.app)  # expiring credentials (expiring_credentials.py)
+    # Expiring credentials (expiring_credentials.py) first, then SSE-KMS permissions (kms_double.py).
+    server._server.app = world.keys.wrap(world.kms.wrap(server._server.app))
     _create_world(world)
     yield world
     server.stop()

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.machine_state import held
+
 CONTAINER_USER = "fceval-ctr"
 MARKER = "FCEVAL_DOUBLE_TASK"  # in every process of a container, so stopping it finds them all
 STOP_TIMEOUT = 2.0
@@ -410,16 +412,30 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
 @pytest.fixture(scope="session")
 def container_user() -> Iterator[str]:
-    """A non-root account for images that declare USER (CI runs as root)."""
-    created = subprocess.run(["useradd", "-m", CONTAINER_USER], capture_output=True, text=True)
-    if created.returncode not in (0, 9):  # 9: it already exists
-        raise RuntimeError(created.stderr)
-    yield CONTAINER_USER
-    if created.returncode == 0:
+    """A non-root account for images that declare USER (CI runs as root); removed afterwards when created
+    here, with the containers' fallback work dirs, once no other test process holds it (machine_state.py)."""
+
+    def create() -> None:
+        created = subprocess.run(["useradd", "-m", CONTAINER_USER], capture_output=True, text=True)
+        if created.returncode not in (0, 9):  # 9: it already exists
+            raise RuntimeError(created.stderr)
+
+    def remove() -> None:
         subprocess.run(["userdel", "-r", CONTAINER_USER], capture_output=True)
-        shutil.rmtree("/tmp/fceval-tui", ignore_errors=True)  # the containers' fallback work dirs
+        shutil.rmtree("/tmp/fceval-tui", ignore_errors=True)
+
+    with held("container-user", exists=lambda: _user_exists(CONTAINER_USER), create=create, remove=remove):
+        yield CONTAINER_USER
 
 
 @pytest.fixture(scope="session")

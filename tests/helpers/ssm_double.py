@@ -3,7 +3,10 @@ Manager sessions run as the unprivileged `ssm-user` in a pseudo-terminal with ec
 
 What each part follows:
 - Run Command (`AWS-RunShellScript`) runs the script as root, through `sh`, in the agent's
-  environment (AWS: "Running commands using Systems Manager Run Command"; the agent runs as root).
+  environment (AWS: "Running commands using Systems Manager Run Command"; the agent runs as root),
+  where the aws CLI acts as the instance profile's role when the profile has one (InstanceRoleCredentials).
+  The "instance" is this machine: `mount` is a stand-in that records what a script asked (mount_calls),
+  so that no script remounts the host's /proc.
   GetCommandInvocation returns at most 24,000 characters of StandardOutputContent and 8,000 of
   StandardErrorContent (API reference: GetCommandInvocation); the full output only in the S3 copy.
   SendCommand takes at most 50 InstanceIds (API reference: SendCommand) and refuses the whole call when
@@ -56,6 +59,8 @@ import pytest
 
 from fceval_tui.backends.remote_tmux import TMUX_GROUP
 from tests.helpers.aws import MotoWorld
+from tests.helpers.job_users import remove_users_homed_under
+from tests.helpers.machine_state import held
 from tests.helpers.tmux_cleanup import kill_processes_in, kill_servers_under
 
 SSM_USER = "ssm-user"
@@ -113,9 +118,11 @@ class Ec2Machine:
         return self.tmp / f"tmux-{uid}" / "default"
 
     def stop(self) -> None:
-        """Kill every tmux server the machine's users started (explicit sockets and default ones)."""
+        """Kill every tmux server the machine's users started (explicit sockets and default ones), and
+        remove the pool job users a failed test left here with their processes (job_users.py)."""
         kill_servers_under(self.root, self.env)
         kill_processes_in(self.root)
+        remove_users_homed_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -150,6 +157,8 @@ def install_run_command(monkeypatch, machine) -> None:
     from moto.ssm.responses import SimpleSystemManagerResponse
 
     original = SimpleSystemManagerBackend.send_command
+    role_credentials = InstanceRoleCredentials()
+    system_bin = _system_stand_ins(machine.root)
     outputs: dict[tuple[str, str], tuple[str, str]] = {}  # (command id, instance id) -> (stdout, stderr)
 
     def send_command(self, **kwargs):
@@ -177,9 +186,9 @@ def install_run_command(monkeypatch, machine) -> None:
         machine.commands.append(script)
         for invocation in command.invocations:
             cwd = machine.instance_dir(invocation["InstanceId"]) if isinstance(machine, Fleet) else machine.root
-            proc = subprocess.run(
-                ["sh", "-c", script], cwd=cwd, env=machine.env, capture_output=True, text=True, timeout=120
-            )
+            env = {**machine.env, **role_credentials(self.account_id, self.region_name, invocation["InstanceId"])}
+            env["PATH"] = f"{system_bin}{os.pathsep}{env.get('PATH', os.defpath)}"
+            proc = subprocess.run(["sh", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
             outputs[command.command_id, invocation["InstanceId"]] = (proc.stdout, proc.stderr)
             invocation.update(
                 ResponseCode=proc.returncode,
@@ -258,6 +267,60 @@ def install_run_command(monkeypatch, machine) -> None:
     monkeypatch.setattr(
         SimpleSystemManagerResponse, "list_command_invocations", list_command_invocations, raising=False
     )
+
+
+SYSTEM_BIN = ".system-bin"
+_MOUNT = """#!/bin/sh
+# The instance's mount(8), for scripts run by the Run Command double: this "instance" is the test machine,
+# whose /proc and file systems a test must never remount. Records the request and succeeds.
+printf '%s\\n' "$*" >> "$(dirname "$0")/mount.log"
+"""
+
+
+def _system_stand_ins(root: Path) -> Path:
+    """A directory put first on PATH for Run Command scripts, with stand-ins for the commands that would
+    change the host itself rather than an instance (`mount`); `mount_calls` reads what they were asked."""
+    bin_dir = Path(root) / SYSTEM_BIN
+    bin_dir.mkdir(exist_ok=True)
+    mount = bin_dir / "mount"
+    mount.write_text(_MOUNT)
+    mount.chmod(0o755)
+    return bin_dir
+
+
+def mount_calls(machine) -> list[str]:
+    """The argument lines of every `mount` a Run Command script on `machine` ran."""
+    log = Path(machine.root) / SYSTEM_BIN / "mount.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+class InstanceRoleCredentials:
+    """What the aws CLI on an instance finds in the instance metadata: temporary credentials of its instance
+    profile's role, a session named after the instance (AWS: "Use an IAM role to grant permissions to
+    applications running on Amazon EC2 instances"; the session ARN is assumed-role/ROLE/INSTANCE-ID). An
+    instance without a profile, or a profile without a role, keeps the machine's environment (the tests'
+    own keys), so tests that do not model the role run as before. One session per instance and role."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[str, str], dict[str, str]] = {}
+
+    def __call__(self, account_id: str, region: str, instance_id: str) -> dict[str, str]:
+        from moto.ec2.models import ec2_backends
+        from moto.sts.models import sts_backends
+
+        association = ec2_backends[account_id][region].iam_instance_profile_associations.get(instance_id)
+        roles = association.iam_instance_profile.roles if association is not None else []
+        if not roles:
+            return {}
+        role_arn = roles[0].arn
+        if (instance_id, role_arn) not in self._sessions:
+            session = sts_backends[account_id]["aws"].assume_role(region, instance_id, role_arn, None, 21600, None)
+            self._sessions[instance_id, role_arn] = {
+                "AWS_ACCESS_KEY_ID": session.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
+                "AWS_SESSION_TOKEN": session.session_token,
+            }
+        return self._sessions[instance_id, role_arn]
 
 
 def _running(account_id: str, region: str, instance_id: str) -> bool:
@@ -419,25 +482,29 @@ class SessionCli:
 @pytest.fixture(scope="session")
 def tmux_group() -> Iterator[str]:
     """The group the EC2 launch script creates on the "instance" (this machine): removed afterwards
-    unless it existed before the tests."""
-    existed = _group_exists(TMUX_GROUP)
-    yield TMUX_GROUP
-    if not existed and _group_exists(TMUX_GROUP):
-        subprocess.run(["groupdel", TMUX_GROUP], capture_output=True)
+    unless it existed before the tests (once no other test process holds it: machine_state.py)."""
+    with held(
+        "tmux-group",
+        exists=lambda: _group_exists(TMUX_GROUP),
+        remove=lambda: subprocess.run(["groupdel", TMUX_GROUP], capture_output=True),
+    ):
+        yield TMUX_GROUP
 
 
 @pytest.fixture(scope="session")
 def ssm_user(tmux_group) -> Iterator[pwd.struct_passwd]:
     """The `ssm-user` account (the agent creates it at the first session; here, once per test session).
-    Removed afterwards when created here (before the group, which it may belong to)."""
+    Removed afterwards when created here (before the group, which it may belong to), once no other test
+    process holds it."""
     if os.geteuid() != 0:
         pytest.skip("the SSM doubles drop to ssm-user as the agent does: run the tests as root (as CI does)")
-    created = _lookup_user(SSM_USER) is None
-    if created:
-        subprocess.run(["useradd", "-m", SSM_USER], check=True, capture_output=True)
-    yield pwd.getpwnam(SSM_USER)
-    if created:
-        subprocess.run(["userdel", "-r", SSM_USER], capture_output=True)
+    with held(
+        "ssm-user",
+        exists=lambda: _lookup_user(SSM_USER) is not None,
+        create=lambda: subprocess.run(["useradd", "-m", SSM_USER], check=True, capture_output=True),
+        remove=lambda: subprocess.run(["userdel", "-r", SSM_USER], capture_output=True),
+    ):
+        yield pwd.getpwnam(SSM_USER)
 
 
 def _lookup_user(name: str) -> pwd.struct_passwd | None:

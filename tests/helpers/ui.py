@@ -1,11 +1,18 @@
-"""Deterministic console fixtures: a fixed clock, a ledger seeded with fixed data, fixed terminal size."""
+"""Deterministic console fixtures: a fixed clock, a ledger seeded with fixed data, fixed terminal size; the
+console fixtures the UI tests share (`seeded`, `seeded_ledger`, `quiet_console`, `utc`) and waiting on a pilot."""
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
+from rich.console import Console
 
 from fceval_tui.backends.base import Resource
 from fceval_tui.domain.models import JobSpec
@@ -153,3 +160,53 @@ FOREIGN_INSTANCE = Resource(
     started_at=T0 - timedelta(hours=3),
     cost_usd=0.52,
 )
+
+
+# -- fixtures (a plugin registered in tests/conftest.py) ----------------------------------------
+
+
+@pytest.fixture
+def quiet_console(monkeypatch) -> None:
+    """No user themes or keymap (a fixed config path), and no orphan check (its timed notification)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
+    monkeypatch.setattr("fceval_tui.ui.app.teardown.find_orphans", lambda settings, ledger: [])
+
+
+@pytest.fixture
+def utc(monkeypatch) -> None:
+    """Times shown in UTC, whatever the machine's zone (snapshots and views that print clock times)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+@pytest.fixture
+def seeded_ledger(state_dir) -> Iterator[Ledger]:
+    """A ledger on the fixed clock with `seed`'s run r0demo01 (seven jobs)."""
+    ledger = Ledger.open(state_dir, clock=Clock())
+    seed(ledger)
+    yield ledger
+    ledger.close()
+
+
+@pytest.fixture
+def seeded(seeded_ledger, quiet_console, settings_factory):
+    """A console over the snapshot data (run r0demo01, seven jobs), with no orphan check."""
+    from fceval_tui.ui.app import make_app
+
+    return make_app(settings_factory(), seeded_ledger, clock=fixed())
+
+
+async def wait_for(pilot, predicate, timeout: float = 60.0, step: float = 0.05) -> None:
+    """A bound on waiting for the console, not a speed assertion."""
+    for _ in range(int(timeout / step)):
+        if predicate():
+            return
+        await pilot.pause(step)
+    raise AssertionError("condition not reached in time")
+
+
+def text_of(renderable, width: int = 200) -> str:
+    """What a renderable shows, as plain text."""
+    console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()

@@ -293,6 +293,8 @@ def test_a_killed_session_is_noticed_while_other_sessions_live(state_dir, settin
     thread.start()
     try:
         _wait(lambda: {j.state for j in ledger.jobs(run_id=run.id)} == {JobState.RUNNING})
+        # RUNNING means the session was started, not that its shell got to the marker yet (under load).
+        _wait(lambda: (seen / "lost").exists() and (seen / "keeper").exists())
         LocalBackend(settings).tmux("kill-session", "-t", f"={lost.id}")  # on the backend's private socket
         _wait(lambda: ledger.get_job(lost.id).state == JobState.SUCCEEDED, timeout=20)
         assert ledger.get_job(lost.id).attempts == 2

@@ -114,9 +114,13 @@ def test_killed_console_leaves_sessions_that_teardown_removes(state_dir, slow_en
     assert sessions(state_dir) == []
     assert {j["state"] for j in jobs_of(state_dir)} == {"cancelled"}
     ledger = Ledger.open(state_dir)
-    kinds = [e.kind for e in ledger.events(run_id=run_id)]
+    events = ledger.events(run_id=run_id)
+    kinds = [e.kind for e in events]
     ledger.close()
     assert kinds.count("teardown_destroy") == len(TASKS) and kinds.count("teardown_done") == len(TASKS)
+    # Each teardown action is logged once, with who did it (the local user here: no AWS in play).
+    acts = [e for e in events if e.kind in ("teardown_destroy", "operator_cancel")]
+    assert acts and all("@" in e.detail.get("by", "") for e in acts), [e.detail for e in acts]
 
     code, again, err = teardown_json(state_dir, "--orphans", "--yes")
     assert code == 0, err

@@ -116,3 +116,14 @@ def test_a_session_that_ends_before_the_command_is_a_transient_failure_in_the_pl
     with pytest.raises(TransientError, match="Cannot perform start session: EOF") as caught:
         _transport(fake_aws, attempts=2).run(["true"])
     assert "2 attempts" in str(caught.value) and caught.value.fix
+
+
+def test_typed_input_reaches_the_command_byte_for_byte_and_never_its_command_line(fake_aws):
+    import hashlib
+
+    data = bytes(range(256)) * 90  # every byte value, 23 KB: a terminal would act on many of them
+    result = _transport(fake_aws).run_typed(["sh", "-c", "sha256sum; exit 3"], data)
+    assert (result.exit_code, result.stdout.split()[0]) == (3, hashlib.sha256(data).hexdigest())
+    assert not any("base64" in call and "AAECAwQF" in call for call in fake_aws.prefix_calls())
+    with pytest.raises(ValueError):
+        _transport(fake_aws).run_typed(["cat"], b"x" * (_transport(fake_aws).max_typed_input_bytes + 1))

@@ -2,43 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
-import pytest
-from rich.console import Console
-
 from fceval_tui.ledger import Ledger
 from fceval_tui.ui.app import make_app
 from fceval_tui.ui.widgets.job_detail import JobDetail
 from fceval_tui.ui.widgets.jobs_table import JobsTable
-from tests.helpers.ui import Clock, fixed, seed
+from tests.helpers.ui import text_of, wait_for
 
 SMALL = (80, 30)
-
-
-@pytest.fixture
-def seeded(state_dir, settings_factory, monkeypatch):
-    """A console over the snapshot data (run r0demo01, seven jobs), with no orphan check."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
-    monkeypatch.setattr("fceval_tui.ui.app.teardown.find_orphans", lambda settings, ledger: [])
-    ledger = Ledger.open(state_dir, clock=Clock())
-    seed(ledger)
-    yield make_app(settings_factory(), ledger, clock=fixed())
-    ledger.close()
-
-
-async def wait_for(pilot, predicate, timeout=20.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not reached in time")
-
-
-def text_of(renderable, width: int = 200) -> str:
-    console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
-    console.print(renderable)
-    return console.export_text()
 
 
 async def test_opening_the_detail_panel_shows_the_highlighted_job(seeded):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
-from rich.console import Console
 from textual.widgets import DataTable, Input
 
 from fceval_tui.ledger import Ledger
@@ -13,20 +10,7 @@ from fceval_tui.ui.app import make_app
 from fceval_tui.ui.screens.fleet import ExecScreen, ForwardsScreen
 from fceval_tui.ui.screens.modals import ConfirmScreen
 from tests.helpers.fleet import GREETING, echo_server, is_free, running_jobs, talk
-
-
-async def wait_for(pilot, predicate, timeout=60.0):
-    for _ in range(int(timeout / 0.1)):
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not reached in time")
-
-
-def _plain(renderable) -> str:
-    console = Console(width=200, file=io.StringIO(), record=True)
-    console.print(renderable)
-    return console.export_text()
+from tests.helpers.ui import text_of, wait_for
 
 
 async def test_exec_runs_on_the_filtered_jobs_and_shows_the_grouped_answers(
@@ -58,7 +42,7 @@ async def test_exec_runs_on_the_filtered_jobs_and_shows_the_grouped_answers(
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.click("#yes")
         await wait_for(pilot, lambda: exec_screen.report is not None)
-        shown = _plain(render_exec(exec_screen.report))
+        shown = text_of(render_exec(exec_screen.report))
         assert "2 instances: ok" in shown and "fine" in shown
         assert f"1 instance: exit 3  {jobs[3].resource_id}" in shown
     [call] = ssm_fleet.sends

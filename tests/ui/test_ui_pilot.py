@@ -10,6 +10,7 @@ from fceval_tui.ledger import Ledger
 from fceval_tui.ui.app import make_app
 from fceval_tui.ui.widgets.jobs_table import JobsTable
 from tests.helpers.cli import REPO
+from tests.helpers.ui import wait_for
 
 
 @pytest.fixture
@@ -22,14 +23,6 @@ def console(state_dir, settings_factory, monkeypatch, tmp_path):
 
     yield make
     ledger.close()
-
-
-async def wait_for(pilot, predicate, timeout=30.0):
-    for _ in range(int(timeout / 0.1)):
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 async def test_launch_example_jobs_from_the_form_and_watch_them_finish(console):
@@ -194,3 +187,29 @@ async def test_attach_to_a_finished_job_shows_its_saved_output(console, settings
         log = app.screen.query_one(PaneView).query_one("#scrollback")
         await wait_for(pilot, lambda: "said-t" in "\n".join(strip.text for strip in log.lines))
         assert "its saved output follows" in "\n".join(strip.text for strip in log.lines)
+
+
+async def test_capital_r_retries_only_the_highlighted_jobs_error_class_cancelled_included(console, ledger):
+    """`R` re-queues the run's unsuccessful jobs of the highlighted job's class, as `retry --error` does."""
+    from fceval_tui.domain.models import JobSpec
+
+    run, jobs = ledger.create_run("local", 1, [JobSpec("aide", f"t{i}") for i in range(1, 5)])
+    for job, error_class in zip(jobs[:3], ("cancelled", "cancelled", "capacity"), strict=True):
+        ledger.transition(job.id, JobState.STARTING, attempts=1)
+        final = JobState.CANCELLED if error_class == "cancelled" else JobState.FAILED
+        ledger.transition(job.id, final, error="x", error_class=error_class)
+    app = console()
+    async with app.run_test(size=(140, 40)) as pilot:
+        app.drive = lambda runner, run_id: None  # nothing runs the re-queued jobs here
+        table = app.screen.query_one(JobsTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        assert table.selected.id == jobs[0].id
+        await pilot.press("R")
+        await pilot.pause(0.2)
+    states = {job.id: ledger.get_job(job.id).state for job in jobs}
+    assert states == {
+        jobs[0].id: JobState.PENDING,
+        jobs[1].id: JobState.PENDING,
+        jobs[2].id: JobState.FAILED,
+        jobs[3].id: JobState.PENDING,
+    }

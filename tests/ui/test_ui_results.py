@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 from rich.console import Console
@@ -11,22 +10,16 @@ from textual.containers import VerticalScroll
 from textual.widgets import Input, Static
 
 from fceval_tui.ledger import Ledger
+from fceval_tui.services.report import Group
 from fceval_tui.ui.app import make_app
-from fceval_tui.ui.screens.results import ResultsScreen, pass_rate_bar
+from fceval_tui.ui.screens.results import ResultsScreen, pass_rate_bar, pass_rate_text
 from tests.helpers.ui import SIZE, Clock, fixed, seed, seed_graded
 
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 @pytest.fixture
-def make(state_dir, settings_factory, monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")
-    monkeypatch.setattr("fceval_tui.ui.app.teardown.find_orphans", lambda settings, ledger: [])
-
+def make(state_dir, settings_factory, quiet_console):
     def build(seeder, theme: str | None = None):
         ledger = Ledger.open(state_dir, clock=Clock())
         seeder(ledger)
@@ -129,6 +122,14 @@ async def test_results_without_runs(make):
         await pilot.press("5")
         await _settle(pilot)
         assert "No runs yet" in _shown(app)
+
+
+def test_pass_rate_of_a_live_run_counts_finished_jobs_only():
+    """Two of three jobs still running: 1 of 1 finished succeeded, not 1 of 3."""
+    group = Group("aide", "gpt-4o", "", jobs=3, succeeded=1)
+    assert pass_rate_text(group, "green", "red").plain.endswith("100% [21–100%]  2 not finished")
+    waiting = Group("aide", "gpt-4o", "", jobs=2)
+    assert pass_rate_text(waiting, "green", "red").plain == "no job finished yet (2 not finished)"
 
 
 def test_pass_rate_bar_shows_rate_and_wilson_interval():

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from textual.widgets import Input
 
-from fceval_tui.ledger import Ledger
 from fceval_tui.ui.app import make_app
-from tests.helpers.ui import FOREIGN_INSTANCE, LIVE_SESSION, SIZE, Clock, fixed, seed
+from tests.helpers.ui import FOREIGN_INSTANCE, LIVE_SESSION, SIZE, fixed
 
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 @pytest.fixture
-def app(state_dir, settings_factory, monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent/config")  # no user themes or keymap, a fixed path
-    monkeypatch.setattr("fceval_tui.ui.app.teardown.find_orphans", lambda settings, ledger: [])  # no timed toast
-    ledger = Ledger.open(state_dir, clock=Clock())
-    seed(ledger)
-    application = make_app(settings_factory(), ledger, clock=fixed())
+def app(seeded_ledger, quiet_console, settings_factory):
+    application = make_app(settings_factory(), seeded_ledger, clock=fixed())
     application.polling_enabled = False  # one load, then a still picture
     return application
 

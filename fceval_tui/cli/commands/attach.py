@@ -21,9 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fceval_tui.services.mirror.tail import attach_argv, attach_env, check_attachable
+    from fceval_tui.services.operator import identity_for
 
     settings, ledger = load_context(args)
-    _job, target = job_target(settings, ledger, args.job)
+    job, target = job_target(settings, ledger, args.job)
     argv = attach_argv(target.tmux_args, target.session, target.transport)
     env = attach_env()
     if shutil.which(argv[0], path=env.get("PATH")) is None:
@@ -37,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
         target.session,
         on_failure=lambda text: print(f"fceval-tui attach: {text}", file=sys.stderr, flush=True),
     )
+    # tmux takes the terminal with full control and this process with it: log now, as a control session.
+    by = identity_for(settings, [job.backend])
+    ledger.record(job.run_id, job.id, "operator_attach", by=by, via="cli", control=True)
     sys.stdout.flush()
     os.execvpe(argv[0], argv, env)
     return EXIT_OK  # not reached: exec replaces this process

@@ -10,8 +10,8 @@ from fceval_tui.cli.exit_codes import EXIT_OK
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("job", nargs="?", metavar="JOB")
-    what.add_argument("--run", metavar="RUN")
+    what.add_argument("job", nargs="?", metavar="JOB", help="one job (its compute is stopped)")
+    what.add_argument("--run", metavar="RUN", help="every unfinished job of the run")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -9,7 +9,7 @@ from fceval_tui.cli.exit_codes import EXIT_OK
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN")
+    parser.add_argument("run", metavar="RUN", help="a run whose runner stopped (see `fceval-tui status`)")
     parser.add_argument("--detach", action="store_true", help="continue in the background")
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="machine-readable output (the jobs once all are final)")

@@ -13,7 +13,7 @@ from fceval_tui.errors import UserError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from fceval_tui.domain.triage import ErrorClass
 
-    parser.add_argument("--run", metavar="RUN", required=True)
+    parser.add_argument("--run", metavar="RUN", required=True, help="the run whose failed jobs go back in the queue")
     parser.add_argument(
         "--error", metavar="CLASS", help="only jobs that failed this way: " + ", ".join(c.value for c in ErrorClass)
     )
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fceval_tui.cli import output
-    from fceval_tui.domain.triage import parse_error_class
+    from fceval_tui.domain.triage import parse_error_class, retryable
     from fceval_tui.services import launching
     from fceval_tui.services.job_actions import retry_jobs
     from fceval_tui.services.operator import identity_for
@@ -37,14 +37,14 @@ def run(args: argparse.Namespace) -> int:
             wanted = parse_error_class(args.error)
         except ValueError as exc:
             raise UserError(str(exc), "pass one of the listed classes to --error") from None
-    candidates = [
-        job
-        for job in ledger.jobs(run_id=run_.id)
-        if job.state.is_final
-        and job.state.value != "succeeded"
-        and (wanted is None or job.error_class == wanted)
-        and (not args.job or job.id in args.job)
-    ]
+    jobs = ledger.jobs(run_id=run_.id)
+    unknown = sorted(set(args.job or ()) - {job.id for job in jobs})
+    if unknown:
+        raise UserError(
+            f"run {run_.id} has no job {', '.join(map(repr, unknown))}",
+            f"list its jobs with `fceval-tui status {run_.id}`",
+        )
+    candidates = [job for job in retryable(jobs, wanted) if not args.job or job.id in args.job]
     retried = retry_jobs(ledger, [job.id for job in candidates], by=identity_for(settings, [run_.backend]))
     runner_pid = ledger.run_owner(run_.id)
     if retried and runner_pid is None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
 import uuid
 
+from fceval_tui.cli import output
 from fceval_tui.cli.context import job_target, load_context
 from fceval_tui.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from fceval_tui.errors import UserError
@@ -26,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--wait-exit", action="store_true", help="--text is a shell command: wait for it, exit with its code"
     )
     parser.add_argument("--timeout", type=float, default=60.0, metavar="S", help="how long to wait (default 60)")
+    parser.add_argument("--json", action="store_true", help="machine-readable outcome (the exit code is the same)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,19 +54,37 @@ def run(args: argparse.Namespace) -> int:
                 mirror.send_keys(text, literal=True)
                 mirror.send_keys("Enter")
             else:
-                mirror.paste(text)
+                mirror.paste(text, progress=_print_progress)
             detail = paste_detail(text)
         # What was sent is logged as its size and hash, never its content.
         ledger.record(job.run_id, job.id, "operator_send", by=identity_for(settings, [job.backend]), **detail)
-        if pattern is None and not args.wait_exit:
-            return EXIT_OK
-        wanted = pattern or re.compile(re.escape(marker) + r"=(\d+)")
-        found = _wait(mirror, wanted, args.timeout)
-    if found is None:
+        found = None
+        if pattern is not None or args.wait_exit:
+            found = _wait(mirror, pattern or re.compile(re.escape(marker) + r"=(\d+)"), args.timeout)
+    waited = pattern is not None or args.wait_exit
+    exit_code = int(found.group(1)) if args.wait_exit and found else None
+    if args.json:
+        output.print_json(
+            {
+                "job": job.id,
+                "sent": detail,
+                "waited_for": args.wait_for if pattern else ("exit" if args.wait_exit else None),
+                "shown": bool(found) if waited else None,
+                "match": found.group(0) if pattern and found else None,
+                "exit_code": exit_code,
+            }
+        )
+    elif waited and found is None:
         what = f"the pattern {args.wait_for!r}" if pattern else "the command's end"
         print(f"fceval-tui: {what} did not show within {args.timeout:g}s")
+    if waited and found is None:
         return EXIT_FAILED
-    return int(found.group(1)) if args.wait_exit else EXIT_OK
+    return exit_code if exit_code is not None else EXIT_OK
+
+
+def _print_progress(done: int, total: int) -> None:
+    """On stderr, so a script reading stdout sees only what it asked for."""
+    print(f"pasted {done:,}/{total:,} bytes", file=sys.stderr, flush=True)
 
 
 def _wait(mirror, pattern: re.Pattern, timeout: float) -> re.Match | None:

@@ -16,7 +16,7 @@ import botocore.parsers
 from fceval_tui.services import policy
 from fceval_tui.services.audit_checks import aws, encryption
 from fceval_tui.services.audit_checks.base import AuditContext, Findings
-from fceval_tui.services.policy import Statement
+from fceval_tui.services.policy_document import Statement, document, only_missing, sample_resource
 from fceval_tui.services.policy_evaluation import Decision, evaluate, trusts_service
 
 
@@ -31,7 +31,7 @@ def _trust_doc(service: str) -> str:
 
 def _evaluate(documents: list, statements: list[Statement]) -> dict[tuple[str, str], Decision]:
     return {
-        (a, policy.sample_resource(r)): evaluate(documents, a, policy.sample_resource(r), s.context())
+        (a, sample_resource(r)): evaluate(documents, a, sample_resource(r), s.context())
         for s in statements
         for r in s.resources
         for a in s.actions
@@ -60,10 +60,10 @@ def _role_access(
         )
         return
     conditional = all(d is Decision.CONDITIONAL for d in decisions.values() if d is not Decision.ALLOWED)
-    document = json.dumps(policy.document(statements))
+    text = json.dumps(document(statements))
     fix = (
         f"aws iam put-role-policy --role-name {shlex.quote(role['RoleName'])} --policy-name {policy_name} "
-        f"--policy-document {shlex.quote(document)}"
+        f"--policy-document {shlex.quote(text)}"
     )
     detail = why + "missing: " + "; ".join(missing) + " (evaluated from its attached and inline policies)"
     if conditional:
@@ -250,7 +250,7 @@ def _simulate(ctx: AuditContext, principal: str, statements: list[Statement]) ->
     mapping = {"allowed": Decision.ALLOWED, "explicitDeny": Decision.DENIED, "implicitDeny": Decision.IMPLICIT}
     for statement in statements:
         for resource in statement.resources:
-            sample = policy.sample_resource(resource)
+            sample = sample_resource(resource)
             params = {"PolicySourceArn": principal, "ActionNames": list(statement.actions), "ResourceArns": [sample]}
             context = statement.context_entries()
             if context:
@@ -267,15 +267,15 @@ def _missing_snippet(statements: list[Statement], decisions: dict) -> str:
     for s in statements:
         for r in s.resources:
             for a in s.actions:
-                if decisions.get((a, policy.sample_resource(r))) is not Decision.ALLOWED:
+                if decisions.get((a, sample_resource(r))) is not Decision.ALLOWED:
                     missing.setdefault(s.sid, []).append(a)
-    return json.dumps(policy.document(policy.only_missing(statements, missing)))
+    return json.dumps(document(only_missing(statements, missing)))
 
 
 def _report(
     f: Findings, id: str, what: str, statements: list[Statement], decisions: dict, how: str, whole_policy: str
 ) -> None:
-    wanted = {(a, policy.sample_resource(r)) for s in statements for r in s.resources for a in s.actions}
+    wanted = {(a, sample_resource(r)) for s in statements for r in s.resources for a in s.actions}
     bad = {k: decisions.get(k, Decision.IMPLICIT) for k in wanted if decisions.get(k) is not Decision.ALLOWED}
     if not bad:
         f.ok(id, f"allowed: {what}", f"{len(wanted)} action/resource pairs, {how}")

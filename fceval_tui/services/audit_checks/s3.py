@@ -108,7 +108,14 @@ def check_staging_bucket(ctx: AuditContext, f: Findings) -> None:
             if step != "write"
             else ""
         )
-        f.error("s3.staging.roundtrip", f"cannot {step} s3://{bucket}/{key}", describe_error(exc) + left, fix)
+        said = describe_error(exc)
+        if "kms:" in said:
+            # S3 asked KMS for the bucket's key on the caller's behalf (services/bucket_keys.py).
+            fix = (
+                "allow the bucket's SSE-KMS key through S3: see iam.caller.kms "
+                "(`fceval-tui audit --print-policy caller`)"
+            )
+        f.error("s3.staging.roundtrip", f"cannot {step} s3://{bucket}/{key}", said + left, fix)
         return
     if read != body:
         f.error(

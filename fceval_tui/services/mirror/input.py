@@ -11,6 +11,7 @@ from collections.abc import Callable
 from fceval_tui.errors import ConfigError, TransientError
 from fceval_tui.services.mirror.snapshot import PaneGone
 from fceval_tui.services.mirror.tmux_io import TmuxCli
+from fceval_tui.transports.base import CommandResult, Transport
 
 
 def send_keys(tmux: TmuxCli, pane_id: str, *keys: str, literal: bool = False) -> None:
@@ -38,23 +39,47 @@ Progress = Callable[[int, int], None]  # (bytes delivered to the target so far, 
 def paste(tmux: TmuxCli, pane_id: str, text: str, progress: Progress | None = None) -> None:
     """Paste `text` into the pane through a tmux buffer (bracketed if the program asked for it).
 
-    Text within one command's stdin goes at once; larger text is appended chunk by chunk to a
-    private temporary file on the target (mktemp, 0600) and loaded from there. The text never
-    appears in an argv, and no URL or credential is involved. `progress` is told after each chunk.
+    Text within one command's input goes at once; larger text is appended chunk by chunk to a private
+    temporary file on the target (mktemp, 0600) and loaded from there. The input is the command's
+    stdin, or where the transport has none (ECS Exec) typed into its session (`Transport.run_typed`).
+    The text never appears in an argv, and no URL or credential is involved. `progress` is told after
+    each chunk.
     """
     data = text.encode()
     report = progress or (lambda done, total: None)
     buffer = f"fceval-{uuid.uuid4().hex[:12]}"
-    limit = tmux.transport.max_stdin_bytes
-    if limit is None or len(data) <= limit:
+    transport = tmux.transport
+    limit, send = transport.max_stdin_bytes, _stdin_sender(tmux)
+    if limit == 0 and transport.max_typed_input_bytes > 0:
+        limit, send = transport.max_typed_input_bytes, _typed_sender(tmux)
+    if limit is None or len(data) <= transport.max_stdin_bytes:
         tmux.run("load-buffer", "-b", buffer, "-", stdin=data)
+    elif len(data) <= limit:
+        _check(send(tmux.argv("load-buffer", "-b", buffer, "-"), data), transport)
     else:
-        _load_in_chunks(tmux, buffer, data, limit, report)
+        _load_in_chunks(tmux, buffer, data, limit, send, report)
     tmux.run("paste-buffer", "-d", "-p", "-b", buffer, "-t", pane_id)
     report(len(data), len(data))
 
 
-def _load_in_chunks(tmux: TmuxCli, buffer: str, data: bytes, limit: int, report: Progress) -> None:
+Sender = Callable[[list[str], bytes], CommandResult]  # runs argv on the target with the bytes as its stdin
+
+
+def _stdin_sender(tmux: TmuxCli) -> Sender:
+    return lambda argv, data: tmux.transport.run(argv, stdin=data, timeout=tmux.timeout)
+
+
+def _typed_sender(tmux: TmuxCli) -> Sender:
+    return lambda argv, data: tmux.transport.run_typed(argv, data, timeout=tmux.timeout)
+
+
+def _check(result: CommandResult, transport: Transport) -> None:
+    if not result.ok:
+        why = (result.stderr.strip() or result.stdout.strip())[-300:] or f"exit {result.exit_code}"
+        raise TransientError(f"pasting into {transport.describe()} failed: {why}")
+
+
+def _load_in_chunks(tmux: TmuxCli, buffer: str, data: bytes, limit: int, send: Sender, report: Progress) -> None:
     transport = tmux.transport
     if limit <= 0:
         raise ConfigError(
@@ -67,11 +92,7 @@ def _load_in_chunks(tmux: TmuxCli, buffer: str, data: bytes, limit: int, report:
         raise TransientError(f"cannot create a temporary file on {transport.describe()}: {made.stderr.strip()}")
     try:
         for start in range(0, len(data), limit):
-            appended = transport.run(
-                ["sh", "-c", 'cat >> "$1"', "sh", path], stdin=data[start : start + limit], timeout=tmux.timeout
-            )
-            if not appended.ok:
-                raise TransientError(f"pasting into {transport.describe()} failed: {appended.stderr.strip()}")
+            _check(send(["sh", "-c", 'cat >> "$1"', "sh", path], data[start : start + limit]), transport)
             if start + limit < len(data):  # the whole of it is reported once pasted
                 report(start + limit, len(data))
         tmux.run("load-buffer", "-b", buffer, path)

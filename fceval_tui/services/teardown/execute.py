@@ -85,13 +85,15 @@ def execute(
 ) -> Result:
     """Cancel the plan's jobs in the ledger, destroy its resources, then list again. Idempotent."""
     from fceval_tui.services.job_actions import cancel_jobs
+    from fceval_tui.services.operator import identity_for
 
     say = on_progress or (lambda message: None)
     result = Result(plan)
+    by = identity_for(settings, {item.resource.backend for item in plan.items})  # logged with each action
     pending_jobs = list(plan.cancel_job_ids)
     while pending_jobs:
         try:
-            cancel_jobs(ledger, settings, pending_jobs, reason="teardown")
+            cancel_jobs(ledger, settings, pending_jobs, reason="teardown", by=by)
             break
         except UserError as exc:
             # A job's compute could not be stopped (e.g. no credentials). Its ledger entry is cancelled
@@ -119,7 +121,7 @@ def execute(
         # Shared groups go last: AWS refuses to delete them while instances still use them.
         compute_left = any(i.resource.kind not in SHARED_KINDS for i in pending)
         batch = [i for i in pending if not (compute_left and i.resource.kind in SHARED_KINDS)]
-        retry = _destroy_batch(ledger, batch, backends, result, say)
+        retry = _destroy_batch(ledger, batch, backends, result, say, by)
         pending = [i for i in pending if i not in batch] + retry
         if retry and time.monotonic() >= deadline:
             result.failed.extend((i, "still refused after waiting; run teardown again later") for i in retry)
@@ -131,7 +133,7 @@ def execute(
     return result
 
 
-def _destroy_batch(ledger, batch, backends, result, say) -> list[PlanItem]:
+def _destroy_batch(ledger, batch, backends, result, say, by: str) -> list[PlanItem]:
     """Destroy concurrently; return the items that hit a transient error (to retry)."""
 
     def one(item: PlanItem) -> tuple[PlanItem, Exception | None]:
@@ -140,6 +142,7 @@ def _destroy_batch(ledger, batch, backends, result, say) -> list[PlanItem]:
             r.run_id or "",
             r.job_id,
             "teardown_destroy",
+            by=by,
             backend=r.backend,
             resource_kind=r.kind,
             resource=r.id,

@@ -11,7 +11,7 @@ from textual.widgets import Footer, Header, Input
 from fceval_tui.backends.base import work_dir
 from fceval_tui.backends.local import console_tail
 from fceval_tui.domain.models import Job
-from fceval_tui.domain.states import JobState
+from fceval_tui.domain.triage import retryable
 from fceval_tui.ui import filters
 from fceval_tui.ui.messages import JobDetailLoaded, JobsLoaded
 from fceval_tui.ui.polling import PollingScreen
@@ -233,18 +233,12 @@ class JobsScreen(PollingScreen):
             self.app.retry([job])
 
     def action_retry_failed(self) -> None:
-        """Retry the run's unsuccessful jobs that failed like the highlighted one (its error class),
+        """Retry the run's unsuccessful jobs that ended like the highlighted one (its error class),
         or all of them when the highlighted job has none."""
         job = self.table.selected
         if job is not None:
-            retry = [
-                j
-                for j in self.table.jobs.values()
-                if j.run_id == job.run_id
-                and j.state in (JobState.FAILED, JobState.TIMED_OUT)
-                and (job.error_class is None or j.error_class == job.error_class)
-            ]
-            self.app.retry(retry)
+            same_run = [j for j in self.table.jobs.values() if j.run_id == job.run_id]
+            self.app.retry(retryable(same_run, job.error_class))
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         return not (self.app.readonly and action in ("cancel_job", "cancel_run", "retry_job", "retry_failed"))

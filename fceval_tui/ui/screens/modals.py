@@ -84,8 +84,7 @@ class HelpScreen(ModalScreen[None]):
                     "\n[b]Filter[/b] (/): state:failed agent:aide task:x model:y run:r1 backend:local error:capacity, "
                     "!term negates, a bare word matches any field.\n"
                     f'[b]Keymap[/b]: {self.keymap_path}, e.g. \\[keys] "jobs.cancel" = "x"\n'
-                    "[b]Views[/b]: 1 jobs, 2 resources, 3 events, 5 results, : to jump by name, "
-                    "ctrl+p for every command."
+                    "[b]Views[/b]: their keys are above; : jumps by name, ctrl+p lists every command."
                 )
             )
 

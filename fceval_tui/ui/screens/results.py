@@ -69,8 +69,20 @@ def pass_rate_bar(succeeded: int, jobs: int, good: str, bad: str) -> Text:
     return bar
 
 
+def pass_rate_text(group: Group, good: str, bad: str) -> Text:
+    """The pass rate of the group's finished jobs: running ones would read as failures."""
+    finished = group.succeeded + sum(group.failed.values())
+    unfinished = group.jobs - finished
+    if not finished:
+        return Text(f"no job finished yet ({unfinished} not finished)")
+    text = pass_rate_bar(group.succeeded, finished, good, bad)
+    if unfinished:
+        text.append(f"  {unfinished} not finished")
+    return text
+
+
 def duration_histogram(durations: list[float], colour: str) -> Text:
-    buckets = histogram(durations, BUCKETS)
+    buckets = histogram(durations, BUCKETS, min_width=1.0)  # labels show whole seconds
     most = max((b.count for b in buckets), default=0)
     text = Text()
     for bucket in buckets:
@@ -122,12 +134,13 @@ class ResultsScreen(PollingScreen):
     def _pictures(self, report: Report) -> RichGroup:
         theme = self.app.current_theme
         good, bad, accent = theme.success or "green", theme.error or "red", theme.accent or "blue"
-        parts: list = [results_table(report), Text("\nPass rate (succeeded / jobs, 95% Wilson interval)", style="bold")]
+        parts: list = [
+            results_table(report),
+            Text("\nPass rate (succeeded / finished jobs, 95% Wilson interval)", style="bold"),
+        ]
         width = max((len(_label(g)) for g in report.groups), default=0)
         for group in report.groups:
-            parts.append(
-                Text.assemble(f"  {_label(group):<{width}}  ", pass_rate_bar(group.succeeded, group.jobs, good, bad))
-            )
+            parts.append(Text.assemble(f"  {_label(group):<{width}}  ", pass_rate_text(group, good, bad)))
         parts.append(Text("\nDurations", style="bold"))
         for group in report.groups:
             if not group.durations:

@@ -1,0 +1,127 @@
+"""A staging bucket encrypted with a customer managed KMS key, at run time: the EC2 pipeline uploads as the
+instance profile's role (ssm_double.InstanceRoleCredentials), and S3 refuses the write unless that role
+may use the key (kms_double.KmsGate, as S3 does). Without the printed policy's KMS statement the job
+fails as an upload failure whose message names the missing action and the fix; with the printed policy
+as it is, the same run succeeds."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from fceval_tui.backends.ec2 import Ec2Backend
+from fceval_tui.domain.states import JobState
+from fceval_tui.domain.triage import ErrorClass
+from fceval_tui.services import audit
+from tests.helpers.audit import EC2_TRUST
+from tests.helpers.aws import RESULTS, run_with_runner, s3_keys, spec
+
+
+def _kms_staging(world) -> tuple[str, str]:
+    """A new staging bucket whose default encryption is SSE-KMS with a new customer key: (bucket, key ARN)."""
+    bucket = f"fceval-kms-{secrets.token_hex(4)}"
+    world.client("s3").create_bucket(Bucket=bucket)
+    key = world.client("kms").create_key(Description="fceval staging")["KeyMetadata"]["Arn"]
+    rule = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
+    world.client("s3").put_bucket_encryption(
+        Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": rule}]}
+    )
+    return bucket, key
+
+
+def _instance_role(world) -> str:
+    """A role for EC2 and its instance profile, named alike; the role has no policy yet."""
+    name = f"fceval-kms-role-{secrets.token_hex(4)}"
+    iam = world.client("iam")
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
+    iam.create_instance_profile(InstanceProfileName=name)
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return name
+
+
+def _is_kms(statement: dict) -> bool:
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    return any(action.startswith("kms:") for action in actions)
+
+
+def test_a_role_without_the_kms_statement_fails_its_upload_and_the_printed_policy_fixes_it(
+    aws_settings, ssm_agent, aws_env
+):
+    bucket, key = _kms_staging(aws_env)
+    role = _instance_role(aws_env)
+    settings = aws_settings(FC_EVAL_S3_BUCKET=bucket, FCEVAL_INSTANCE_PROFILE=role, FCEVAL_BACKEND="ec2")
+    keys, _ = audit.read_bucket_keys(settings, "ec2")
+    printed = json.loads(audit.print_policy(settings, "ec2", "instance", keys)[0])
+    assert any(_is_kms(s) for s in printed["Statement"]), printed
+    without_kms = dict(printed, Statement=[s for s in printed["Statement"] if not _is_kms(s)])
+    iam = aws_env.client("iam")
+    iam.put_role_policy(RoleName=role, PolicyName="fceval", PolicyDocument=json.dumps(without_kms))
+
+    def backend() -> Ec2Backend:
+        made = Ec2Backend(settings)
+        made.poll_interval = 0.05
+        return made
+
+    _, jobs = run_with_runner(settings, backend(), [spec("hello")])
+    job = jobs["hello"]
+    assert job.state == JobState.FAILED, job.error
+    assert job.error_class == ErrorClass.UPLOAD
+    assert "kms:GenerateDataKey" in job.error and key in job.error, job.error
+    assert f"assumed-role/{role}/i-" in job.error  # the instance's role asked, as on AWS
+    assert "fceval-tui audit --print-policy instance" in job.error
+    assert secrets_free(job.error)
+    assert any(action == "kms:GenerateDataKey" for _, action in aws_env.kms.refused)
+
+    iam.put_role_policy(RoleName=role, PolicyName="fceval", PolicyDocument=json.dumps(printed))
+    run, jobs = run_with_runner(settings, backend(), [spec("hello")])
+    job = jobs["hello"]
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert s3_keys(aws_env, RESULTS, f"evals/runs/aide/hello/{run.id}") == [f"evals/runs/aide/hello/{run.id}.tar.gz"]
+
+
+def secrets_free(error: str) -> bool:
+    """The inbox's URL (its token keeps other jobs out) is not in the verdict."""
+    return "fceval-tui/inbox/" not in error and "/inbox/" not in error
+
+
+def test_the_gate_asks_generate_data_key_to_write_and_decrypt_to_read(aws_env):
+    """The double itself: a role allowed only kms:GenerateDataKey writes, and cannot read back."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bucket, key = _kms_staging(aws_env)
+    role = _instance_role(aws_env)
+    only_generate = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": "kms:GenerateDataKey",
+                "Resource": key,
+                "Condition": {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}},
+            },
+        ],
+    }
+    aws_env.client("iam").put_role_policy(RoleName=role, PolicyName="p", PolicyDocument=json.dumps(only_generate))
+    arn = aws_env.client("iam").get_role(RoleName=role)["Role"]["Arn"]
+    found = aws_env.client("sts").assume_role(RoleArn=arn, RoleSessionName="probe")["Credentials"]
+    s3 = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=aws_env.endpoint,
+        aws_access_key_id=found["AccessKeyId"],
+        aws_secret_access_key=found["SecretAccessKey"],
+        aws_session_token=found["SessionToken"],
+    )
+    s3.put_object(Bucket=bucket, Key="a", Body=b"x")
+    s3.head_object(Bucket=bucket, Key="a")  # metadata only: no KMS call
+    try:
+        s3.get_object(Bucket=bucket, Key="a")
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "AccessDenied"
+        assert f"not authorized to perform: kms:Decrypt on resource: {key}" in exc.response["Error"]["Message"]
+    else:
+        raise AssertionError("GetObject of an SSE-KMS object was allowed without kms:Decrypt")
+    # A key IAM does not know (the tests' own, standing for the account's root) passes.
+    assert aws_env.client("s3").get_object(Bucket=bucket, Key="a")["Body"].read() == b"x"
