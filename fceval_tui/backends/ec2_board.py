@@ -40,14 +40,15 @@ FILTER_VALUES = 200  # instance ids per DescribeInstances filter
 
 
 def report_shell() -> str:
-    """The pipeline's `report NAME`: an empty object at `{inbox}/status/NAME`, retried for about 30 s
-    (not at all without an `aws` CLI: the look rounds find such a pipeline, see ec2_look)."""
+    """The pipeline's `report NAME`: an empty object at `{inbox}/status/NAME`, retried for about 7 s (not
+    at all without an `aws` CLI): a report that cannot be written (KMS refused, S3 unreachable) is what the
+    look rounds are for (ec2_look), so the pipeline does not stall on it."""
     target = f'"${UPLOAD_ENV}/{STATUS_DIR}/$1"'
     return "\n".join(
         [
             "report() {",
             '  command -v aws >/dev/null 2>&1 || { echo "fceval-tui: no aws CLI to report $1 with" >&2; return 1; }',
-            "  for wait in 1 2 4 8 16; do",
+            "  for wait in 1 2 4; do",
             f"    aws s3 cp --only-show-errors - {target} </dev/null && return 0",
             '    sleep "$wait"',
             "  done",
