@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.helpers.cli import FAST_GRADE, FAST_RUN
-from tests.helpers.tmux_cleanup import kill_servers_under
+from tests.helpers.tmux_cleanup import kill_processes_in, kill_servers_under
 
 pytest_plugins = (
     "tests.helpers.aws_fixtures",
@@ -36,6 +36,8 @@ def isolated_env(monkeypatch, tmp_path):
     monkeypatch.chdir(workdir)
     yield
     kill_servers_under(tmp_path)
+    for jobs in (tmp_path / "state", tmp_path / "remote"):  # the local and the AWS fixtures' work dirs
+        kill_processes_in(jobs)
 
 
 @pytest.fixture

@@ -186,7 +186,7 @@ def classify(exc: Exception, doing: str) -> Exception:
     expired = expired_credentials(exc)
     if expired is not None:
         return CredentialsExpired(f"{doing}: {expired}")
-    if isinstance(exc, botocore.exceptions.ConnectionError | botocore.exceptions.ReadTimeoutError):
+    if isinstance(exc, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError):
         return TransientError(f"{doing}: cannot reach AWS ({exc})", "check the network; the job is retried")
     if not isinstance(exc, botocore.exceptions.ClientError):
         return exc

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 import shlex
-import threading
-import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -35,6 +34,7 @@ from fceval_tui.backends.base import (
 )
 from fceval_tui.backends.cloud import CloudBackend, remote_work_dir, require_settings
 from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
+from fceval_tui.backends.status_board import StatusBoard
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job
 from fceval_tui.domain.prices import batch_hourly, cost_so_far
@@ -51,40 +51,21 @@ def job_name(job_id: str, attempt: int) -> str:
     return f"{BATCH_JOB_PREFIX}{job_id}-a{attempt}"
 
 
-class _StatusBoard:
-    """The last describe_jobs answer for every watched Batch job, refreshed in batches of 100."""
+class _StatusBoard(StatusBoard[dict]):
+    """The last describe_jobs answer for every watched Batch job, in batches of 100 (see status_board)."""
+
+    doing = "batch:DescribeJobs"
 
     def __init__(self, aws: AwsClients, max_age: float) -> None:
+        super().__init__(max_age)
         self.aws = aws  # its batch client at each call: renewed credentials bring new clients
-        self.max_age = max_age
-        self._lock = threading.Lock()
-        self._watched: set[str] = set()
-        self._seen: dict[str, dict] = {}
-        self._at = 0.0
 
-    def get(self, batch_job_id: str) -> dict | None:
-        with self._lock:
-            self._watched.add(batch_job_id)
-            stale = time.monotonic() - self._at > self.max_age or batch_job_id not in self._seen
-            if stale:
-                self._refresh()
-            return self._seen.get(batch_job_id)
-
-    def forget(self, batch_job_id: str) -> None:
-        with self._lock:
-            self._watched.discard(batch_job_id)
-            self._seen.pop(batch_job_id, None)
-
-    def _refresh(self) -> None:
+    def _fetch(self, keys: Sequence[str]) -> dict[str, dict]:
         seen: dict[str, dict] = {}
-        try:
-            for ids in chunks(sorted(self._watched), 100):
-                for item in self.aws.batch.describe_jobs(jobs=list(ids))["jobs"]:
-                    seen[item["jobId"]] = item
-        except AWS_ERRORS as exc:
-            raise classify(exc, "batch:DescribeJobs") from exc
-        self._seen = seen
-        self._at = time.monotonic()
+        for ids in chunks(keys, 100):
+            for item in self.aws.batch.describe_jobs(jobs=list(ids))["jobs"]:
+                seen[item["jobId"]] = item
+        return seen
 
 
 class BatchBackend(CloudBackend):

@@ -76,9 +76,11 @@ class CloudBackend(Backend):
     def artifacts_dir(self, job: Job, local_work: Path) -> str:
         return remote_work_dir(self.settings, job.id) + "/artifacts"
 
-    def pipeline_script(self, ctx: JobContext, upload: str, where: str, run_as: str | None = None) -> str:
+    def pipeline_script(
+        self, ctx: JobContext, upload: str, where: str, *, run_as: str | None = None, report: str = ""
+    ) -> str:
         """The job's pipeline as it runs on the compute, in the remote work directory (its harness steps
-        as the user `run_as`, when given)."""
+        as the user `run_as`, when given; `report`: see pipeline)."""
         return pipeline.render(
             remote_work_dir(self.settings, ctx.job.id),
             self.artifacts_dir(ctx.job, ctx.work_dir),
@@ -87,6 +89,7 @@ class CloudBackend(Backend):
             upload=upload,
             banner=f"fceval-tui job {ctx.job.id} attempt {ctx.attempt}{where}",
             run_as=run_as,
+            report=report,
         )
 
     def artifact_prefix(self) -> str:

@@ -8,7 +8,8 @@ start      wait for running and for the SSM agent, write the manifest of expecte
            staging (the console's alone), and send the pipeline script and the job's values
            (`pipeline.ENV_FILE`, with the attempt's inbox) inside the Run Command that starts the
            pipeline in tmux: the instance reads nothing from S3
-observe    read the pipeline's status files through SSM
+observe    the status board (ec2_board): every watched job's reports in its inbox and its instance's
+           state, for one ListObjectsV2 per run and one DescribeInstances per 200 instances a poll
 collect    copy the uploads from the attempt's inbox to the artifact layout and check every one
 cancel / cleanup   terminate the instance (whatever happened) and delete the staged objects
 
@@ -26,7 +27,7 @@ import time
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from fceval_tui.backends import ec2_launch, ec2_spot_price, remote_tmux
+from fceval_tui.backends import ec2_board, ec2_launch, ec2_look, ec2_spot_price, remote_tmux
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, classify, error_code, tag_filter, tag_map
 from fceval_tui.backends.aws_constants import (
     ATTEMPT_TAG,
@@ -46,21 +47,21 @@ from fceval_tui.backends.base import (
     TmuxTarget,
 )
 from fceval_tui.backends.cloud import CloudBackend, remote_work_dir
+from fceval_tui.backends.ec2_board import GONE_STATES, Ec2Board, Watched, attempt_key
 from fceval_tui.backends.ec2_image import AL2023_PARAMETER, Ec2Images, architecture
 from fceval_tui.backends.ec2_network import Ec2Network
-from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
+from fceval_tui.backends.manifest import MANIFEST, Manifest, load_manifest, verify_uploads
 from fceval_tui.backends.staging import Staging
 from fceval_tui.config import Settings
 from fceval_tui.domain import pipeline
 from fceval_tui.domain.models import Job, utcnow
 from fceval_tui.domain.prices import cost_so_far, ec2_hourly
 from fceval_tui.domain.states import JobState
+from fceval_tui.domain.triage import ErrorClass
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
-from fceval_tui.transports.retry import RetryPolicy
 from fceval_tui.transports.ssm import SsmTransport
 
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
-GONE_STATES = ("shutting-down", "terminated", "stopping", "stopped")
 # The OS user of Session Manager sessions unless Run As is configured (AWS: Session Manager, "Turn on
 # run as support for Linux and macOS managed nodes"); the agent creates it at the first session.
 SESSION_USER = "ssm-user"
@@ -124,6 +125,7 @@ class Ec2Backend(CloudBackend):
         "ssm:DescribeInstanceInformation",
         "ssm:SendCommand",
         "ssm:GetCommandInvocation",
+        "ssm:ListCommandInvocations",  # the status board's look rounds (ec2_look)
         "ssm:CancelCommand",
         "ssm:StartSession",  # the `aws` CLI's, for attach and the live mirror
         "ssm:TerminateSession",
@@ -156,6 +158,7 @@ class Ec2Backend(CloudBackend):
         self.aws = clients or AwsClients(settings.region, settings.profile, ("ec2", "ssm", "s3"))
         self.images = Ec2Images(self.aws, settings)
         self.network = Ec2Network(self.aws, settings)
+        self._board = Ec2Board(self.aws, lambda: self.poll_interval / 2, settings.remote_work_dir, SESSION_USER)
 
     # -- the Backend contract -----------------------------------------------------------------
 
@@ -199,7 +202,9 @@ class Ec2Backend(CloudBackend):
         self.staging(ctx.job, ctx.attempt, ctx.expires_at).put(self.aws.s3, MANIFEST, manifest.to_json())
         files = remote_tmux.bundle(
             {
-                pipeline.SCRIPT_NAME: self.pipeline_script(ctx, manifest.upload_shell(), f" on {resource_id}"),
+                pipeline.SCRIPT_NAME: self.pipeline_script(
+                    ctx, manifest.upload_shell(), f" on {resource_id}", report=ec2_board.report_shell()
+                ),
                 pipeline.ENV_FILE: pipeline.env_file_text({**ctx.env, **manifest.environment()}),
             }
         )
@@ -220,32 +225,35 @@ class Ec2Backend(CloudBackend):
         if not result.ok:
             detail = result.stderr.strip()[-300:]
             raise TransientError(f"starting the pipeline on {resource_id} failed (exit {result.exit_code}): {detail}")
+        self._board.watch(attempt_key(ctx.job.id, ctx.attempt), Watched(resource_id, manifest.inbox))
 
     def observe(self, ctx: JobContext, resource_id: str) -> Observation:
-        work = remote_work_dir(self.settings, ctx.job.id)
-        # One try per look: the runner already retries a failed observation, and a terminated
-        # instance should be noticed at once rather than after the transport's own backoff.
-        transport = self._transport(ctx.job, ctx.attempt, resource_id, RetryPolicy(attempts=1))
-        try:
-            status = remote_tmux.status_script(
-                work, ctx.job.id, socket=remote_tmux.socket_path(work), grant_user=SESSION_USER
-            )
-            result = transport.run(["sh", "-c", status], timeout=60)
-        except (TransientError, TimeoutError) as exc:
-            self._raise_if_gone(resource_id)
-            if isinstance(exc, TimeoutError):
-                raise TransientError(f"reading the status on {resource_id} timed out: {exc}") from exc
-            raise
-        return remote_tmux.observation(result.stdout, resource_id, self._raise_if_gone)
+        key = attempt_key(ctx.job.id, ctx.attempt)
+        if not self._board.watches(key):  # a resumed job: its inbox is in the manifest staged at start
+            manifest = Manifest.parse(self.staging(ctx.job, ctx.attempt).get(self.aws.s3, MANIFEST))
+            if manifest is None or not manifest.inbox:
+                raise ResourceGone(f"no manifest with an inbox for {key}: its pipeline cannot report")
+            self._board.watch(key, Watched(resource_id, manifest.inbox))
+        sighting = self._board.get(key)
+        if sighting is None:  # watched since the last refresh: its pipeline was just started
+            return Observation(JobState.RUNNING, detail="EC2: not on the status board yet")
+        return ec2_board.observation(sighting, resource_id)
 
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
+        self._board.forget(attempt_key(ctx.job.id, ctx.attempt))
         manifest = load_manifest(self.aws.s3, self.staging(ctx.job, ctx.attempt), ctx, self.settings)
-        return verify_uploads(self.aws.s3, manifest, observation.exit_code, observation.detail)
+        outcome = verify_uploads(self.aws.s3, manifest, observation.exit_code, observation.detail)
+        if outcome.error_class == ErrorClass.UPLOAD and not observation.detail:
+            transport = self._transport(ctx.job, ctx.attempt, resource_id)
+            said = ec2_look.upload_error(transport, remote_work_dir(self.settings, ctx.job.id))
+            outcome = verify_uploads(self.aws.s3, manifest, observation.exit_code, said)
+        return outcome
 
     def cancel(self, ctx: JobContext, resource_id: str) -> None:
         self._terminate([resource_id])
 
     def cleanup(self, ctx: JobContext, resource_id: str) -> None:
+        self._board.forget(attempt_key(ctx.job.id, ctx.attempt))
         # Also whatever carries this attempt's tags: a launch whose reply was lost is found here.
         ids = {resource_id} | {item["InstanceId"] for item in self._instances_of(ctx)}
         self._terminate(sorted(i for i in ids if i.startswith("i-")))
@@ -439,7 +447,7 @@ class Ec2Backend(CloudBackend):
                 return  # already gone
             raise classify(exc, f"ec2:TerminateInstances {', '.join(instance_ids)}") from exc
 
-    def _transport(self, job: Job, attempt: int, instance_id: str, policy: RetryPolicy | None = None) -> SsmTransport:
+    def _transport(self, job: Job, attempt: int, instance_id: str) -> SsmTransport:
         output = self._ssm_output(job, attempt)
         return SsmTransport(
             self.aws.ssm,
@@ -450,7 +458,6 @@ class Ec2Backend(CloudBackend):
             region=self.settings.region,
             profile=self.settings.profile or None,
             command_prefix=self.settings.aws_command_prefix,
-            retry_policy=policy,
             poll_interval=min(1.0, self.poll_interval),
         )
 

@@ -20,7 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fceval_tui import locations
-from fceval_tui.backends import pool_scripts, remote_tmux
+from fceval_tui.backends import ec2_board, pool_scripts, remote_tmux
 from fceval_tui.backends.base import JobContext
 from fceval_tui.backends.cloud import remote_work_dir
 from fceval_tui.backends.ec2 import SESSION_USER, Ec2Backend
@@ -100,7 +100,9 @@ class Ec2PoolBackend(Ec2Backend):
         work = remote_work_dir(self.settings, ctx.job.id)
         manifest = self.new_manifest(ctx)
         self.staging(ctx.job, ctx.attempt, ctx.expires_at).put(self.aws.s3, MANIFEST, manifest.to_json())
-        script = self.pipeline_script(ctx, manifest.upload_shell(), f" on {resource_id}", run_as=user)
+        script = self.pipeline_script(
+            ctx, manifest.upload_shell(), f" on {resource_id}", run_as=user, report=ec2_board.report_shell()
+        )
         files = remote_tmux.bundle(
             {
                 pipeline.SCRIPT_NAME: script,

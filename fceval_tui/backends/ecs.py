@@ -19,9 +19,8 @@ root, so it reaches the socket whatever the image's user) and need it.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -52,6 +51,7 @@ from fceval_tui.backends.ecs_exec_agent import WAIT as EXEC_AGENT_WAIT
 from fceval_tui.backends.ecs_exec_agent import wait_until_exec_ready
 from fceval_tui.backends.ecs_task_definition import CONTAINER, family_of, image_for
 from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
+from fceval_tui.backends.status_board import StatusBoard
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job
 from fceval_tui.domain.prices import cost_so_far, fargate_hourly
@@ -65,40 +65,22 @@ _STARTING = ("PROVISIONING", "PENDING", "ACTIVATING")
 START_TIMEOUT = 600  # seconds a task may take to leave PENDING (image pull, ENI) before a retry
 
 
-class _TaskBoard:
-    """The last DescribeTasks answer for every watched task, refreshed in batches of 100."""
+class _TaskBoard(StatusBoard[dict]):
+    """The last DescribeTasks answer for every watched task, in batches of 100 (see status_board)."""
+
+    doing = "ecs:DescribeTasks"
 
     def __init__(self, aws: AwsClients, cluster: str, max_age: Callable[[], float]) -> None:
+        super().__init__(max_age)
         self.aws = aws  # its ecs client at each call: renewed credentials bring new clients
         self.cluster = cluster
-        self.max_age = max_age
-        self._lock = threading.Lock()
-        self._watched: set[str] = set()
-        self._seen: dict[str, dict] = {}
-        self._at = 0.0
 
-    def get(self, task_arn: str, fresh: bool = False) -> dict | None:
-        with self._lock:
-            self._watched.add(task_arn)
-            if fresh or time.monotonic() - self._at > self.max_age() or task_arn not in self._seen:
-                self._refresh()
-            return self._seen.get(task_arn)
-
-    def forget(self, task_arn: str) -> None:
-        with self._lock:
-            self._watched.discard(task_arn)
-            self._seen.pop(task_arn, None)
-
-    def _refresh(self) -> None:
+    def _fetch(self, keys: Sequence[str]) -> dict[str, dict]:
         seen: dict[str, dict] = {}
-        try:
-            for arns in chunks(sorted(self._watched), 100):
-                for task in self.aws.ecs.describe_tasks(cluster=self.cluster, tasks=list(arns))["tasks"]:
-                    seen[task["taskArn"]] = task
-        except AWS_ERRORS as exc:
-            raise classify(exc, "ecs:DescribeTasks") from exc
-        self._seen = seen
-        self._at = time.monotonic()
+        for arns in chunks(keys, 100):
+            for task in self.aws.ecs.describe_tasks(cluster=self.cluster, tasks=list(arns))["tasks"]:
+                seen[task["taskArn"]] = task
+        return seen
 
 
 class EcsBackend(CloudBackend):

@@ -1,17 +1,18 @@
 """The pipeline in tmux on cloud compute (EC2 through SSM, ECS through ECS Exec): the shell that
-starts it, the shell that reads its status, and what that status means.
+starts it and the shell that opens its tmux server to the session user.
 
 One tmux server per job, on an explicit socket in the job's work directory (`socket_path`), used
-with `tmux -S` on every path: launch, status, mirror, tail, attach. The default socket depends on
+with `tmux -S` on every path: launch, mirror, tail, attach. The default socket depends on
 the user (`/tmp/tmux-UID/default`), and on EC2 the pipeline is started by Run Command, as root,
 while Session Manager sessions (tail, the live mirror, attach) run as `ssm-user`: with default
 sockets those would look at a server of their own and find "no server running".
 
 A root-owned server lets another user in only when (1) the user can reach and open the socket and
 (2) tmux >= 3.3 has the user on its access list (`server-access -a`; root and the owner are always
-allowed). So the launch and every status poll (both run as root) put the work directory and the
-socket in the group `TMUX_GROUP` (0710 and 0660: the group may reach and open the socket, nobody
-else anything) and, once `grant_user` exists, add it to that group and to the server's access list.
+allowed). So the launch (as root) puts the work directory and the socket in the group `TMUX_GROUP`
+(0710 and 0660: the group may reach and open the socket, nobody else anything) and, once
+`grant_user` exists, the launch and the EC2 status board's access rounds (ec2_board, as root) add
+it to that group and to the server's access list.
 This grants no more than the session user already has: on EC2 the agent gives ssm-user
 passwordless sudo.
 """
@@ -23,9 +24,7 @@ import shlex
 import tarfile
 from collections.abc import Callable
 
-from fceval_tui.backends.base import Observation, ResourceGone
 from fceval_tui.domain import pipeline
-from fceval_tui.domain.states import JobState
 
 EXIT_NO_TMUX = 4
 EXIT_NO_SCRIPT = 3
@@ -138,35 +137,6 @@ def grant_script(socket: str, user: str) -> str:
         f"|| {tmux} server-access -a {q(user)}; "
         "fi >/dev/null 2>&1"
     )
-
-
-def status_script(work: str, session: str, *, socket: str | None = None, grant_user: str | None = None) -> str:
-    """The pane state first, then the status files: a dead pane without `done` means the pipeline died.
-
-    With `grant_user`, also grants that user access to the job's tmux server once it exists: on EC2
-    the agent creates ssm-user at the first session, which may come after the launch."""
-    q = shlex.quote
-    tmux = shlex.join(["tmux", "-S", socket]) if socket else "tmux"
-    pane = f"{tmux} display-message -p -t {q('=' + session + ':')} '#{{pane_dead}}' 2>/dev/null || echo gone"
-    grant = grant_script(socket, grant_user) + "\n" if socket and grant_user else ""
-    return f'{grant}printf "pane=%s\\n" "$({pane})"\n{pipeline.status_command(work)}'
-
-
-def pane_state(stdout: str) -> str:
-    return next((line[5:] for line in stdout.splitlines() if line.startswith("pane=")), "")
-
-
-def observation(stdout: str, resource_id: str, check_gone: Callable[[str], None]) -> Observation:
-    """Read the output of `status_script`. A dead pane without `done` means the pipeline died:
-    `check_gone` raises ResourceGone first when the compute itself was reaped."""
-    status = pipeline.parse_status_output(stdout)
-    if status.done:
-        return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code, detail=status.upload_error)
-    pane = pane_state(stdout)
-    if pane in ("1", "gone"):
-        check_gone(resource_id)
-        raise ResourceGone(f"the pipeline on {resource_id} ended without finishing (tmux pane: {pane})")
-    return Observation(status.state, exit_code=status.run_exit)
 
 
 # Exit codes of `container_bootstrap` of its own (a pipeline exiting with one of them exits 1 instead).

@@ -10,6 +10,10 @@ any backend can read back, even through a transport that loses exit codes:
     done         the job's exit code, written last: its presence means the pipeline finished
     upload.err   the first failed upload's error, on one line (absent when every upload worked)
     out/run.tar.gz, out/grading_report.json.gz           what the backend stores per the layout
+
+Where a backend gives it a `report` function, the pipeline also reports each change where the
+console reads all of a run's jobs at once (`report NAME`): `REPORTED_GRADING`, `REPORTED_UPLOADING`,
+then `exit-CODE` after the `done` file, or `REPORTED_DIED` when a signal ends it unfinished.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ SCRIPT_NAME = "pipeline.sh"
 ENV_FILE = "job.env"  # the job's values, NAME=value a line: data the script exports, never parses
 CONSOLE_LOG = "console.log"  # the pane's output, piped next to the status files
 HISTORY_LIMIT = 50000  # scrollback kept by every job's tmux session
+REPORTED_GRADING, REPORTED_UPLOADING, REPORTED_DIED = "grading", "uploading", "died"
+REPORTED_EXIT = "exit-"  # followed by the job's exit code
 
 
 _PHASE_STATES = {
@@ -69,25 +75,27 @@ def render(
     upload: str = "",
     banner: str = "",
     run_as: str | None = None,
+    report: str = "",
 ) -> str:
     """`run_command`/`grade_command` are rendered templates (they read the job's values from the
     environment: `ENV_FILE` in the work directory, or the container's environment where the backend
-    sets it); `upload` is trusted shell built by a backend with shlex.quote. `run_as`: a user the run
-    and grade steps drop to (`runuser`, environment kept), in that user's home and with umask 077, while
-    the status files and uploads stay with the pipeline's own user; the artifacts are read for packing as
-    `run_as` too, so a link the job made never leads the pipeline's user elsewhere (a warm pool's jobs,
-    see backends/pool_scripts)."""
+    sets it); `upload` and `report` (a shell function `report NAME`, see the module doc) are trusted
+    shell built by a backend with shlex.quote. `run_as`: a user the run and grade steps drop to
+    (`runuser`, environment kept), in that user's home and with umask 077, while the status files and
+    uploads stay with the pipeline's own user; the artifacts are read for packing as `run_as` too, so a
+    link the job made never leads the pipeline's user elsewhere (a warm pool's jobs, see
+    backends/pool_scripts)."""
     q = shlex.quote
     grade = grade_command or ""
     pack = f"tar -czf {RUN_ARCHIVE} -C {q(artifacts_dir)} ."
-    report = f"gzip -c {q(artifacts_dir + '/' + GRADING_REPORT)} > {REPORT_ARCHIVE}"
+    keep_report = f"gzip -c {q(artifacts_dir + '/' + GRADING_REPORT)} > {REPORT_ARCHIVE}"
     if run_as:
         as_user = f"runuser -u {q(run_as)} --"
         step = 'umask 077; cd "$HOME" || exit 97; '
         run_command = f"{as_user} sh -c {q(step + run_command)}"
         grade_command = f"{as_user} sh -c {q(step + grade)}" if grade else None
         pack = f"{as_user} tar -czf - -C {q(artifacts_dir)} . > {RUN_ARCHIVE}"
-        report = f"{as_user} gzip -c {q(artifacts_dir + '/' + GRADING_REPORT)} > {REPORT_ARCHIVE}"
+        keep_report = f"{as_user} gzip -c {q(artifacts_dir + '/' + GRADING_REPORT)} > {REPORT_ARCHIVE}"
     return f"""#!/bin/sh
 # {banner or "fceval-tui pipeline"}
 cd {q(work_dir)} || exit 97
@@ -98,6 +106,8 @@ if [ -f {ENV_FILE} ]; then
 fi
 mkdir -p {q(artifacts_dir)} out
 phase() {{ printf '%s\\n' "$1" > {PHASE_FILE}.tmp && mv {PHASE_FILE}.tmp {PHASE_FILE}; }}
+{report.strip() or "report() { :; }"}
+trap 'report {REPORTED_DIED}; exit 1' HUP INT TERM
 phase running
 ( {run_command}
 )
@@ -106,6 +116,7 @@ printf '%s\\n' "$rc" > {RUN_EXIT}
 code=$rc
 if [ "$rc" -eq 0 ] && [ -n {q(grade)} ]; then
   phase grading
+  report {REPORTED_GRADING}
   ( {grade_command or ":"}
   )
   grc=$?
@@ -113,13 +124,16 @@ if [ "$rc" -eq 0 ] && [ -n {q(grade)} ]; then
   code=$grc
 fi
 phase uploading
+report {REPORTED_UPLOADING}
 {pack} || echo 'fceval-tui: packing artifacts failed' >&2
 if [ -f {q(artifacts_dir + "/" + GRADING_REPORT)} ]; then
-  {report}
+  {keep_report}
 fi
 {upload}
 phase done
 printf '%s\\n' "$code" > {DONE_FILE}.tmp && mv {DONE_FILE}.tmp {DONE_FILE}
+trap - HUP INT TERM
+report "{REPORTED_EXIT}$code"
 echo "fceval-tui: pipeline finished with exit code $code"
 """
 
@@ -146,18 +160,3 @@ def parse_status(files: dict[str, str | None]) -> PipelineResult:
 
 
 STATUS_FILES = (PHASE_FILE, RUN_EXIT, GRADE_EXIT, DONE_FILE, UPLOAD_ERROR)
-
-
-def status_command(work_dir: str) -> str:
-    """One shell line printing every status file as `name=content` (for remote observation)."""
-    parts = [f"printf '{name}=%s\\n' \"$(cat {name} 2>/dev/null)\"" for name in STATUS_FILES]
-    return f"cd {shlex.quote(work_dir)} 2>/dev/null && {{ {'; '.join(parts)}; }}"
-
-
-def parse_status_output(text: str) -> PipelineResult:
-    files: dict[str, str | None] = {}
-    for line in text.splitlines():
-        name, sep, value = line.partition("=")
-        if sep and name in STATUS_FILES:
-            files[name] = value or None
-    return parse_status(files)

@@ -167,7 +167,7 @@ def pool_down(
 ) -> list[str]:
     """Cancel the pool's active jobs, terminate its instances and wait until EC2 says terminated;
     the ids of the instances it ended."""
-    from fceval_tui.services.runner import cancel_jobs
+    from fceval_tui.services.job_actions import cancel_jobs
 
     book = PoolBook(ledger)
     pool = book.pool(check_name(name))

@@ -22,23 +22,20 @@ from datetime import timedelta
 from fceval_tui.backends import make_backend
 from fceval_tui.backends.base import Backend, JobContext, Observation, ResourceGone, work_dir
 from fceval_tui.config import Settings
-from fceval_tui.domain.backoff import full_jitter
 from fceval_tui.domain.models import Job, JobSpec, Run, utcnow
 from fceval_tui.domain.states import PIPELINE_ORDER, IllegalTransition, JobState
 from fceval_tui.domain.template import job_environment
 from fceval_tui.domain.triage import ErrorClass
-from fceval_tui.errors import BackendError, CapacityError, PermanentError
+from fceval_tui.errors import BackendError, CapacityError, PermanentError, ThrottlingError
 from fceval_tui.ledger import Ledger
+from fceval_tui.services.contact import COLLECT_TRIES, Contact, backoff
 from fceval_tui.services.credentials import CredentialGate, PauseEnded
 
 log = logging.getLogger(__name__)
 
 ACTIVE = (JobState.STARTING, JobState.RUNNING, JobState.GRADING, JobState.UPLOADING)
-MAX_BACKOFF = 60.0
 # How often a runner looks for jobs put back to pending (retries) while it drives a run.
 RESCAN_SECONDS = 1.0
-# Consecutive failed observations before the compute is considered lost.
-OBSERVE_FAILURES = 5
 
 
 @dataclass(frozen=True)
@@ -79,11 +76,6 @@ def render_commands(settings: Settings) -> tuple[str, str | None]:
 def stop_context(settings: Settings, job: Job) -> JobContext:
     """Enough context to cancel and clean up a job's compute (nothing is rendered or started)."""
     return JobContext(job, job.attempts, "", None, "", work_dir(settings, job), utcnow())
-
-
-def backoff(attempt: int, base: float = 1.0) -> float:
-    """The wait after attempt number `attempt` (counted from 1)."""
-    return full_jitter(max(0, attempt - 1), base, MAX_BACKOFF)
 
 
 class _Cancelled(Exception):
@@ -237,6 +229,12 @@ class Runner:
                 try:
                     resource_id = self.credentials.call(job, lambda: backend.provision(ctx))
                     break
+                except ThrottlingError:
+                    # botocore's retries were used up: wait without spending an attempt (never a verdict).
+                    waits += 1
+                    self._check_timeout(job)
+                    self._sleep(backoff(waits, self.backoff_base))
+                    job = self._reload(job)
                 except CapacityError as exc:
                     waits += 1
                     if job.state != JobState.WAITING_CAPACITY:
@@ -269,7 +267,7 @@ class Runner:
     def _watch(self, ctx: JobContext, resource_id: str) -> Job:
         backend = self.backend
         job = self._reload(ctx.job)
-        failures = 0
+        contact = Contact()  # failed reads decide loss only when many and lasting (services/contact.py)
         interval = getattr(backend, "poll_interval", 2.0)
         while True:
             if self._stop.is_set():
@@ -286,7 +284,7 @@ class Runner:
                 )
             try:
                 observation = self.credentials.call(job, lambda: backend.observe(ctx, resource_id))
-                failures = 0
+                contact.ok()
             except ResourceGone as exc:
                 self._cleanup(ctx, resource_id)
                 return self._after_error(job, _Lost(str(exc)))
@@ -294,11 +292,11 @@ class Runner:
                 if not exc.transient:
                     self._cleanup(ctx, resource_id)
                     return self._after_error(job, exc)
-                failures += 1
-                if failures >= OBSERVE_FAILURES:
+                if contact.failed(exc):
                     self._cleanup(ctx, resource_id)
                     return self._after_error(job, _Lost(f"lost contact: {exc}"))
-                self._sleep(backoff(failures, self.backoff_base))
+                # Capped near the poll interval: backends with a status board back off their calls themselves.
+                self._sleep(min(contact.delay(self.backoff_base), 2 * interval))
                 job = self._reload(job)
                 continue
             job = self._advance(job, observation)
@@ -324,11 +322,17 @@ class Runner:
     def _complete(self, ctx: JobContext, job: Job, resource_id: str, observation: Observation) -> Job:
         if job.state != JobState.UPLOADING:
             job = self._move(job, JobState.UPLOADING)
-        try:
-            outcome = self.credentials.call(job, lambda: self.backend.collect(ctx, resource_id, observation))
-        except BackendError as exc:
-            self._cleanup(ctx, resource_id)
-            return self._after_error(job, exc)
+        contact = Contact(max_tries=COLLECT_TRIES)  # the pipeline is done: a failed collect is retried, not rerun
+        while True:
+            try:
+                outcome = self.credentials.call(job, lambda: self.backend.collect(ctx, resource_id, observation))
+                break
+            except BackendError as exc:
+                if not exc.transient or contact.failed(exc):
+                    self._cleanup(ctx, resource_id)
+                    return self._after_error(job, exc)
+                self._sleep(contact.delay(self.backoff_base))
+                job = self._reload(job)
         self._cleanup(ctx, resource_id)
         if outcome.succeeded:
             return self._finish(job.id, JobState.SUCCEEDED, exit_code=outcome.exit_code, artifacts=outcome.artifacts)
@@ -439,60 +443,4 @@ class _TimedOut(Exception):
 
 class _Lost(BackendError):
     transient = True
-
-
-def cancel_jobs(
-    ledger: Ledger, settings: Settings, job_ids: list[str], reason: str = "cancelled by user", by: str | None = None
-) -> list[Job]:
-    """Cancel jobs now, whether or not a runner is alive: the ledger first, then the compute. `by` (an
-    operator's identity) puts the action in the ledger's log of what operators did."""
-    cancelled = []
-    backends: dict[str, Backend] = {}
-    for job_id in job_ids:
-        job = ledger.get_job(job_id)
-        if job.state.is_final:
-            continue
-        try:
-            # No `expect`: every non-final state may be cancelled, whatever a runner just moved it to.
-            job = ledger.transition(
-                job.id, JobState.CANCELLED, reason=reason, ended_at=utcnow(), error_class=ErrorClass.CANCELLED
-            )
-            if by:
-                ledger.record(job.run_id, job.id, "operator_cancel", by=by, reason=reason)
-        except IllegalTransition:
-            continue  # it became final meanwhile
-        cancelled.append(job)
-        if job.resource_id:
-            if job.run_id not in backends:
-                backends[job.run_id] = make_backend(job.backend, run_settings(settings, ledger.get_run(job.run_id)))
-            backend = backends[job.run_id]
-            ctx = stop_context(settings, job)
-            try:
-                backend.cancel(ctx, job.resource_id)
-                backend.cleanup(ctx, job.resource_id)
-            except BackendError as exc:
-                ledger.record(job.run_id, job.id, "cleanup_failed", resource_id=job.resource_id, error=str(exc))
-    return cancelled
-
-
-def retry_jobs(ledger: Ledger, job_ids: list[str], by: str | None = None) -> list[Job]:
-    """Put final, unsuccessful jobs back to pending (a user decision); a runner then drives them."""
-    retried = []
-    for job_id in job_ids:
-        job = ledger.get_job(job_id)
-        if job.state in (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT):
-            retried.append(
-                ledger.transition(
-                    job.id,
-                    JobState.PENDING,
-                    expect=job.state,
-                    reason="retry requested",
-                    error=None,
-                    error_class=None,
-                    exit_code=None,
-                    ended_at=None,
-                )
-            )
-            if by:
-                ledger.record(job.run_id, job.id, "operator_retry", by=by, error_class=job.error_class)
-    return retried
+    error_class = ErrorClass.LOST_SESSION

@@ -25,11 +25,12 @@ from fceval_tui.errors import UserError
 from fceval_tui.ledger import Ledger
 from fceval_tui.services import teardown
 from fceval_tui.services.forwarding import Forwards
+from fceval_tui.services.job_actions import cancel_jobs, retry_jobs
 from fceval_tui.services.operator import STS_WAIT, identity, start_lookup
 from fceval_tui.services.pool_keeper import PoolKeeper
 from fceval_tui.services.report import read_grading_report
 from fceval_tui.services.resources import list_resources
-from fceval_tui.services.runner import Runner, cancel_jobs, retry_jobs, run_settings
+from fceval_tui.services.runner import Runner, run_settings
 from fceval_tui.ui.screens.events import EventsScreen
 from fceval_tui.ui.screens.jobs import JobsScreen
 from fceval_tui.ui.screens.launch import LaunchScreen

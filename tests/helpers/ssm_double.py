@@ -61,7 +61,7 @@ from fceval_tui.backends.remote_tmux import TMUX_GROUP
 from tests.helpers.aws import MotoWorld
 from tests.helpers.job_users import remove_users_homed_under
 from tests.helpers.machine_state import held
-from tests.helpers.tmux_cleanup import kill_servers_under
+from tests.helpers.tmux_cleanup import kill_processes_in, kill_servers_under
 
 SSM_USER = "ssm-user"
 STDOUT_LIMIT, STDERR_LIMIT = 24_000, 8_000
@@ -121,6 +121,7 @@ class Ec2Machine:
         """Kill every tmux server the machine's users started (explicit sockets and default ones), and
         remove the pool job users a failed test left here with their processes (job_users.py)."""
         kill_servers_under(self.root, self.env)
+        kill_processes_in(self.root)
         remove_users_homed_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -249,7 +249,8 @@ def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, ledger,
     from fceval_tui.domain.models import JobSpec
     from fceval_tui.domain.states import JobState
     from fceval_tui.domain.template import CommandTemplate
-    from fceval_tui.services.runner import Runner, retry_jobs
+    from fceval_tui.services.job_actions import retry_jobs
+    from fceval_tui.services.runner import Runner
 
     monkeypatch.setenv("FCEVAL_EXAMPLE_TRACE", fast_env["FCEVAL_EXAMPLE_TRACE"])
     settings = settings_factory(FCEVAL_GRADE_COMMAND="")
@@ -278,7 +279,8 @@ def test_a_killed_session_is_noticed_while_other_sessions_live(state_dir, settin
     from fceval_tui.backends.local import LocalBackend
     from fceval_tui.domain.models import JobSpec
     from fceval_tui.domain.states import JobState
-    from fceval_tui.services.runner import Runner, cancel_jobs
+    from fceval_tui.services.job_actions import cancel_jobs
+    from fceval_tui.services.runner import Runner
 
     seen = tmp_path / "seen"
     seen.mkdir()

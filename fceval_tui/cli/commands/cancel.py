@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fceval_tui.services.job_actions import cancel_jobs
     from fceval_tui.services.operator import identity_for
-    from fceval_tui.services.runner import cancel_jobs
 
     settings, ledger = load_context(args)
     if args.run:

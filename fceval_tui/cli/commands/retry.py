@@ -25,8 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from fceval_tui.cli import output
     from fceval_tui.domain.triage import parse_error_class, retryable
     from fceval_tui.services import launching
+    from fceval_tui.services.job_actions import retry_jobs
     from fceval_tui.services.operator import identity_for
-    from fceval_tui.services.runner import retry_jobs, run_settings
+    from fceval_tui.services.runner import run_settings
 
     settings, ledger = load_context(args)
     run_ = ledger.get_run(args.run)

@@ -84,8 +84,8 @@ def execute(
     settle_seconds: float = SETTLE_SECONDS,
 ) -> Result:
     """Cancel the plan's jobs in the ledger, destroy its resources, then list again. Idempotent."""
+    from fceval_tui.services.job_actions import cancel_jobs
     from fceval_tui.services.operator import identity_for
-    from fceval_tui.services.runner import cancel_jobs
 
     say = on_progress or (lambda message: None)
     result = Result(plan)

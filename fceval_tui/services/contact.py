@@ -1,0 +1,59 @@
+"""How long the runner keeps faith with compute it cannot read, and how long it waits between tries.
+
+A failed status read says nothing about the compute: AWS may be throttling, or this machine's
+network may be down for a minute. Compute that is really gone is reported as gone by the backend
+(`ResourceGone`). So failures alone end an attempt only when they are many and have lasted: at
+least `OBSERVE_FAILURES` in a row over at least `LOST_AFTER` seconds. Throttling never counts: it
+only slows the runner down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fceval_tui.domain.backoff import full_jitter
+from fceval_tui.errors import BackendError, ThrottlingError
+
+MAX_BACKOFF = 60.0
+# Consecutive failed reads, and how long they must have lasted, before the compute is considered lost.
+OBSERVE_FAILURES = 5
+LOST_AFTER = 180.0
+# Where no timeout watches (collecting a finished job's uploads), throttling too ends the wait after so many tries.
+COLLECT_TRIES = 20
+
+
+def backoff(attempt: int, base: float = 1.0) -> float:
+    """The wait after attempt number `attempt` (counted from 1)."""
+    return full_jitter(max(0, attempt - 1), base, MAX_BACKOFF)
+
+
+class Contact:
+    """The run of failed reads of one attempt's compute."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_tries: int | None = None) -> None:
+        self.clock = clock
+        self.max_tries = max_tries
+        self.failures = 0  # those that count towards loss
+        self.tries = 0  # every failed read in a row, throttled ones too (for the backoff)
+        self._since: float | None = None
+
+    def ok(self) -> None:
+        self.failures, self.tries, self._since = 0, 0, None
+
+    def failed(self, error: BackendError) -> bool:
+        """Record a failed read; True when the compute is now to be considered lost."""
+        self.tries += 1
+        if self.max_tries is not None and self.tries >= self.max_tries:
+            return True
+        if isinstance(error, ThrottlingError):
+            return False
+        now = self.clock()
+        if self._since is None:
+            self._since = now
+        self.failures += 1
+        return self.failures >= OBSERVE_FAILURES and now - self._since >= LOST_AFTER
+
+    def delay(self, base: float) -> float:
+        """The wait before the next read."""
+        return backoff(self.tries, base)
