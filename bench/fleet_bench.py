@@ -22,6 +22,7 @@ import argparse
 import base64
 import datetime
 import io
+import logging
 import os
 import random
 import re
@@ -376,6 +377,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
     names = args.backends.split(",")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's access log would bury the numbers
 
     from moto.moto_api._internal.models import moto_api_backend
     from moto.server import ThreadedMotoServer
