@@ -225,6 +225,28 @@ def chunks(items: Sequence[str], size: int = 100) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
+SSM_IDS_PER_CALL = 50  # DescribeInstanceInformation's InstanceIds filter takes at most 50 values
+
+
+def online_instances(ssm, instance_ids: Sequence[str], doing: str) -> set[str]:
+    """The instances whose SSM agent is Online now (one call per 50 ids); AWS errors classified."""
+    online: set[str] = set()
+    try:
+        for chunk in chunks(instance_ids, SSM_IDS_PER_CALL):
+            pages = ssm.get_paginator("describe_instance_information").paginate(
+                Filters=[{"Key": "InstanceIds", "Values": list(chunk)}]
+            )
+            online |= {
+                info["InstanceId"]
+                for page in pages
+                for info in page["InstanceInformationList"]
+                if info.get("PingStatus") == "Online"
+            }
+    except AWS_ERRORS as exc:
+        raise classify(exc, f"ssm:DescribeInstanceInformation ({doing})") from exc
+    return online
+
+
 def tag_map(tags: Iterable[dict[str, str]] | None) -> dict[str, str]:
     """EC2-style [{Key, Value}] or ECS-style [{key, value}] tag lists as a dict."""
     result: dict[str, str] = {}

@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from fceval_tui.backends import remote_tmux
-from fceval_tui.backends.aws import AWS_ERRORS, chunks, classify, error_code
+from fceval_tui.backends.aws import AWS_ERRORS, chunks, classify, error_code, online_instances
 from fceval_tui.domain import pipeline
-from fceval_tui.errors import TransientError
+from fceval_tui.errors import BackendError, TransientError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +120,9 @@ class Looks:
 
     def _online(self, instance_ids: list[str]) -> set[str]:
         try:
-            pages = self.aws.ssm.get_paginator("describe_instance_information").paginate(
-                Filters=[{"Key": "InstanceIds", "Values": instance_ids}]
-            )
-            return {
-                item["InstanceId"]
-                for page in pages
-                for item in page["InstanceInformationList"]
-                if item.get("PingStatus") == "Online"
-            }
-        except AWS_ERRORS as exc:
-            log.info("%s", classify(exc, "ssm:DescribeInstanceInformation (look)"))
+            return online_instances(self.aws.ssm, instance_ids, "look")
+        except (BackendError, UserError, *AWS_ERRORS) as exc:  # a hint only: the next round asks again
+            log.info("%s", exc)
             return set()
 
     def _read(self, watched: Mapping[str, tuple[str, str]]) -> None:

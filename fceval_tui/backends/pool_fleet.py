@@ -29,7 +29,7 @@ import time
 from datetime import datetime, timedelta
 
 from fceval_tui.backends import pool_scripts
-from fceval_tui.backends.aws import AWS_ERRORS, classify, error_code, tag_filter
+from fceval_tui.backends.aws import AWS_ERRORS, classify, error_code, online_instances, tag_filter
 from fceval_tui.backends.aws_constants import (
     EXPIRES_AT_TAG,
     JOB_ID_TAG,
@@ -45,7 +45,6 @@ from fceval_tui.errors import BackendError, NotFoundError, PermanentError, Trans
 from fceval_tui.ledger_pools import BOOTING, DRAINING, GONE, IDLE_NOTE, READY, Pool, PoolBook, PoolInstance
 from fceval_tui.transports.ssm import SsmTransport
 
-SSM_IDS_PER_CALL = 50  # DescribeInstanceInformation's InstanceIds filter takes at most 50 values
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -299,14 +298,4 @@ class PoolFleet:
         return {i["InstanceId"]: i["State"]["Name"] for i in found}
 
     def _online(self, instance_ids: list[str]) -> set[str]:
-        online: set[str] = set()
-        for start in range(0, len(instance_ids), SSM_IDS_PER_CALL):
-            chunk = instance_ids[start : start + SSM_IDS_PER_CALL]
-            try:
-                info = self.ec2.aws.ssm.describe_instance_information(
-                    Filters=[{"Key": "InstanceIds", "Values": chunk}]
-                )["InstanceInformationList"]
-            except AWS_ERRORS as exc:
-                raise classify(exc, "ssm:DescribeInstanceInformation (pool instances)") from exc
-            online |= {i["InstanceId"] for i in info if i.get("PingStatus") == "Online"}
-        return online
+        return online_instances(self.ec2.aws.ssm, instance_ids, "pool instances")

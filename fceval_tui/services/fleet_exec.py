@@ -23,7 +23,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, chunks, classify, error_code, tag_filter
+from fceval_tui.backends.aws import (
+    AWS_ERRORS,
+    AwsClients,
+    chunks,
+    classify,
+    error_code,
+    online_instances,
+    tag_filter,
+)
 from fceval_tui.backends.aws_constants import MANAGED_BY, MANAGED_BY_TAG, POOL_TAG
 from fceval_tui.config import Settings
 from fceval_tui.errors import BackendError
@@ -225,18 +233,7 @@ class RunCommandFleet:
         return reply["Command"]["CommandId"]
 
     def _online(self, instance_ids: list[str]) -> set[str]:
-        try:
-            pages = self.ssm.get_paginator("describe_instance_information").paginate(
-                Filters=[{"Key": "InstanceIds", "Values": instance_ids}]
-            )
-            return {
-                info["InstanceId"]
-                for page in pages
-                for info in page["InstanceInformationList"]
-                if info.get("PingStatus") == "Online"
-            }
-        except AWS_ERRORS as exc:
-            raise classify(exc, "ssm:DescribeInstanceInformation") from exc
+        return online_instances(self.ssm, instance_ids, "exec")
 
     def _look(self, command_id: str, done: Progress) -> None:
         left = self._waiting[command_id]
