@@ -140,17 +140,21 @@ class LocalBackend(Backend):
         # server has other sessions): only a line naming this very session proves it still exists.
         name, _, rest = pane.stdout.rstrip("\n").partition("\t")
         if pane.returncode != 0 or name != resource_id:
-            raise ResourceGone(f"tmux session {resource_id} is gone before the pipeline finished")
+            return self._finished_or_gone(ctx, f"tmux session {resource_id} is gone before the pipeline finished")
         dead, _, command = rest.partition("\t")
         if command.strip('"').startswith(IDLE_COMMAND):
             # A runner was killed between creating the session and starting the script in it.
             raise ResourceGone(f"the pipeline was never started in tmux session {resource_id}")
         if dead == "1":
-            status = self._status(ctx.work_dir)  # it may have finished between the two reads
-            if status.done:
-                return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
-            raise ResourceGone(f"the pipeline in tmux session {resource_id} died before finishing")
+            return self._finished_or_gone(ctx, f"the pipeline in tmux session {resource_id} died before finishing")
         return Observation(status.state, exit_code=status.run_exit)
+
+    def _finished_or_gone(self, ctx: JobContext, gone: str) -> Observation:
+        # The pipeline writes its status before its pane dies: it may have finished between the two reads.
+        status = self._status(ctx.work_dir)
+        if status.done:
+            return Observation(JobState.UPLOADING, done=True, exit_code=status.exit_code)
+        raise ResourceGone(gone)
 
     def collect(self, ctx: JobContext, resource_id: str, observation: Observation) -> Outcome:
         status = self._status(ctx.work_dir)

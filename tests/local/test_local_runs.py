@@ -322,3 +322,28 @@ def test_observe_matches_the_session_name_exactly(state_dir, settings_factory):
     ctx.work_dir.mkdir(parents=True)
     with pytest.raises(ResourceGone):
         backend.observe(ctx, "r0-001")
+
+
+def test_a_pipeline_that_ends_between_observe_reads_is_finished_not_gone(state_dir, settings_factory, monkeypatch):
+    """The status files are read before the session: a pipeline that writes `done` and ends its session
+    in between is finished, not a lost session (this raced under load and retried a succeeded job)."""
+    from fceval_tui.backends.local import LocalBackend
+    from fceval_tui.domain import pipeline
+    from fceval_tui.domain.models import Job
+    from fceval_tui.domain.states import JobState
+    from fceval_tui.services.runner import stop_context
+
+    backend = LocalBackend(settings_factory())
+    job = Job("r0-001", "r0", 1, "a", "t", "", "", "local", JobState.RUNNING, attempts=1)
+    ctx = stop_context(backend.settings, job)
+    ctx.work_dir.mkdir(parents=True)
+    read_status = LocalBackend._status
+
+    def status_then_finish(work):
+        result = read_status(work)
+        (work / pipeline.DONE_FILE).write_text("0\n")  # the pipeline finishes, its session is gone
+        return result
+
+    monkeypatch.setattr(LocalBackend, "_status", staticmethod(status_then_finish))
+    observation = backend.observe(ctx, "r0-001")
+    assert observation.done and observation.exit_code == 0
