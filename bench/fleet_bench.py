@@ -2,15 +2,12 @@
 at once, per backend (goal: flat in jobs), jobs failed under a 50% throttling storm (goal: 0), and
 the warm pool's launch latency (goal: p50 under 2 s).
 
-Everything runs against a moto server on 127.0.0.1 with the real Runner and backends; calls are
-counted with a botocore hook on the backend's own clients (once per API call; the storm also counts
-the HTTP requests botocore retried). Compute is a light double, so that a thousand jobs fit on one
-machine: each "instance", task or Batch job does what the pipeline does as seen from AWS (its
-archives and, on EC2, its status reports into the attempt's inbox, named by the job's values in
-the launch command, the task definition or the Batch overrides) and then ends as its service shows
-an ended job. tests/helpers has the full doubles (a real pipeline in tmux); they are too heavy for
-a thousand jobs here. Last, launch-to-harness-running latency with and without a warm pool
-(bench/pool_bench.py, on the full SSM double; as root).
+Everything runs against a moto server on 127.0.0.1 (bench/fleet_doubles.py, a process of its own)
+with the real Runner and backends; calls are counted with a botocore hook on the backend's own
+clients (once per API call; the storm also counts the HTTP requests botocore retried). Compute is
+a light double there, so that a thousand jobs fit on one machine; tests/helpers has the full
+doubles (a real pipeline in tmux), too heavy for a thousand jobs. Last, launch-to-harness-running
+latency with and without a warm pool (bench/pool_bench.py, on the full SSM double; as root).
 
     python bench/fleet_bench.py [--sizes 10,100,1000] [--backends ec2,ecs,batch] [--window 30]
                                 [--storm-jobs 30] [--latency-jobs 10]
@@ -19,16 +16,10 @@ a thousand jobs here. Last, launch-to-harness-running latency with and without a
 from __future__ import annotations
 
 import argparse
-import base64
-import datetime
-import io
-import logging
 import os
 import random
-import re
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -38,132 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.fleet_doubles import FleetServer  # noqa: E402
 from tests.helpers.aws import BATCH_DEFINITION, BATCH_QUEUE, ECS_CLUSTER, PROFILE, REGION, STAGING, MotoWorld  # noqa: E402
 
-UPLOAD_ENV = "FCEVAL_JOB_UPLOAD_PREFIX"
 SETTLE = 45.0  # seconds before the window: every job's first look (a resumed EC2 job reads its manifest once)
-INBOX_RUN = "run.tar.gz"
-
-
-# -- compute doubles -------------------------------------------------------------------------------
-
-
-class Fleet:
-    """The jobs' compute: registered by the patched services when they start a job; with `finish_after`
-    set, each job uploads and reports after that many seconds and then ends."""
-
-    def __init__(self, world: MotoWorld) -> None:
-        self.s3 = world.client("s3")
-        self.finish_after: float | None = None
-        self._lock = threading.Lock()
-        self._pending: list[tuple[float, str, Callable[[], None]]] = []
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def reset(self, finish_after: float | None) -> None:
-        """A new measurement: forget the jobs of the last one (their compute stays as it is)."""
-        with self._lock:
-            self._pending = []
-            self.finish_after = finish_after
-
-    def started(self, inbox: str, end: Callable[[], None]) -> None:
-        with self._lock:
-            self._pending.append((time.monotonic(), inbox, end))
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(0.2)
-            if self.finish_after is None:
-                continue
-            now = time.monotonic()
-            with self._lock:
-                due = [p for p in self._pending if now - p[0] >= self.finish_after]
-                self._pending = [p for p in self._pending if now - p[0] < self.finish_after]
-            for _, inbox, end in due:
-                bucket, prefix = inbox[len("s3://") :].split("/", 1)
-                self.s3.put_object(Bucket=bucket, Key=f"{prefix}/{INBOX_RUN}", Body=b"archive")
-                self.s3.put_object(Bucket=bucket, Key=f"{prefix}/status/uploading", Body=b"")
-                self.s3.put_object(Bucket=bucket, Key=f"{prefix}/status/exit-0", Body=b"")
-                end()
-
-
-def install_doubles(fleet: Fleet) -> None:
-    from moto.batch.utils import JobStatus
-    from moto.batch_simple.models import BatchSimpleBackend
-    from moto.core.responses import ActionResult
-    from moto.ecs.models import EC2ContainerServiceBackend
-    from moto.moto_api import state_manager
-    from moto.ssm.models import SimpleSystemManagerBackend
-    from moto.ssm.responses import SimpleSystemManagerResponse
-
-    original_send = SimpleSystemManagerBackend.send_command
-
-    def send_command(self, **kwargs):
-        command = original_send(self, **kwargs)
-        script = "\n".join(command.parameters.get("commands", []))
-        for blob in re.findall(r"printf %s ([A-Za-z0-9+/=]+) \|", script):  # the launch's bundle
-            with tarfile.open(fileobj=io.BytesIO(base64.b64decode(blob))) as tar:
-                env = tar.extractfile("job.env").read().decode()
-            inbox = next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith(UPLOAD_ENV + "="))
-            fleet.started(inbox, lambda: None)  # the instance stays up until the console terminates it
-        return command
-
-    def describe_instance_information(self):
-        wanted = [v for f in self._get_param("Filters", []) if f["Key"] == "InstanceIds" for v in f["Values"]]
-        info = [{"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"} for i in wanted]
-        return ActionResult({"InstanceInformationList": info})
-
-    def list_command_invocations(self):
-        # The board's look rounds (not in moto): every pipeline of the light fleet is alive, so nothing is printed.
-        command = self.ssm_backend.get_command_by_id(self._get_param("CommandId"))
-        items = [
-            {"CommandId": command.command_id, "InstanceId": i, "Status": "Success", "CommandPlugins": [{"Output": ""}]}
-            for i in command.instance_ids
-        ]
-        return ActionResult({"CommandInvocations": items})
-
-    SimpleSystemManagerBackend.send_command = send_command
-    SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
-    SimpleSystemManagerResponse.list_command_invocations = list_command_invocations
-
-    original_run = EC2ContainerServiceBackend.run_task
-
-    def run_task(self, *args, **kwargs):
-        tasks = original_run(self, *args, **kwargs)
-        for task in tasks:
-            definition = self.describe_task_definition(task.task_definition_arn).container_definitions[0]
-            env = {item["name"]: item["value"] for item in definition.get("environment") or []}
-            task.last_status = "RUNNING"
-            task.containers[0].last_status = "RUNNING"
-
-            def end(task=task) -> None:
-                task.containers[0].exitCode = 0
-                task.containers[0].last_status = "STOPPED"
-                task.stop_code = "EssentialContainerExited"
-                task.stopped_reason = "Essential container in task exited"
-                task.desired_status = task.last_status = "STOPPED"
-
-            fleet.started(env[UPLOAD_ENV], end)
-        return tasks
-
-    EC2ContainerServiceBackend.run_task = run_task
-    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
-
-    def start_job(self, include_start_attempt, job) -> None:
-        self.backend._jobs[job.job_id] = job
-        job.job_started_at = datetime.datetime.now()
-        job.log_stream_name = job._stream_name
-        job._start_attempt()
-        job.status = JobStatus.RUNNING
-        env = {item["name"]: item["value"] for item in (job.container_overrides or {}).get("environment", [])}
-
-        def end(job=job) -> None:
-            job.exit_code = 0
-            job.latest_attempt["container"]["exitCode"] = 0
-            job._mark_stopped(success=True)
-
-        fleet.started(env[UPLOAD_ENV], end)
-
-    BatchSimpleBackend._mark_job_as_finished = start_job
 
 
 # -- a 50% throttling storm ------------------------------------------------------------------------
@@ -217,7 +86,7 @@ def storm(clients, share: float, counter: Counter, rng: random.Random) -> None:
 
 
 class Bench:
-    def __init__(self, world: MotoWorld, fleet: Fleet) -> None:
+    def __init__(self, world: MotoWorld, fleet: FleetServer) -> None:
         self.world = world
         self.fleet = fleet
         self.state = Path(tempfile.mkdtemp(prefix="fceval-fleet-bench-"))
@@ -323,7 +192,7 @@ class Bench:
                 ctx, _ = pair
                 manifest = backend.new_manifest(ctx)
                 backend.staging(ctx.job, 1, ctx.expires_at).put(backend.aws.s3, MANIFEST, manifest.to_json())
-                self.fleet.started(manifest.inbox, lambda: None)
+                self.fleet.started(manifest.inbox)
         else:
             ids = [""] * jobs
 
@@ -377,24 +246,14 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
     names = args.backends.split(",")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's access log would bury the numbers
-
-    from moto.moto_api._internal.models import moto_api_backend
-    from moto.server import ThreadedMotoServer
-
     from tests.helpers.aws_fixtures import _create_world
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    moto_api_backend.set_config({"batch": {"use_docker": False}})
-    world = MotoWorld(endpoint=f"http://{host}:{port}")
+    fleet = FleetServer()
+    world = MotoWorld(endpoint=fleet.endpoint)
     for key in [k for k in os.environ if k.startswith(("AWS_", "FCEVAL_"))]:
         del os.environ[key]
     os.environ.update(world.env())
     _create_world(world)
-    fleet = Fleet(world)
-    install_doubles(fleet)
     bench = Bench(world, fleet)
 
     print("AWS calls per minute made by the runner while N jobs run at once (default poll intervals)")
@@ -424,7 +283,7 @@ def main() -> int:
     print()
     for line in launch_latency(args.latency_jobs) if args.latency_jobs else ():
         print(line)
-    server.stop()
+    fleet.stop()
     return 0
 
 
