@@ -216,10 +216,15 @@ class Bench:
         rng = random.Random(11)
 
         def until(ledger, run_id, calls):
-            deadline = time.monotonic() + 1800
+            began = time.monotonic()
+            shown = began
             while not all(j.state.is_final for j in ledger.jobs(run_id)):
-                if time.monotonic() > deadline:
+                if time.monotonic() - began > 1800:
                     raise SystemExit(f"{backend_name}: the storm run did not end within 30 min")
+                if time.monotonic() - shown > 60:  # a storm takes minutes: say where it stands
+                    shown = time.monotonic()
+                    states = Counter(j.state.value for j in ledger.jobs(run_id))
+                    print(f"  {backend_name} after {shown - began:.0f} s: {dict(states)}", file=sys.stderr, flush=True)
                 time.sleep(1.0)
             return Counter(calls)
 
