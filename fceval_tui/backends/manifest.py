@@ -30,6 +30,7 @@ MANIFEST = "manifest.json"
 UPLOAD_ENV = "FCEVAL_JOB_UPLOAD_PREFIX"  # the inbox, in the pipeline's environment
 INBOX_RUN, INBOX_REPORT = "run.tar.gz", "grading_report.json.gz"
 UPLOAD_ERROR_CHARS = 1500  # of the aws CLI's error kept for the verdict
+COPY_OBJECT_LIMIT = 5 * 1024**3  # bytes one CopyObject call copies (S3 API reference, CopyObject)
 
 
 @dataclass(frozen=True)
@@ -103,18 +104,20 @@ class Manifest:
 
 def verify_uploads(s3, manifest: Manifest, exit_code: int | None, upload_error: str = "") -> Outcome:
     """Success needs exit code 0 and every expected upload present in S3; never trust the script alone.
-    `upload_error`: what the pipeline's failed upload said (`pipeline.UPLOAD_ERROR`), for the verdict."""
+    `upload_error`: what the pipeline's failed upload said (`pipeline.UPLOAD_ERROR`), for the verdict.
+
+    Few calls, as a collect under throttling is retried whole: one listing of the inbox, a copy per
+    archive found there, and a HEAD only for what was not delivered now (a collect resumed after its
+    inbox was emptied, or manifests from before inboxes)."""
     succeeded = exit_code == 0
     run_url, report_url = manifest.urls(succeeded)
-    if manifest.inbox:
-        _deliver(s3, manifest.inbox + "/" + INBOX_RUN, run_url)
-        _deliver(s3, manifest.inbox + "/" + INBOX_REPORT, report_url)
+    delivered = _deliver(s3, manifest.inbox, {INBOX_RUN: run_url, INBOX_REPORT: report_url}) if manifest.inbox else ()
     expected = [run_url] + ([report_url] if succeeded and manifest.grade else [])
     present: list[str] = []
     missing: list[str] = []
     for url in expected:
-        (present if _exists(s3, url) else missing).append(url)
-    if not succeeded and _exists(s3, report_url):
+        (present if url in delivered or _exists(s3, url) else missing).append(url)
+    if not succeeded and (report_url in delivered or _exists(s3, report_url)):
         present.append(report_url)  # a failed grade may still have left a report
     if missing:
         error = f"expected upload {missing[0]} is missing" + upload_failure(manifest, upload_error)
@@ -142,16 +145,30 @@ def upload_failure(manifest: Manifest, upload_error: str) -> str:
     return f": {said}; fix: {fix}"
 
 
-def _deliver(s3, inbox_url: str, final_url: str) -> None:
-    """Copy an uploaded archive from the inbox to its place in the layout (again after a resume: idempotent)."""
-    if not _exists(s3, inbox_url):
-        return
-    source_bucket, source_key = split_s3(inbox_url)
-    bucket, key = split_s3(final_url)
+def _deliver(s3, inbox: str, final_urls: dict[str, str]) -> set[str]:
+    """Copy the archives found in the inbox to their places in the layout (again after a resume:
+    idempotent); the final URLs delivered."""
+    bucket, prefix = split_s3(inbox)
     try:
-        s3.copy({"Bucket": source_bucket, "Key": source_key}, bucket, key)  # multipart above 8 MB
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
     except AWS_ERRORS as exc:
-        raise classify(exc, f"copying {inbox_url} to {final_url}") from exc
+        raise classify(exc, f"listing {inbox}") from exc
+    delivered = set()
+    for item in listing:
+        final = final_urls.get(item["Key"][len(prefix) + 1 :])
+        if final is None:
+            continue
+        source = {"Bucket": bucket, "Key": item["Key"]}
+        target_bucket, target_key = split_s3(final)
+        try:
+            if item["Size"] <= COPY_OBJECT_LIMIT:
+                s3.copy_object(CopySource=source, Bucket=target_bucket, Key=target_key)
+            else:
+                s3.copy(source, target_bucket, target_key)  # multipart: CopyObject stops at 5 GiB
+        except AWS_ERRORS as exc:
+            raise classify(exc, f"copying {inbox}/{item['Key'][len(prefix) + 1 :]} to {final}") from exc
+        delivered.add(final)
+    return delivered
 
 
 def _exists(s3, url: str) -> bool:

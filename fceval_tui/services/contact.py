@@ -19,7 +19,8 @@ MAX_BACKOFF = 60.0
 # Consecutive failed reads, and how long they must have lasted, before the compute is considered lost.
 OBSERVE_FAILURES = 5
 LOST_AFTER = 180.0
-# Where no timeout watches (collecting a finished job's uploads), throttling too ends the wait after so many tries.
+# Collecting a finished job's uploads ends after so many failed tries in a row (throttled ones not counted:
+# the job's timeout bounds those).
 COLLECT_TRIES = 20
 
 
@@ -34,7 +35,7 @@ class Contact:
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_tries: int | None = None) -> None:
         self.clock = clock
         self.max_tries = max_tries
-        self.failures = 0  # those that count towards loss
+        self.failures = 0  # those that count towards loss (or towards `max_tries`)
         self.tries = 0  # every failed read in a row, throttled ones too (for the backoff)
         self._since: float | None = None
 
@@ -44,14 +45,14 @@ class Contact:
     def failed(self, error: BackendError) -> bool:
         """Record a failed read; True when the compute is now to be considered lost."""
         self.tries += 1
-        if self.max_tries is not None and self.tries >= self.max_tries:
-            return True
         if isinstance(error, ThrottlingError):
             return False
         now = self.clock()
         if self._since is None:
             self._since = now
         self.failures += 1
+        if self.max_tries is not None:
+            return self.failures >= self.max_tries
         return self.failures >= OBSERVE_FAILURES and now - self._since >= LOST_AFTER
 
     def delay(self, base: float) -> float:

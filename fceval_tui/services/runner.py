@@ -331,6 +331,12 @@ class Runner:
                 if not exc.transient or contact.failed(exc):
                     self._cleanup(ctx, resource_id)
                     return self._after_error(job, exc)
+                try:
+                    self._check_timeout(job)
+                except _TimedOut:
+                    self._cleanup(ctx, resource_id)
+                    error = f"collecting the uploads failed until the job's timeout: {exc}"
+                    return self._finish(job.id, JobState.TIMED_OUT, error=error, error_class=exc.error_class)
                 self._sleep(contact.delay(self.backoff_base))
                 job = self._reload(job)
         self._cleanup(ctx, resource_id)

@@ -34,3 +34,23 @@ def test_collect_delivers_the_inbox_to_the_verdicts_keys(aws_settings, aws_env):
     assert verify_uploads(s3, manifest, 3) == outcome  # again after a resume: same result
     delete_inbox(s3, manifest)
     assert s3_keys(aws_env, STAGING, inbox_key) == []
+    assert verify_uploads(s3, manifest, 3) == outcome  # the inbox gone: the layout's own keys are read
+
+
+def test_a_collect_is_one_listing_and_a_copy_per_archive(aws_settings, aws_env):
+    """A collect under throttling is retried whole: each call it makes is a call that can be refused."""
+    from collections import Counter
+
+    ctx = make_context(aws_settings(FCEVAL_GRADE_COMMAND="grade"), new_run_id())
+    manifest = Manifest.for_job(ctx, ctx.artifact_prefix, STAGING)
+    s3 = aws_env.client("s3")
+    inbox_key = manifest.inbox.split("/", 3)[3]
+    s3.put_object(Bucket=STAGING, Key=f"{inbox_key}/{INBOX_RUN}", Body=b"run")
+    s3.put_object(Bucket=STAGING, Key=f"{inbox_key}/{INBOX_REPORT}", Body=b"report")
+    calls: Counter = Counter()
+    s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
+    outcome = verify_uploads(s3, manifest, 0)
+    assert outcome.succeeded and set(outcome.artifacts) == {manifest.succeeded_run, manifest.succeeded_report}
+    assert calls == {"ListObjectsV2": 1, "CopyObject": 2}
+    report_key = manifest.succeeded_report.split("/", 3)[3]
+    assert s3.get_object(Bucket=RESULTS, Key=report_key)["Body"].read() == b"report"
