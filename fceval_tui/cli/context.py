@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,3 +71,27 @@ def job_target(settings: Settings, ledger: Ledger, job_id: str) -> tuple[Job, Tm
             f"see its logs with `fceval-tui status {job.run_id}` or in the console",
         )
     return job, target
+
+
+@contextmanager
+def reaching_session(job: Job) -> Iterator[None]:
+    """Finding a job's session: when it is missing because the job has not started or has ended, say
+    that (with where its output is) instead of tmux's "no server running"."""
+    try:
+        yield
+    except UserError as exc:
+        from fceval_tui.domain.states import JobState
+
+        if job.state in (JobState.PENDING, JobState.PROVISIONING, JobState.WAITING_CAPACITY):
+            raise UserError(
+                f"job {job.id} has not started yet ({job.state.value})",
+                f"wait until `fceval-tui status {job.run_id}` shows it running",
+            ) from exc
+        if not job.state.is_final:
+            raise
+        ended = f" (exit {job.exit_code})" if job.exit_code is not None else ""
+        output = f"its run archive is {job.artifacts[0]}" if job.artifacts else f"`fceval-tui status {job.run_id}`"
+        # Only local sessions can outlive their job: cloud compute ends with it.
+        keep = "; launch with --keep-sessions to keep the sessions of ended jobs" if job.backend == "local" else ""
+        problem = f"job {job.id} has ended, {job.state.value}{ended}, and its tmux session with it"
+        raise UserError(problem, output + keep) from exc

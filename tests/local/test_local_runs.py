@@ -347,3 +347,21 @@ def test_a_pipeline_that_ends_between_observe_reads_is_finished_not_gone(state_d
     monkeypatch.setattr(LocalBackend, "_status", staticmethod(status_then_finish))
     observation = backend.observe(ctx, "r0-001")
     assert observation.done and observation.exit_code == 0
+
+
+def test_tail_attach_and_send_of_a_job_not_started_or_ended_say_so(state_dir, fast_env, ledger, settings_factory):
+    """Not tmux's "no server running": the job's own state, and where an ended job's output is."""
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.services.runner import Runner
+
+    res = run_cli("launch", "--task-id", "t1", "--agent", "aide", "--json", state_dir=state_dir, env=fast_env)
+    assert res.code == 0, res.err
+    [ended] = _status(state_dir, json.loads(res.out.splitlines()[0])["run_id"])
+    _, (waiting,) = Runner(ledger, settings_factory()).create_run([JobSpec("aide", "t2")])
+    for command in (["tail"], ["attach"], ["send", "--text", "hi"]):
+        res = run_cli(*command, ended["id"], state_dir=state_dir, env=fast_env)
+        assert res.code == 2 and "Traceback" not in res.err
+        assert f"job {ended['id']} has ended, succeeded (exit 0), and its tmux session with it" in res.err
+        assert f"its run archive is {ended['artifacts'][0]}" in res.err and "--keep-sessions" in res.err
+        res = run_cli(*command, waiting.id, state_dir=state_dir, env=fast_env)
+        assert res.code == 2 and f"job {waiting.id} has not started yet (pending)" in res.err

@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 
-from fceval_tui.cli.context import job_target, load_context
+from fceval_tui.cli.context import job_target, load_context, reaching_session
 from fceval_tui.cli.exit_codes import EXIT_OK
 from fceval_tui.errors import UserError
 
@@ -32,12 +32,13 @@ def run(args: argparse.Namespace) -> int:
             f"{argv[0]!r} is not installed or not on PATH; attach runs it",
             "install tmux (local jobs) or the AWS CLI and session-manager-plugin (cloud jobs)",
         )
-    check_attachable(
-        target.transport,
-        target.tmux_args,
-        target.session,
-        on_failure=lambda text: print(f"fceval-tui attach: {text}", file=sys.stderr, flush=True),
-    )
+    with reaching_session(job):
+        check_attachable(
+            target.transport,
+            target.tmux_args,
+            target.session,
+            on_failure=lambda text: print(f"fceval-tui attach: {text}", file=sys.stderr, flush=True),
+        )
     # tmux takes the terminal with full control and this process with it: log now, as a control session.
     by = identity_for(settings, [job.backend])
     ledger.record(job.run_id, job.id, "operator_attach", by=by, via="cli", control=True)

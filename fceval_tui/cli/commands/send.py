@@ -11,7 +11,7 @@ import time
 import uuid
 
 from fceval_tui.cli import output
-from fceval_tui.cli.context import job_target, load_context
+from fceval_tui.cli.context import job_target, load_context, reaching_session
 from fceval_tui.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from fceval_tui.errors import UserError
 
@@ -43,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     settings, ledger = load_context(args)
     job, target = job_target(settings, ledger, args.job)
     marker = f"__FCEVAL_EXIT_{uuid.uuid4().hex[:12]}"
-    with Mirror(target.transport, target.tmux_args, target.session, mode="poll", want_screen=False) as mirror:
+    mirror = Mirror(target.transport, target.tmux_args, target.session, mode="poll", want_screen=False)
+    with reaching_session(job):
+        mirror.start()
+    with mirror:
         if args.keys:
             mirror.send_keys(*args.keys)
             detail = {"keys": len(args.keys)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fceval_tui.cli.context import job_target, load_context
+from fceval_tui.cli.context import job_target, load_context, reaching_session
 from fceval_tui.errors import UserError
 
 
@@ -25,8 +25,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give either JOB or -L/-S with -t, not both", "e.g. `fceval-tui tail r1234abcd-001`")
     if args.job:
         settings, ledger = load_context(args)
-        _job, target = job_target(settings, ledger, args.job)
-        return tail(target.transport, target.tmux_args, target.session, args.from_start, sys.stdout)
+        job, target = job_target(settings, ledger, args.job)
+        with reaching_session(job):
+            return tail(target.transport, target.tmux_args, target.session, args.from_start, sys.stdout)
     if not args.target or not (args.socket_name or args.socket_path):
         raise UserError(
             "tail needs JOB, or a socket (-L NAME or -S PATH) and a target (-t TARGET)",
