@@ -7,6 +7,8 @@ import pytest
 
 from fceval_tui.backends.base import TmuxTarget
 from fceval_tui.cli import main
+from fceval_tui.domain.models import Job
+from fceval_tui.domain.states import JobState
 from fceval_tui.services.mirror.session_failure import STATUS_FIX
 from tests.helpers.session_user import SessionAsAnotherUser, session_user_tmpdir
 
@@ -17,9 +19,10 @@ def unreachable_job(driven_pane, monkeypatch):
     with session_user_tmpdir() as other:
         transport = SessionAsAnotherUser(other)
         target = TmuxTarget(driven_pane.server.args, driven_pane.session, transport)
+        running = Job("r0000000-001", "r0000000", 1, "a", "t", "", "", "local", JobState.RUNNING, attempts=1)
         for command in ("tail", "attach"):
             module = __import__(f"fceval_tui.cli.commands.{command}", fromlist=["job_target"])
-            monkeypatch.setattr(module, "job_target", lambda settings, ledger, job_id: (None, target))
+            monkeypatch.setattr(module, "job_target", lambda settings, ledger, job_id: (running, target))
         yield transport
 
 
