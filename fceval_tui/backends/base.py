@@ -149,6 +149,8 @@ class Backend(ABC):
     compute_principal: ClassVar[str | None] = None
     # First state of an attempt: `starting` for local work, `provisioning` for cloud compute.
     first_state: ClassVar[JobState] = JobState.PROVISIONING
+    # Seconds between the runner's status reads of one job.
+    poll_interval: float = 2.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -22,6 +22,9 @@ LOST_AFTER = 180.0
 # Collecting a finished job's uploads ends after so many failed tries in a row (throttled ones not counted:
 # the job's timeout bounds those).
 COLLECT_TRIES = 20
+# Cleaning up an attempt (terminating its compute) is tried so many times, throttled or not, before it is left
+# to teardown: compute left running bills until its TTL.
+CLEANUP_TRIES = 30
 
 
 def backoff(attempt: int, base: float = 1.0) -> float:

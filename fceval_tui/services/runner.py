@@ -28,7 +28,7 @@ from fceval_tui.domain.template import job_environment
 from fceval_tui.domain.triage import ErrorClass
 from fceval_tui.errors import BackendError, CapacityError, PermanentError, ThrottlingError
 from fceval_tui.ledger import Ledger
-from fceval_tui.services.contact import COLLECT_TRIES, Contact, backoff
+from fceval_tui.services.contact import CLEANUP_TRIES, COLLECT_TRIES, Contact, backoff
 from fceval_tui.services.credentials import CredentialGate, PauseEnded
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ class Runner:
         backend = self.backend
         job = self._reload(ctx.job)
         contact = Contact()  # failed reads decide loss only when many and lasting (services/contact.py)
-        interval = getattr(backend, "poll_interval", 2.0)
+        interval = backend.poll_interval
         while True:
             if self._stop.is_set():
                 return job
@@ -337,7 +337,11 @@ class Runner:
                     self._cleanup(ctx, resource_id)
                     error = f"collecting the uploads failed until the job's timeout: {exc}"
                     return self._finish(job.id, JobState.TIMED_OUT, error=error, error_class=exc.error_class)
-                self._sleep(contact.delay(self.backoff_base))
+                # Capped near the poll interval, as a status read is: a minute's wait per try made a
+                # collect under a throttling storm take ten.
+                delay = min(contact.delay(self.backoff_base), 2 * self.backend.poll_interval)
+                self.ledger.record(job.run_id, job.id, "collect_wait", error=str(exc), retry_in=round(delay, 2))
+                self._sleep(delay)
                 job = self._reload(job)
         self._cleanup(ctx, resource_id)
         if outcome.succeeded:
@@ -436,11 +440,20 @@ class Runner:
         self._bill_attempt(self.ledger.get_job(ctx.job.id))
         if resource_id is None:
             return
-        try:
-            self.credentials.call(ctx.job, lambda: self.backend.cleanup(ctx, resource_id))
-        except BackendError as exc:
-            # Recorded so teardown can find it; the job's verdict stands.
-            self.ledger.record(ctx.job.run_id, ctx.job.id, "cleanup_failed", resource_id=resource_id, error=str(exc))
+        contact = Contact()
+        while True:
+            try:
+                self.credentials.call(ctx.job, lambda: self.backend.cleanup(ctx, resource_id))
+                return
+            except BackendError as exc:
+                contact.failed(exc)  # counts the try, for the backoff
+                if exc.transient and contact.tries < CLEANUP_TRIES and not self._stop.is_set():
+                    self._sleep(min(contact.delay(self.backoff_base), 2 * self.backend.poll_interval))
+                    continue
+                # Recorded so teardown can find it; the job's verdict stands.
+                job = ctx.job
+                self.ledger.record(job.run_id, job.id, "cleanup_failed", resource_id=resource_id, error=str(exc))
+                return
 
 
 class _TimedOut(Exception):

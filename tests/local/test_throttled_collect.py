@@ -53,20 +53,24 @@ def _run(ledger, settings, backend):
     runner = Runner(ledger, settings, backend, sleep=waits.append)
     run, (job,) = runner.create_run([JobSpec("a", "t")])
     runner.run(run.id)
-    return ledger.get_job(job.id)
+    return ledger.get_job(job.id), waits
 
 
 def test_a_collect_throttled_past_its_try_limit_still_succeeds(ledger, settings_factory):
     settings = settings_factory()
     backend = _ThrottledCollect(settings, ledger, throttled=COLLECT_TRIES + 5)
-    final = _run(ledger, settings, backend)
+    final, waits = _run(ledger, settings, backend)
     assert (final.state, final.attempts) == (JobState.SUCCEEDED, 1)
     assert backend.collects == COLLECT_TRIES + 6
+    # Each wait is said in the events, and capped near the poll interval as a status read's is.
+    said = [e for e in ledger.events(job_id=final.id) if e.kind == "collect_wait"]
+    assert len(said) == COLLECT_TRIES + 5 and "Rate exceeded" in said[0].detail["error"]
+    assert max(waits) <= 2 * backend.poll_interval
 
 
 def test_a_collect_throttled_beyond_the_job_timeout_ends_timed_out_as_throttling(ledger, settings_factory):
     settings = settings_factory(FCEVAL_JOB_TIMEOUT_MINUTES="60")
-    final = _run(ledger, settings, _ThrottledCollect(settings, ledger, throttled=None))
+    final, _ = _run(ledger, settings, _ThrottledCollect(settings, ledger, throttled=None))
     assert (final.state, final.error_class) == (JobState.TIMED_OUT, "throttling")
     assert "Rate exceeded" in final.error and "timeout" in final.error
 
