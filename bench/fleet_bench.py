@@ -275,13 +275,14 @@ def main() -> int:
                 print(f"         not running: {dict(s for s in states.items() if s[0] != 'running')}", flush=True)
 
     print(f"\nA 50% throttling storm on every request of the runner's clients ({args.storm_jobs} jobs a backend)")
-    print(f"{'backend':<8} {'jobs':>6} {'failed':>7} {'succeeded':>10} {'requests':>9} {'throttled':>10}")
+    print(f"{'backend':<8} {'jobs':>6} {'failed':>7} {'succeeded':>10} {'requests':>9} {'throttled':>10} {'min':>5}")
     for name in names if args.storm_jobs else ():
+        began = time.monotonic()
         states, traffic = bench.throttling_storm(name, args.storm_jobs)
         failed = sum(n for s, n in states.items() if s in ("failed", "timed_out", "cancelled"))
         print(
             f"{name:<8} {args.storm_jobs:>6} {failed:>7} {states.get('succeeded', 0):>10} "
-            f"{traffic['requests']:>9} {traffic['throttled']:>10}",
+            f"{traffic['requests']:>9} {traffic['throttled']:>10} {(time.monotonic() - began) / 60:>5.1f}",
             flush=True,
         )
 
