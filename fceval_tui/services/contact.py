@@ -22,9 +22,10 @@ LOST_AFTER = 180.0
 # Collecting a finished job's uploads ends after so many failed tries in a row (throttled ones not counted:
 # the job's timeout bounds those).
 COLLECT_TRIES = 20
-# Cleaning up an attempt (terminating its compute) is tried so many times, throttled or not, before it is left
-# to teardown: compute left running bills until its TTL.
-CLEANUP_TRIES = 30
+# Cleaning up an attempt (ending its compute) is tried so many times, throttled or not, before it is left to
+# teardown and the TTL. Few: each try repeats every step of the cleanup while the job holds its slot (under the
+# fleet bench's 50% throttling storm, 30 tries kept each job for minutes and almost never got through).
+CLEANUP_TRIES = 5
 
 
 def backoff(attempt: int, base: float = 1.0) -> float:
