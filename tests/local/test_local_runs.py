@@ -119,13 +119,15 @@ def test_cancel_a_running_job_from_another_process(state_dir, fast_env):
     assert {j["state"] for j in _status(state_dir, run_id)} == {"cancelled"}
 
 
-def test_lost_session_is_retried_and_attempts_recorded(state_dir, fast_env):
-    env = dict(fast_env, FCEVAL_RUN_COMMAND="sleep 2; echo {task_id}", FCEVAL_GRADE_COMMAND="")
+def test_lost_session_is_retried_and_attempts_recorded(state_dir, fast_env, tmp_path):
+    gate = tmp_path / "gate"  # the first attempt cannot finish before its session is killed, however slow the test
+    env = dict(fast_env, FCEVAL_RUN_COMMAND=_after(gate, "echo {task_id}"), FCEVAL_GRADE_COMMAND="")
     res = run_cli("launch", "--task-id", "t", "--agent", "a", "--detach", "--json", state_dir=state_dir, env=env)
     run_id = json.loads(res.out)["run_id"]
     _wait(lambda: _status(state_dir, run_id)[0]["state"] == "running")
     job_id = _status(state_dir, run_id)[0]["id"]
     subprocess.run(["tmux", "-L", tmux_socket_name(state_dir), "kill-session", "-t", job_id], check=True)
+    gate.touch()
     _wait(lambda: _status(state_dir, run_id)[0]["state"] == "succeeded", timeout=60)
     job = _status(state_dir, run_id)[0]
     assert job["attempts"] == 2
@@ -182,6 +184,11 @@ def _trace(fast_env) -> list[dict]:
     """One entry per agent run the example harness made."""
     with open(fast_env["FCEVAL_EXAMPLE_TRACE"]) as fh:
         return [json.loads(line) for line in fh]
+
+
+def _after(gate, command: str) -> str:
+    """`command` once the file `gate` exists: the test decides when a job may finish."""
+    return f"until [ -e {gate} ]; do sleep 0.05; done; {command}"
 
 
 def _wait(predicate, timeout=30.0):
