@@ -135,7 +135,10 @@ def test_lost_session_is_retried_and_attempts_recorded(state_dir, fast_env, tmp_
 
 def test_kill_9_then_resume_completes_every_job_exactly_once(state_dir, fast_env):
     env = dict(os.environ, **fast_env)
-    env["FCEVAL_RUN_COMMAND"] = env["FCEVAL_RUN_COMMAND"].replace("--seconds 0.3", "--seconds 1.5")
+    # No job can finish while the test waits for three running and kills the runner: else, under load, one
+    # finishes and the next is caught half started (its attempt lost), or three are never seen running at once.
+    gate = state_dir.parent / "gate"
+    env["FCEVAL_RUN_COMMAND"] = _after(gate, env["FCEVAL_RUN_COMMAND"])
     jobs = state_dir.parent / "jobs.csv"
     jobs.write_text("".join(f"aide,task-{i}\n" for i in range(6)))
     proc = subprocess.Popen(
@@ -162,6 +165,7 @@ def test_kill_9_then_resume_completes_every_job_exactly_once(state_dir, fast_env
     proc.wait()
     before = _status(state_dir, run_id)
     assert any(j["state"] not in ("succeeded", "failed") for j in before)
+    gate.touch()
     res = run_cli("resume", run_id, state_dir=state_dir, env=fast_env)
     assert res.code == 0, res.out + res.err
     after = _status(state_dir, run_id)
