@@ -253,7 +253,7 @@ def test_resume_mid_attempt_states_finishes_each_job(state_dir, settings_factory
     assert sorted(t["task_id"] for t in _trace(fast_env)) == ["t0", "t1", "t2"]
 
 
-def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, ledger, fast_env, monkeypatch):
+def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, ledger, fast_env, monkeypatch, tmp_path):
     """A job put back to pending while its run is driven is picked up by that same runner."""
     import threading
 
@@ -266,17 +266,22 @@ def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, ledger,
     monkeypatch.setenv("FCEVAL_EXAMPLE_TRACE", fast_env["FCEVAL_EXAMPLE_TRACE"])
     settings = settings_factory(FCEVAL_GRADE_COMMAND="")
     run, (failing, slow) = Runner(ledger, settings).create_run([JobSpec("a", "will-fail"), JobSpec("a", "slow")])
-    # "slow" keeps the run (and its runner) busy while the failed job is retried.
-    slow_down = settings.run_command.text + " && case {task_id} in slow) sleep 3;; esac"
+    # "slow" keeps the run (and its runner) busy until the failed job has been retried, however slow the machine.
+    gate = tmp_path / "gate"
+    slow_down = settings.run_command.text + " && case {task_id} in slow) " + _after(gate, ":") + ";; esac"
     settings = settings.replace(run_command=CommandTemplate("FCEVAL_RUN_COMMAND", slow_down))
     runner = Runner(ledger, settings)
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("totals", runner.run(run.id)))
     thread.start()
-    _wait(lambda: ledger.get_job(failing.id).state == JobState.FAILED)
-    assert ledger.get_job(slow.id).state == JobState.RUNNING
-    retry_jobs(ledger, [failing.id])
-    thread.join(60)
+    try:
+        _wait(lambda: ledger.get_job(failing.id).state == JobState.FAILED)
+        assert ledger.get_job(slow.id).state == JobState.RUNNING
+        retry_jobs(ledger, [failing.id])
+        _wait(lambda: ledger.get_job(failing.id).attempts == 2 and ledger.get_job(failing.id).state.is_final)
+    finally:
+        gate.touch()
+        thread.join(60)
     job = ledger.get_job(failing.id)
     assert job.state == JobState.FAILED and job.attempts == 2  # ran again, in the same run
     assert [t["task_id"] for t in _trace(fast_env)].count("will-fail") == 2
