@@ -149,6 +149,10 @@ class Backend(ABC):
     compute_principal: ClassVar[str | None] = None
     # First state of an attempt: `starting` for local work, `provisioning` for cloud compute.
     first_state: ClassVar[JobState] = JobState.PROVISIONING
+    # The longest wait between two tries of a job waiting for capacity. Backing off to a minute spares
+    # AWS; where asking is a ledger read (a warm pool's slots, freed by any process) a freed slot should
+    # not stay idle that long.
+    capacity_wait_cap: ClassVar[float | None] = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -363,3 +363,52 @@ def test_a_pipeline_that_ends_between_observe_reads_is_finished_not_gone(state_d
     monkeypatch.setattr(LocalBackend, "_status", staticmethod(status_then_finish))
     observation = backend.observe(ctx, "r0-001")
     assert observation.done and observation.exit_code == 0
+
+
+def test_a_job_waiting_for_capacity_starts_once_another_job_of_the_run_ends(
+    state_dir, settings_factory, ledger, monkeypatch
+):
+    """One slot, as on a warm pool: the second job waits for capacity and starts soon after the first has
+    ended, not at the end of a backoff grown while the first ran (up to a minute: under load a pool test
+    timed out waiting for it). A slot can be freed by another process (a cancel), so this is a bounded poll."""
+    import threading
+
+    from fceval_tui.backends.ec2_pool import Ec2PoolBackend
+    from fceval_tui.backends.local import LocalBackend
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+    from fceval_tui.errors import CapacityError
+    from fceval_tui.services import runner as runner_module
+    from fceval_tui.services.runner import Runner
+
+    class OneSlot(LocalBackend):
+        first_state = JobState.PROVISIONING  # as a cloud backend's, from which a job may wait for capacity
+        capacity_wait_cap = Ec2PoolBackend.capacity_wait_cap
+        holder: str | None = None
+
+        def provision(self, ctx):
+            with lock:
+                if self.holder not in (None, ctx.job.id):
+                    raise CapacityError("the one slot is busy")
+                self.holder = ctx.job.id
+            return super().provision(ctx)
+
+        def cleanup(self, ctx, resource_id):
+            super().cleanup(ctx, resource_id)
+            with lock:
+                if self.holder == ctx.job.id:
+                    self.holder = None
+
+    lock = threading.Lock()
+    monkeypatch.setattr(runner_module, "backoff", lambda attempt, base=1.0: 600.0)  # a backoff grown long
+    settings = settings_factory(FCEVAL_CONCURRENT="2", FCEVAL_RUN_COMMAND="echo {task_id}", FCEVAL_GRADE_COMMAND="")
+    runner = Runner(ledger, settings, OneSlot(settings))
+    run, jobs = runner.create_run([JobSpec("a", "first"), JobSpec("a", "second")])
+    thread = threading.Thread(target=runner.run, args=(run.id,))
+    thread.start()
+    thread.join(60)  # a bound on waiting: the run needs seconds, the backoff ten minutes
+    finished = not thread.is_alive()
+    runner.stop()
+    thread.join(60)
+    assert finished
+    assert {j.state for j in ledger.jobs(run_id=run.id)} == {JobState.SUCCEEDED}
