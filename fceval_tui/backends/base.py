@@ -151,6 +151,10 @@ class Backend(ABC):
     first_state: ClassVar[JobState] = JobState.PROVISIONING
     # Seconds between the runner's status reads of one job.
     poll_interval: float = 2.0
+    # The longest wait between two tries of a job waiting for capacity. Backing off to a minute spares
+    # AWS; where asking is a ledger read (a warm pool's slots, freed by any process) a freed slot should
+    # not stay idle that long.
+    capacity_wait_cap: ClassVar[float | None] = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

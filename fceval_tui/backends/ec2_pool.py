@@ -39,6 +39,7 @@ class Ec2PoolBackend(Ec2Backend):
     """Needs no AWS action beyond EC2's own (tags for the expiry, vCPUs read on the instance)."""
 
     upkeep_interval = 30.0  # seconds between the upkeep passes that claims also do
+    capacity_wait_cap = 5.0  # a claim is a ledger transaction
 
     def __init__(self, settings: Settings, clients=None, ledger: Ledger | None = None) -> None:
         super().__init__(settings, clients)

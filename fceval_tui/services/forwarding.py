@@ -83,6 +83,7 @@ class Forward:
     local_port: int
     session: PortForward = field(repr=False)
     opened_at: datetime = field(default_factory=utcnow)
+    closing: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def url(self) -> str:
@@ -145,21 +146,29 @@ class Forwards:
 
     def close(self, forward_id: int, reason: str = "closed") -> None:
         with self._lock:
-            forward = self._open.pop(forward_id, None)
+            forward = self._open.get(forward_id)
         if forward is None:
             return
-        ended = "ended by itself" if not forward.alive else reason
-        forward.session.close()
-        record_forward(
-            self.ledger,
-            forward.run_id,
-            forward.job_id,
-            "close",
-            by=self.by,
-            target=forward.target,
-            local_port=forward.local_port,
-            reason=ended,
-        )
+        # Listed until its session has ended and its close is logged: a close_all meanwhile (the console
+        # exiting while a worker closes one) waits here for it, instead of returning with the session up.
+        with forward.closing:
+            with self._lock:
+                if forward_id not in self._open:
+                    return  # another thread closed it meanwhile
+            ended = "ended by itself" if not forward.alive else reason
+            forward.session.close()
+            record_forward(
+                self.ledger,
+                forward.run_id,
+                forward.job_id,
+                "close",
+                by=self.by,
+                target=forward.target,
+                local_port=forward.local_port,
+                reason=ended,
+            )
+            with self._lock:
+                del self._open[forward_id]
 
     def close_all(self, reason: str = "console exit") -> None:
         for forward in self.list():

@@ -240,7 +240,7 @@ class Runner:
                     if job.state != JobState.WAITING_CAPACITY:
                         job = self._move(job, JobState.WAITING_CAPACITY, reason=str(exc))
                     self._check_timeout(job)
-                    delay = backoff(waits, self.backoff_base)
+                    delay = min(backoff(waits, self.backoff_base), backend.capacity_wait_cap or float("inf"))
                     self.ledger.record(job.run_id, job.id, "capacity_wait", error=str(exc), retry_in=round(delay, 2))
                     self._sleep(delay)
                     job = self._reload(job)

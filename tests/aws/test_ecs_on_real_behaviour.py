@@ -126,3 +126,23 @@ def test_exec_carries_no_secret_and_reaches_the_tmux_of_the_image_user(aws_setti
         wait_for(lambda: task_status(aws_env, task)["lastStatus"] == "STOPPED", 10, "StopTask")
     finally:
         backend.cleanup(ctx, task)
+
+
+def test_describe_tasks_answers_with_one_state_of_a_task(aws_settings, ecs_double, image_tools, aws_env):
+    """The double's answer is the task as it was when asked: moto serializes the task objects after the call,
+    and a container ending meanwhile could make it STOPPED and EssentialContainerExited with the exit code
+    of a running container (a wrong verdict, or a finished job taken for lost and retried)."""
+    from moto.ecs.models import ecs_backends
+
+    ecs_double.images[IMAGE] = shell_image(*IGNORES_ARGS, tools=image_tools)
+    settings = settings_for(aws_settings)
+    backend = backend_for(settings)
+    ctx = make_context(settings, new_run_id(), backend="ecs")
+    task = backend.provision(ctx)
+    try:
+        [answer] = ecs_backends["123456789012"]["us-east-1"].describe_tasks("fceval-test", [task])
+        ecs_double.containers[task].proc.kill()  # the container ends after the call, before its reply is written
+        wait_for(lambda: task_status(aws_env, task)["lastStatus"] == "STOPPED", 30, "the container to stop")
+        assert answer.last_status == "RUNNING" and answer.containers[0].exitCode is None
+    finally:
+        backend.cleanup(ctx, task)

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,40 @@ def test_closing_every_forward_ends_their_sessions(aws_env, aws_settings, ssm_se
     assert [e.detail["reason"] for e in _forward_events(ledger) if e.detail["action"] == "close"] == [
         "console exit"
     ] * 2
+
+
+def test_a_forward_being_closed_stays_listed_until_its_session_ended(aws_env, aws_settings, ssm_sessions, ledger):
+    """Closing takes a while (the session is signalled and waited for). The console closes a forward in a
+    worker thread: a forward that left the list before its session ended was missed by the console's exit
+    (close_all), which returned with that session still up and its close not yet logged (seen under load)."""
+    job = _running_job(aws_env, ledger)
+    forwards = Forwards(aws_settings(), ledger, "tester@host")
+    with echo_server() as remote_port:
+        forward = forwards.open(job.id, remote_port)
+        entered, release = threading.Event(), threading.Event()
+        end_session = forward.session.close
+
+        def slow_close(*args, **kwargs):
+            entered.set()
+            release.wait(30)
+            end_session(*args, **kwargs)
+
+        forward.session.close = slow_close
+        worker = threading.Thread(target=forwards.close, args=(forward.id, "closed in the console"))
+        worker.start()
+        assert entered.wait(30)
+        listed = [f.id for f in forwards.list()]  # its session is still up
+        exiting = threading.Thread(target=lambda: (forwards.close_all(), seen.append(forward.alive)))
+        seen: list[bool] = []
+        exiting.start()
+        release.set()
+        worker.join(30)
+        exiting.join(30)
+    assert listed == [forward.id]
+    assert seen == [False]  # close_all returned only once the worker's close had ended the session
+    assert forwards.list() == [] and is_free(forward.local_port)
+    closes = [e.detail["reason"] for e in _forward_events(ledger) if e.detail["action"] == "close"]
+    assert closes == ["closed in the console"]
 
 
 def test_forward_cli_prints_the_url_and_stops_on_ctrl_c(aws_env, ssm_sessions, ledger, state_dir):

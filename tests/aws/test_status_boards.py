@@ -223,20 +223,25 @@ def test_a_refresh_slower_than_the_poll_serves_every_caller_waiting_for_it():
 
     from fceval_tui.backends.status_board import StatusBoard
 
+    # The board's clock moves only while a refresh runs: a caller the loaded machine starts late, after the
+    # refresh ended, asked no later than it ended (with the wall clock it began a second, third... refresh).
+    now = [0.0]
+
     class Slow(StatusBoard[int]):
         fetches = 0
 
         def _fetch(self, keys):
             Slow.fetches += 1
-            time.sleep(0.3)
+            time.sleep(0.3)  # the callers queue on the lock meanwhile
+            now[0] += 0.3
             return dict.fromkeys(keys, 1)
 
-    board = Slow(max_age=0.01)
+    board = Slow(max_age=0.01, clock=lambda: now[0], sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
     jobs = [f"job-{n}" for n in range(8)]
     for job in jobs:
         board.get(job)  # every job on the board (a refresh each: each is stale at once)
     Slow.fetches = 0
-    time.sleep(0.05)  # stale now: the next caller refreshes, and those queued behind it wait for that
+    now[0] += 0.05  # stale now: the next caller refreshes, and those queued behind it wait for that
     callers = [threading.Thread(target=board.get, args=(job,)) for job in jobs]
     for caller in callers:
         caller.start()

@@ -30,6 +30,7 @@ What it models, and the AWS documentation page followed for each:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pwd
@@ -350,14 +351,25 @@ class EcsDouble:
         self._write_agent(task.task_arn, agent)
         if code < 0:
             code = 128 - code  # killed by a signal: Docker reports 128+N
-        box = task.containers[0]
-        box.exitCode = code
-        box.last_status = "STOPPED"
-        if not container.stopping:
-            task.stop_code = "EssentialContainerExited"
-            task.stopped_reason = "Essential container in task exited"
-        task.desired_status = "STOPPED"
-        task.last_status = "STOPPED"
+        with self._lock:  # at once for DescribeTasks (see `answer`)
+            box = task.containers[0]
+            box.exitCode = code
+            box.last_status = "STOPPED"
+            if not container.stopping:
+                task.stop_code = "EssentialContainerExited"
+                task.stopped_reason = "Essential container in task exited"
+            task.desired_status = "STOPPED"
+            task.last_status = "STOPPED"
+
+    def answer(self, task):
+        """`task` as DescribeTasks answers now: one state of it. moto serializes the task objects after the
+        call returns, so a container ending meanwhile could show STOPPED and EssentialContainerExited with
+        the exit code of a container still running, a state AWS never reports (a wrong verdict, or a job
+        taken for lost and retried)."""
+        with self._lock:
+            copied = copy.copy(task)
+            copied.containers = [copy.copy(box) for box in task.containers]
+        return copied
 
     def stop(self, task_arn: str) -> None:
         """StopTask: SIGTERM to the container, SIGKILL after the stop timeout."""
@@ -483,6 +495,7 @@ def ecs_double(aws_env, monkeypatch, tmp_path, container_user, image_tools) -> I
         for task in tasks:
             definition = self.describe_task_definition(task.task_definition_arn)
             task.containers[0].last_status = "RUNNING"
+            task.containers[0].exitCode = None  # AWS has none before the container stops (moto says 0)
             double.start(task, definition.container_definitions[0])
         return tasks
 
@@ -496,7 +509,7 @@ def ecs_double(aws_env, monkeypatch, tmp_path, container_user, image_tools) -> I
         found = original_describe(self, cluster_str, tasks)
         for task in found:
             double.report_agent(task)
-        return found
+        return [double.answer(task) for task in found]
 
     class ClientTokenConflict(ECSException):
         def __init__(self, resource_ids: list[str]) -> None:

@@ -119,13 +119,15 @@ def test_cancel_a_running_job_from_another_process(state_dir, fast_env):
     assert {j["state"] for j in _status(state_dir, run_id)} == {"cancelled"}
 
 
-def test_lost_session_is_retried_and_attempts_recorded(state_dir, fast_env):
-    env = dict(fast_env, FCEVAL_RUN_COMMAND="sleep 2; echo {task_id}", FCEVAL_GRADE_COMMAND="")
+def test_lost_session_is_retried_and_attempts_recorded(state_dir, fast_env, tmp_path):
+    gate = tmp_path / "gate"  # the first attempt cannot finish before its session is killed, however slow the test
+    env = dict(fast_env, FCEVAL_RUN_COMMAND=_after(gate, "echo {task_id}"), FCEVAL_GRADE_COMMAND="")
     res = run_cli("launch", "--task-id", "t", "--agent", "a", "--detach", "--json", state_dir=state_dir, env=env)
     run_id = json.loads(res.out)["run_id"]
     _wait(lambda: _status(state_dir, run_id)[0]["state"] == "running")
     job_id = _status(state_dir, run_id)[0]["id"]
     subprocess.run(["tmux", "-L", tmux_socket_name(state_dir), "kill-session", "-t", job_id], check=True)
+    gate.touch()
     _wait(lambda: _status(state_dir, run_id)[0]["state"] == "succeeded", timeout=60)
     job = _status(state_dir, run_id)[0]
     assert job["attempts"] == 2
@@ -133,7 +135,10 @@ def test_lost_session_is_retried_and_attempts_recorded(state_dir, fast_env):
 
 def test_kill_9_then_resume_completes_every_job_exactly_once(state_dir, fast_env):
     env = dict(os.environ, **fast_env)
-    env["FCEVAL_RUN_COMMAND"] = env["FCEVAL_RUN_COMMAND"].replace("--seconds 0.3", "--seconds 1.5")
+    # No job can finish while the test waits for three running and kills the runner: else, under load, one
+    # finishes and the next is caught half started (its attempt lost), or three are never seen running at once.
+    gate = state_dir.parent / "gate"
+    env["FCEVAL_RUN_COMMAND"] = _after(gate, env["FCEVAL_RUN_COMMAND"])
     jobs = state_dir.parent / "jobs.csv"
     jobs.write_text("".join(f"aide,task-{i}\n" for i in range(6)))
     proc = subprocess.Popen(
@@ -160,6 +165,7 @@ def test_kill_9_then_resume_completes_every_job_exactly_once(state_dir, fast_env
     proc.wait()
     before = _status(state_dir, run_id)
     assert any(j["state"] not in ("succeeded", "failed") for j in before)
+    gate.touch()
     res = run_cli("resume", run_id, state_dir=state_dir, env=fast_env)
     assert res.code == 0, res.out + res.err
     after = _status(state_dir, run_id)
@@ -182,6 +188,11 @@ def _trace(fast_env) -> list[dict]:
     """One entry per agent run the example harness made."""
     with open(fast_env["FCEVAL_EXAMPLE_TRACE"]) as fh:
         return [json.loads(line) for line in fh]
+
+
+def _after(gate, command: str) -> str:
+    """`command` once the file `gate` exists: the test decides when a job may finish."""
+    return f"until [ -e {gate} ]; do sleep 0.05; done; {command}"
 
 
 def _wait(predicate, timeout=30.0):
@@ -242,7 +253,7 @@ def test_resume_mid_attempt_states_finishes_each_job(state_dir, settings_factory
     assert sorted(t["task_id"] for t in _trace(fast_env)) == ["t0", "t1", "t2"]
 
 
-def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, ledger, fast_env, monkeypatch):
+def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, ledger, fast_env, monkeypatch, tmp_path):
     """A job put back to pending while its run is driven is picked up by that same runner."""
     import threading
 
@@ -255,17 +266,22 @@ def test_a_retry_joins_the_run_being_driven(state_dir, settings_factory, ledger,
     monkeypatch.setenv("FCEVAL_EXAMPLE_TRACE", fast_env["FCEVAL_EXAMPLE_TRACE"])
     settings = settings_factory(FCEVAL_GRADE_COMMAND="")
     run, (failing, slow) = Runner(ledger, settings).create_run([JobSpec("a", "will-fail"), JobSpec("a", "slow")])
-    # "slow" keeps the run (and its runner) busy while the failed job is retried.
-    slow_down = settings.run_command.text + " && case {task_id} in slow) sleep 3;; esac"
+    # "slow" keeps the run (and its runner) busy until the failed job has been retried, however slow the machine.
+    gate = tmp_path / "gate"
+    slow_down = settings.run_command.text + " && case {task_id} in slow) " + _after(gate, ":") + ";; esac"
     settings = settings.replace(run_command=CommandTemplate("FCEVAL_RUN_COMMAND", slow_down))
     runner = Runner(ledger, settings)
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("totals", runner.run(run.id)))
     thread.start()
-    _wait(lambda: ledger.get_job(failing.id).state == JobState.FAILED)
-    assert ledger.get_job(slow.id).state == JobState.RUNNING
-    retry_jobs(ledger, [failing.id])
-    thread.join(60)
+    try:
+        _wait(lambda: ledger.get_job(failing.id).state == JobState.FAILED)
+        assert ledger.get_job(slow.id).state == JobState.RUNNING
+        retry_jobs(ledger, [failing.id])
+        _wait(lambda: ledger.get_job(failing.id).attempts == 2 and ledger.get_job(failing.id).state.is_final)
+    finally:
+        gate.touch()
+        thread.join(60)
     job = ledger.get_job(failing.id)
     assert job.state == JobState.FAILED and job.attempts == 2  # ran again, in the same run
     assert [t["task_id"] for t in _trace(fast_env)].count("will-fail") == 2
@@ -365,3 +381,52 @@ def test_tail_attach_and_send_of_a_job_not_started_or_ended_say_so(state_dir, fa
         assert f"its run archive is {ended['artifacts'][0]}" in res.err and "--keep-sessions" in res.err
         res = run_cli(*command, waiting.id, state_dir=state_dir, env=fast_env)
         assert res.code == 2 and f"job {waiting.id} has not started yet (pending)" in res.err
+
+
+def test_a_job_waiting_for_capacity_starts_once_another_job_of_the_run_ends(
+    state_dir, settings_factory, ledger, monkeypatch
+):
+    """One slot, as on a warm pool: the second job waits for capacity and starts soon after the first has
+    ended, not at the end of a backoff grown while the first ran (up to a minute: under load a pool test
+    timed out waiting for it). A slot can be freed by another process (a cancel), so this is a bounded poll."""
+    import threading
+
+    from fceval_tui.backends.ec2_pool import Ec2PoolBackend
+    from fceval_tui.backends.local import LocalBackend
+    from fceval_tui.domain.models import JobSpec
+    from fceval_tui.domain.states import JobState
+    from fceval_tui.errors import CapacityError
+    from fceval_tui.services import runner as runner_module
+    from fceval_tui.services.runner import Runner
+
+    class OneSlot(LocalBackend):
+        first_state = JobState.PROVISIONING  # as a cloud backend's, from which a job may wait for capacity
+        capacity_wait_cap = Ec2PoolBackend.capacity_wait_cap
+        holder: str | None = None
+
+        def provision(self, ctx):
+            with lock:
+                if self.holder not in (None, ctx.job.id):
+                    raise CapacityError("the one slot is busy")
+                self.holder = ctx.job.id
+            return super().provision(ctx)
+
+        def cleanup(self, ctx, resource_id):
+            super().cleanup(ctx, resource_id)
+            with lock:
+                if self.holder == ctx.job.id:
+                    self.holder = None
+
+    lock = threading.Lock()
+    monkeypatch.setattr(runner_module, "backoff", lambda attempt, base=1.0: 600.0)  # a backoff grown long
+    settings = settings_factory(FCEVAL_CONCURRENT="2", FCEVAL_RUN_COMMAND="echo {task_id}", FCEVAL_GRADE_COMMAND="")
+    runner = Runner(ledger, settings, OneSlot(settings))
+    run, jobs = runner.create_run([JobSpec("a", "first"), JobSpec("a", "second")])
+    thread = threading.Thread(target=runner.run, args=(run.id,))
+    thread.start()
+    thread.join(60)  # a bound on waiting: the run needs seconds, the backoff ten minutes
+    finished = not thread.is_alive()
+    runner.stop()
+    thread.join(60)
+    assert finished
+    assert {j.state for j in ledger.jobs(run_id=run.id)} == {JobState.SUCCEEDED}
