@@ -89,7 +89,7 @@ class Manifest:
         upload = (
             f'upload() {{ aws s3 cp --only-show-errors "$1" "$2" 2>{err}.tmp; rc=$?; '
             f'if [ "$rc" -eq 0 ]; then cat {err}.tmp >&2; else '
-            f"said=$(tr '\\n' ' ' < {err}.tmp | cut -c1-{UPLOAD_ERROR_CHARS}); "
+            f"said=$(tr '\\n' ' ' < {err}.tmp | cut -c1-{UPLOAD_ERROR_CHARS}); said=${{said% }}; "
             f'[ -n "$said" ] || said="aws s3 cp $1 exited with code $rc"; '
             f"printf '%s%s\\n' {shlex.quote(pipeline.UPLOAD_FAILED)} \"$said\" >&2; "
             f"[ -f {err} ] || printf '%s\\n' \"$said\" > {err}; fi; "
