@@ -192,6 +192,11 @@ def test_an_ecs_task_whose_upload_is_refused_names_the_refusal_and_the_fix_from_
     _, jobs = run_with_runner(settings, backend, [spec("hello")])
     _assert_refused_upload(jobs["hello"], key, role)
     assert any(action == "kms:GenerateDataKey" for _, action in aws_env.kms.refused)
+    # The caller's printed policy lets it read that group's streams, and only with a group set.
+    caller = json.loads(audit.print_policy(settings, "ecs", "caller")[0])["Statement"]
+    reads = [s["Resource"] for s in caller if "logs:GetLogEvents" in s["Action"]]
+    assert reads == [f"arn:aws:logs:us-east-1:*:log-group:{group}:log-stream:*"], reads
+    assert "logs:GetLogEvents" not in audit.print_policy(base, "ecs", "caller")[0]
 
 
 def _batch_definition_with_role(world, role: str) -> str:
