@@ -35,4 +35,5 @@ DEFAULT_ARTIFACTS_PREFIX = S3_ROOT + "artifacts"  # when FCEVAL_ARTIFACTS is uns
 EC2_SECURITY_GROUP = "fceval-tui-egress-only"
 ECS_STARTED_BY = MANAGED_BY
 ECS_FAMILY_PREFIX = "fceval-tui-"
+ECS_LOG_STREAM_PREFIX = "fceval-tui"  # awslogs-stream-prefix of the tasks' log streams
 BATCH_JOB_PREFIX = "fceval-"

@@ -6,7 +6,8 @@ provision  stage the manifest of expected uploads, then submit_job (found again 
 start      nothing: Batch starts the job when it has capacity
 observe    job status from describe_jobs, batched for every job this console watches (100 ids
            per call, one round per poll interval), so N running jobs cost N/100 calls, not N
-collect    verify the uploads in S3 (the pipeline copies them with `aws s3 cp`)
+collect    verify the uploads in S3 (the pipeline copies them with `aws s3 cp`); one missing, the job's
+           log stream says why (log_tail)
 cancel     terminate_job; cleanup also terminates (idempotent) and deletes the staging objects
 
 Batch has no tmux: `tmux_target` is None and `log_lines` gives the job's CloudWatch log stream
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from fceval_tui.backends import log_tail
 from fceval_tui.backends.aws import AWS_ERRORS, AwsClients, chunks, classify, error_code
 from fceval_tui.backends.aws_constants import BATCH_JOB_PREFIX
 from fceval_tui.backends.base import (
@@ -33,12 +35,13 @@ from fceval_tui.backends.base import (
     is_managed,
 )
 from fceval_tui.backends.cloud import CloudBackend, remote_work_dir, require_settings
-from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
+from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads, with_upload_error
 from fceval_tui.backends.status_board import StatusBoard
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job
 from fceval_tui.domain.prices import batch_hourly, cost_so_far
 from fceval_tui.domain.states import JobState
+from fceval_tui.domain.triage import ErrorClass
 from fceval_tui.errors import PermanentError
 
 LIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
@@ -179,6 +182,9 @@ class BatchBackend(CloudBackend):
         s3 = self.aws.s3
         manifest = load_manifest(s3, self.staging(ctx.job, ctx.attempt), ctx, self.settings)
         outcome = verify_uploads(s3, manifest, observation.exit_code)
+        if outcome.error_class == ErrorClass.UPLOAD:
+            said = log_tail.upload_error(self.aws.logs, self.settings.batch_log_group, self._log_stream(resource_id))
+            outcome = with_upload_error(outcome, manifest, said)
         if outcome.succeeded or observation.exit_code is not None:
             return outcome
         # Killed before the pipeline could report (timeout, spot reclaim): say why.
@@ -263,7 +269,7 @@ class BatchBackend(CloudBackend):
             found = self.aws.batch.describe_jobs(jobs=[job.resource_id])["jobs"]
         except AWS_ERRORS as exc:
             raise classify(exc, f"batch:DescribeJobs {job.resource_id}") from exc
-        stream = (found[0].get("container") or {}).get("logStreamName") if found else None
+        stream = _log_stream_of(found)
         if not stream:
             return []
         try:
@@ -277,6 +283,13 @@ class BatchBackend(CloudBackend):
         return [event["message"] for event in events]
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _log_stream(self, batch_job_id: str) -> str | None:
+        """The job's log stream, for `log_tail` (None when DescribeJobs fails: the reason is then left out)."""
+        try:
+            return _log_stream_of(self.aws.batch.describe_jobs(jobs=[batch_job_id])["jobs"])
+        except AWS_ERRORS:
+            return None
 
     def _jobs_named(self, name: str) -> list[str]:
         try:
@@ -293,6 +306,10 @@ class BatchBackend(CloudBackend):
             self.aws.batch.terminate_job(jobId=batch_job_id, reason=reason)
         except AWS_ERRORS as exc:
             raise classify(exc, f"batch:TerminateJob {batch_job_id}") from exc
+
+
+def _log_stream_of(found: list[dict]) -> str | None:
+    return (found[0].get("container") or {}).get("logStreamName") if found else None
 
 
 def _exit_code(item: dict) -> int | None:

@@ -8,7 +8,8 @@ start      wait until the task leaves PENDING
 observe    DescribeTasks, batched for every watched task (100 per call): RUNNING is running;
            STOPPED with the container's exit code is done; the bootstrap's own codes are errors
            with a fix (no tmux or aws CLI in the image, time-to-live reached)
-collect    copy the archives from the inbox to the layout and verify them (`verify_uploads`)
+collect    copy the archives from the inbox to the layout and verify them (`verify_uploads`); one missing,
+           the task's log stream (FCEVAL_ECS_LOG_GROUP) says why (log_tail)
 cancel / cleanup   stop_task; deregister and delete the task definition; delete staged objects
 
 The bootstrap starts the pipeline in tmux on `{work dir}/tmux.sock` as the image's user, waits for
@@ -24,7 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from fceval_tui.backends import ecs_launch, remote_tmux
+from fceval_tui.backends import ecs_launch, log_tail, remote_tmux
 from fceval_tui.backends import ecs_task_definition as taskdef
 from fceval_tui.backends.aws import (
     AWS_ERRORS,
@@ -50,12 +51,13 @@ from fceval_tui.backends.cloud import CloudBackend, require_settings
 from fceval_tui.backends.ecs_exec_agent import WAIT as EXEC_AGENT_WAIT
 from fceval_tui.backends.ecs_exec_agent import wait_until_exec_ready
 from fceval_tui.backends.ecs_task_definition import CONTAINER, family_of, image_for
-from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads
+from fceval_tui.backends.manifest import MANIFEST, load_manifest, verify_uploads, with_upload_error
 from fceval_tui.backends.status_board import StatusBoard
 from fceval_tui.config import Settings
 from fceval_tui.domain.models import Job
 from fceval_tui.domain.prices import cost_so_far, fargate_hourly
 from fceval_tui.domain.states import JobState
+from fceval_tui.domain.triage import ErrorClass
 from fceval_tui.errors import CapacityError, PermanentError, TransientError
 from fceval_tui.transports.base import Transport
 
@@ -103,6 +105,7 @@ class EcsBackend(CloudBackend):
         "ecs:ListTasks",
         "ecs:StopTask",
         "ecs:ExecuteCommand",  # tail, attach and the live mirror (never while a job runs)
+        "logs:GetLogEvents",  # why an upload failed, with FCEVAL_ECS_LOG_GROUP
         "iam:PassRole",
         "s3:PutObject",
         "s3:GetObject",
@@ -126,7 +129,7 @@ class EcsBackend(CloudBackend):
         transport_for: Callable[[str], Transport] | None = None,
     ) -> None:
         super().__init__(settings)
-        self.aws = clients or AwsClients(settings.region, settings.profile, ("ecs", "s3"))
+        self.aws = clients or AwsClients(settings.region, settings.profile, ("ecs", "logs", "s3"))
         self._transport_for = transport_for or self._ecs_exec
         self._board = _TaskBoard(self.aws, settings.ecs_cluster, max_age=lambda: self.poll_interval / 2)
 
@@ -138,6 +141,13 @@ class EcsBackend(CloudBackend):
             ("FCEVAL_ECS_IMAGE", "FCEVAL_ECS_SUBNETS"),
             "set them in .env (see .env.template for examples)",
         )
+        if self.settings.ecs_log_group:  # Fargate's awslogs driver writes as the execution role
+            require_settings(
+                self.settings,
+                self.name,
+                ("FCEVAL_ECS_EXECUTION_ROLE_ARN",),
+                "FCEVAL_ECS_LOG_GROUP needs a task execution role: set it, or leave FCEVAL_ECS_LOG_GROUP empty",
+            )
 
     # -- the Backend contract -----------------------------------------------------------------
 
@@ -205,7 +215,11 @@ class EcsBackend(CloudBackend):
         self._board.forget(resource_id)
         s3 = self.aws.s3
         manifest = load_manifest(s3, self.staging(ctx.job, ctx.attempt), ctx, self.settings)
-        return verify_uploads(s3, manifest, observation.exit_code)
+        outcome = verify_uploads(s3, manifest, observation.exit_code)
+        if outcome.error_class == ErrorClass.UPLOAD and self.settings.ecs_log_group:
+            said = log_tail.upload_error(self.aws.logs, self.settings.ecs_log_group, taskdef.log_stream(resource_id))
+            outcome = with_upload_error(outcome, manifest, said)
+        return outcome
 
     def cancel(self, ctx: JobContext, resource_id: str) -> None:
         self._stop([resource_id], "cancelled by fceval-tui")

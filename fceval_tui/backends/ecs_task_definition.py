@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 
 from fceval_tui.backends import remote_tmux
-from fceval_tui.backends.aws_constants import ECS_FAMILY_PREFIX
+from fceval_tui.backends.aws_constants import ECS_FAMILY_PREFIX, ECS_LOG_STREAM_PREFIX
 from fceval_tui.backends.base import JobContext
 from fceval_tui.backends.cloud import remote_work_dir
 from fceval_tui.backends.manifest import Manifest
@@ -30,6 +30,12 @@ _IMAGE_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 def family_of(job_id: str, attempt: int) -> str:
     return f"{ECS_FAMILY_PREFIX}{job_id}-a{attempt}"
+
+
+def log_stream(task_arn: str) -> str:
+    """The awslogs stream of a task's container: prefix/container/task id (Amazon ECS Developer Guide,
+    "Send Amazon ECS logs to CloudWatch": awslogs-stream-prefix)."""
+    return f"{ECS_LOG_STREAM_PREFIX}/{CONTAINER}/{task_arn.rsplit('/', 1)[-1]}"
 
 
 def image_for(template: str, task_id: str) -> str:
@@ -87,6 +93,15 @@ def definition(settings: Settings, ctx: JobContext, family: str, manifest: Manif
         "memory": s.ecs_memory,
         "linuxParameters": {"initProcessEnabled": True},  # recommended for ECS Exec
     }
+    if s.ecs_log_group:
+        container["logConfiguration"] = {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": s.ecs_log_group,
+                "awslogs-region": s.region,
+                "awslogs-stream-prefix": ECS_LOG_STREAM_PREFIX,
+            },
+        }
     params: dict = {
         "family": family,
         "requiresCompatibilities": ["FARGATE"],

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, replace
 
 from fceval_tui.backends.aws import AWS_ERRORS, classify, error_code
 from fceval_tui.backends.aws_constants import INBOX_PREFIX
@@ -82,12 +83,16 @@ class Manifest:
 
     def upload_shell(self) -> str:
         """Shell run by the pipeline after packing: copy the archives into the inbox (see the module doc).
-        The first failure's error goes, on one line, to `pipeline.UPLOAD_ERROR` for `verify_uploads`."""
+        A failure's error goes, on one line, to stderr after `pipeline.UPLOAD_FAILED` (found there in a job's
+        CloudWatch log), and the first one's to `pipeline.UPLOAD_ERROR`, for `verify_uploads`."""
         err = pipeline.UPLOAD_ERROR
         upload = (
-            f'upload() {{ aws s3 cp --only-show-errors "$1" "$2" 2>{err}.tmp; rc=$?; cat {err}.tmp >&2; '
-            f'if [ "$rc" -ne 0 ]; then echo "fceval-tui: upload failed: $2" >&2; '
-            f"[ -f {err} ] || tr '\\n' ' ' < {err}.tmp | cut -c1-{UPLOAD_ERROR_CHARS} > {err}; fi; "
+            f'upload() {{ aws s3 cp --only-show-errors "$1" "$2" 2>{err}.tmp; rc=$?; '
+            f'if [ "$rc" -eq 0 ]; then cat {err}.tmp >&2; else '
+            f"said=$(tr '\\n' ' ' < {err}.tmp | cut -c1-{UPLOAD_ERROR_CHARS}); said=${{said% }}; "
+            f'[ -n "$said" ] || said="aws s3 cp $1 exited with code $rc"; '
+            f"printf '%s%s\\n' {shlex.quote(pipeline.UPLOAD_FAILED)} \"$said\" >&2; "
+            f"[ -f {err} ] || printf '%s\\n' \"$said\" > {err}; fi; "
             f"rm -f {err}.tmp; }}"
         )
         run, report = f'"${UPLOAD_ENV}/{INBOX_RUN}"', f'"${UPLOAD_ENV}/{INBOX_REPORT}"'
@@ -124,6 +129,14 @@ def verify_uploads(s3, manifest: Manifest, exit_code: int | None, upload_error: 
         return Outcome(False, exit_code, tuple(present), error, ErrorClass.UPLOAD)
     error = None if succeeded else f"the pipeline exited with code {exit_code}"
     return Outcome(succeeded, exit_code, tuple(present), error)
+
+
+def with_upload_error(outcome: Outcome, manifest: Manifest, upload_error: str) -> Outcome:
+    """`verify_uploads`' missing-upload verdict (given no `upload_error`) with what the upload said, found
+    afterwards, and the fix; without asking S3 again. Any other outcome as it is."""
+    if outcome.error_class != ErrorClass.UPLOAD or not upload_error:
+        return outcome
+    return replace(outcome, error=(outcome.error or "") + upload_failure(manifest, upload_error))
 
 
 def upload_failure(manifest: Manifest, upload_error: str) -> str:

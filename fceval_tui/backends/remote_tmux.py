@@ -155,7 +155,8 @@ def container_bootstrap(
     Runs as the image's user with the job's values in its environment (none in this text). The work
     dir is `work`, or `fallback` when the image's user cannot write there; `artifacts_env` (the
     artifacts directory's variable) is set under it. Waits for the pipeline's `done` file and exits
-    with its code; EXIT_* above for what went wrong, EXIT_TTL when `ttl_seconds` pass first."""
+    with its code; EXIT_* above for what went wrong, EXIT_TTL when `ttl_seconds` pass first. A failed upload's
+    error is repeated on its stderr: the pane's output is not the container's, which may go to CloudWatch Logs."""
     q = shlex.quote
     delimiter = "FCEVAL_PIPELINE_END"
     if any(line.strip() == delimiter for line in pipeline_text.splitlines()):
@@ -190,6 +191,7 @@ while [ ! -f {pipeline.DONE_FILE} ]; do
   if [ "$dead" = 1 ] && [ ! -f {pipeline.DONE_FILE} ]; then fail {EXIT_PANE_DIED} 'the pipeline ended unfinished'; fi
   sleep 1
 done
+{pipeline.relay_upload_error()}
 code=$(cat {pipeline.DONE_FILE})
 case $code in {EXIT_NO_WORK_DIR}|{EXIT_IMAGE_NO_TMUX}|{EXIT_IMAGE_NO_AWS}|{EXIT_TTL}|{EXIT_PANE_DIED}) code=1 ;; esac
 sleep 2  # the last screen stays visible to mirrors for a moment

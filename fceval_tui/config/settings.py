@@ -335,6 +335,16 @@ class Settings:
         "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
         group="ecs",
     )
+    ecs_log_group: str = _setting(
+        "FCEVAL_ECS_LOG_GROUP",
+        any_text,
+        "",
+        "Existing CloudWatch log group for the tasks' output (the awslogs driver; needs the execution role, "
+        "with logs:CreateLogStream and logs:PutLogEvents): a failed upload's verdict then says why. "
+        "Empty: no logs.",
+        "/ecs/fceval-tui",
+        group="ecs",
+    )
     batch_queue: str = _setting(
         "FCEVAL_BATCH_QUEUE", any_text, "", "AWS Batch job queue.", "fceval-queue", group="batch"
     )

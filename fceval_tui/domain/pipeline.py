@@ -19,6 +19,7 @@ then `exit-CODE` after the `done` file, or `REPORTED_DIED` when a signal ends it
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fceval_tui.domain.artifacts import GRADING_REPORT
@@ -30,6 +31,9 @@ RUN_EXIT = "run.exit"
 GRADE_EXIT = "grade.exit"
 DONE_FILE = "done"
 UPLOAD_ERROR = "upload.err"  # written by a backend's upload lines (backends/manifest.py)
+# Starts the stderr line carrying a failed upload's error (as in UPLOAD_ERROR): where a job's output goes
+# to CloudWatch Logs (ECS, Batch), the console finds the error there (`upload_error_in`).
+UPLOAD_FAILED = "fceval-tui: upload failed: "
 RUN_ARCHIVE = "out/run.tar.gz"
 REPORT_ARCHIVE = "out/grading_report.json.gz"
 SCRIPT_NAME = "pipeline.sh"
@@ -157,6 +161,21 @@ def parse_status(files: dict[str, str | None]) -> PipelineResult:
         exit_code=as_int(DONE_FILE),
         upload_error=(files.get(UPLOAD_ERROR) or "").strip(),
     )
+
+
+def relay_upload_error() -> str:
+    """Shell printing `UPLOAD_ERROR`'s text as an `UPLOAD_FAILED` line on stderr, when an upload failed (for
+    a process whose output is logged while the pipeline's own goes elsewhere, such as a tmux pane)."""
+    said = f'"$(cat {UPLOAD_ERROR})"'
+    return f"if [ -f {UPLOAD_ERROR} ]; then printf '%s%s\\n' {shlex.quote(UPLOAD_FAILED)} {said} >&2; fi"
+
+
+def upload_error_in(lines: Iterable[str]) -> str:
+    """The first failed upload's error among a job's output lines ("" when none says so)."""
+    for line in lines:
+        if line.startswith(UPLOAD_FAILED):
+            return line[len(UPLOAD_FAILED) :].strip()
+    return ""
 
 
 STATUS_FILES = (PHASE_FILE, RUN_EXIT, GRADE_EXIT, DONE_FILE, UPLOAD_ERROR)

@@ -182,7 +182,10 @@ _RULES: dict[str, tuple[Grant, ...]] = {
     ),
     "batch:TagResource": (Grant("SubmitTagged", lambda s: [s.arn("batch", "job/*")], lambda s: _REQUEST_TAG),),
     "batch:TerminateJob": (Grant("Tagged", lambda s: [s.arn("batch", "job/*")], lambda s: _RESOURCE_TAG),),
-    "logs:GetLogEvents": (Grant("JobLogs", lambda s: [s.arn("logs", f"log-group:{s.log_group}:log-stream:*")]),),
+    # No log group (ECS without FCEVAL_ECS_LOG_GROUP): no logs are read.
+    "logs:GetLogEvents": (
+        Grant("JobLogs", lambda s: [s.arn("logs", f"log-group:{s.log_group}:log-stream:*")] if s.log_group else []),
+    ),
     "s3:GetBucketLocation": (Grant("Buckets", lambda s: list(s.buckets)),),
     # The SSM agent reads the output bucket's encryption before it writes a long command output there.
     "s3:GetEncryptionConfiguration": (Grant("StagingBucket", lambda s: [s.inbox.split("/", 1)[0]] if s.inbox else []),),

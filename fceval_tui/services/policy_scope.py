@@ -99,7 +99,7 @@ def scope_for(
         cluster=settings.ecs_cluster or ("YOUR-CLUSTER" if placeholder else ""),
         queue=settings.batch_queue or ("YOUR-QUEUE" if placeholder else ""),
         job_definition=settings.batch_job_definition or ("YOUR-JOB-DEFINITION" if placeholder else ""),
-        log_group=settings.batch_log_group,
+        log_group=settings.ecs_log_group if backend == "ecs" else settings.batch_log_group,
         pass_roles=tuple(dict.fromkeys(pass_roles)),
         principal=backend_class(backend).compute_principal,
         spot=settings.spot_price is not None,

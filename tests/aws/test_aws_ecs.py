@@ -216,3 +216,26 @@ def test_a_token_reused_with_other_parameters_uses_its_task_while_that_runs(aws_
 def calls_definition(world, ctx) -> str:
     family = f"fceval-tui-{ctx.job.id}-a{ctx.attempt}"
     return world.client("ecs").list_task_definitions(familyPrefix=family)["taskDefinitionArns"][-1]
+
+
+def test_a_log_group_needs_an_execution_role_and_an_existing_group(aws_settings, ecs_exec, aws_env):
+    """Fargate's awslogs driver writes as the execution role, to a group that must exist ("Send Amazon ECS
+    logs to CloudWatch"): without the role, one message before anything starts; without the group, the
+    task fails to start and the job fails with AWS's reason."""
+    from fceval_tui.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="FCEVAL_ECS_EXECUTION_ROLE_ARN"):
+        backend_for(aws_settings(FCEVAL_ECS_LOG_GROUP="/ecs/fceval"), ecs_exec).check_ready()
+    settings = aws_settings(
+        FCEVAL_ECS_LOG_GROUP=f"/ecs/missing-{new_run_id()}",
+        FCEVAL_ECS_EXECUTION_ROLE_ARN="arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+    )
+    backend = backend_for(settings, ecs_exec)
+    backend.check_ready()
+    ctx = make_context(settings, new_run_id())
+    task = backend.provision(ctx)
+    described = aws_env.client("ecs").describe_tasks(cluster="fceval-test", tasks=[task])["tasks"][0]
+    assert described["lastStatus"] == "STOPPED"
+    with pytest.raises(PermanentError, match="The specified log group does not exist"):
+        backend.observe(ctx, task)
+    backend.cleanup(ctx, task)

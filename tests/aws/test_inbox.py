@@ -54,3 +54,35 @@ def test_a_collect_is_one_listing_and_a_copy_per_archive(aws_settings, aws_env):
     assert calls == {"ListObjectsV2": 1, "CopyObject": 2}
     report_key = manifest.succeeded_report.split("/", 3)[3]
     assert s3.get_object(Bucket=RESULTS, Key=report_key)["Body"].read() == b"report"
+
+
+def test_a_failed_upload_says_its_error_once_on_a_line_the_console_finds_in_a_log(tmp_path):
+    """The upload lines' stderr (what CloudWatch Logs keeps of an ECS or Batch job) carries the first failed
+    upload's error after `pipeline.UPLOAD_FAILED`, as `upload.err` does; the ECS bootstrap's relay repeats it."""
+    import subprocess
+
+    from fceval_tui.domain import pipeline
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(
+        '#!/bin/sh\nprintf \'upload failed: %s to %s\\nAn error occurred (AccessDenied)\\n\' "$4" "$5" >&2\nexit 1\n'
+    )
+    (bin_dir / "aws").chmod(0o755)
+    (tmp_path / "out").mkdir()
+    for name in (pipeline.RUN_ARCHIVE, pipeline.REPORT_ARCHIVE):
+        (tmp_path / name).write_bytes(b"x")
+    manifest = Manifest("a", "b", "c", "d", True, "s3://bucket/inbox/token")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", UPLOAD_ENV: manifest.inbox}
+    script = manifest.upload_shell() + "\n" + pipeline.relay_upload_error()
+    done = subprocess.run(["sh", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    lines = done.stderr.splitlines()
+    first = f"upload failed: out/run.tar.gz to {manifest.inbox}/{INBOX_RUN} An error occurred (AccessDenied)"
+    assert (tmp_path / pipeline.UPLOAD_ERROR).read_text().strip() == first
+    assert [line for line in lines if line.startswith(pipeline.UPLOAD_FAILED)] == [
+        pipeline.UPLOAD_FAILED + first,
+        pipeline.UPLOAD_FAILED + first.replace("run.tar.gz", "grading_report.json.gz"),
+        pipeline.UPLOAD_FAILED + first,  # the relay, from upload.err
+    ]
+    assert pipeline.upload_error_in(lines) == first
+    assert pipeline.upload_error_in(["agent output", "fceval-tui: pipeline finished with exit code 0"]) == ""

@@ -14,7 +14,8 @@ Loaded with `pytest_plugins = ("aws_fixtures",)`; plain helpers are in aws_helpe
 - `batch_compute`: moto's Batch without Docker runs nothing; this double fails a job whose
   container overrides reach 8,192 bytes when it starts (SubmitJob accepts them, as AWS does), and runs the submitted
   command on a LocalMachine in a thread (the job is RUNNING meanwhile), writes its output to
-  CloudWatch Logs and finishes the job with the command's exit code. TerminateJob kills it.
+  CloudWatch Logs and finishes the job with the command's exit code. TerminateJob kills it. A job
+  definition's `jobRoleArn` that moto IAM knows gives the command that role's credentials (task_roles.py).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from tests.helpers.aws import (
     LocalMachine,
     MotoWorld,
 )
+from tests.helpers.task_roles import role_environment
 from tests.helpers.tmux_cleanup import kill_servers_under
 
 pytest_plugins = ("tests.helpers.ssm_double",)  # its fixtures come with this plugin
@@ -169,7 +171,13 @@ def batch_compute(aws_env, monkeypatch, local_machine) -> LocalMachine:
     def run_container(job) -> None:
         overrides = job.container_overrides or {}
         command = overrides.get("command") or ["true"]
-        env = {**local_machine.env, **{item["name"]: item["value"] for item in overrides.get("environment", [])}}
+        _, _, _, region, account, _ = job.job_definition.arn.split(":", 5)
+        role_arn = (job.job_definition.container_properties or {}).get("jobRoleArn")
+        env = {
+            **local_machine.env,
+            **role_environment(account, region, role_arn, job.job_id),
+            **{item["name"]: item["value"] for item in overrides.get("environment", [])},
+        }
         # Its own process group, so TerminateJob kills the whole pipeline like a container stop would.
         proc = subprocess.Popen(
             command,

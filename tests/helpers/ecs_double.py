@@ -11,6 +11,14 @@ What it models, and the AWS documentation page followed for each:
   the container's marker in its environment, as a PID namespace would) and the task is STOPPED
   with stopCode EssentialContainerExited, the container's exitCode and a stoppedReason ("Amazon ECS
   task lifecycle"; "Stopped Amazon ECS task errors").
+- The task role ("Amazon ECS task IAM role"): the container's aws CLI acts as that role when moto IAM
+  knows it (task_roles.py); otherwise with the tests' own keys.
+- The awslogs log driver ("Send Amazon ECS logs to CloudWatch", "Using the awslogs log driver"): a
+  container with `logConfiguration` awslogs has its stdout and stderr, a line an event, in the stream
+  `{awslogs-stream-prefix}/{container name}/{task id}` of `awslogs-group`. The group must exist (without
+  `awslogs-create-group`): else the task stops with TaskFailedToStart and "ResourceInitializationError:
+  failed to validate logger args" ("Stopped Amazon ECS task errors"). The driver ships lines as they are
+  written; here they are all written when the container exits, before the task shows STOPPED.
 - StopTask sends SIGTERM to the container, then SIGKILL after the stop timeout (30 s on AWS, 2 s
   here) ("StopTask", Amazon ECS API Reference).
 - RunTask's clientToken: the same token with other parameters is refused with ConflictException naming
@@ -48,6 +56,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.machine_state import held
+from tests.helpers.task_roles import role_environment
 
 CONTAINER_USER = "fceval-ctr"
 MARKER = "FCEVAL_DOUBLE_TASK"  # in every process of a container, so stopping it finds them all
@@ -233,6 +242,7 @@ class Container:
     env: dict[str, str]
     proc: subprocess.Popen
     log: Path
+    logs: AwsLogs | None = None
     stopping: bool = False
 
     @property
@@ -305,7 +315,11 @@ class EcsDouble:
         except KeyError:
             raise AssertionError(f"CannotPullContainerError: {name} is not in the test's registry") from None
 
-    def start(self, task, definition: Mapping) -> None:
+    def start(self, task, definition: Mapping, role: Mapping[str, str] | None = None) -> None:
+        logs = _awslogs(task.task_arn, definition)
+        if logs is not None and not _group_exists(logs):
+            _failed_to_start(task)
+            return
         image = self.image(definition["image"])
         user = definition.get("user") or image.user
         task_id = task.task_arn.rsplit("/", 1)[-1]
@@ -316,7 +330,8 @@ class EcsDouble:
             "HOSTNAME": task_id[:12],
             **image.env,
             **{item["name"]: item["value"] for item in definition.get("environment") or []},
-            **self.credentials,  # stand-in for the task role's credentials
+            **self.credentials,  # the tests' own keys, unless the task role is modelled
+            **(role or {}),
             MARKER: task_id,
         }
         argv = effective_argv(image, definition)
@@ -332,7 +347,7 @@ class EcsDouble:
                 stderr=out,
                 start_new_session=True,
             )
-        container = Container(task.task_arn, argv, user, env, proc, log)
+        container = Container(task.task_arn, argv, user, env, proc, log, logs)
         (self.state_dir / f"{task_id}.json").write_text(json.dumps({"cwd": "/", "env": env}))
         agent = ExecAgent(self.agent_pending_polls)
         with self._lock:
@@ -344,6 +359,8 @@ class EcsDouble:
     def _wait(self, task, container: Container) -> None:
         code = container.proc.wait()
         self._kill_rest(container)
+        if container.logs is not None:
+            container.logs.write(container.output)
         (self.state_dir / (task.task_arn.rsplit("/", 1)[-1] + ".json")).unlink(missing_ok=True)
         with self._lock:
             agent = self.agents[task.task_arn]
@@ -401,6 +418,55 @@ class EcsDouble:
     def wait_stopped(self, task_arn: str, timeout: float) -> int:
         container = self.containers[task_arn]
         return container.proc.wait(timeout=timeout)
+
+
+@dataclass(frozen=True)
+class AwsLogs:
+    """Where the awslogs driver sends a container's output."""
+
+    account: str
+    region: str
+    group: str
+    stream: str
+
+    def backend(self):
+        from moto.logs.models import logs_backends
+
+        return logs_backends[self.account][self.region]
+
+    def write(self, output: str) -> None:
+        from moto.core.utils import unix_time_millis
+
+        now = int(unix_time_millis())
+        events = [{"timestamp": now, "message": line} for line in output.splitlines() if line]
+        self.backend().ensure_log_stream(self.group, self.stream)
+        if events:
+            self.backend().put_log_events(self.group, self.stream, events)
+
+
+def _awslogs(task_arn: str, definition: Mapping) -> AwsLogs | None:
+    config = definition.get("logConfiguration") or {}
+    if config.get("logDriver") != "awslogs":
+        return None
+    options = config.get("options") or {}
+    _, _, _, region, account, _ = task_arn.split(":", 5)
+    stream = f"{options['awslogs-stream-prefix']}/{definition['name']}/{task_arn.rsplit('/', 1)[-1]}"
+    return AwsLogs(account, options.get("awslogs-region", region), options["awslogs-group"], stream)
+
+
+def _group_exists(logs: AwsLogs) -> bool:
+    return logs.group in logs.backend().groups
+
+
+def _failed_to_start(task) -> None:
+    task.containers[0].last_status = "STOPPED"
+    task.stop_code = "TaskFailedToStart"
+    task.stopped_reason = (
+        "ResourceInitializationError: failed to validate logger args: create stream has been retried 1 times: "
+        "failed to create Cloudwatch log stream: ResourceNotFoundException: The specified log group does not exist. "
+        ": exit status 1"
+    )
+    task.desired_status = task.last_status = "STOPPED"
 
 
 def pids_with(name: str, value: str) -> list[int]:
@@ -496,7 +562,10 @@ def ecs_double(aws_env, monkeypatch, tmp_path, container_user, image_tools) -> I
             definition = self.describe_task_definition(task.task_definition_arn)
             task.containers[0].last_status = "RUNNING"
             task.containers[0].exitCode = None  # AWS has none before the container stops (moto says 0)
-            double.start(task, definition.container_definitions[0])
+            role = role_environment(
+                self.account_id, self.region_name, getattr(definition, "task_role_arn", None), task.task_arn
+            )
+            double.start(task, definition.container_definitions[0], role)
         return tasks
 
     def stop_task(self, cluster_str: str, task_str: str, reason: str):
