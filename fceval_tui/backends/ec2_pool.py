@@ -113,8 +113,8 @@ class Ec2PoolBackend(Ec2Backend):
         socket = remote_tmux.socket_path(work)
         shell = "\n".join(
             [
-                pool_scripts.set_expiry(
-                    self.settings.remote_work_dir, resource_id, int(ctx.expires_at.timestamp()), later_only=True
+                pool_scripts.job_started(
+                    self.settings.remote_work_dir, resource_id, ctx.job.id, int(ctx.expires_at.timestamp())
                 ),
                 pool_scripts.job_setup(work, user),
                 remote_tmux.launch_script(work, ctx.job.id, socket=socket, grant_user=SESSION_USER),
@@ -156,11 +156,11 @@ class Ec2PoolBackend(Ec2Backend):
         pool = self.book.pool(instance.pool)
         work = remote_work_dir(self.settings, ctx.job.id)
         shell = pool_scripts.clean_job(work, pool_scripts.job_user(ctx.job.id))
-        last = instance.jobs == (ctx.job.id,)
-        if last and instance.state == READY:
+        if instance.state == READY:
+            # Idle expiry if the instance runs no other job (it decides: a job may have started meanwhile).
             idle_until = utcnow() + timedelta(minutes=min(pool.idle_minutes, pool.ttl_minutes))
-            shell += "\n" + pool_scripts.set_expiry(
-                self.settings.remote_work_dir, resource_id, int(idle_until.timestamp()), later_only=False
+            shell += "\n" + pool_scripts.job_ended(
+                self.settings.remote_work_dir, resource_id, ctx.job.id, int(idle_until.timestamp())
             )
         try:
             result = self._transport(ctx.job, ctx.attempt, resource_id).run(["sh", "-c", shell], timeout=300)
@@ -172,9 +172,7 @@ class Ec2PoolBackend(Ec2Backend):
             what = pool_scripts.output_value(result.stdout, "left") or result.stderr.strip()[-200:]
             self.fleet.drain(pool, instance, f"cleaning up after {ctx.job.id} left {what}")
             raise TransientError(f"cleaning up {ctx.job.id} on {resource_id} left {what}; the instance is drained")
-        released = self.book.release(resource_id, ctx.job.id)
-        if last:
-            self.fleet.set_expiry_tag(released, result.stdout)
+        self.fleet.set_expiry_tag(self.book.release(resource_id, ctx.job.id), result.stdout)
 
     def _maybe_upkeep(self, pool: Pool) -> None:
         now = utcnow().timestamp()

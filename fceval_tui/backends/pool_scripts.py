@@ -86,10 +86,51 @@ def watcher_lines(work_root: str, expires_epoch: int) -> tuple[str, ...]:
 def set_expiry(work_root: str, instance_id: str, expires_epoch: int, *, later_only: bool) -> str:
     """Shell writing the instance's expiry (only if later than the current one with `later_only`) and
     printing `expires=<epoch>`, the time now in force."""
+    return _write_expiry(
+        work_root, instance_id, expires_epoch, f'[ {int(expires_epoch)} -gt "$old" ]' if later_only else "true"
+    )
+
+
+def job_started(work_root: str, instance_id: str, job_id: str, expires_epoch: int) -> str:
+    """At a job's start, one step under the instance's expiry lock: count the job on the instance and
+    move the expiry to the job's if that is later."""
+    marker = shlex.quote(f"{_jobs_dir(work_root)}/{job_user(job_id)}")
+    return _locked(
+        work_root,
+        [
+            f'mkdir -p "$(dirname {marker})" && touch {marker} || exit 2',
+            set_expiry(work_root, instance_id, expires_epoch, later_only=True),
+        ],
+    )
+
+
+def job_ended(work_root: str, instance_id: str, job_id: str, idle_epoch: int) -> str:
+    """At a job's end, under the same lock: uncount the job and, if no other job is counted, set the idle
+    expiry (earlier than the job's). The instance decides, not the console's view of its slots: a job
+    that claimed a slot and started meanwhile keeps its expiry."""
+    jobs = _jobs_dir(work_root)
+    marker = shlex.quote(f"{jobs}/{job_user(job_id)}")
+    idle = f'[ -z "$(ls -A {shlex.quote(jobs)} 2>/dev/null)" ]'
+    return _locked(work_root, [f"rm -f {marker}", _write_expiry(work_root, instance_id, idle_epoch, idle)])
+
+
+def _jobs_dir(work_root: str) -> str:
+    return f"{work_root.rstrip('/')}/.pool/jobs"
+
+
+def _locked(work_root: str, lines: list[str]) -> str:
+    """`lines` in a subshell holding the instance's expiry lock (flock is in util-linux, as runuser)."""
+    lock = shlex.quote(f"{work_root.rstrip('/')}/.pool/lock")
+    state = shlex.quote(f"{work_root.rstrip('/')}/.pool")
+    return "\n".join(
+        [f"mkdir -p {state} && chmod 0700 {state} || exit 2", "(", "flock 9 || exit 2", *lines, f") 9>{lock} || exit 2"]
+    )
+
+
+def _write_expiry(work_root: str, instance_id: str, expires_epoch: int, test: str) -> str:
     q = shlex.quote
     path = expiry_file(work_root, instance_id)
     write = f'printf "%s\\n" {int(expires_epoch)} > "$f.tmp" && mv "$f.tmp" "$f"'
-    test = f'[ {int(expires_epoch)} -gt "$old" ]' if later_only else "true"
     return "\n".join(
         [
             f"f={q(path)}",

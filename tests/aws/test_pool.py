@@ -268,6 +268,37 @@ def test_the_expiry_moves_with_the_jobs_and_the_watcher_ends_an_expired_instance
     assert int(deadline.read_text()) <= time.time()
 
 
+def test_the_end_of_a_job_never_lowers_the_expiry_under_another_that_started_meanwhile(pool_env, aws_env, monkeypatch):
+    """The cleanup of the instance's last job (as the ledger saw it) sets the idle expiry; a job that
+    claimed a slot and started between that look and the cleanup script must keep its own, later,
+    expiry: the instance decides, under a lock its starts take too, from the jobs it runs."""
+    import os
+    import time
+
+    from tests.helpers.aws import make_context
+
+    make, ledger, name = pool_env
+    settings = make(FCEVAL_POOL_IDLE_MINUTES="20", FCEVAL_TTL_MINUTES="300", FCEVAL_POOL_VCPUS_PER_JOB="1")
+    (instance,) = [r.instance for r in pools.pool_up(settings, ledger, name, 1).rows]
+    assert instance.slots >= 2
+    expiry = Path(pool_scripts.expiry_file(settings.remote_work_dir, instance.id))
+    backend = Ec2PoolBackend(pools.settings_for_run(settings.replace(pool=name), ledger), ledger=ledger)
+    first, second = (make_context(backend.settings, f"r{os.urandom(4).hex()}") for _ in range(2))
+    assert backend.provision(first) == instance.id
+    backend.start(first, instance.id)
+    seen = backend.book.instance(instance.id)  # the first job alone: its cleanup will think it is the last
+    assert backend.provision(second) == instance.id
+    backend.start(second, instance.id)  # claimed and started after that look, before the cleanup's script
+    with monkeypatch.context() as stale:
+        stale.setattr(backend.book, "instance", lambda instance_id: seen)
+        backend.cancel(first, instance.id)
+        backend.cleanup(first, instance.id)
+    assert (float(expiry.read_text()) - time.time()) / 60 > 290  # the second job's TTL, not 20 idle minutes
+    backend.cancel(second, instance.id)
+    backend.cleanup(second, instance.id)
+    assert 19 <= (float(expiry.read_text()) - time.time()) / 60 <= 20  # now idle
+
+
 def test_pool_through_the_cli(pool_env, aws_env, ec2_machine):
     """`pool up`, `pool status`, `launch --pool`, `resources` and `pool down` as a script would use them."""
     import json
