@@ -19,13 +19,19 @@ def test_each_attempt_gets_its_own_unguessable_inbox(aws_settings):
     assert first.inbox not in first.upload_shell()  # the pipeline reads it from its environment
 
 
-def test_collect_delivers_the_inbox_to_the_verdicts_keys(aws_settings, aws_env):
-    ctx = make_context(aws_settings(FCEVAL_GRADE_COMMAND=""), new_run_id())
+def _uploaded(aws_settings, aws_env, grade_command: str):
+    """A manifest whose inbox holds both archives, as a pipeline leaves it; its S3 client and inbox key."""
+    ctx = make_context(aws_settings(FCEVAL_GRADE_COMMAND=grade_command), new_run_id())
     manifest = Manifest.for_job(ctx, ctx.artifact_prefix, STAGING)
     s3 = aws_env.client("s3")
     inbox_key = manifest.inbox.split("/", 3)[3]
     s3.put_object(Bucket=STAGING, Key=f"{inbox_key}/{INBOX_RUN}", Body=b"run")
     s3.put_object(Bucket=STAGING, Key=f"{inbox_key}/{INBOX_REPORT}", Body=b"report")
+    return manifest, s3, inbox_key
+
+
+def test_collect_delivers_the_inbox_to_the_verdicts_keys(aws_settings, aws_env):
+    manifest, s3, inbox_key = _uploaded(aws_settings, aws_env, grade_command="")
     outcome = verify_uploads(s3, manifest, 3)  # a failed run: the failed_* keys
     assert not outcome.succeeded and outcome.error == "the pipeline exited with code 3"
     assert set(outcome.artifacts) == {manifest.failed_run, manifest.failed_report}
@@ -41,12 +47,7 @@ def test_a_collect_is_one_listing_and_a_copy_per_archive(aws_settings, aws_env):
     """A collect under throttling is retried whole: each call it makes is a call that can be refused."""
     from collections import Counter
 
-    ctx = make_context(aws_settings(FCEVAL_GRADE_COMMAND="grade"), new_run_id())
-    manifest = Manifest.for_job(ctx, ctx.artifact_prefix, STAGING)
-    s3 = aws_env.client("s3")
-    inbox_key = manifest.inbox.split("/", 3)[3]
-    s3.put_object(Bucket=STAGING, Key=f"{inbox_key}/{INBOX_RUN}", Body=b"run")
-    s3.put_object(Bucket=STAGING, Key=f"{inbox_key}/{INBOX_REPORT}", Body=b"report")
+    manifest, s3, _ = _uploaded(aws_settings, aws_env, grade_command="grade")
     calls: Counter = Counter()
     s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
     outcome = verify_uploads(s3, manifest, 0)
