@@ -48,7 +48,13 @@ AUDIT_ACTIONS: dict[str, tuple[str, ...]] = {
         "ssm:GetParameter",
     ),
     "ecs": _AUDIT_COMMON
-    + ("servicequotas:GetServiceQuota", "ecs:DescribeClusters", "ecs:ListTasks", "ecs:DescribeTasks"),
+    + (
+        "servicequotas:GetServiceQuota",
+        "ecs:DescribeClusters",
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "logs:DescribeLogGroups",
+    ),
     "batch": _AUDIT_COMMON
     + ("batch:DescribeJobQueues", "batch:DescribeJobDefinitions", "batch:DescribeComputeEnvironments"),
 }

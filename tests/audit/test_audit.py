@@ -454,6 +454,21 @@ def test_ecs_setup_and_a_task_role_without_ecs_exec(audit_world):
     assert "ssmmessages:OpenDataChannel" in finding.detail and "aws iam put-role-policy" in finding.fix
 
 
+def test_the_ecs_log_group_must_exist_when_set(audit_world):
+    """Fargate refuses to start a task whose awslogs group is missing: the audit says so first."""
+    role = _ecs_task_role(audit_world, ["ssmmessages:*", "s3:PutObject"])
+    group = f"/fceval/{audit_world.bucket}"
+    settings = _ecs_settings(audit_world, role).replace(ecs_log_group=group, ecs_execution_role_arn=role)
+    finding = only_error(run(settings, backend="ecs"), "ecs.log-group")
+    assert group in finding.summary and finding.fix == f"aws logs create-log-group --log-group-name {group}"
+    audit_world.client("logs").create_log_group(logGroupName=group + "-other")  # a prefix match is not it
+    only_error(run(settings, backend="ecs"), "ecs.log-group")
+    audit_world.client("logs").create_log_group(logGroupName=group)
+    report = run(settings, backend="ecs")
+    assert "ecs.log-group" not in errors(report)
+    assert "ecs.log-group" in {f.id for f in report.findings if f.severity is Severity.OK}
+
+
 def test_batch_queue_must_be_valid_and_enabled(audit_world):
     from tests.helpers.aws import BATCH_DEFINITION
 

@@ -40,6 +40,7 @@ BY_BACKEND = {
         NETWORK,
         Check("quota.vcpu", "quotas", "Fargate vCPU quota", compute.check_quota),
         Check("ecs.cluster", "compute", "ECS cluster", compute.check_ecs_cluster),
+        Check("ecs.log-group", "compute", "ECS log group", compute.check_ecs_log_group),
     ),
     "batch": COMMON
     + (

@@ -15,7 +15,7 @@ from fceval_tui.services.audit_checks.base import AuditContext
 
 SERVICES = {
     "ec2": ("sts", "s3", "kms", "iam", "ec2", "ssm", "service-quotas"),
-    "ecs": ("sts", "s3", "kms", "iam", "ec2", "ecs", "service-quotas"),
+    "ecs": ("sts", "s3", "kms", "iam", "ec2", "ecs", "logs", "service-quotas"),
     "batch": ("sts", "s3", "kms", "iam", "ec2", "batch"),
 }
 

@@ -1,4 +1,4 @@
-"""Compute: vCPU quota, AMI, instance type offerings (EC2); cluster (ECS); queue (Batch)."""
+"""Compute: vCPU quota, AMI, instance type offerings (EC2); cluster and log group (ECS); queue (Batch)."""
 
 from __future__ import annotations
 
@@ -206,6 +206,24 @@ def check_ecs_cluster(ctx: AuditContext, f: Findings) -> None:
         return
     f.ok("ecs.cluster", f"ECS cluster {name} is active", clusters[0].get("clusterArn", ""))
     _ecs_platform(ctx, f, name)
+
+
+def check_ecs_log_group(ctx: AuditContext, f: Findings) -> None:
+    """Fargate does not create an awslogs group: a task whose group is missing never starts."""
+    name = ctx.settings.ecs_log_group
+    if not name:
+        f.ok("ecs.log-group", "no ECS log group set", "a failed upload is reported without the aws CLI's reason")
+        return
+    pages = ctx.client("logs").get_paginator("describe_log_groups").paginate(logGroupNamePrefix=name)
+    if not any(group["logGroupName"] == name for page in pages for group in page.get("logGroups", [])):
+        f.error(
+            "ecs.log-group",
+            f"ECS log group {name} does not exist",
+            "FCEVAL_ECS_LOG_GROUP: tasks would fail to start (ResourceInitializationError)",
+            f"aws logs create-log-group --log-group-name {shlex.quote(name)}",
+        )
+        return
+    f.ok("ecs.log-group", f"ECS log group {name} exists", "tasks' output, and why an upload failed")
 
 
 def _ecs_platform(ctx: AuditContext, f: Findings, cluster: str) -> None:
