@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from fceval_tui.cli.context import load_context
 from fceval_tui.cli.exit_codes import EXIT_FAILED, EXIT_OK
+
+POLL = 0.2  # seconds between looks at the session while waiting for Ctrl-C
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     settings, ledger = load_context(args)
     forwards = Forwards(settings, ledger, identity_for(settings, AWS_BACKENDS))
     forward = forwards.open(args.job, args.remote_port, args.local_port)
+    # Ctrl-C only sets a flag: a KeyboardInterrupt raised inside Popen.wait can leave its waitpid lock
+    # held, and closing the session then waits on that lock forever (seen once in CI).
+    stopped = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stopped.set())
     try:
         if args.json:
             from fceval_tui.cli import output
@@ -34,8 +42,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"forwarding {forward.url} -> {forward.target} port {forward.remote_port}", flush=True)
             print("press Ctrl-C to stop", file=sys.stderr, flush=True)
-        status = forward.session.wait()
-    except KeyboardInterrupt:
+        status = None
+        while status is None and not stopped.wait(POLL):
+            status = forward.session.wait(timeout=0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if stopped.is_set():
         forwards.close(forward.id, "Ctrl-C")
         return EXIT_OK
     # The session ended by itself (the machine went away, the network dropped, a session timeout).
