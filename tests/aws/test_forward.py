@@ -127,6 +127,26 @@ def test_forward_cli_prints_the_url_and_stops_on_ctrl_c(aws_env, ssm_sessions, l
     assert [e.detail["action"] for e in _forward_events(ledger)] == ["open", "close"]
 
 
+def test_forward_cli_says_when_the_session_ends_by_itself(aws_env, ssm_sessions, ledger, state_dir):
+    """The session dies under the CLI (the network, the machine): it says so and exits 1, without Ctrl-C."""
+    import os
+
+    job = _running_job(aws_env, ledger)
+    argv = [sys.executable, "-m", "fceval_tui", "--state-dir", str(state_dir), "forward", job.id]
+    with echo_server() as remote_port:
+        proc = subprocess.Popen([*argv, str(remote_port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().startswith("forwarding http://127.0.0.1:")
+            guard = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            os.killpg(int(guard[0]), signal.SIGKILL)  # the session's whole process group, as a crash would
+            assert proc.wait(30) == 1
+            assert "the forwarding session ended (exit -9)" in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert [e.detail["action"] for e in _forward_events(ledger)] == ["open", "close"]
+
+
 def test_forward_refuses_what_it_cannot_reach_in_one_line(aws_env, ssm_sessions, ledger, state_dir):
     gone = _running_job(aws_env, ledger)
     aws_env.client("ec2").terminate_instances(InstanceIds=[gone.resource_id])
