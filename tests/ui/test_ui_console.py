@@ -233,3 +233,20 @@ async def test_a_paused_job_and_why_show_in_the_table_and_the_run_header(seeded)
         seeded.ledger.update("r0demo01-002", paused=None)  # resumed
         await wait_for(pilot, lambda: "▶ running" in table.render_line(2).text)
         await wait_for(pilot, lambda: "paused" not in text_of(seeded.screen.query_one("#runs").render()))
+
+
+async def test_a_confirmation_shows_its_whole_question(seeded):
+    """The quit question ("… Running tmux sessions go on; pending jobs wait …") was cut at the dialog's edge."""
+    from textual.widgets import Label
+
+    from fceval_tui.ui.screens.modals import ConfirmScreen
+
+    question = "1 run(s) are being driven by this console. Quit anyway? " + "Running tmux sessions go on. " * 4
+    async with seeded.run_test(size=SMALL) as pilot:
+        seeded.push_screen(ConfirmScreen(question, "Quit"))
+        await wait_for(pilot, lambda: isinstance(seeded.screen, ConfirmScreen))
+        await pilot.pause()
+        label = seeded.screen.query_one(Label)
+        assert label.region.right <= label.parent.content_region.right  # wrapped inside the dialog, not cut
+        lines = [label.render_line(y).text.strip() for y in range(label.size.height)]
+        assert " ".join(lines).split() == question.split()
