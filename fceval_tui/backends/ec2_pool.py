@@ -167,11 +167,12 @@ class Ec2PoolBackend(Ec2Backend):
         except (BackendError, TimeoutError) as exc:
             self.fleet.drain(pool, instance, f"cleaning up after {ctx.job.id} failed: {exc}")
             self.fleet.upkeep(pool)  # marks it gone when EC2 no longer runs it
-            raise TransientError(f"cleaning up {ctx.job.id} on {resource_id} failed: {exc}") from exc
+            # Drained: no job goes there again and the keeper ends it, so a retried cleanup could add nothing.
+            raise PermanentError(f"cleaning up {ctx.job.id} on {resource_id} failed: {exc}") from exc
         if not result.ok:
             what = pool_scripts.output_value(result.stdout, "left") or result.stderr.strip()[-200:]
             self.fleet.drain(pool, instance, f"cleaning up after {ctx.job.id} left {what}")
-            raise TransientError(f"cleaning up {ctx.job.id} on {resource_id} left {what}; the instance is drained")
+            raise PermanentError(f"cleaning up {ctx.job.id} on {resource_id} left {what}; the instance is drained")
         self.fleet.set_expiry_tag(self.book.release(resource_id, ctx.job.id), result.stdout)
 
     def _maybe_upkeep(self, pool: Pool) -> None:
