@@ -4,6 +4,7 @@ on 127.0.0.1 "on the instance"."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -106,8 +107,9 @@ def test_a_forward_being_closed_stays_listed_until_its_session_ended(aws_env, aw
     assert closes == ["closed in the console"]
 
 
-def test_forward_cli_prints_the_url_and_stops_on_ctrl_c(aws_env, ssm_sessions, ledger, state_dir):
-    job = _running_job(aws_env, ledger)
+@contextlib.contextmanager
+def _forward_cli(state_dir, job):
+    """`fceval-tui forward JOB PORT` to an echo server, once it has printed its URL line: (process, line)."""
     argv = [sys.executable, "-m", "fceval_tui", "--state-dir", str(state_dir), "forward", job.id]
     with echo_server() as remote_port:
         proc = subprocess.Popen([*argv, str(remote_port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -116,34 +118,31 @@ def test_forward_cli_prints_the_url_and_stops_on_ctrl_c(aws_env, ssm_sessions, l
             assert line.startswith("forwarding http://127.0.0.1:") and f"-> {job.resource_id} port" in line, (
                 line + proc.stderr.read()
             )
-            local_port = int(line.split("127.0.0.1:")[1].split()[0])
-            assert talk(local_port, b"ping") == GREETING + b"ping"
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(30) == 0
+            yield proc, line
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_forward_cli_prints_the_url_and_stops_on_ctrl_c(aws_env, ssm_sessions, ledger, state_dir):
+    job = _running_job(aws_env, ledger)
+    with _forward_cli(state_dir, job) as (proc, line):
+        local_port = int(line.split("127.0.0.1:")[1].split()[0])
+        assert talk(local_port, b"ping") == GREETING + b"ping"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
     assert is_free(local_port)
     assert [e.detail["action"] for e in _forward_events(ledger)] == ["open", "close"]
 
 
 def test_forward_cli_says_when_the_session_ends_by_itself(aws_env, ssm_sessions, ledger, state_dir):
     """The session dies under the CLI (the network, the machine): it says so and exits 1, without Ctrl-C."""
-    import os
-
     job = _running_job(aws_env, ledger)
-    argv = [sys.executable, "-m", "fceval_tui", "--state-dir", str(state_dir), "forward", job.id]
-    with echo_server() as remote_port:
-        proc = subprocess.Popen([*argv, str(remote_port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert proc.stdout.readline().startswith("forwarding http://127.0.0.1:")
-            guard = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-            os.killpg(int(guard[0]), signal.SIGKILL)  # the session's whole process group, as a crash would
-            assert proc.wait(30) == 1
-            assert "the forwarding session ended (exit -9)" in proc.stderr.read()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with _forward_cli(state_dir, job) as (proc, _):
+        guard = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        os.killpg(int(guard[0]), signal.SIGKILL)  # the session's whole process group, as a crash would
+        assert proc.wait(30) == 1
+        assert "the forwarding session ended (exit -9)" in proc.stderr.read()
     assert [e.detail["action"] for e in _forward_events(ledger)] == ["open", "close"]
 
 
