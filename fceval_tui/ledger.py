@@ -449,7 +449,7 @@ def process_start_time(pid: int) -> int | None:
 def _owner_alive(row: sqlite3.Row) -> bool:
     """Whether the process recorded as a run's runner is still that runner."""
     pid, started = row["owner_pid"], row["owner_started"]
-    if row["owner_host"] != socket.gethostname() or not _alive(pid):
+    if row["owner_host"] != socket.gethostname() or not pid_exists(pid):
         return False
     if not os.path.isdir("/proc"):
         return True  # no start times to compare here
@@ -458,7 +458,8 @@ def _owner_alive(row: sqlite3.Row) -> bool:
     return now is not None and (started is None or now == started)
 
 
-def _alive(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (a zombie or another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

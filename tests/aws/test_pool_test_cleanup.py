@@ -4,7 +4,6 @@ and touches no job user of another machine (another test, or another checkout's 
 from __future__ import annotations
 
 import os
-import pwd
 import subprocess
 import tempfile
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fceval_tui.backends import pool_scripts
+from tests.helpers.machine_state import user_exists
 from tests.helpers.ssm_double import Ec2Machine
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creating job users needs root (as CI runs the tests)")
@@ -32,14 +32,6 @@ def _user_on(machine: Ec2Machine, job_id: str) -> tuple[str, subprocess.Popen]:
     return user, subprocess.Popen(["runuser", "-u", user, "--", "sleep", "300"], start_new_session=True)
 
 
-def _exists(user: str) -> bool:
-    try:
-        pwd.getpwnam(user)
-        return True
-    except KeyError:
-        return False
-
-
 def test_stop_removes_the_job_users_of_its_machine_only():
     suffix = os.urandom(3).hex()
     mine, other = _machine(), _machine()
@@ -47,13 +39,13 @@ def test_stop_removes_the_job_users_of_its_machine_only():
         user, process = _user_on(mine, f"rclean{suffix}-001")
         stranger, stranger_process = _user_on(other, f"rclean{suffix}-002")
         mine.stop()
-        assert not _exists(user)
+        assert not user_exists(user)
         assert process.wait(timeout=30) != 0  # killed, not finished
         groups = subprocess.run(["getent", "group", user], capture_output=True, text=True)
         assert groups.returncode != 0, groups.stdout
         assert not mine.root.exists()
-        assert _exists(stranger) and stranger_process.poll() is None  # another machine's user is left alone
+        assert user_exists(stranger) and stranger_process.poll() is None  # another machine's user is left alone
     finally:
         other.stop()
-    assert not _exists(stranger)
+    assert not user_exists(stranger)
     assert stranger_process.wait(timeout=30) != 0

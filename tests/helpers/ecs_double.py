@@ -55,7 +55,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.machine_state import held
+from tests.helpers.machine_state import held, user_exists
 from tests.helpers.task_roles import role_environment
 
 CONTAINER_USER = "fceval-ctr"
@@ -490,14 +490,6 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def container_user() -> Iterator[str]:
     """A non-root account for images that declare USER (CI runs as root); removed afterwards when created
@@ -512,7 +504,7 @@ def container_user() -> Iterator[str]:
         subprocess.run(["userdel", "-r", CONTAINER_USER], capture_output=True)
         shutil.rmtree("/tmp/fceval-tui", ignore_errors=True)
 
-    with held("container-user", exists=lambda: _user_exists(CONTAINER_USER), create=create, remove=remove):
+    with held("container-user", exists=lambda: user_exists(CONTAINER_USER), create=create, remove=remove):
         yield CONTAINER_USER
 
 

@@ -11,21 +11,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pwd
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fceval_tui.ledger import pid_exists
+
 ROOT = Path("/tmp/fceval-tests-machine")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager
@@ -37,7 +30,7 @@ def _locked(name: str) -> Iterator[Path]:
             holders = ROOT / f"{name}.holders"
             holders.mkdir(exist_ok=True)
             for holder in holders.iterdir():
-                if not _alive(int(holder.name)):
+                if not pid_exists(int(holder.name)):
                     holder.unlink()
             yield holders
         finally:
@@ -72,3 +65,11 @@ def held(
             if not any(holders.iterdir()) and owned.exists():
                 remove()
                 owned.unlink()
+
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False

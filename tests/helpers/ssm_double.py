@@ -60,7 +60,7 @@ import pytest
 from fceval_tui.backends.remote_tmux import TMUX_GROUP
 from tests.helpers.aws import MotoWorld
 from tests.helpers.job_users import remove_users_homed_under
-from tests.helpers.machine_state import held
+from tests.helpers.machine_state import held, user_exists
 from tests.helpers.tmux_cleanup import kill_processes_in, kill_servers_under
 
 SSM_USER = "ssm-user"
@@ -500,18 +500,11 @@ def ssm_user(tmux_group) -> Iterator[pwd.struct_passwd]:
         pytest.skip("the SSM doubles drop to ssm-user as the agent does: run the tests as root (as CI does)")
     with held(
         "ssm-user",
-        exists=lambda: _lookup_user(SSM_USER) is not None,
+        exists=lambda: user_exists(SSM_USER),
         create=lambda: subprocess.run(["useradd", "-m", SSM_USER], check=True, capture_output=True),
         remove=lambda: subprocess.run(["userdel", "-r", SSM_USER], capture_output=True),
     ):
         yield pwd.getpwnam(SSM_USER)
-
-
-def _lookup_user(name: str) -> pwd.struct_passwd | None:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        return None
 
 
 def _group_exists(name: str) -> bool:
