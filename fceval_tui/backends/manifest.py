@@ -165,10 +165,12 @@ def _deliver(s3, inbox: str, final_urls: dict[str, str]) -> set[str]:
     try:
         listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
     except AWS_ERRORS as exc:
-        raise classify(exc, f"listing {inbox}") from exc
+        # Named without the inbox's URL in job errors: its token is what keeps other jobs out of it.
+        raise classify(exc, f"listing the attempt's inbox in s3://{bucket}") from exc
     delivered = set()
     for item in listing:
-        final = final_urls.get(item["Key"][len(prefix) + 1 :])
+        name = item["Key"][len(prefix) + 1 :]
+        final = final_urls.get(name)
         if final is None:
             continue
         source = {"Bucket": bucket, "Key": item["Key"]}
@@ -179,7 +181,7 @@ def _deliver(s3, inbox: str, final_urls: dict[str, str]) -> set[str]:
             else:
                 s3.copy(source, target_bucket, target_key)  # multipart: CopyObject stops at 5 GiB
         except AWS_ERRORS as exc:
-            raise classify(exc, f"copying {inbox}/{item['Key'][len(prefix) + 1 :]} to {final}") from exc
+            raise classify(exc, f"copying {name} from the attempt's inbox to {final}") from exc
         delivered.add(final)
     return delivered
 
