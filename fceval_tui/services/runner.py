@@ -295,8 +295,7 @@ class Runner:
                 if contact.failed(exc):
                     self._cleanup(ctx, resource_id)
                     return self._after_error(job, _Lost(f"lost contact: {exc}"))
-                # Capped near the poll interval: backends with a status board back off their calls themselves.
-                self._sleep(min(contact.delay(self.backoff_base), 2 * interval))
+                self._sleep(self._retry_delay(contact))
                 job = self._reload(job)
                 continue
             job = self._advance(job, observation)
@@ -337,9 +336,7 @@ class Runner:
                     self._cleanup(ctx, resource_id)
                     error = f"collecting the uploads failed until the job's timeout: {exc}"
                     return self._finish(job.id, JobState.TIMED_OUT, error=error, error_class=exc.error_class)
-                # Capped near the poll interval, as a status read is: a minute's wait per try made a
-                # collect under a throttling storm take ten.
-                delay = min(contact.delay(self.backoff_base), 2 * self.backend.poll_interval)
+                delay = self._retry_delay(contact)
                 self.ledger.record(job.run_id, job.id, "collect_wait", error=str(exc), retry_in=round(delay, 2))
                 self._sleep(delay)
                 job = self._reload(job)
@@ -386,6 +383,12 @@ class Runner:
         return self._reload(job)
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _retry_delay(self, contact: Contact) -> float:
+        """The wait before reading or acting on a job's compute again, capped near the poll interval:
+        backends with a status board back off their calls themselves, and a minute's wait per try made
+        a collect under a throttling storm take ten."""
+        return min(contact.delay(self.backoff_base), 2 * self.backend.poll_interval)
 
     def _check_timeout(self, job: Job) -> None:
         # Time paused for expired credentials is not the job's own (the compute's TTL still counts it).
@@ -448,7 +451,7 @@ class Runner:
             except BackendError as exc:
                 contact.failed(exc)  # counts the try, for the backoff
                 if exc.transient and contact.tries < CLEANUP_TRIES and not self._stop.is_set():
-                    self._sleep(min(contact.delay(self.backoff_base), 2 * self.backend.poll_interval))
+                    self._sleep(self._retry_delay(contact))
                     continue
                 # Recorded so teardown can find it; the job's verdict stands.
                 job = ctx.job
